@@ -1,0 +1,354 @@
+package quotabreaker
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+// sample is one real provider answer from testdata/corpus.
+type sample struct {
+	Provider string            `json:"provider"`
+	Status   int               `json:"status"`
+	Headers  map[string]string `json:"headers"`
+	Body     string            `json:"body"`
+	Expected Class             `json:"expected"`
+	Code     string            `json:"code"`
+	Source   string            `json:"source"`
+	Note     string            `json:"note"`
+
+	name string
+}
+
+func (s sample) header() http.Header {
+	h := make(http.Header, len(s.Headers))
+	for k, v := range s.Headers {
+		h.Set(k, v)
+	}
+	return h
+}
+
+func loadCorpus(tb testing.TB) []sample {
+	tb.Helper()
+	files, err := filepath.Glob(filepath.Join("testdata", "corpus", "*.json"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var out []sample
+	for _, file := range files {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		var s sample
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&s); err != nil {
+			tb.Fatalf("%s: %v", file, err)
+		}
+		s.name = strings.TrimSuffix(filepath.Base(file), ".json")
+		out = append(out, s)
+	}
+	return out
+}
+
+func TestClassifyCorpus(t *testing.T) {
+	corpus := loadCorpus(t)
+	if len(corpus) < 40 {
+		t.Errorf("corpus has %d real bodies, want at least 40", len(corpus))
+	}
+	for _, s := range corpus {
+		t.Run(s.name, func(t *testing.T) {
+			if !strings.HasPrefix(s.Source, "https://") {
+				t.Errorf("sample has no source URL: %q", s.Source)
+			}
+			got := Classify(s.Status, s.header(), []byte(s.Body))
+			if got.Class != s.Expected {
+				t.Errorf("Classify(%d, %s) class = %q, want %q\nnote: %s", s.Status, s.Body, got.Class, s.Expected, s.Note)
+			}
+			if got.Code != s.Code {
+				t.Errorf("code = %q, want %q", got.Code, s.Code)
+			}
+			if got.Retryable != s.Expected.retryable(s.Status) {
+				t.Errorf("retryable = %v for class %q status %d", got.Retryable, got.Class, s.Status)
+			}
+		})
+	}
+}
+
+// TestClassifyQuotaPrecision holds the bodies that look like "out of money"
+// but are not: each would stop all traffic if misread.
+func TestClassifyQuotaPrecision(t *testing.T) {
+	tests := []struct {
+		name   string
+		status int
+		body   string
+		want   Class
+	}{
+		{"429 with nothing recognisable", 429, `<html><body>Too Many Requests</body></html>`, ClassRateLimited},
+		{"429 empty", 429, ``, ClassRateLimited},
+		{"429 JSON without fields", 429, `{}`, ClassRateLimited},
+		{"rate limit asking for a payment method", 429,
+			`{"error":{"message":"Rate limit reached for default-gpt-3.5-turbo in organization org-x on requests per min. Limit: 3 / min. Please add a payment method to your account to increase your rate limit. Visit https://platform.openai.com/account/billing to add a payment method.","type":"requests","param":null,"code":"rate_limit_exceeded"}}`,
+			ClassRateLimited},
+		{"quota wording with a rate-limit code", 429,
+			`{"error":{"message":"You exceeded your current quota, please check your plan and billing details.","type":"tokens","code":"rate_limit_exceeded"}}`,
+			ClassRateLimited},
+		{"code wins over type", 429, `{"error":{"type":"insufficient_quota","code":"rate_limit_exceeded"}}`, ClassRateLimited},
+		{"quota message text alone is not enough", 429,
+			`{"error":{"message":"You exceeded your current quota, please check your plan and billing details.","type":"requests","code":null}}`,
+			ClassRateLimited},
+		{"Gemini RESOURCE_EXHAUSTED says quota", 429,
+			`[{"error":{"code":429,"message":"You exceeded your current quota, please check your plan and billing details.","status":"RESOURCE_EXHAUSTED"}}]`,
+			ClassRateLimited},
+		{"insufficient_quota on a 5xx", 500, `{"error":{"type":"insufficient_quota","code":"insufficient_quota"}}`, ClassServerError},
+		{"insufficient_quota inside a message only", 400, `{"error":{"message":"upstream said insufficient_quota","type":"invalid_request_error"}}`, ClassInvalidRequest},
+		{"insufficient_quota as a key", 429, `{"insufficient_quota":true}`, ClassRateLimited},
+		{"insufficient_quota under another member", 429, `{"detail_error":{"code":"insufficient_quota"}}`, ClassRateLimited},
+		{"credit text from a non-Anthropic shape", 400, `{"error":{"message":"Your credit balance is too low","type":"invalid_request_error"}}`, ClassInvalidRequest},
+		{"escaped code", 429, `{"error":{"code":"insufficient\u005fquota"}}`, ClassQuotaExhausted},
+		{"HTML 402", 402, `<html>Payment Required</html>`, ClassQuotaExhausted},
+		{"truncated quota body", 429, `{"error":{"message":"You exceeded","type":"insufficient_quota","pa`, ClassQuotaExhausted},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Classify(tt.status, nil, []byte(tt.body))
+			if got.Class != tt.want {
+				t.Errorf("Classify(%d, %s) = %q, want %q", tt.status, tt.body, got.Class, tt.want)
+			}
+		})
+	}
+}
+
+func TestClassifyFallback(t *testing.T) {
+	gz := func(s string) []byte {
+		var b bytes.Buffer
+		w := gzip.NewWriter(&b)
+		w.Write([]byte(s))
+		w.Close()
+		return b.Bytes()
+	}
+	tests := []struct {
+		name      string
+		status    int
+		body      []byte
+		want      Class
+		retryable bool
+	}{
+		{"2xx is not an error", 200, []byte(`{"error":{"code":"insufficient_quota"}}`), "", false},
+		{"3xx is not an error", 302, nil, "", false},
+		{"HTML 502 from a proxy", 502, []byte("<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"), ClassServerError, true},
+		{"HTML 503", 503, []byte("<html>Service Unavailable</html>"), ClassServerError, true},
+		{"structured 503", 503, []byte(`{"error":{"message":"Service Unavailable","type":"server_error"}}`), ClassOverloaded, true},
+		{"empty 500", 500, nil, ClassServerError, true},
+		{"HTML 404", 404, []byte("<html>Not Found</html>"), ClassOther, false},
+		{"HTML 413", 413, []byte("<html>Request Entity Too Large</html>"), ClassInvalidRequest, false},
+		{"empty 418", 418, nil, ClassOther, false},
+		{"empty 401", 401, nil, ClassAuthentication, false},
+		{"empty 403", 403, nil, ClassPermission, false},
+		{"empty 404", 404, nil, ClassOther, false},
+		{"empty 408", 408, nil, ClassOther, true},
+		{"empty 409", 409, nil, ClassOther, true},
+		{"empty 529", 529, nil, ClassOverloaded, true},
+		{"structured 404", 404, []byte(`{"error":{"message":"Invalid URL (POST /v1/chat/completion)","type":"invalid_request_error","param":null,"code":null}}`), ClassInvalidRequest, false},
+		{"structured 422", 422, []byte(`{"detail":"Unprocessable"}`), ClassInvalidRequest, false},
+		{"structured 502", 502, []byte(`{"error":{"message":"Bad gateway.","type":"cf_bad_gateway","code":502}}`), ClassServerError, true},
+		{"gzip bytes", 429, gz(`{"error":{"code":"insufficient_quota"}}`), ClassRateLimited, true},
+		{"binary junk", 400, []byte{0xff, 0xfe, 0x00, '{', '"'}, ClassOther, false},
+		{"code as number", 429, []byte(`{"error":{"code":429,"message":"slow"}}`), ClassRateLimited, true},
+		{"code as object", 400, []byte(`{"error":{"code":{"x":1},"message":"m"}}`), ClassInvalidRequest, false},
+		{"error as number", 400, []byte(`{"error":5}`), ClassOther, false},
+		{"error as null", 400, []byte(`{"error":null}`), ClassOther, false},
+		{"deep nesting", 400, []byte(strings.Repeat("[", 1<<20)), ClassOther, false},
+		{"deep nesting inside error", 400, []byte(`{"error":{"x":` + strings.Repeat(`{"a":`, 100000)), ClassInvalidRequest, false},
+		{"unterminated string", 429, []byte(`{"error":{"code":"insufficient_quota`), ClassRateLimited, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Classify(tt.status, nil, tt.body)
+			if got.Class != tt.want || got.Retryable != tt.retryable {
+				t.Errorf("Classify(%d, %q) = %q retryable %v, want %q retryable %v", tt.status, trim(tt.body), got.Class, got.Retryable, tt.want, tt.retryable)
+			}
+		})
+	}
+}
+
+func trim(b []byte) []byte {
+	if len(b) > 80 {
+		return b[:80]
+	}
+	return b
+}
+
+func TestClassifyFields(t *testing.T) {
+	tests := []struct {
+		name   string
+		status int
+		header http.Header
+		body   string
+		want   Classification
+	}{
+		{"openai", 429, http.Header{"Openai-Version": {"2020-10-01"}},
+			`{"error":{"message":"m","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}`,
+			Classification{ClassQuotaExhausted, "openai", "insufficient_quota", "insufficient_quota", false}},
+		{"anthropic", 529, nil, `{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}`,
+			Classification{ClassOverloaded, "anthropic", "overloaded_error", "overloaded_error", true}},
+		{"google", 503, nil, `{"error":{"code":503,"message":"The model is overloaded.","status":"UNAVAILABLE"}}`,
+			Classification{ClassOverloaded, "gemini", "UNAVAILABLE", "", true}},
+		{"azure", 429, http.Header{"Apim-Request-Id": {"x"}}, `{"error":{"code":"429","message":"Requests have exceeded token rate limit"}}`,
+			Classification{ClassRateLimited, "azure", "429", "", true}},
+		{"numeric code kept verbatim", 402, nil, `{"error":{"message":"Insufficient credits","code":402}}`,
+			Classification{ClassQuotaExhausted, "", "402", "", false}},
+		{"escapes applied", 400, nil, `{"error":{"code":"a\"b\u00e9","type":"t\\u"}}`,
+			Classification{ClassInvalidRequest, "", "a\"bé", `t\u`, false}},
+		{"long code bounded", 400, nil, `{"error":{"code":"` + strings.Repeat("é", 200) + `"}}`,
+			Classification{ClassInvalidRequest, "", strings.Repeat("é", maxFieldLen/2), "", false}},
+		{"invalid UTF-8 replaced", 400, nil, "{\"error\":{\"code\":\"a\xffb\"}}",
+			Classification{ClassInvalidRequest, "", "a\uFFFDb", "", false}},
+		{"later duplicate wins", 429, nil, `{"error":{"code":"insufficient_quota"},"error":{"message":"m"}}`,
+			Classification{ClassRateLimited, "", "", "", true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Classify(tt.status, tt.header, []byte(tt.body)); got != tt.want {
+				t.Errorf("Classify = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+// FuzzClassify checks that any body, seeded with the real corpus, classifies
+// without panicking, into a known class, with bounded valid fields, and that a
+// quota verdict only ever comes with a 4xx status.
+func FuzzClassify(f *testing.F) {
+	for _, s := range loadCorpus(f) {
+		f.Add(s.Status, []byte(s.Body))
+	}
+	f.Add(429, []byte(`[{"error":{"code":429,"status":"RESOURCE_EXHAUSTED","details":[{"reason":"RATE_LIMIT_EXCEEDED"}]}}]`))
+	f.Add(400, []byte(`{"error":{"innererror":{"code":"ResponsibleAIPolicyViolation"}}}`))
+	f.Fuzz(func(t *testing.T, status int, body []byte) {
+		c := Classify(status, nil, body)
+		if status < 400 {
+			if c != (Classification{}) {
+				t.Fatalf("status %d classified as %+v", status, c)
+			}
+			return
+		}
+		if !knownClass(c.Class) {
+			t.Fatalf("unknown class %q", c.Class)
+		}
+		for _, s := range []string{c.Code, c.Type} {
+			if len(s) > maxFieldLen || !utf8.ValidString(s) {
+				t.Fatalf("field %q not bounded valid UTF-8", s)
+			}
+		}
+		if c.Class == ClassQuotaExhausted && !isClientError(status) {
+			t.Fatalf("quota verdict on status %d", status)
+		}
+		if c.Retryable != c.Class.retryable(status) {
+			t.Fatalf("retryable %v for %q", c.Retryable, c.Class)
+		}
+	})
+}
+
+// FuzzParse compares the hand-written reader with encoding/json on every
+// valid JSON body: both must find the same code, type, message and status.
+func FuzzParse(f *testing.F) {
+	for _, s := range loadCorpus(f) {
+		f.Add([]byte(s.Body))
+	}
+	f.Add([]byte(`{"error":{"code":1.5e3,"type":"a\u0062c"},"type":"error"}`))
+	f.Add([]byte(`{"object":"error","message":"x","type":"rate_limited","code":"1300"}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var ef errorFields
+		ef.parse(body) // must not panic on anything
+		if !json.Valid(body) || !utf8.Valid(body) {
+			return
+		}
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.UseNumber()
+		var v any
+		if dec.Decode(&v) != nil {
+			return
+		}
+		if a, ok := v.([]any); ok {
+			if len(a) == 0 {
+				return
+			}
+			v = a[0]
+		}
+		top, ok := v.(map[string]any)
+		if !ok {
+			return
+		}
+		e, ok := top["error"].(map[string]any)
+		if !ok {
+			return
+		}
+		check := func(name string, raw []byte, escaped bool, want any) {
+			t.Helper()
+			var ws string
+			switch w := want.(type) {
+			case string:
+				ws = w
+			case json.Number:
+				if name != "code" {
+					return
+				}
+				ws = string(w)
+			default:
+				return
+			}
+			if got := string(maybeUnescape(raw, escaped)); got != ws {
+				t.Fatalf("%s: reader found %q, encoding/json %q in %s", name, got, ws, body)
+			}
+		}
+		check("code", ef.code, ef.codeEscaped, e["code"])
+		check("type", ef.typ, ef.typEscaped, e["type"])
+		check("message", ef.message, bytes.IndexByte(ef.message, '\\') >= 0, e["message"])
+		check("status", ef.status, bytes.IndexByte(ef.status, '\\') >= 0, e["status"])
+	})
+}
+
+func maybeUnescape(raw []byte, escaped bool) []byte {
+	if escaped {
+		return unescape(raw)
+	}
+	return raw
+}
+
+func knownClass(c Class) bool {
+	switch c {
+	case ClassQuotaExhausted, ClassRateLimited, ClassOverloaded, ClassServerError,
+		ClassContextLengthExceeded, ClassModelNotFound, ClassAuthentication,
+		ClassPermission, ClassInvalidRequest, ClassContentFilter, ClassOther:
+		return true
+	}
+	return false
+}
+
+// BenchmarkClassify measures a typical OpenAI 429 answer, headers included.
+func BenchmarkClassify(b *testing.B) {
+	body := []byte(`{"error":{"message":"Rate limit reached for gpt-4o in organization org-abc on tokens per min (TPM): Limit 30000, Used 29000, Requested 2000. Please try again in 2s. Visit https://platform.openai.com/account/rate-limits to learn more.","type":"tokens","param":null,"code":"rate_limit_exceeded"}}`)
+	header := http.Header{
+		"Content-Type":                   {"application/json"},
+		"Openai-Version":                 {"2020-10-01"},
+		"Retry-After":                    {"2"},
+		"X-Ratelimit-Remaining-Requests": {"499"},
+		"X-Request-Id":                   {"req_123"},
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		c := Classify(429, header, body)
+		if c.Class != ClassRateLimited {
+			b.Fatal(c)
+		}
+	}
+}

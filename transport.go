@@ -1,0 +1,394 @@
+package quotabreaker
+
+import (
+	"bytes"
+	"compress/flate"
+	"compress/gzip"
+	"compress/zlib"
+	"encoding/json"
+	"hash/maphash"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Headers the Transport adds to answers.
+const (
+	// HeaderShouldRetry is the header OpenAI's SDKs (and others generated
+	// the same way) read before the status to decide on a retry. The
+	// Transport sets it to "false" on every answer of a tripping class.
+	HeaderShouldRetry = "X-Should-Retry"
+	// HeaderShortCircuit is set to "true" on an answer the Transport made
+	// itself, from an open latch, without reaching the network.
+	HeaderShortCircuit = "Quotabreaker-Short-Circuit"
+	// HeaderScope names the open latch on a short-circuited answer.
+	HeaderScope = "Quotabreaker-Scope"
+)
+
+// Transport is an http.RoundTripper that classifies error answers, opens a
+// latch (a circuit breaker that never closes on its own) for the scope of a
+// request whose answer says the quota is exhausted, and refuses that scope's
+// later requests without reaching the network until Reset.
+//
+// Answers below 400 pass through untouched: their bodies are neither read
+// nor delayed. Error answers are classified from a bounded prefix of their
+// body and reach the caller byte for byte as sent; rate limits and every
+// other retryable answer pass through unchanged, for the caller's retry
+// logic. Transport errors pass through unchanged and never trip a latch.
+//
+// A Transport must be made with New. It is safe for concurrent use. On the
+// success path it costs a map lookup under a read lock, a keyed hash of the
+// credential headers and two uncontended mutex operations in the breaker;
+// tracing costs what the tracer provider charges.
+type Transport struct {
+	base    http.RoundTripper
+	cfg     config
+	seed    maphash.Seed
+	latches latches
+	tel     telemetry
+}
+
+var _ http.RoundTripper = (*Transport)(nil)
+
+// New returns a Transport that sends requests through base. A nil base
+// means http.DefaultTransport.
+func New(base http.RoundTripper, opts ...Option) *Transport {
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	t := &Transport{base: base, cfg: newConfig(opts), seed: maphash.MakeSeed()}
+	t.tel.init(t)
+	return t
+}
+
+// RoundTrip implements http.RoundTripper.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	key := t.scopeKey(req)
+	l := t.latches.acquire(key, func() string { return scopeName(req, key) })
+	defer l.release()
+
+	ctx, span := t.tel.start(req)
+	done, err := l.cb.Allow()
+	if err != nil {
+		if o := l.trip.Load(); o != nil {
+			return t.shortCircuit(req, l, o, span)
+		}
+		// Unreachable: a trip is recorded before its breaker opens. Send
+		// the request rather than refuse it without a reason.
+		done = func(error) {}
+	}
+	if ctx != req.Context() {
+		req = req.WithContext(ctx)
+	}
+
+	resp, err := t.base.RoundTrip(req)
+	if err != nil {
+		done(nil)
+		t.tel.transportError(span, err)
+		return nil, err
+	}
+	if resp.StatusCode < 400 {
+		done(nil)
+		t.tel.answer(span, req, resp, Classification{}, l.scope, "closed")
+		return resp, nil
+	}
+
+	c, body, complete := t.inspect(req, resp)
+	state := "closed"
+	var first *opened
+	if t.trips(c.Class) {
+		resp.Header.Set(HeaderShouldRetry, "false")
+		o := &opened{
+			Trip: Trip{
+				Scope:          l.scope,
+				Classification: c,
+				Status:         resp.StatusCode,
+				RequestID:      requestID(resp.Header),
+				At:             t.cfg.now(),
+			},
+			answer: replayAnswer(resp, c, body, complete),
+		}
+		// Record before the breaker opens, so a request that finds it open
+		// always finds the answer to give.
+		if t.latches.record(l, o) {
+			first = o
+		}
+		done(errTripped)
+		if l.trip.Load() != nil {
+			state = "open"
+		}
+	} else {
+		done(nil)
+	}
+	t.tel.answer(span, req, resp, c, l.scope, state)
+	if first != nil {
+		t.tel.tripped(span, first.Trip)
+		if t.cfg.onTrip != nil {
+			t.cfg.onTrip(first.Trip)
+		}
+	}
+	return resp, nil
+}
+
+func (t *Transport) trips(c Class) bool {
+	for _, tc := range t.cfg.tripClasses {
+		if c == tc {
+			return true
+		}
+	}
+	return false
+}
+
+// shortCircuit answers req from the open latch l without the network.
+func (t *Transport) shortCircuit(req *http.Request, l *latch, o *opened, span spanHandle) (*http.Response, error) {
+	// A RoundTripper must close the request body, even when it sends nothing.
+	if req.Body != nil {
+		req.Body.Close()
+	}
+	if t.cfg.errorOnOpen {
+		err := &OpenError{Trip: o.Trip}
+		t.tel.shortCircuit(span, nil, o.Trip)
+		return nil, err
+	}
+	a := o.answer
+	header := a.header.Clone()
+	header.Set(HeaderShortCircuit, "true")
+	header.Set(HeaderScope, l.scope)
+	resp := &http.Response{
+		Status:        strconv.Itoa(a.status) + " " + http.StatusText(a.status),
+		StatusCode:    a.status,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        header,
+		Body:          io.NopCloser(bytes.NewReader(a.body)),
+		ContentLength: int64(len(a.body)),
+		Request:       req,
+	}
+	t.tel.shortCircuit(span, resp, o.Trip)
+	return resp, nil
+}
+
+// Reset closes the open latch named scope (as shown in Trip.Scope) and
+// reports whether there was one. Requests of that scope reach the network
+// again; an answer to a request sent before the reset cannot reopen it.
+// Call it once billing is fixed.
+func (t *Transport) Reset(scope string) bool {
+	return len(t.reset(scope, false)) > 0
+}
+
+// ResetAll closes every open latch and returns how many there were.
+func (t *Transport) ResetAll() int {
+	return len(t.reset("", true))
+}
+
+func (t *Transport) reset(scope string, all bool) []Trip {
+	trips := t.latches.reset(scope, all)
+	sortTrips(trips)
+	for _, tr := range trips {
+		t.tel.reset(tr)
+		if t.cfg.onReset != nil {
+			t.cfg.onReset(tr)
+		}
+	}
+	return trips
+}
+
+// Tripped returns the open latches, oldest first.
+func (t *Transport) Tripped() []Trip {
+	return t.latches.tripped()
+}
+
+// inspect classifies an error answer from a bounded prefix of its body and
+// puts back a body that yields exactly the bytes the server sent. It returns
+// the decoded prefix and whether that prefix is the whole body.
+func (t *Transport) inspect(req *http.Request, resp *http.Response) (c Classification, body []byte, complete bool) {
+	if resp.Body != nil && resp.Body != http.NoBody {
+		var rerr error
+		body, complete, rerr = readPrefix(resp.Body, t.cfg.maxErrorBody, resp.ContentLength)
+		resp.Body = newPrefixBody(body, complete, rerr, resp.Body)
+		if rerr != nil {
+			complete = false
+		}
+	} else {
+		complete = true
+	}
+	if enc := resp.Header.Get("Content-Encoding"); enc != "" && !resp.Uncompressed && len(body) > 0 {
+		body, complete = decode(enc, body, complete, t.cfg.maxErrorBody)
+	}
+	c = Classify(resp.StatusCode, resp.Header, body)
+	if p := hostProvider(requestHost(req)); p != "" {
+		c.Provider = p
+	}
+	return c, body, complete
+}
+
+// readPrefix reads up to limit bytes of r and reports whether it reached the
+// end. The size hint, the answer's Content-Length, saves growing the buffer.
+func readPrefix(r io.Reader, limit int, hint int64) (buf []byte, eof bool, err error) {
+	size := 512
+	if hint > 0 {
+		size = int(min(hint+1, int64(limit)))
+	}
+	buf = make([]byte, 0, size)
+	for {
+		if len(buf) == cap(buf) {
+			if len(buf) >= limit {
+				return buf, false, nil
+			}
+			buf = slices.Grow(buf, min(len(buf), limit-len(buf)))
+		}
+		n, err := r.Read(buf[len(buf):min(cap(buf), limit)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, true, nil
+		}
+		if err != nil {
+			return buf, false, err
+		}
+	}
+}
+
+// prefixBody gives back the bytes read to classify an answer, then the rest
+// of the original body, or the error that interrupted the first read.
+type prefixBody struct {
+	prefix []byte
+	eof    bool
+	err    error
+	rest   io.ReadCloser
+}
+
+func newPrefixBody(prefix []byte, eof bool, err error, rest io.ReadCloser) io.ReadCloser {
+	return &prefixBody{prefix: prefix, eof: eof, err: err, rest: rest}
+}
+
+func (b *prefixBody) Read(p []byte) (int, error) {
+	if len(b.prefix) > 0 {
+		n := copy(p, b.prefix)
+		b.prefix = b.prefix[n:]
+		return n, nil
+	}
+	switch {
+	case b.err != nil:
+		return 0, b.err
+	case b.eof:
+		return 0, io.EOF
+	}
+	return b.rest.Read(p)
+}
+
+func (b *prefixBody) Close() error { return b.rest.Close() }
+
+// decode undoes a Content-Encoding the caller asked for itself (Go's
+// transport decodes gzip only when it added Accept-Encoding). The output is
+// bounded like the input; an encoding it cannot undo yields no body, so the
+// answer is classified by its status.
+func decode(encoding string, b []byte, complete bool, limit int) ([]byte, bool) {
+	var zr io.Reader
+	var err error
+	switch strings.ToLower(strings.TrimSpace(encoding)) {
+	case "identity":
+		return b, complete
+	case "gzip", "x-gzip":
+		zr, err = gzip.NewReader(bytes.NewReader(b))
+	case "deflate":
+		// "deflate" is zlib-wrapped by the standard, raw in some servers.
+		if zr, err = zlib.NewReader(bytes.NewReader(b)); err != nil {
+			zr, err = flate.NewReader(bytes.NewReader(b)), nil
+		}
+	default:
+		return nil, false
+	}
+	if err != nil {
+		return nil, false
+	}
+	out, err := io.ReadAll(io.LimitReader(zr, int64(limit)+1))
+	if len(out) > limit {
+		return out[:limit], false
+	}
+	return out, complete && err == nil
+}
+
+// replayAnswer is what requests refused by the latch will receive: the
+// tripping answer's status and body, decoded, with its content type. A body
+// too large to keep is replaced by a short one in OpenAI's shape carrying the
+// same code and type, which every OpenAI-compatible SDK parses.
+func replayAnswer(resp *http.Response, c Classification, body []byte, complete bool) answer {
+	h := http.Header{HeaderShouldRetry: {"false"}}
+	if ct := resp.Header.Get("Content-Type"); ct != "" && complete {
+		h.Set("Content-Type", ct)
+	}
+	if !complete {
+		body = syntheticBody(c)
+		h.Set("Content-Type", "application/json")
+	}
+	return answer{status: resp.StatusCode, header: h, body: bytes.Clone(body)}
+}
+
+func syntheticBody(c Classification) []byte {
+	type apiError struct {
+		Message string  `json:"message"`
+		Type    string  `json:"type"`
+		Param   *string `json:"param"`
+		Code    string  `json:"code"`
+	}
+	b, _ := json.Marshal(struct {
+		Error apiError `json:"error"`
+	}{apiError{
+		Message: "quotabreaker: latch open after a " + string(c.Class) + " answer; reset it once fixed",
+		Type:    c.Type,
+		Code:    c.Code,
+	}})
+	return b
+}
+
+// requestID returns the provider's id of an answer, bounded and printable.
+func requestID(h http.Header) string {
+	for _, name := range [...]string{"X-Request-Id", "Request-Id", "Apim-Request-Id"} {
+		if v := h.Get(name); v != "" {
+			return fieldString([]byte(v), false)
+		}
+	}
+	return ""
+}
+
+// hostProvider names the provider of well-known API hosts.
+func hostProvider(host string) string {
+	host, _ = hostPort(host)
+	host = strings.ToLower(host)
+	for _, p := range knownHosts {
+		if host == p.host || (p.suffix && strings.HasSuffix(host, "."+p.host)) {
+			return p.provider
+		}
+	}
+	return ""
+}
+
+var knownHosts = [...]struct {
+	host     string
+	suffix   bool
+	provider string
+}{
+	{"api.openai.com", false, "openai"},
+	{"openai.azure.com", true, "azure"},
+	{"cognitiveservices.azure.com", true, "azure"},
+	{"services.ai.azure.com", true, "azure"},
+	{"api.anthropic.com", false, "anthropic"},
+	{"generativelanguage.googleapis.com", false, "gemini"},
+	{"api.deepseek.com", false, "deepseek"},
+	{"openrouter.ai", false, "openrouter"},
+	{"api.groq.com", false, "groq"},
+	{"api.mistral.ai", false, "mistral"},
+	{"api.x.ai", false, "xai"},
+	{"api.together.xyz", false, "together"},
+	{"api.together.ai", false, "together"},
+	{"api.perplexity.ai", false, "perplexity"},
+	{"api.fireworks.ai", false, "fireworks"},
+	{"api.moonshot.ai", false, "moonshot"},
+	{"api.moonshot.cn", false, "moonshot"},
+	{"open.bigmodel.cn", false, "zhipu"},
+	{"api.siliconflow.cn", false, "siliconflow"},
+	{"api.cohere.com", false, "cohere"},
+}
