@@ -234,10 +234,10 @@ func readPrefix(r io.Reader, limit int, hint int64) (buf []byte, eof bool, err e
 	}
 	buf = make([]byte, 0, size)
 	for {
+		if len(buf) >= limit {
+			return buf, false, nil
+		}
 		if len(buf) == cap(buf) {
-			if len(buf) >= limit {
-				return buf, false, nil
-			}
 			buf = slices.Grow(buf, min(len(buf), limit-len(buf)))
 		}
 		n, err := r.Read(buf[len(buf):min(cap(buf), limit)])
