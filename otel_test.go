@@ -1,0 +1,499 @@
+package quotabreaker
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// recording is a real OTel SDK pipeline that keeps what it records.
+type recording struct {
+	spans  *tracetest.SpanRecorder
+	tp     *sdktrace.TracerProvider
+	reader *sdkmetric.ManualReader
+	mp     *sdkmetric.MeterProvider
+}
+
+func newRecording(t *testing.T) *recording {
+	r := &recording{spans: tracetest.NewSpanRecorder(), reader: sdkmetric.NewManualReader()}
+	r.tp = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(r.spans))
+	r.mp = sdkmetric.NewMeterProvider(sdkmetric.WithReader(r.reader))
+	t.Cleanup(func() {
+		r.tp.Shutdown(context.Background())
+		r.mp.Shutdown(context.Background())
+	})
+	return r
+}
+
+func (r *recording) options() []Option {
+	return []Option{WithTracerProvider(r.tp), WithMeterProvider(r.mp)}
+}
+
+func attrs(s sdktrace.ReadOnlySpan) map[attribute.Key]attribute.Value {
+	m := map[attribute.Key]attribute.Value{}
+	for _, kv := range s.Attributes() {
+		m[kv.Key] = kv.Value
+	}
+	return m
+}
+
+// fakeBase answers every request with a, as a provider at the request's
+// host would; it never touches the network.
+func fakeBase(a corpusAnswer) http.RoundTripper {
+	return roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		return &http.Response{
+			StatusCode: a.status, Header: a.header.Clone(), Request: r,
+			Body: io.NopCloser(strings.NewReader(a.body)),
+		}, nil
+	})
+}
+
+func send(t *testing.T, tr http.RoundTripper, url, key string) *http.Response {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodPost, url, strings.NewReader(`{"messages":[{"role":"user","content":"PROMPT-CANARY"}]}`))
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
+func TestSpanPerClass(t *testing.T) {
+	tests := []struct {
+		sample, url, provider string
+		class                 Class
+	}{
+		{"openai-insufficient-quota-429-status-shown", "https://api.openai.com/v1/chat/completions", "openai", ClassQuotaExhausted},
+		{"openai-rate-limit-tokens-tpm", "https://api.openai.com/v1/chat/completions", "openai", ClassRateLimited},
+		{"openai-model-overloaded-503", "https://api.openai.com/v1/chat/completions", "openai", ClassOverloaded},
+		{"openai-server-error-500", "https://api.openai.com/v1/chat/completions", "openai", ClassServerError},
+		{"openai-context-length-exceeded", "https://api.openai.com/v1/chat/completions", "openai", ClassContextLengthExceeded},
+		{"openai-model-not-found-404-learn-more", "https://api.openai.com/v1/chat/completions", "openai", ClassModelNotFound},
+		{"openai-invalid-api-key-401", "https://api.openai.com/v1/chat/completions", "openai", ClassAuthentication},
+		{"openai-unsupported-country-403", "https://api.openai.com/v1/chat/completions", "openai", ClassPermission},
+		{"openai-unsupported-parameter-400", "https://api.openai.com/v1/chat/completions", "openai", ClassInvalidRequest},
+		{"azure-content-filter-400", "https://x.openai.azure.com/openai/deployments/d/chat/completions?api-version=2024-02-01", "azure.ai.openai", ClassContentFilter},
+		{"anthropic-overloaded-529-headers", "https://api.anthropic.com/v1/messages", "anthropic", ClassOverloaded},
+		{"deepseek-insufficient-balance-402", "https://api.deepseek.com/chat/completions", "deepseek", ClassQuotaExhausted},
+		{"gemini-429-free-tier-quotafailure", "https://localhost:8443/v1beta/models/m:generateContent", "gcp.gemini", ClassRateLimited},
+	}
+	for _, tt := range tests {
+		t.Run(tt.sample, func(t *testing.T) {
+			rec := newRecording(t)
+			a := answerFrom(t, tt.sample)
+			tr := New(fakeBase(a), rec.options()...)
+			send(t, tr, tt.url, "sk-a")
+			spans := rec.spans.Ended()
+			if len(spans) != 1 {
+				t.Fatalf("%d spans, want 1", len(spans))
+			}
+			s := spans[0]
+			m := attrs(s)
+			want := Classify(a.status, a.header, []byte(a.body))
+			state := "closed"
+			if tt.class == ClassQuotaExhausted {
+				state = "open"
+			}
+			checks := map[attribute.Key]any{
+				"error.type":                 string(tt.class),
+				"gen_ai.provider.name":       tt.provider,
+				"http.request.method":        "POST",
+				"http.response.status_code":  int64(a.status),
+				"quotabreaker.breaker.state": state,
+				"quotabreaker.error.code":    want.Code,
+				"quotabreaker.error.type":    want.Type,
+			}
+			for k, v := range checks {
+				if v == "" {
+					if _, ok := m[k]; ok {
+						t.Errorf("%s set for an empty value", k)
+					}
+					continue
+				}
+				if got := m[k].AsInterface(); got != v {
+					t.Errorf("%s = %v, want %v", k, got, v)
+				}
+			}
+			if s.Name() != "POST" || s.SpanKind() != trace.SpanKindClient || s.Status().Code != codes.Error {
+				t.Errorf("span %q kind %v status %v", s.Name(), s.SpanKind(), s.Status())
+			}
+			if !strings.Contains(m["quotabreaker.scope"].AsString(), "/key:") || m["server.address"].AsString() == "" || m["url.full"].AsString() == "" {
+				t.Errorf("scope, server.address or url.full missing: %v", m)
+			}
+		})
+	}
+}
+
+func TestQuotaAndRateLimitReadApart(t *testing.T) {
+	rec := newRecording(t)
+	url := "https://api.openai.com/v1/chat/completions"
+	send(t, New(fakeBase(answerFrom(t, "openai-rate-limit-tokens-tpm")), rec.options()...), url, "sk-a")
+	send(t, New(fakeBase(answerFrom(t, "openai-insufficient-quota-429-status-shown")), rec.options()...), url, "sk-a")
+	spans := rec.spans.Ended()
+	rate, quota := attrs(spans[0]), attrs(spans[1])
+	if rate["http.response.status_code"] != quota["http.response.status_code"] {
+		t.Fatal("samples should share status 429")
+	}
+	if rate["error.type"].AsString() != "rate_limited" || quota["error.type"].AsString() != "quota_exhausted" {
+		t.Errorf("error.type: rate %q, quota %q", rate["error.type"].AsString(), quota["error.type"].AsString())
+	}
+}
+
+// instrumentedBase starts a span of its own for each request that reaches
+// it, standing for the network span of an instrumented transport.
+func instrumentedBase(tp trace.TracerProvider, next http.RoundTripper) http.RoundTripper {
+	tracer := tp.Tracer("network")
+	return roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		_, span := tracer.Start(r.Context(), "network", trace.WithSpanKind(trace.SpanKindClient))
+		defer span.End()
+		return next.RoundTrip(r)
+	})
+}
+
+func TestShortCircuitSpan(t *testing.T) {
+	rec := newRecording(t)
+	quota := answerFrom(t, "openai-insufficient-quota-429-status-shown")
+	tr := New(instrumentedBase(rec.tp, fakeBase(quota)), rec.options()...)
+	url := "https://api.openai.com/v1/chat/completions"
+	send(t, tr, url, "sk-a")
+	for i := 0; i < 3; i++ {
+		send(t, tr, url, "sk-a")
+	}
+	spans := rec.spans.Ended()
+	var ours, network []sdktrace.ReadOnlySpan
+	for _, s := range spans {
+		if s.Name() == "network" {
+			network = append(network, s)
+		} else {
+			ours = append(ours, s)
+		}
+	}
+	if len(network) != 1 || len(ours) != 4 {
+		t.Fatalf("%d network spans and %d of ours, want 1 and 4", len(network), len(ours))
+	}
+	if network[0].Parent().SpanID() != ours[0].SpanContext().SpanID() {
+		t.Error("the network span is not a child of the attempt's span")
+	}
+	first := attrs(ours[0])
+	if _, ok := first["quotabreaker.short_circuit"]; ok {
+		t.Error("the tripping attempt reached the network but says short_circuit")
+	}
+	if ev := ours[0].Events(); len(ev) != 1 || ev[0].Name != "quotabreaker.trip" {
+		t.Errorf("tripping span events = %v, want one quotabreaker.trip", ev)
+	}
+	for _, s := range ours[1:] {
+		m := attrs(s)
+		if !m["quotabreaker.short_circuit"].AsBool() || m["quotabreaker.breaker.state"].AsString() != "open" ||
+			m["error.type"].AsString() != "quota_exhausted" || m["quotabreaker.error.code"].AsString() != "insufficient_quota" ||
+			m["quotabreaker.scope"] != first["quotabreaker.scope"] || s.Status().Code != codes.Error {
+			t.Errorf("short-circuited span attributes: %v", m)
+		}
+		for _, n := range network {
+			if n.Parent().SpanID() == s.SpanContext().SpanID() {
+				t.Error("a short-circuited attempt has a network child span")
+			}
+		}
+	}
+}
+
+func TestRateLimitAttributes(t *testing.T) {
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name   string
+		header http.Header
+		want   int64
+	}{
+		{"retry-after-ms", http.Header{"Retry-After-Ms": {"1500"}, "Retry-After": {"9"}}, 1500},
+		{"retry-after seconds", http.Header{"Retry-After": {"2"}}, 2000},
+		{"retry-after date", http.Header{"Retry-After": {now.Add(30 * time.Second).Format(http.TimeFormat)}}, 30000},
+		{"exhausted token limit", http.Header{
+			"X-Ratelimit-Remaining-Requests": {"499"}, "X-Ratelimit-Reset-Requests": {"120ms"},
+			"X-Ratelimit-Remaining-Tokens": {"0"}, "X-Ratelimit-Reset-Tokens": {"6m0s"},
+		}, 360000},
+	}
+	rate := answerFrom(t, "openai-rate-limit-tokens-tpm")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := newRecording(t)
+			a := rate
+			a.header = rate.header.Clone()
+			for k, v := range tt.header {
+				a.header[k] = v
+			}
+			a.header.Set("X-Request-Id", "req_abc")
+			send(t, New(fakeBase(a), append(rec.options(), WithClock(func() time.Time { return now }))...), "https://api.openai.com/v1/chat/completions", "sk-a")
+			m := attrs(rec.spans.Ended()[0])
+			if got := m["quotabreaker.retry_after_ms"].AsInt64(); got != tt.want {
+				t.Errorf("retry_after_ms = %d, want %d", got, tt.want)
+			}
+			if m["quotabreaker.request_id"].AsString() != "req_abc" {
+				t.Errorf("request_id = %v", m["quotabreaker.request_id"])
+			}
+		})
+	}
+}
+
+func TestSuccessSpan(t *testing.T) {
+	rec := newRecording(t)
+	a := ok()
+	a.header.Set("X-Ratelimit-Remaining-Requests", "9999")
+	a.header.Set("X-Ratelimit-Remaining-Tokens", "29000")
+	tr := New(fakeBase(a), rec.options()...)
+	req := httptest.NewRequest(http.MethodPost, "https://api.openai.com:443/v1/chat/completions", nil)
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(rec.spans.Ended()); n != 0 {
+		t.Fatalf("span ended before the body was read (%d ended)", n)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	spans := rec.spans.Ended()
+	if len(spans) != 1 {
+		t.Fatalf("%d spans after close, want 1", len(spans))
+	}
+	m := attrs(spans[0])
+	want := map[attribute.Key]any{
+		"http.request.method":                       "POST",
+		"server.address":                            "api.openai.com",
+		"server.port":                               int64(443),
+		"url.full":                                  "https://api.openai.com:443/v1/chat/completions",
+		"http.response.status_code":                 int64(200),
+		"gen_ai.provider.name":                      "openai",
+		"quotabreaker.breaker.state":                "closed",
+		"quotabreaker.request_id":                   "req_ok",
+		"quotabreaker.ratelimit.remaining_requests": int64(9999),
+		"quotabreaker.ratelimit.remaining_tokens":   int64(29000),
+	}
+	for k, v := range want {
+		if got := m[k].AsInterface(); got != v {
+			t.Errorf("%s = %v, want %v", k, got, v)
+		}
+	}
+	for _, k := range []attribute.Key{"error.type", "quotabreaker.short_circuit", "quotabreaker.error.code"} {
+		if _, ok := m[k]; ok {
+			t.Errorf("success span has %s", k)
+		}
+	}
+	if spans[0].Status().Code == codes.Error {
+		t.Error("success span has status Error")
+	}
+}
+
+func TestTransportErrorSpan(t *testing.T) {
+	rec := newRecording(t)
+	tr := New(roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		return nil, fmt.Errorf("dial %s: %w", r.URL, context.DeadlineExceeded)
+	}), rec.options()...)
+	req := httptest.NewRequest("GET", "https://generativelanguage.googleapis.com/v1beta/models?key=AIzaSECRET", nil)
+	if _, err := tr.RoundTrip(req); err == nil {
+		t.Fatal("want an error")
+	}
+	s := rec.spans.Ended()[0]
+	m := attrs(s)
+	if m["error.type"].AsString() == "" || s.Status().Code != codes.Error {
+		t.Errorf("error span: %v %v", m, s.Status())
+	}
+	if strings.Contains(fmt.Sprint(m, s.Status()), "AIzaSECRET") {
+		t.Errorf("the key in the URL reached the span: %v %v", m, s.Status())
+	}
+	if got := m["url.full"].AsString(); got != "https://generativelanguage.googleapis.com/v1beta/models?key=REDACTED" {
+		t.Errorf("url.full = %q", got)
+	}
+}
+
+func TestResetSpan(t *testing.T) {
+	rec := newRecording(t)
+	tr := New(fakeBase(answerFrom(t, "openai-insufficient-quota-429-status-shown")), rec.options()...)
+	send(t, tr, "https://api.openai.com/v1/chat/completions", "sk-a")
+	scope := tr.Tripped()[0].Scope
+	tr.Reset(scope)
+	spans := rec.spans.Ended()
+	last := spans[len(spans)-1]
+	m := attrs(last)
+	if last.Name() != "quotabreaker.reset" || m["quotabreaker.scope"].AsString() != scope ||
+		m["error.type"].AsString() != "quota_exhausted" || m["quotabreaker.breaker.state"].AsString() != "closed" {
+		t.Errorf("reset span %q %v", last.Name(), m)
+	}
+}
+
+func TestContextSpan(t *testing.T) {
+	rec := newRecording(t)
+	tr := New(fakeBase(answerFrom(t, "openai-insufficient-quota-429-status-shown")), append(rec.options(), WithContextSpan())...)
+	ctx, parent := rec.tp.Tracer("outer").Start(context.Background(), "POST", trace.WithSpanKind(trace.SpanKindClient))
+	req := httptest.NewRequestWithContext(ctx, "POST", "https://api.openai.com/v1/chat/completions", nil)
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if n := len(rec.spans.Ended()); n != 0 {
+		t.Fatalf("WithContextSpan ended %d spans; the outer span is not ours to end", n)
+	}
+	parent.End()
+	spans := rec.spans.Ended()
+	if len(spans) != 1 {
+		t.Fatalf("%d spans, want only the outer one", len(spans))
+	}
+	if m := attrs(spans[0]); m["error.type"].AsString() != "quota_exhausted" || m["quotabreaker.breaker.state"].AsString() != "open" {
+		t.Errorf("outer span attributes %v", m)
+	}
+}
+
+// TestMetricsScript drives ok, rate limit, quota, five short circuits, a
+// reset and ok, and reads the counters a real SDK collected.
+func TestMetricsScript(t *testing.T) {
+	rec := newRecording(t)
+	script := []string{"ok", "openai-rate-limit-tokens-tpm", "openai-insufficient-quota-429-status-shown", "ok"}
+	n := 0
+	tr := New(roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		a := ok()
+		if name := script[n]; name != "ok" {
+			a = answerFrom(t, name)
+		}
+		n++
+		return fakeBase(a).RoundTrip(r)
+	}), rec.options()...)
+	url := "https://api.openai.com/v1/chat/completions"
+	send(t, tr, url, "sk-a")
+	send(t, tr, url, "sk-a")
+	send(t, tr, url, "sk-a")
+	for i := 0; i < 5; i++ {
+		if send(t, tr, url, "sk-a").Header.Get(HeaderShortCircuit) != "true" {
+			t.Fatal("not short-circuited")
+		}
+	}
+	if got := collect(t, rec)["quotabreaker.open_latches"]; got != 1 {
+		t.Errorf("open_latches before reset = %d, want 1", got)
+	}
+	tr.ResetAll()
+	send(t, tr, url, "sk-a")
+
+	want := map[string]int64{
+		"quotabreaker.errors{error.type=quota_exhausted,gen_ai.provider.name=openai,quotabreaker.error.code=insufficient_quota}": 1,
+		"quotabreaker.errors{error.type=rate_limited,gen_ai.provider.name=openai,quotabreaker.error.code=rate_limit_exceeded}":   1,
+		"quotabreaker.short_circuits{error.type=quota_exhausted,gen_ai.provider.name=openai}":                                    5,
+		"quotabreaker.trips{error.type=quota_exhausted,gen_ai.provider.name=openai,quotabreaker.error.code=insufficient_quota}":  1,
+		"quotabreaker.open_latches": 0,
+	}
+	got := collect(t, rec)
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %d, want %d", k, got[k], v)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("collected %v, want exactly %v", got, want)
+	}
+}
+
+// collect flattens the collected metrics into "name{k=v,...}" -> value.
+func collect(t *testing.T, rec *recording) map[string]int64 {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := rec.reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			var points []metricdata.DataPoint[int64]
+			switch d := m.Data.(type) {
+			case metricdata.Sum[int64]:
+				points = d.DataPoints
+				if !d.IsMonotonic {
+					t.Errorf("%s is not monotonic", m.Name)
+				}
+			case metricdata.Gauge[int64]:
+				points = d.DataPoints
+			default:
+				t.Fatalf("%s: unexpected %T", m.Name, m.Data)
+			}
+			for _, p := range points {
+				var kv []string
+				for _, a := range p.Attributes.ToSlice() {
+					kv = append(kv, string(a.Key)+"="+a.Value.Emit())
+				}
+				key := m.Name
+				if len(kv) > 0 {
+					key += "{" + strings.Join(kv, ",") + "}"
+				}
+				out[key] = p.Value
+			}
+		}
+	}
+	return out
+}
+
+// TestNoSecretsRecorded sends requests with a recognisable fake key, prompt
+// and completion through every path, and searches everything recorded.
+func TestNoSecretsRecorded(t *testing.T) {
+	const key = "sk-proj-KEYCANARY0123456789abcdef"
+	rec := newRecording(t)
+	script := []corpusAnswer{
+		{200, http.Header{"Content-Type": {"application/json"}}, `{"choices":[{"message":{"content":"COMPLETION-CANARY"}}]}`},
+		answerFrom(t, "openai-rate-limit-tokens-tpm"),
+		answerFrom(t, "openai-insufficient-quota-429-status-shown"),
+	}
+	n := 0
+	tr := New(roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		a := script[min(n, len(script)-1)]
+		n++
+		return fakeBase(a).RoundTrip(r)
+	}), append(rec.options(), OnTrip(func(tp Trip) {
+		if strings.Contains(fmt.Sprintf("%+v", tp), "CANARY") {
+			t.Errorf("trip shows a secret: %+v", tp)
+		}
+	}))...)
+	for _, url := range []string{
+		"https://api.openai.com/v1/chat/completions",
+		"https://user:PASSCANARY@api.openai.com/v1/chat/completions?api-key=QUERYCANARY&api-version=2024-02-01",
+		"https://api.openai.com/v1/chat/completions",
+		"https://api.openai.com/v1/chat/completions",
+	} {
+		req := httptest.NewRequest(http.MethodPost, url, strings.NewReader(`{"messages":[{"content":"PROMPT-CANARY"}]}`))
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Api-Key", "AZURECANARY")
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	tr.ResetAll()
+
+	var all strings.Builder
+	for _, s := range rec.spans.Ended() {
+		fmt.Fprintf(&all, "%s %v %v %v\n", s.Name(), s.Attributes(), s.Status(), s.Events())
+	}
+	var rm metricdata.ResourceMetrics
+	rec.reader.Collect(context.Background(), &rm)
+	fmt.Fprintf(&all, "%+v", rm)
+	recorded := all.String()
+	if !strings.Contains(recorded, "quota_exhausted") {
+		t.Fatal("nothing recorded: the search below proves nothing")
+	}
+	for _, secret := range []string{"KEYCANARY", key[:10], "AZURECANARY", "PASSCANARY", "QUERYCANARY", "PROMPT-CANARY", "COMPLETION-CANARY", "Bearer"} {
+		if strings.Contains(recorded, secret) {
+			t.Errorf("telemetry contains %q", secret)
+		}
+	}
+}
