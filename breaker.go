@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sony/gobreaker/v2"
+	"go.opentelemetry.io/otel/metric"
 )
 
 // ErrOpen is the error a Transport made with WithShortCircuitError returns,
@@ -70,53 +71,56 @@ func (e *OpenError) Unwrap() error {
 // dropping it is free; open latches are never dropped.
 const maxIdleLatches = 4096
 
-// scopeKey identifies a latch. The default scope keeps a keyed 64-bit hash
-// of the credentials rather than the credentials themselves.
-type scopeKey struct {
-	host, org, project string
-	cred               uint64
-	custom             string
-	isCustom           bool
-}
+// A latch's id is a 64-bit hash of its scope, keyed with a seed of the
+// Transport's own: the registry keeps neither credentials nor anything an
+// outsider can steer into a collision, and a lookup hashes no strings twice.
 
 // latch is one scope's breaker. A latch leaves the registry only when it is
 // reset (then a fresh one replaces it on the next request) or, while closed
 // and unused, to bound memory.
 type latch struct {
-	key      scopeKey
+	id       uint64
 	scope    string
-	cb       *gobreaker.TwoStepCircuitBreaker[struct{}]
+	cb       *gobreaker.CircuitBreaker[struct{}]
 	inflight atomic.Int64           // requests between acquire and release
 	trip     atomic.Pointer[opened] // set once, under latches.mu, before cb opens
 }
 
-// opened is an open latch's record: what to report and what to answer.
+// opened is an open latch's record: what to report and what to answer,
+// prepared once so that refusing a request costs little.
 type opened struct {
 	Trip
-	answer answer
+	answer        answer
+	shortCircuits []metric.AddOption // attributes of the short-circuit counter
 }
 
 // answer is the stored tripping answer that short-circuited requests receive.
 type answer struct {
-	status int
-	header http.Header
-	body   []byte
+	status      int
+	statusLine  string
+	contentType string
+	scope       string
+	body        []byte
 }
 
 func (l *latch) release() { l.inflight.Add(-1) }
 
-// breakerSettings make a gobreaker breaker into a latch: it opens on the
-// first failure, and since its open timeout is about 292 years it never goes
-// half-open, so only Reset, which replaces it, closes it.
+// breakerSettings make a gobreaker breaker into a latch: only a tripping
+// answer is a failure (not a transport error, nor a panic in the base), it
+// opens on the first one, and since its open timeout is about 292 years it
+// never goes half-open, so only Reset, which replaces it, closes it.
 func breakerSettings(name string) gobreaker.Settings {
 	return gobreaker.Settings{
-		Name:        name,
-		Timeout:     time.Duration(math.MaxInt64),
-		ReadyToTrip: tripOnFirstFailure,
+		Name:         name,
+		Timeout:      time.Duration(math.MaxInt64),
+		ReadyToTrip:  tripOnFirstFailure,
+		IsSuccessful: notTripped,
 	}
 }
 
 func tripOnFirstFailure(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= 1 }
+
+func notTripped(err error) bool { return err != errTripped }
 
 // errTripped is what a latch's breaker is told about a tripping answer.
 var errTripped = errors.New("quotabreaker: tripping answer")
@@ -124,15 +128,15 @@ var errTripped = errors.New("quotabreaker: tripping answer")
 // latches is the registry of a Transport's latches.
 type latches struct {
 	mu   sync.RWMutex
-	m    map[scopeKey]*latch // guarded by mu
-	open atomic.Int64        // latches with a trip, for the gauge
+	m    map[uint64]*latch // guarded by mu
+	open atomic.Int64      // latches with a trip, for the gauge
 }
 
-// acquire returns the latch for key, creating it (named by name) if needed,
+// acquire returns the latch for id, creating it (named by name) if needed,
 // and counts a request in flight on it until release.
-func (ls *latches) acquire(key scopeKey, name func() string) *latch {
+func (ls *latches) acquire(id uint64, name func() string) *latch {
 	ls.mu.RLock()
-	l := ls.m[key]
+	l := ls.m[id]
 	if l != nil {
 		l.inflight.Add(1) // under mu, so eviction sees it
 	}
@@ -143,18 +147,18 @@ func (ls *latches) acquire(key scopeKey, name func() string) *latch {
 
 	// Build outside the lock: naming hashes credentials.
 	n := name()
-	fresh := &latch{key: key, scope: n, cb: gobreaker.NewTwoStepCircuitBreaker[struct{}](breakerSettings(n))}
+	fresh := &latch{id: id, scope: n, cb: gobreaker.NewCircuitBreaker[struct{}](breakerSettings(n))}
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
-	if l = ls.m[key]; l == nil {
+	if l = ls.m[id]; l == nil {
 		if ls.m == nil {
-			ls.m = make(map[scopeKey]*latch)
+			ls.m = make(map[uint64]*latch)
 		}
 		if len(ls.m) >= maxIdleLatches {
 			ls.evictIdleLocked()
 		}
 		l = fresh
-		ls.m[key] = l
+		ls.m[id] = l
 	}
 	l.inflight.Add(1)
 	return l
@@ -176,7 +180,7 @@ func (ls *latches) evictIdleLocked() {
 func (ls *latches) record(l *latch, o *opened) bool {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
-	if ls.m[l.key] != l || l.trip.Load() != nil {
+	if ls.m[l.id] != l || l.trip.Load() != nil {
 		return false
 	}
 	l.trip.Store(o)
@@ -225,19 +229,26 @@ func sortTrips(ts []Trip) {
 	})
 }
 
-// Headers that carry credentials, hashed into the default scope.
+// Headers that carry credentials, hashed into the default scope, in their
+// canonical form: indexing the map directly saves canonicalizing per request.
 var credentialHeaders = [...]string{"Authorization", "Api-Key", "X-Api-Key", "X-Goog-Api-Key"}
 
-// scopeKey returns the key of req's latch: the custom scope, or the host
-// plus a hash of the credentials plus OpenAI's organization and project.
-func (t *Transport) scopeKey(req *http.Request) scopeKey {
-	if t.cfg.scope != nil {
-		if s := t.cfg.scope(req); s != "" {
-			return scopeKey{custom: s, isCustom: true}
-		}
-	}
+// scope returns the id of req's latch and, when WithScope named it, its
+// custom name. The default scope hashes the host, the credentials and
+// OpenAI's organization and project.
+func (t *Transport) scope(req *http.Request) (id uint64, custom string) {
 	var h maphash.Hash
 	h.SetSeed(t.seed)
+	if t.cfg.scope != nil {
+		if custom = t.cfg.scope(req); custom != "" {
+			h.WriteByte('c')
+			h.WriteString(custom)
+			return h.Sum64(), custom
+		}
+	}
+	h.WriteByte('d')
+	h.WriteString(requestHost(req))
+	h.WriteByte(0)
 	for _, name := range credentialHeaders {
 		for _, v := range req.Header[name] {
 			h.WriteString(v)
@@ -245,15 +256,19 @@ func (t *Transport) scopeKey(req *http.Request) scopeKey {
 		}
 		h.WriteByte(1)
 	}
-	if key := queryKey(req); key != "" {
-		h.WriteString(key)
+	h.WriteString(queryKey(req))
+	h.WriteByte(0)
+	h.WriteString(firstValue(req.Header, "Openai-Organization"))
+	h.WriteByte(0)
+	h.WriteString(firstValue(req.Header, "Openai-Project"))
+	return h.Sum64(), ""
+}
+
+func firstValue(h http.Header, canonicalKey string) string {
+	if v := h[canonicalKey]; len(v) > 0 {
+		return v[0]
 	}
-	return scopeKey{
-		host:    requestHost(req),
-		org:     req.Header.Get("OpenAI-Organization"),
-		project: req.Header.Get("OpenAI-Project"),
-		cred:    h.Sum64(),
-	}
+	return ""
 }
 
 // queryKey returns the API key of Google's ?key= form, the one credential
@@ -275,12 +290,12 @@ func requestHost(req *http.Request) string {
 // scopeName is the printable name of req's default scope. Credentials show
 // only as the first 12 hex digits of their SHA-256: enough to tell keys
 // apart in a trace, useless for recovering one.
-func scopeName(req *http.Request, key scopeKey) string {
-	if key.isCustom {
-		return key.custom
+func scopeName(req *http.Request, custom string) string {
+	if custom != "" {
+		return custom
 	}
 	var b strings.Builder
-	b.WriteString(key.host)
+	b.WriteString(requestHost(req))
 	sum := sha256.New()
 	found := false
 	for _, name := range credentialHeaders {
@@ -299,13 +314,13 @@ func scopeName(req *http.Request, key scopeKey) string {
 		b.WriteString("/key:")
 		b.WriteString(hex.EncodeToString(sum.Sum(nil))[:12])
 	}
-	if key.org != "" {
+	if org := firstValue(req.Header, "Openai-Organization"); org != "" {
 		b.WriteString("/org:")
-		b.WriteString(key.org)
+		b.WriteString(org)
 	}
-	if key.project != "" {
+	if project := firstValue(req.Header, "Openai-Project"); project != "" {
 		b.WriteString("/project:")
-		b.WriteString(key.project)
+		b.WriteString(project)
 	}
 	return b.String()
 }

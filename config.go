@@ -19,7 +19,6 @@ type config struct {
 	errorOnOpen  bool
 	tracerProv   trace.TracerProvider
 	meterProv    metric.MeterProvider
-	contextSpan  bool
 	now          func() time.Time
 	maxErrorBody int
 }
@@ -128,19 +127,6 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 			c.meterProv = mp
 		}
 	})
-}
-
-// WithContextSpan makes the Transport put its attributes on the span already
-// in each request's context instead of starting a client span of its own.
-// Use it when an otelhttp.Transport wraps this one, so that each attempt has
-// one span carrying both the HTTP and the quotabreaker attributes:
-//
-//	otelhttp.NewTransport(quotabreaker.New(base, quotabreaker.WithContextSpan()))
-//
-// Without such a wrapper the attributes would land on whatever span the
-// caller has open, one shared by all of an SDK's retries.
-func WithContextSpan() Option {
-	return optionFunc(func(c *config) { c.contextSpan = true })
 }
 
 // WithClock sets the clock that stamps Trip.At and reads HTTP-date

@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"math"
-	"net"
 	"net/http"
 	"net/url"
 	"runtime"
@@ -20,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/metric/noop"
 	semconv "go.opentelemetry.io/otel/semconv/v1.41.0"
 	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 )
 
 // instrumentationName names the tracer and the meter.
@@ -41,29 +41,24 @@ const (
 
 // telemetry records a Transport's spans and metrics.
 type telemetry struct {
-	tracer      trace.Tracer
-	startOpts   []trace.SpanStartOption
-	contextSpan bool
-	now         func() time.Time
+	tracer    trace.Tracer
+	startOpts []trace.SpanStartOption
+	noSpans   bool // the tracer provider is OpenTelemetry's no-op one
+	now       func() time.Time
 
 	errors        metric.Int64Counter
 	shortCircuits metric.Int64Counter
 	trips         metric.Int64Counter
 }
 
-// spanHandle is the span an attempt records on; own spans are ended here,
-// a context span belongs to whoever started it.
-type spanHandle struct {
-	span trace.Span
-	own  bool
-}
-
 // init creates the tracer and the instruments. Instrument errors go to
 // otel.Handle and leave a no-op instrument: telemetry never fails New.
 func (tel *telemetry) init(t *Transport) {
 	cfg := &t.cfg
-	tel.contextSpan = cfg.contextSpan
 	tel.now = cfg.now
+	// The no-op provider records nothing, so skip even starting a span:
+	// that keeps its context and span allocations off every request.
+	_, tel.noSpans = cfg.tracerProv.(tracenoop.TracerProvider)
 	tel.tracer = cfg.tracerProv.Tracer(instrumentationName, trace.WithSchemaURL(semconv.SchemaURL))
 	tel.startOpts = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)}
 
@@ -106,10 +101,10 @@ func (tel *telemetry) init(t *Transport) {
 
 // start begins an attempt's span. The returned context carries the span to
 // the base transport only when there is a span context to propagate.
-func (tel *telemetry) start(req *http.Request) (context.Context, spanHandle) {
+func (tel *telemetry) start(req *http.Request) (context.Context, trace.Span) {
 	ctx := req.Context()
-	if tel.contextSpan {
-		return ctx, spanHandle{span: trace.SpanFromContext(ctx)}
+	if tel.noSpans {
+		return ctx, trace.SpanFromContext(context.Background()) // a no-op span
 	}
 	spanCtx, span := tel.tracer.Start(ctx, spanName(req.Method), tel.startOpts...)
 	if span.IsRecording() {
@@ -118,30 +113,27 @@ func (tel *telemetry) start(req *http.Request) (context.Context, spanHandle) {
 	if span.SpanContext().IsValid() {
 		ctx = spanCtx
 	}
-	return ctx, spanHandle{span: span, own: true}
+	return ctx, span
 }
 
-// answer records an answer that came from the network. For an own span
-// that records, the span ends when the caller closes the body (or reads it
-// to the end), like otelhttp's, so a streamed answer is measured whole.
-func (tel *telemetry) answer(sh spanHandle, req *http.Request, resp *http.Response, c Classification, scope, state string) {
-	provider := c.Provider
-	if provider == "" {
-		provider = hostProvider(requestHost(req))
-	}
+// answer records an answer that came from the network. A recording span
+// ends when the caller closes the body (or reads it to the end), like
+// otelhttp's, so a streamed answer is measured whole.
+func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Response, c Classification, scope, state string) {
 	if c.Class != "" {
 		tel.errors.Add(context.Background(), 1, metric.WithAttributes(
 			semconv.ErrorTypeKey.String(string(c.Class)),
 			attrErrorCode.String(c.Code),
-			semconv.GenAIProviderNameKey.String(genAIProvider(provider)),
+			semconv.GenAIProviderNameKey.String(genAIProvider(c.Provider)),
 		))
 	}
-	span := sh.span
 	if !span.IsRecording() {
-		if sh.own {
-			span.End()
-		}
+		span.End()
 		return
+	}
+	provider := c.Provider
+	if provider == "" {
+		provider = hostProvider(requestHost(req))
 	}
 	attrs := make([]attribute.KeyValue, 0, 12)
 	attrs = append(attrs,
@@ -173,9 +165,7 @@ func (tel *telemetry) answer(sh spanHandle, req *http.Request, resp *http.Respon
 	if resp.StatusCode >= 400 {
 		span.SetStatus(codes.Error, "")
 	}
-	if sh.own {
-		resp.Body = newSpanBody(span, resp.Body)
-	}
+	resp.Body = newSpanBody(span, resp.Body)
 }
 
 func appendClassAttrs(attrs []attribute.KeyValue, c Classification) []attribute.KeyValue {
@@ -189,17 +179,16 @@ func appendClassAttrs(attrs []attribute.KeyValue, c Classification) []attribute.
 	return attrs
 }
 
-// tripped records that the answer on sh opened a latch.
-func (tel *telemetry) tripped(sh spanHandle, tr Trip) {
+// tripped records that the answer on span opened a latch.
+func (tel *telemetry) tripped(span trace.Span, tr Trip) {
 	tel.trips.Add(context.Background(), 1, metric.WithAttributes(
 		semconv.ErrorTypeKey.String(string(tr.Class)),
 		attrErrorCode.String(tr.Code),
 		semconv.GenAIProviderNameKey.String(genAIProvider(tr.Provider)),
 	))
-	// The own span may have ended already if the hook ran late; AddEvent on
-	// an ended span is dropped, which is why this runs before the answer is
-	// returned.
-	sh.span.AddEvent("quotabreaker.trip", trace.WithAttributes(
+	// The span ends when the caller closes the body, which it cannot have
+	// done yet: RoundTrip has not returned.
+	span.AddEvent("quotabreaker.trip", trace.WithAttributes(
 		attrScope.String(tr.Scope),
 		semconv.ErrorTypeKey.String(string(tr.Class)),
 		attrErrorCode.String(tr.Code),
@@ -208,12 +197,9 @@ func (tel *telemetry) tripped(sh spanHandle, tr Trip) {
 
 // shortCircuit records a request answered by an open latch; resp is nil
 // when the Transport returns an *OpenError instead.
-func (tel *telemetry) shortCircuit(sh spanHandle, resp *http.Response, tr Trip) {
-	tel.shortCircuits.Add(context.Background(), 1, metric.WithAttributes(
-		semconv.ErrorTypeKey.String(string(tr.Class)),
-		semconv.GenAIProviderNameKey.String(genAIProvider(tr.Provider)),
-	))
-	span := sh.span
+func (tel *telemetry) shortCircuit(span trace.Span, resp *http.Response, o *opened) {
+	tel.shortCircuits.Add(context.Background(), 1, o.shortCircuits...)
+	tr := o.Trip
 	if span.IsRecording() {
 		attrs := make([]attribute.KeyValue, 0, 9)
 		attrs = append(attrs,
@@ -227,28 +213,35 @@ func (tel *telemetry) shortCircuit(sh spanHandle, resp *http.Response, tr Trip) 
 		if resp != nil {
 			attrs = append(attrs, semconv.HTTPResponseStatusCode(resp.StatusCode))
 		}
+		if tr.RequestID != "" { // the tripping answer's, for the support ticket
+			attrs = append(attrs, attrRequestID.String(tr.RequestID))
+		}
 		attrs = appendClassAttrs(attrs, tr.Classification)
 		span.SetAttributes(attrs...)
 		span.SetStatus(codes.Error, "")
 	}
-	if sh.own {
-		span.End()
-	}
+	span.End()
+}
+
+// shortCircuitAttrs are the short-circuit counter's attributes for a trip,
+// built once per trip rather than once per refused request.
+func shortCircuitAttrs(tr Trip) []metric.AddOption {
+	return []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(
+		semconv.ErrorTypeKey.String(string(tr.Class)),
+		semconv.GenAIProviderNameKey.String(genAIProvider(tr.Provider)),
+	))}
 }
 
 // transportError records an error from the base transport. The status
 // description is the error's type, not its text, which can quote a URL
 // holding a key.
-func (tel *telemetry) transportError(sh spanHandle, err error) {
-	span := sh.span
+func (tel *telemetry) transportError(span trace.Span, err error) {
 	if span.IsRecording() {
 		et := semconv.ErrorType(err)
 		span.SetAttributes(et, attrBreakerState.String("closed"))
 		span.SetStatus(codes.Error, et.Value.AsString())
 	}
-	if sh.own {
-		span.End()
-	}
+	span.End()
 }
 
 // reset records a reset as a short span of its own: it belongs to no request.
@@ -326,12 +319,14 @@ func requestAttrs(req *http.Request) []attribute.KeyValue {
 	return append(attrs, semconv.URLFull(redactURL(req.URL)))
 }
 
+// hostPort splits a URL's host[:port] without net.SplitHostPort's
+// allocation for a missing port; IPv6 literals keep their brackets off.
 func hostPort(hostport string) (host, port string) {
-	host, port, err := net.SplitHostPort(hostport)
-	if err != nil {
-		return hostport, ""
+	host = hostport
+	if i := strings.LastIndexByte(hostport, ':'); i >= 0 && !strings.HasSuffix(hostport, "]") {
+		host, port = hostport[:i], hostport[i+1:]
 	}
-	return host, port
+	return strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"), port
 }
 
 // redactURL returns u for the url.full attribute, with any user info and the

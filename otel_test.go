@@ -334,29 +334,6 @@ func TestResetSpan(t *testing.T) {
 	}
 }
 
-func TestContextSpan(t *testing.T) {
-	rec := newRecording(t)
-	tr := New(fakeBase(answerFrom(t, "openai-insufficient-quota-429-status-shown")), append(rec.options(), WithContextSpan())...)
-	ctx, parent := rec.tp.Tracer("outer").Start(context.Background(), "POST", trace.WithSpanKind(trace.SpanKindClient))
-	req := httptest.NewRequestWithContext(ctx, "POST", "https://api.openai.com/v1/chat/completions", nil)
-	resp, err := tr.RoundTrip(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if n := len(rec.spans.Ended()); n != 0 {
-		t.Fatalf("WithContextSpan ended %d spans; the outer span is not ours to end", n)
-	}
-	parent.End()
-	spans := rec.spans.Ended()
-	if len(spans) != 1 {
-		t.Fatalf("%d spans, want only the outer one", len(spans))
-	}
-	if m := attrs(spans[0]); m["error.type"].AsString() != "quota_exhausted" || m["quotabreaker.breaker.state"].AsString() != "open" {
-		t.Errorf("outer span attributes %v", m)
-	}
-}
-
 // TestMetricsScript drives ok, rate limit, quota, five short circuits, a
 // reset and ok, and reads the counters a real SDK collected.
 func TestMetricsScript(t *testing.T) {

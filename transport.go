@@ -12,6 +12,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/sony/gobreaker/v2"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Headers the Transport adds to answers.
@@ -65,40 +68,34 @@ func New(base http.RoundTripper, opts ...Option) *Transport {
 
 // RoundTrip implements http.RoundTripper.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	key := t.scopeKey(req)
-	l := t.latches.acquire(key, func() string { return scopeName(req, key) })
+	id, custom := t.scope(req)
+	l := t.latches.acquire(id, func() string { return scopeName(req, custom) })
 	defer l.release()
 
 	ctx, span := t.tel.start(req)
-	done, err := l.cb.Allow()
-	if err != nil {
-		if o := l.trip.Load(); o != nil {
-			return t.shortCircuit(req, l, o, span)
-		}
-		// Unreachable: a trip is recorded before its breaker opens. Send
-		// the request rather than refuse it without a reason.
-		done = func(error) {}
-	}
 	if ctx != req.Context() {
 		req = req.WithContext(ctx)
 	}
-
-	resp, err := t.base.RoundTrip(req)
-	if err != nil {
-		done(nil)
-		t.tel.transportError(span, err)
-		return nil, err
-	}
-	if resp.StatusCode < 400 {
-		done(nil)
-		t.tel.answer(span, req, resp, Classification{}, l.scope, "closed")
-		return resp, nil
-	}
-
-	c, body, complete := t.inspect(req, resp)
-	state := "closed"
-	var first *opened
-	if t.trips(c.Class) {
+	var (
+		resp     *http.Response
+		rtErr    error
+		c        Classification
+		first    *opened
+		tripping bool
+	)
+	// The breaker sees errTripped for a tripping answer and nil for anything
+	// else, transport errors included: only a tripping class opens it.
+	_, err := l.cb.Execute(func() (struct{}, error) {
+		resp, rtErr = t.base.RoundTrip(req)
+		if rtErr != nil || resp.StatusCode < 400 {
+			return struct{}{}, nil
+		}
+		var body []byte
+		var complete bool
+		c, body, complete = t.inspect(req, resp)
+		if tripping = t.trips(c.Class); !tripping {
+			return struct{}{}, nil
+		}
 		resp.Header.Set(HeaderShouldRetry, "false")
 		o := &opened{
 			Trip: Trip{
@@ -108,19 +105,31 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 				RequestID:      requestID(resp.Header),
 				At:             t.cfg.now(),
 			},
-			answer: replayAnswer(resp, c, body, complete),
+			answer: replayAnswer(resp, l.scope, c, body, complete),
 		}
+		o.shortCircuits = shortCircuitAttrs(o.Trip)
 		// Record before the breaker opens, so a request that finds it open
 		// always finds the answer to give.
 		if t.latches.record(l, o) {
 			first = o
 		}
-		done(errTripped)
-		if l.trip.Load() != nil {
-			state = "open"
+		return struct{}{}, errTripped
+	})
+	if err == gobreaker.ErrOpenState {
+		if o := l.trip.Load(); o != nil {
+			return t.shortCircuit(req, l, o, span)
 		}
-	} else {
-		done(nil)
+		// Unreachable: a trip is recorded before its breaker opens.
+		// Send the request rather than refuse it without a reason.
+		resp, rtErr = t.base.RoundTrip(req)
+	}
+	if rtErr != nil {
+		t.tel.transportError(span, rtErr)
+		return nil, rtErr
+	}
+	state := "closed"
+	if tripping && l.trip.Load() != nil {
+		state = "open"
 	}
 	t.tel.answer(span, req, resp, c, l.scope, state)
 	if first != nil {
@@ -142,32 +151,30 @@ func (t *Transport) trips(c Class) bool {
 }
 
 // shortCircuit answers req from the open latch l without the network.
-func (t *Transport) shortCircuit(req *http.Request, l *latch, o *opened, span spanHandle) (*http.Response, error) {
+func (t *Transport) shortCircuit(req *http.Request, l *latch, o *opened, span trace.Span) (*http.Response, error) {
 	// A RoundTripper must close the request body, even when it sends nothing.
 	if req.Body != nil {
 		req.Body.Close()
 	}
 	if t.cfg.errorOnOpen {
 		err := &OpenError{Trip: o.Trip}
-		t.tel.shortCircuit(span, nil, o.Trip)
+		t.tel.shortCircuit(span, nil, o)
 		return nil, err
 	}
-	a := o.answer
-	header := a.header.Clone()
-	header.Set(HeaderShortCircuit, "true")
-	header.Set(HeaderScope, l.scope)
+	a := &o.answer
+	header := a.header()
 	resp := &http.Response{
-		Status:        strconv.Itoa(a.status) + " " + http.StatusText(a.status),
+		Status:        a.statusLine,
 		StatusCode:    a.status,
 		Proto:         "HTTP/1.1",
 		ProtoMajor:    1,
 		ProtoMinor:    1,
 		Header:        header,
-		Body:          io.NopCloser(bytes.NewReader(a.body)),
+		Body:          newReplayBody(a.body),
 		ContentLength: int64(len(a.body)),
 		Request:       req,
 	}
-	t.tel.shortCircuit(span, resp, o.Trip)
+	t.tel.shortCircuit(span, resp, o)
 	return resp, nil
 }
 
@@ -194,6 +201,14 @@ func (t *Transport) reset(scope string, all bool) []Trip {
 		}
 	}
 	return trips
+}
+
+// CloseIdleConnections closes the base transport's idle connections, if it
+// has any to close, so that http.Client.CloseIdleConnections reaches it.
+func (t *Transport) CloseIdleConnections() {
+	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
 }
 
 // Tripped returns the open latches, oldest first.
@@ -315,17 +330,52 @@ func decode(encoding string, b []byte, complete bool, limit int) ([]byte, bool) 
 // tripping answer's status and body, decoded, with its content type. A body
 // too large to keep is replaced by a short one in OpenAI's shape carrying the
 // same code and type, which every OpenAI-compatible SDK parses.
-func replayAnswer(resp *http.Response, c Classification, body []byte, complete bool) answer {
-	h := http.Header{HeaderShouldRetry: {"false"}}
-	if ct := resp.Header.Get("Content-Type"); ct != "" && complete {
-		h.Set("Content-Type", ct)
-	}
+func replayAnswer(resp *http.Response, scope string, c Classification, body []byte, complete bool) answer {
+	contentType := resp.Header.Get("Content-Type")
 	if !complete {
 		body = syntheticBody(c)
-		h.Set("Content-Type", "application/json")
+		contentType = "application/json"
 	}
-	return answer{status: resp.StatusCode, header: h, body: bytes.Clone(body)}
+	return answer{
+		status:      resp.StatusCode,
+		statusLine:  strconv.Itoa(resp.StatusCode) + " " + http.StatusText(resp.StatusCode),
+		contentType: contentType,
+		scope:       scope,
+		body:        bytes.Clone(body),
+	}
 }
+
+// header returns a fresh header for one short-circuited answer: the caller
+// owns it and may change it. Its values share one backing array, as in
+// http.Header.Clone, but no map is walked.
+func (a *answer) header() http.Header {
+	vals := [...]string{"false", "true", a.scope, a.contentType}
+	all := vals[:]
+	if a.contentType == "" {
+		all = all[:3]
+	}
+	v := make([]string, len(all))
+	copy(v, all)
+	h := make(http.Header, len(v))
+	h[HeaderShouldRetry] = v[0:1:1]
+	h[HeaderShortCircuit] = v[1:2:2]
+	h[HeaderScope] = v[2:3:3]
+	if len(v) == 4 {
+		h["Content-Type"] = v[3:4:4]
+	}
+	return h
+}
+
+// replayBody is a short-circuited answer's body.
+type replayBody struct{ bytes.Reader }
+
+func newReplayBody(b []byte) *replayBody {
+	r := &replayBody{}
+	r.Reset(b)
+	return r
+}
+
+func (*replayBody) Close() error { return nil }
 
 func syntheticBody(c Classification) []byte {
 	type apiError struct {

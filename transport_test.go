@@ -733,7 +733,7 @@ func TestScopeNeverShowsKey(t *testing.T) {
 	req.Header.Set("Authorization", "Bearer "+key)
 	req.Header.Set("Api-Key", "azureCANARY")
 	tr := New(nil)
-	name := scopeName(req, tr.scopeKey(req))
+	name := scopeName(req, "")
 	for _, secret := range []string{"CANARY", key[:12], "AIza"} {
 		if strings.Contains(name, secret) {
 			t.Errorf("scope %q shows %q", name, secret)
@@ -741,7 +741,9 @@ func TestScopeNeverShowsKey(t *testing.T) {
 	}
 	other := req.Clone(context.Background())
 	other.Header.Set("Authorization", "Bearer sk-other")
-	if scopeName(other, tr.scopeKey(other)) == name || tr.scopeKey(other) == tr.scopeKey(req) {
+	id, _ := tr.scope(req)
+	otherID, _ := tr.scope(other)
+	if scopeName(other, "") == name || otherID == id {
 		t.Error("two keys share a scope")
 	}
 }
@@ -750,4 +752,27 @@ func TestNilBaseIsDefaultTransport(t *testing.T) {
 	if New(nil).base != http.DefaultTransport {
 		t.Error("nil base is not http.DefaultTransport")
 	}
+}
+
+func TestCloseIdleConnectionsReachesBase(t *testing.T) {
+	var conns sync.WaitGroup
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateNew:
+			conns.Add(1)
+		case http.StateClosed:
+			conns.Done()
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	c := &http.Client{Transport: New(&http.Transport{})}
+	resp, err := c.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	c.CloseIdleConnections()
+	conns.Wait() // returns only once the idle connection was closed
 }
