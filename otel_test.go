@@ -406,7 +406,7 @@ func collect(t *testing.T, rec *recording) map[string]int64 {
 			for _, p := range points {
 				var kv []string
 				for _, a := range p.Attributes.ToSlice() {
-					kv = append(kv, string(a.Key)+"="+a.Value.Emit())
+					kv = append(kv, string(a.Key)+"="+a.Value.String())
 				}
 				key := m.Name
 				if len(kv) > 0 {
