@@ -366,14 +366,15 @@ func fieldString(raw []byte, escaped bool) string {
 		raw = unescape(raw)
 	}
 	s := string(raw)
-	if len(s) > maxFieldLen {
-		s = s[:maxFieldLen]
-		for len(s) > 0 && !utf8.ValidString(s) {
-			s = s[:len(s)-1]
-		}
-	}
 	if !utf8.ValidString(s) {
 		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
+	if len(s) > maxFieldLen {
+		cut := maxFieldLen
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut]
 	}
 	return s
 }

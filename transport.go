@@ -103,7 +103,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 				Classification: c,
 				Status:         resp.StatusCode,
 				RequestID:      requestID(resp.Header),
-				At:             t.cfg.now(),
+				At:             t.cfg.now().Round(0), // no monotonic reading: At is for people
 			},
 			answer: replayAnswer(resp, l.scope, c, body, complete),
 		}
