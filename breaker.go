@@ -84,6 +84,17 @@ type latch struct {
 	cb       *gobreaker.CircuitBreaker[struct{}]
 	inflight atomic.Int64           // requests between acquire and release
 	trip     atomic.Pointer[opened] // set once, under latches.mu, before cb opens
+	reset    atomic.Bool            // set under latches.mu when Reset removed it
+}
+
+// isOpen reports whether l refuses requests now.
+func (l *latch) isOpen() bool { return l.trip.Load() != nil && !l.reset.Load() }
+
+func (l *latch) state() string {
+	if l.isOpen() {
+		return "open"
+	}
+	return "closed"
 }
 
 // opened is an open latch's record: what to report and what to answer,
@@ -92,6 +103,11 @@ type opened struct {
 	Trip
 	answer        answer
 	shortCircuits []metric.AddOption // attributes of the short-circuit counter
+
+	// OnReset must not overtake OnTrip: a pager would resolve an incident
+	// before opening it. Both fields are guarded by latches.mu.
+	announced bool // OnTrip has returned
+	resetOwed bool // reset before that: the tripping goroutine calls OnReset
 }
 
 // answer is the stored tripping answer that short-circuited requests receive.
@@ -127,9 +143,11 @@ var errTripped = errors.New("quotabreaker: tripping answer")
 
 // latches is the registry of a Transport's latches.
 type latches struct {
-	mu   sync.RWMutex
-	m    map[uint64]*latch // guarded by mu
-	open atomic.Int64      // latches with a trip, for the gauge
+	mu sync.RWMutex
+	m  map[uint64]*latch // guarded by mu
+	// open counts the open latches. It is allocated apart from the
+	// Transport so that a cleanup can read it once the Transport is gone.
+	open *atomic.Int64
 }
 
 // acquire returns the latch for id, creating it (named by name) if needed,
@@ -188,26 +206,42 @@ func (ls *latches) record(l *latch, o *opened) bool {
 	return true
 }
 
-// reset removes the open latches named scope (or every open latch when all
-// is set) and returns their trips.
-func (ls *latches) reset(scope string, all bool) []Trip {
+// announced records that OnTrip for o has returned, and reports whether a
+// reset came first and left its OnReset to the caller.
+func (ls *latches) announced(o *opened) (resetOwed bool) {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
-	var out []Trip
+	o.announced = true
+	return o.resetOwed
+}
+
+// reset removes the open latches named scope (or every open latch when all
+// is set). It returns how many it removed and the trips whose OnReset is due
+// now; the others are still announcing their trip, and will call OnReset
+// themselves once OnTrip returns.
+func (ls *latches) reset(scope string, all bool) (n int, due []Trip) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
 	for k, l := range ls.m {
 		o := l.trip.Load()
 		if o == nil || (!all && l.scope != scope) {
 			continue
 		}
 		delete(ls.m, k)
+		l.reset.Store(true)
 		ls.open.Add(-1)
-		out = append(out, o.Trip)
+		n++
+		if o.announced {
+			due = append(due, o.Trip)
+		} else {
+			o.resetOwed = true
+		}
 	}
-	return out
+	return n, due
 }
 
-// tripped returns the trips of all open latches, oldest first.
-func (ls *latches) tripped() []Trip {
+// openLatches returns the trips of all open latches, oldest first.
+func (ls *latches) openLatches() []Trip {
 	ls.mu.RLock()
 	var out []Trip
 	for _, l := range ls.m {
@@ -249,19 +283,44 @@ func (t *Transport) scope(req *http.Request) (id uint64, custom string) {
 	h.WriteByte('d')
 	h.WriteString(requestHost(req))
 	h.WriteByte(0)
-	for _, name := range credentialHeaders {
-		for _, v := range req.Header[name] {
-			h.WriteString(v)
-			h.WriteByte(0)
-		}
-		h.WriteByte(1)
-	}
+	eachCredential(req.Header, func(i int, v string) {
+		h.WriteByte(byte(i))
+		h.WriteString(v)
+		h.WriteByte(0)
+	})
+	h.WriteByte(0xff)
 	h.WriteString(queryKey(req))
 	h.WriteByte(0)
 	h.WriteString(firstValue(req.Header, "Openai-Organization"))
 	h.WriteByte(0)
 	h.WriteString(firstValue(req.Header, "Openai-Project"))
 	return h.Sum64(), ""
+}
+
+// eachCredential calls fn with the index in credentialHeaders and the value
+// of every credential header of h. Headers set through Header.Set are
+// canonical; one written into the map by hand in another case is found by a
+// slower scan, so it cannot merge two tenants' scopes.
+func eachCredential(h http.Header, fn func(i int, v string)) {
+	found := false
+	for i, name := range credentialHeaders {
+		for _, v := range h[name] {
+			fn(i, v)
+			found = true
+		}
+	}
+	if found {
+		return
+	}
+	for k, vs := range h {
+		for i, name := range credentialHeaders {
+			if k != name && strings.EqualFold(k, name) {
+				for _, v := range vs {
+					fn(i, v)
+				}
+			}
+		}
+	}
 }
 
 func firstValue(h http.Header, canonicalKey string) string {
@@ -298,14 +357,12 @@ func scopeName(req *http.Request, custom string) string {
 	b.WriteString(requestHost(req))
 	sum := sha256.New()
 	found := false
-	for _, name := range credentialHeaders {
-		for _, v := range req.Header[name] {
-			sum.Write([]byte(v))
-			sum.Write([]byte{0})
-			found = true
-		}
-		sum.Write([]byte{1})
-	}
+	eachCredential(req.Header, func(i int, v string) {
+		sum.Write([]byte{byte(i)})
+		sum.Write([]byte(v))
+		sum.Write([]byte{0})
+		found = true
+	})
 	if k := queryKey(req); k != "" {
 		sum.Write([]byte(k))
 		found = true

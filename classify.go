@@ -166,9 +166,22 @@ var typeClasses = map[string]Class{
 
 // numericQuotaCodes are providers' numeric codes for an unpaid balance
 // (Zhipu's 1113, SiliconFlow's 30011). A bare number means different things
-// to different providers, so these count only together with a balance phrase
-// in the message.
+// to different providers, so these count only together with one of
+// balancePhrases in the message.
 var numericQuotaCodes = map[string]bool{"1113": true, "30011": true}
+
+// balancePhrases say "balance" in the languages these providers answer in:
+// English, and Chinese for "insufficient balance", "in arrears", "recharge".
+var balancePhrases = []string{"balance", "余额不足", "欠费", "充值"}
+
+// googleReasonClasses maps Google's ErrorInfo reason, which refines its
+// status: RESOURCE_EXHAUSTED is a rate limit unless the reason says the
+// credits ran out.
+var googleReasonClasses = map[string]Class{
+	"API_KEY_INVALID":                 ClassAuthentication,
+	"API_KEY_EXPIRED":                 ClassAuthentication,
+	"INSUFFICIENT_G1_CREDITS_BALANCE": ClassQuotaExhausted,
+}
 
 // googleStatusClasses maps Google's canonical error status (Gemini's native
 // API and its OpenAI-compatible endpoint) to a class. RESOURCE_EXHAUSTED is a
@@ -197,12 +210,14 @@ func (f *errorFields) class(status int) Class {
 	if c, ok := lookup(typeClasses, f.typ, f.typEscaped); ok && quotaOK(c) {
 		return c
 	}
-	if numericQuotaCodes[string(f.code)] && isClientError(status) &&
-		(containsFold(f.message, "balance") || bytes.Contains(f.message, []byte("欠费"))) {
+	if numericQuotaCodes[string(f.code)] && isClientError(status) && containsAnyFold(f.message, balancePhrases) {
 		return ClassQuotaExhausted
 	}
-	if c, ok := f.innerClass(); ok {
+	if c, ok := googleReasonClasses[string(f.reason)]; ok && quotaOK(c) {
 		return c
+	}
+	if string(f.innerCode) == "ResponsibleAIPolicyViolation" { // Azure
+		return ClassContentFilter
 	}
 	if c, ok := f.textClass(status); ok {
 		return c
@@ -211,20 +226,6 @@ func (f *errorFields) class(status int) Class {
 		return c
 	}
 	return statusClass(status, f.structured())
-}
-
-// innerClass reads the nested signals some providers add: Azure's
-// innererror.code and Google's details[].reason.
-func (f *errorFields) innerClass() (Class, bool) {
-	switch string(f.innerCode) {
-	case "ResponsibleAIPolicyViolation":
-		return ClassContentFilter, true
-	}
-	switch string(f.reason) {
-	case "API_KEY_INVALID", "API_KEY_EXPIRED":
-		return ClassAuthentication, true
-	}
-	return "", false
 }
 
 // textClass holds the narrow message rules, for answers whose structured
@@ -280,8 +281,6 @@ func (f *errorFields) textClass(status int) (Class, bool) {
 // and a provider's own 503 means it is overloaded.
 func statusClass(status int, structured bool) Class {
 	switch status {
-	case http.StatusPaymentRequired:
-		return ClassQuotaExhausted
 	case http.StatusTooManyRequests:
 		return ClassRateLimited
 	case http.StatusUnauthorized:
@@ -296,6 +295,10 @@ func statusClass(status int, structured bool) Class {
 		return ClassOther
 	}
 	switch {
+	case status == http.StatusPaymentRequired && structured:
+		// "Payment Required" from the provider itself; an HTML page from
+		// something in between is not enough to stop all traffic.
+		return ClassQuotaExhausted
 	case status == http.StatusServiceUnavailable && structured:
 		return ClassOverloaded
 	case status >= 500:
@@ -339,13 +342,16 @@ func (f *errorFields) structured() bool {
 }
 
 // codeString returns the provider's code verbatim: Google's status for
-// Google's shape; the type for providers whose errors have no code member at
+// Google's shape; Anthropic's details.error_code where it refines the type;
+// the type for providers whose errors have no code member at
 // all (Anthropic, Moonshot), whose type is their code; otherwise the code,
 // "" when it is null.
 func (f *errorFields) codeString() string {
 	switch {
 	case f.google && len(f.status) > 0:
 		return fieldString(f.status, false)
+	case len(f.detailCode) > 0: // Anthropic's refinement of its type
+		return fieldString(f.detailCode, false)
 	case !f.codePresent:
 		return fieldString(f.typ, f.typEscaped)
 	}
@@ -377,6 +383,15 @@ func fieldString(raw []byte, escaped bool) string {
 		s = s[:cut]
 	}
 	return s
+}
+
+func containsAnyFold(s []byte, substrs []string) bool {
+	for _, sub := range substrs {
+		if containsFold(s, sub) {
+			return true
+		}
+	}
+	return false
 }
 
 // containsFold reports whether s contains substr, ignoring ASCII case.

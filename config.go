@@ -66,8 +66,9 @@ func WithScope(scope func(*http.Request) string) Option {
 // WithTripClasses sets which classes open a latch, replacing the default,
 // ClassQuotaExhausted alone. Adding ClassAuthentication makes a revoked key
 // stop its traffic too. Retryable classes (rate limits, overload, server
-// errors) are ignored here: they heal by themselves and must reach the
-// caller's retry logic.
+// errors) and ClassOther are ignored here: the first heal by themselves and
+// must reach the caller's retry logic, and ClassOther is too vague to stop
+// traffic on. Given no class it accepts, the Transport never trips.
 func WithTripClasses(classes ...Class) Option {
 	return optionFunc(func(c *config) {
 		c.tripClasses = c.tripClasses[:0:0]
@@ -86,7 +87,7 @@ func WithTripClasses(classes ...Class) Option {
 //
 // It runs on the goroutine of the request whose answer tripped the latch,
 // before that request's RoundTrip returns, with no lock held. It may call
-// Reset or Tripped, but it delays that one request for as long as it runs:
+// Reset or OpenLatches, but it delays that one request for as long as it runs:
 // hand slow work, such as a call to a paging service, to another goroutine.
 func OnTrip(fn func(Trip)) Option {
 	return optionFunc(func(c *config) { c.onTrip = fn })
@@ -141,8 +142,10 @@ func WithClock(now func() time.Time) Option {
 
 // WithMaxErrorBody sets how many bytes of an error answer's body the
 // Transport reads to classify it (64 KiB by default; real error bodies are
-// under 2 KiB). The caller receives the whole body either way. Values below
-// 1 KiB are raised to 1 KiB.
+// under 2 KiB). The caller receives the whole body either way. A tripping
+// answer longer than this is not kept whole: requests the latch refuses get
+// a short body in OpenAI's shape with the same code and type instead.
+// Values below 1 KiB are raised to 1 KiB.
 func WithMaxErrorBody(n int) Option {
 	return optionFunc(func(c *config) { c.maxErrorBody = max(n, 1<<10) })
 }

@@ -78,10 +78,10 @@ func ExampleTransport_Reset() {
 	defer qb.CloseIdleConnections()
 	post(&http.Client{Transport: qb}, api.URL, "sk-a")
 
-	for _, tr := range qb.Tripped() {
+	for _, tr := range qb.OpenLatches() {
 		fmt.Println("open since a", tr.Class, "answer:", qb.Reset(tr.Scope))
 	}
-	fmt.Println("open latches:", len(qb.Tripped()))
+	fmt.Println("open latches:", len(qb.OpenLatches()))
 	// Output:
 	// open since a quota_exhausted answer: true
 	// open latches: 0
@@ -102,7 +102,7 @@ func ExampleWithScope() {
 	req.Header.Set("X-Tenant", "acme")
 	resp, _ := client.Do(req)
 	resp.Body.Close()
-	fmt.Println(qb.Tripped()[0].Scope)
+	fmt.Println(qb.OpenLatches()[0].Scope)
 	// Output:
 	// tenant:acme
 }

@@ -49,6 +49,7 @@ type telemetry struct {
 	errors        metric.Int64Counter
 	shortCircuits metric.Int64Counter
 	trips         metric.Int64Counter
+	openLatches   metric.Int64UpDownCounter
 }
 
 // init creates the tracer and the instruments. Instrument errors go to
@@ -78,25 +79,23 @@ func (tel *telemetry) init(t *Transport) {
 	tel.trips = counter("quotabreaker.trips", "{trip}",
 		"Latches opened.")
 
-	// The callback holds the counter, not the Transport, so an unused
-	// Transport can be collected; its cleanup then unregisters the callback.
-	open := &t.latches.open
-	gauge, err := meter.Int64ObservableGauge("quotabreaker.open_latches",
+	// A synchronous up-down counter rather than an observable gauge: it
+	// adds up across Transports sharing a meter provider, and needs no
+	// callback holding the Transport alive.
+	open, err := meter.Int64UpDownCounter("quotabreaker.open_latches",
 		metric.WithUnit("{latch}"),
 		metric.WithDescription("Latches open now; above 0 means some traffic is refused until a reset."))
 	if err != nil {
 		otel.Handle(err)
-		return
+		open = noop.Int64UpDownCounter{}
 	}
-	reg, err := meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		o.ObserveInt64(gauge, open.Load())
-		return nil
-	}, gauge)
-	if err != nil {
-		otel.Handle(err)
-		return
-	}
-	runtime.AddCleanup(t, func(r metric.Registration) { _ = r.Unregister() }, reg)
+	tel.openLatches = open
+	// A Transport dropped with latches open refuses nothing any more.
+	runtime.AddCleanup(t, func(n *atomic.Int64) {
+		if v := n.Load(); v != 0 {
+			open.Add(context.Background(), -v)
+		}
+	}, t.latches.open)
 }
 
 // start begins an attempt's span. The returned context carries the span to
@@ -181,6 +180,7 @@ func appendClassAttrs(attrs []attribute.KeyValue, c Classification) []attribute.
 
 // tripped records that the answer on span opened a latch.
 func (tel *telemetry) tripped(span trace.Span, tr Trip) {
+	tel.openLatches.Add(context.Background(), 1)
 	tel.trips.Add(context.Background(), 1, metric.WithAttributes(
 		semconv.ErrorTypeKey.String(string(tr.Class)),
 		attrErrorCode.String(tr.Code),
@@ -235,10 +235,10 @@ func shortCircuitAttrs(tr Trip) []metric.AddOption {
 // transportError records an error from the base transport. The status
 // description is the error's type, not its text, which can quote a URL
 // holding a key.
-func (tel *telemetry) transportError(span trace.Span, err error) {
+func (tel *telemetry) transportError(span trace.Span, err error, state string) {
 	if span.IsRecording() {
 		et := semconv.ErrorType(err)
-		span.SetAttributes(et, attrBreakerState.String("closed"))
+		span.SetAttributes(et, attrBreakerState.String(state))
 		span.SetStatus(codes.Error, et.Value.AsString())
 	}
 	span.End()
@@ -246,6 +246,7 @@ func (tel *telemetry) transportError(span trace.Span, err error) {
 
 // reset records a reset as a short span of its own: it belongs to no request.
 func (tel *telemetry) reset(tr Trip) {
+	tel.openLatches.Add(context.Background(), -1)
 	_, span := tel.tracer.Start(context.Background(), "quotabreaker.reset", trace.WithSpanKind(trace.SpanKindInternal))
 	if span.IsRecording() {
 		attrs := []attribute.KeyValue{

@@ -323,7 +323,7 @@ func TestResetSpan(t *testing.T) {
 	rec := newRecording(t)
 	tr := New(fakeBase(answerFrom(t, "openai-insufficient-quota-429-status-shown")), rec.options()...)
 	send(t, tr, "https://api.openai.com/v1/chat/completions", "sk-a")
-	scope := tr.Tripped()[0].Scope
+	scope := tr.OpenLatches()[0].Scope
 	tr.Reset(scope)
 	spans := rec.spans.Ended()
 	last := spans[len(spans)-1]
@@ -360,14 +360,22 @@ func TestMetricsScript(t *testing.T) {
 	if got := collect(t, rec)["quotabreaker.open_latches"]; got != 1 {
 		t.Errorf("open_latches before reset = %d, want 1", got)
 	}
+	// A second Transport on the same meter provider adds its own latches
+	// to the count rather than replacing it.
+	other := New(fakeBase(answerFrom(t, "openai-insufficient-quota-429-status-shown")), rec.options()...)
+	send(t, other, url, "sk-b")
+	if got := collect(t, rec)["quotabreaker.open_latches"]; got != 2 {
+		t.Errorf("open_latches with two Transports = %d, want 2", got)
+	}
+	other.ResetAll()
 	tr.ResetAll()
 	send(t, tr, url, "sk-a")
 
 	want := map[string]int64{
-		"quotabreaker.errors{error.type=quota_exhausted,gen_ai.provider.name=openai,quotabreaker.error.code=insufficient_quota}": 1,
+		"quotabreaker.errors{error.type=quota_exhausted,gen_ai.provider.name=openai,quotabreaker.error.code=insufficient_quota}": 2,
 		"quotabreaker.errors{error.type=rate_limited,gen_ai.provider.name=openai,quotabreaker.error.code=rate_limit_exceeded}":   1,
 		"quotabreaker.short_circuits{error.type=quota_exhausted,gen_ai.provider.name=openai}":                                    5,
-		"quotabreaker.trips{error.type=quota_exhausted,gen_ai.provider.name=openai,quotabreaker.error.code=insufficient_quota}":  1,
+		"quotabreaker.trips{error.type=quota_exhausted,gen_ai.provider.name=openai,quotabreaker.error.code=insufficient_quota}":  2,
 		"quotabreaker.open_latches": 0,
 	}
 	got := collect(t, rec)
@@ -395,11 +403,9 @@ func collect(t *testing.T, rec *recording) map[string]int64 {
 			switch d := m.Data.(type) {
 			case metricdata.Sum[int64]:
 				points = d.DataPoints
-				if !d.IsMonotonic {
-					t.Errorf("%s is not monotonic", m.Name)
+				if d.IsMonotonic == (m.Name == "quotabreaker.open_latches") {
+					t.Errorf("%s: monotonic = %v", m.Name, d.IsMonotonic)
 				}
-			case metricdata.Gauge[int64]:
-				points = d.DataPoints
 			default:
 				t.Fatalf("%s: unexpected %T", m.Name, m.Data)
 			}
@@ -424,6 +430,7 @@ func collect(t *testing.T, rec *recording) map[string]int64 {
 func TestNoSecretsRecorded(t *testing.T) {
 	const key = "sk-proj-KEYCANARY0123456789abcdef"
 	rec := newRecording(t)
+	var all strings.Builder
 	script := []corpusAnswer{
 		{200, http.Header{"Content-Type": {"application/json"}}, `{"choices":[{"message":{"content":"COMPLETION-CANARY"}}]}`},
 		answerFrom(t, "openai-rate-limit-tokens-tpm"),
@@ -455,9 +462,18 @@ func TestNoSecretsRecorded(t *testing.T) {
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 	}
+	errTr := New(fakeBase(answerFrom(t, "openai-insufficient-quota-429-status-shown")), WithShortCircuitError())
+	for i := 0; i < 2; i++ {
+		req := httptest.NewRequest(http.MethodPost, "https://api.openai.com/v1/chat/completions", nil)
+		req.Header.Set("Authorization", "Bearer "+key)
+		if resp, err := errTr.RoundTrip(req); err != nil {
+			fmt.Fprintf(&all, "%v %+v\n", err, err)
+		} else {
+			resp.Body.Close()
+		}
+	}
 	tr.ResetAll()
 
-	var all strings.Builder
 	for _, s := range rec.spans.Ended() {
 		fmt.Fprintf(&all, "%s %v %v %v\n", s.Name(), s.Attributes(), s.Status(), s.Events())
 	}
@@ -472,5 +488,43 @@ func TestNoSecretsRecorded(t *testing.T) {
 		if strings.Contains(recorded, secret) {
 			t.Errorf("telemetry contains %q", secret)
 		}
+	}
+}
+
+// TestBreakerStateIsTheLatchs: an answer that arrives after its latch
+// opened reports the latch open, even though the answer itself is a 200.
+func TestBreakerStateIsTheLatchs(t *testing.T) {
+	rec := newRecording(t)
+	quota := answerFrom(t, "openai-insufficient-quota-429-status-shown")
+	arrived, release := make(chan struct{}), make(chan struct{})
+	tr := New(roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		if r.Header.Get("X-Slow") != "" {
+			close(arrived)
+			<-release
+			return fakeBase(ok()).RoundTrip(r)
+		}
+		return fakeBase(quota).RoundTrip(r)
+	}), rec.options()...)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		req := httptest.NewRequest(http.MethodPost, "https://api.openai.com/v1/chat/completions", nil)
+		req.Header.Set("Authorization", "Bearer sk-a")
+		req.Header.Set("X-Slow", "1")
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		resp.Body.Close()
+	}()
+	<-arrived
+	send(t, tr, "https://api.openai.com/v1/chat/completions", "sk-a") // trips
+	close(release)
+	<-done
+	spans := rec.spans.Ended()
+	slow := attrs(spans[len(spans)-1])
+	if slow["http.response.status_code"].AsInt64() != 200 || slow["quotabreaker.breaker.state"].AsString() != "open" {
+		t.Errorf("late 200: %v, want breaker.state open", slow)
 	}
 }

@@ -6,12 +6,14 @@ import (
 	"compress/gzip"
 	"compress/zlib"
 	"encoding/json"
+	"fmt"
 	"hash/maphash"
 	"io"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/sony/gobreaker/v2"
 	"go.opentelemetry.io/otel/trace"
@@ -42,9 +44,10 @@ const (
 // logic. Transport errors pass through unchanged and never trip a latch.
 //
 // A Transport must be made with New. It is safe for concurrent use. On the
-// success path it costs a map lookup under a read lock, a keyed hash of the
-// credential headers and two uncontended mutex operations in the breaker;
-// tracing costs what the tracer provider charges.
+// success path it costs a keyed hash of the scope's headers, a map lookup
+// under a read lock and two operations on the scope's breaker mutex (which
+// concurrent requests of one scope share), and no allocation; tracing costs
+// what the tracer provider charges.
 type Transport struct {
 	base    http.RoundTripper
 	cfg     config
@@ -62,6 +65,7 @@ func New(base http.RoundTripper, opts ...Option) *Transport {
 		base = http.DefaultTransport
 	}
 	t := &Transport{base: base, cfg: newConfig(opts), seed: maphash.MakeSeed()}
+	t.latches.open = new(atomic.Int64)
 	t.tel.init(t)
 	return t
 }
@@ -73,27 +77,32 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	defer l.release()
 
 	ctx, span := t.tel.start(req)
+	spanOwned := false // set once something else has taken over ending it
+	defer func() {
+		if !spanOwned { // the base panicked
+			span.End()
+		}
+	}()
 	if ctx != req.Context() {
 		req = req.WithContext(ctx)
 	}
 	var (
-		resp     *http.Response
-		rtErr    error
-		c        Classification
-		first    *opened
-		tripping bool
+		resp  *http.Response
+		rtErr error
+		c     Classification
+		first *opened
 	)
 	// The breaker sees errTripped for a tripping answer and nil for anything
 	// else, transport errors included: only a tripping class opens it.
 	_, err := l.cb.Execute(func() (struct{}, error) {
-		resp, rtErr = t.base.RoundTrip(req)
+		resp, rtErr = t.roundTrip(req)
 		if rtErr != nil || resp.StatusCode < 400 {
 			return struct{}{}, nil
 		}
 		var body []byte
 		var complete bool
 		c, body, complete = t.inspect(req, resp)
-		if tripping = t.trips(c.Class); !tripping {
+		if !t.trips(c.Class) {
 			return struct{}{}, nil
 		}
 		resp.Header.Set(HeaderShouldRetry, "false")
@@ -117,26 +126,43 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	})
 	if err == gobreaker.ErrOpenState {
 		if o := l.trip.Load(); o != nil {
+			spanOwned = true
 			return t.shortCircuit(req, l, o, span)
 		}
 		// Unreachable: a trip is recorded before its breaker opens.
 		// Send the request rather than refuse it without a reason.
-		resp, rtErr = t.base.RoundTrip(req)
+		resp, rtErr = t.roundTrip(req)
 	}
+	spanOwned = true
 	if rtErr != nil {
-		t.tel.transportError(span, rtErr)
+		t.tel.transportError(span, rtErr, l.state())
 		return nil, rtErr
 	}
-	state := "closed"
-	if tripping && l.trip.Load() != nil {
-		state = "open"
-	}
-	t.tel.answer(span, req, resp, c, l.scope, state)
 	if first != nil {
+		// Before the answer's span can end, and before OnReset can run.
 		t.tel.tripped(span, first.Trip)
 		if t.cfg.onTrip != nil {
 			t.cfg.onTrip(first.Trip)
 		}
+		if t.latches.announced(first) {
+			t.resetDone(first.Trip)
+		}
+	}
+	t.tel.answer(span, req, resp, c, l.scope, l.state())
+	return resp, nil
+}
+
+// roundTrip calls the base and holds it to the RoundTripper contract the
+// rest of RoundTrip relies on: a response or an error, and a header map.
+func (t *Transport) roundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(req)
+	switch {
+	case err != nil:
+		return nil, err
+	case resp == nil:
+		return nil, fmt.Errorf("quotabreaker: base RoundTripper (%T) returned a nil *Response with a nil error", t.base)
+	case resp.Header == nil:
+		resp.Header = make(http.Header)
 	}
 	return resp, nil
 }
@@ -183,24 +209,29 @@ func (t *Transport) shortCircuit(req *http.Request, l *latch, o *opened, span tr
 // again; an answer to a request sent before the reset cannot reopen it.
 // Call it once billing is fixed.
 func (t *Transport) Reset(scope string) bool {
-	return len(t.reset(scope, false)) > 0
+	return t.reset(scope, false) > 0
 }
 
 // ResetAll closes every open latch and returns how many there were.
 func (t *Transport) ResetAll() int {
-	return len(t.reset("", true))
+	return t.reset("", true)
 }
 
-func (t *Transport) reset(scope string, all bool) []Trip {
-	trips := t.latches.reset(scope, all)
-	sortTrips(trips)
-	for _, tr := range trips {
-		t.tel.reset(tr)
-		if t.cfg.onReset != nil {
-			t.cfg.onReset(tr)
-		}
+func (t *Transport) reset(scope string, all bool) int {
+	n, due := t.latches.reset(scope, all)
+	sortTrips(due)
+	for _, tr := range due {
+		t.resetDone(tr)
 	}
-	return trips
+	return n
+}
+
+// resetDone records a reset and calls OnReset; it runs with no lock held.
+func (t *Transport) resetDone(tr Trip) {
+	t.tel.reset(tr)
+	if t.cfg.onReset != nil {
+		t.cfg.onReset(tr)
+	}
 }
 
 // CloseIdleConnections closes the base transport's idle connections, if it
@@ -211,9 +242,9 @@ func (t *Transport) CloseIdleConnections() {
 	}
 }
 
-// Tripped returns the open latches, oldest first.
-func (t *Transport) Tripped() []Trip {
-	return t.latches.tripped()
+// OpenLatches returns the trips of the open latches, oldest first.
+func (t *Transport) OpenLatches() []Trip {
+	return t.latches.openLatches()
 }
 
 // inspect classifies an error answer from a bounded prefix of its body and
@@ -439,6 +470,7 @@ var knownHosts = [...]struct {
 	{"api.moonshot.ai", false, "moonshot"},
 	{"api.moonshot.cn", false, "moonshot"},
 	{"open.bigmodel.cn", false, "zhipu"},
+	{"api.z.ai", false, "zhipu"},
 	{"api.siliconflow.cn", false, "siliconflow"},
 	{"api.cohere.com", false, "cohere"},
 }

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -174,8 +175,8 @@ func TestQuotaOpensLatchAndShortCircuits(t *testing.T) {
 	if !strings.HasPrefix(trips[0].Scope, strings.TrimPrefix(srv.URL, "http://")+"/key:") {
 		t.Errorf("scope %q does not name host and key fingerprint", trips[0].Scope)
 	}
-	if got := tr.Tripped(); len(got) != 1 || got[0] != want {
-		t.Errorf("Tripped() = %+v", got)
+	if got := tr.OpenLatches(); len(got) != 1 || got[0] != want {
+		t.Errorf("OpenLatches() = %+v", got)
 	}
 
 	if !tr.Reset(trips[0].Scope) {
@@ -227,8 +228,8 @@ func TestRetryableAnswersPassThrough(t *testing.T) {
 					t.Errorf("retryable answer got our headers: %v", resp.Header)
 				}
 			}
-			if srv.hits.Load() != 20 || len(tr.Tripped()) != 0 {
-				t.Errorf("hits %d, tripped %v: a retryable answer counted towards the latch", srv.hits.Load(), tr.Tripped())
+			if srv.hits.Load() != 20 || len(tr.OpenLatches()) != 0 {
+				t.Errorf("hits %d, tripped %v: a retryable answer counted towards the latch", srv.hits.Load(), tr.OpenLatches())
 			}
 		})
 	}
@@ -329,7 +330,7 @@ func TestGzipErrorBody(t *testing.T) {
 	if !bytes.Equal(body, zipped.Bytes()) || resp.Header.Get("Content-Encoding") != "gzip" {
 		t.Errorf("caller got %d bytes (encoding %q), want the %d gzip bytes sent", len(body), resp.Header.Get("Content-Encoding"), zipped.Len())
 	}
-	if got := tr.Tripped(); len(got) != 1 || got[0].Code != "insufficient_quota" {
+	if got := tr.OpenLatches(); len(got) != 1 || got[0].Code != "insufficient_quota" {
 		t.Fatalf("gzip quota answer did not trip: %+v", got)
 	}
 	// The replayed answer is decoded: the next request may not accept gzip.
@@ -403,7 +404,7 @@ func TestShortCircuitError(t *testing.T) {
 		t.Fatalf("err = %v, want ErrQuotaExhausted and ErrOpen", err)
 	}
 	var oe *OpenError
-	if !errors.As(err, &oe) || oe.Code != "insufficient_quota" || oe.Class != ClassQuotaExhausted || oe.Scope != tr.Tripped()[0].Scope {
+	if !errors.As(err, &oe) || oe.Code != "insufficient_quota" || oe.Class != ClassQuotaExhausted || oe.Scope != tr.OpenLatches()[0].Scope {
 		t.Fatalf("errors.As: %+v", oe)
 	}
 	if strings.Contains(err.Error(), "sk-a") {
@@ -423,7 +424,7 @@ func TestTransportErrorPassesThrough(t *testing.T) {
 			t.Fatalf("RoundTrip = %v, %v; want the base's error unchanged", resp, err)
 		}
 	}
-	if len(tr.Tripped()) != 0 {
+	if len(tr.OpenLatches()) != 0 {
 		t.Error("transport errors tripped the latch")
 	}
 
@@ -477,7 +478,7 @@ func TestScopes(t *testing.T) {
 			return resp
 		}
 		send("proj_a")
-		trips := tr.Tripped()
+		trips := tr.OpenLatches()
 		if len(trips) != 1 || !strings.HasSuffix(trips[0].Scope, "/org:org-1/project:proj_a") {
 			t.Fatalf("trips = %+v", trips)
 		}
@@ -500,8 +501,8 @@ func TestScopes(t *testing.T) {
 			return resp
 		}
 		send("acme", "sk-poor")
-		if got := tr.Tripped(); len(got) != 1 || got[0].Scope != "acme" {
-			t.Fatalf("Tripped() = %+v, want scope acme", got)
+		if got := tr.OpenLatches(); len(got) != 1 || got[0].Scope != "acme" {
+			t.Fatalf("OpenLatches() = %+v, want scope acme", got)
 		}
 		if send("acme", "sk-rich").Header.Get(HeaderShortCircuit) != "true" {
 			t.Error("same tenant, other key: custom scope ignored")
@@ -522,7 +523,7 @@ func TestTripClasses(t *testing.T) {
 	tr := New(nil)
 	call(t, newClient(t, tr), srv.URL, "sk-a")
 	call(t, newClient(t, tr), srv.URL, "sk-a")
-	if srv.hits.Load() != 2 || len(tr.Tripped()) != 0 {
+	if srv.hits.Load() != 2 || len(tr.OpenLatches()) != 0 {
 		t.Fatal("authentication tripped with default classes")
 	}
 
@@ -534,16 +535,16 @@ func TestTripClasses(t *testing.T) {
 	}
 	call(t, c, srv.URL, "sk-a")
 	if srv.hits.Load() != 3 {
-		t.Errorf("revoked key reached the server %d times after its trip", srv.hits.Load()-3)
+		t.Errorf("revoked key reached the server %d times after its trip", srv.hits.Load()-2)
 	}
-	if trips := tr.Tripped(); len(trips) != 1 || trips[0].Class != ClassAuthentication {
+	if trips := tr.OpenLatches(); len(trips) != 1 || trips[0].Class != ClassAuthentication {
 		t.Fatalf("trips = %+v", trips)
 	}
 	if got := tr.trips(ClassRateLimited); got {
 		t.Error("WithTripClasses accepted a retryable class")
 	}
 
-	var oe error = &OpenError{Trip: tr.Tripped()[0]}
+	var oe error = &OpenError{Trip: tr.OpenLatches()[0]}
 	if errors.Is(oe, ErrQuotaExhausted) || !errors.Is(oe, ErrOpen) {
 		t.Error("authentication trip error matches ErrQuotaExhausted")
 	}
@@ -621,7 +622,7 @@ func TestResetDropsAnswersFromBefore(t *testing.T) {
 	if resp := <-done; resp.Header.Get(HeaderShouldRetry) != "false" {
 		t.Error("stale quota answer not marked X-Should-Retry: false")
 	}
-	if got := tr.Tripped(); len(got) != 0 {
+	if got := tr.OpenLatches(); len(got) != 0 {
 		t.Errorf("an answer from before the reset reopened the latch: %+v", got)
 	}
 }
@@ -665,13 +666,13 @@ func TestOnTripOncePerTripUnderConcurrency(t *testing.T) {
 		if got := onTrip.Load(); got != int64(round*keys) {
 			t.Fatalf("round %d: OnTrip fired %d times in all, want %d", round, got, round*keys)
 		}
-		if n := len(tr.Tripped()); n != keys {
+		if n := len(tr.OpenLatches()); n != keys {
 			t.Fatalf("round %d: %d open latches, want %d", round, n, keys)
 		}
 		// Resets race with each other: every latch is closed exactly once.
 		var rg sync.WaitGroup
 		var resets atomic.Int64
-		for _, tp := range tr.Tripped() {
+		for _, tp := range tr.OpenLatches() {
 			for j := 0; j < 3; j++ {
 				rg.Go(func() {
 					if tr.Reset(tp.Scope) {
@@ -774,5 +775,130 @@ func TestCloseIdleConnectionsReachesBase(t *testing.T) {
 	}
 	resp.Body.Close()
 	c.CloseIdleConnections()
-	conns.Wait() // returns only once the idle connection was closed
+	closed := make(chan struct{})
+	go func() { conns.Wait(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the idle connection was not closed")
+	}
+}
+
+func TestOversizedTrippingAnswerReplaysItsCode(t *testing.T) {
+	// Code first, as OpenAI sometimes orders it, so the 1 KiB prefix holds it.
+	long := strings.Repeat("x", 4<<10)
+	body := `{"error":{"code":"insufficient_quota","type":"insufficient_quota","param":null,"message":"` + long + `"}}`
+	srv := newServer(t, func(string, int) corpusAnswer {
+		return corpusAnswer{429, http.Header{"Content-Type": {"application/json"}}, body}
+	})
+	tr := New(nil, WithMaxErrorBody(1<<10))
+	c := newClient(t, tr)
+	if _, got := call(t, c, srv.URL, "sk-a"); string(got) != body {
+		t.Fatalf("tripping answer changed: %d bytes", len(got))
+	}
+	resp, got := call(t, c, srv.URL, "sk-a")
+	if resp.Header.Get(HeaderShortCircuit) != "true" {
+		t.Fatal("not short-circuited")
+	}
+	var e struct {
+		Error struct{ Code, Type string }
+	}
+	if err := json.Unmarshal(got, &e); err != nil || e.Error.Code != "insufficient_quota" || e.Error.Type != "insufficient_quota" {
+		t.Errorf("replayed body %q (%v): want OpenAI's shape with the tripping code", got, err)
+	}
+	if resp.ContentLength != int64(len(got)) {
+		t.Errorf("Content-Length %d for %d bytes", resp.ContentLength, len(got))
+	}
+}
+
+// TestOnResetNeverBeforeOnTrip resets the latch from inside OnTrip, the
+// tightest race there is: OnReset must still come second.
+func TestOnResetNeverBeforeOnTrip(t *testing.T) {
+	quota := answerFrom(t, "openai-insufficient-quota-429-status-shown")
+	var events []string
+	var tr *Transport
+	tr = New(fakeBase(quota),
+		OnTrip(func(tp Trip) {
+			if !tr.Reset(tp.Scope) {
+				t.Error("Reset inside OnTrip found no open latch")
+			}
+			events = append(events, "trip")
+		}),
+		OnReset(func(Trip) { events = append(events, "reset") }))
+	send(t, tr, "https://api.openai.com/v1/chat/completions", "sk-a")
+	if strings.Join(events, ",") != "trip,reset" {
+		t.Errorf("hooks ran as %v, want trip then reset", events)
+	}
+	if len(tr.OpenLatches()) != 0 {
+		t.Error("latch still open")
+	}
+}
+
+func TestBaseMisbehaving(t *testing.T) {
+	t.Run("nil response and nil error", func(t *testing.T) {
+		tr := New(roundTripperFunc(func(*http.Request) (*http.Response, error) { return nil, nil }))
+		resp, err := tr.RoundTrip(httptest.NewRequest("GET", "http://x/", nil))
+		if resp != nil || err == nil {
+			t.Errorf("RoundTrip = %v, %v; want an error", resp, err)
+		}
+	})
+	t.Run("nil header on a tripping answer", func(t *testing.T) {
+		quota := answerFrom(t, "openai-insufficient-quota-429-status-shown")
+		tr := New(roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+			return &http.Response{StatusCode: 429, Body: io.NopCloser(strings.NewReader(quota.body)), Request: r}, nil
+		}))
+		resp, err := tr.RoundTrip(httptest.NewRequest("GET", "http://x/", nil))
+		if err != nil || resp.Header.Get(HeaderShouldRetry) != "false" {
+			t.Errorf("RoundTrip = %v, %v", resp, err)
+		}
+	})
+	t.Run("panic ends the span", func(t *testing.T) {
+		rec := newRecording(t)
+		tr := New(roundTripperFunc(func(*http.Request) (*http.Response, error) { panic("base bug") }), rec.options()...)
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Error("the base's panic was swallowed")
+				}
+			}()
+			tr.RoundTrip(httptest.NewRequest("GET", "http://x/", nil))
+		}()
+		if n := len(rec.spans.Ended()); n != 1 {
+			t.Errorf("%d spans ended after a panic, want 1", n)
+		}
+		if len(tr.OpenLatches()) != 0 {
+			t.Error("a panic tripped the latch")
+		}
+	})
+}
+
+// TestCredentialHeaderCase: a header written into the map by hand, not
+// through Set, still tells tenants apart.
+func TestCredentialHeaderCase(t *testing.T) {
+	quota := answerFrom(t, "openai-insufficient-quota-429-status-shown")
+	tr := New(roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		a := ok()
+		//lint:ignore SA1008 the header is non-canonical on purpose
+		if r.Header["api-key"][0] == "poor" {
+			a = quota
+		}
+		return fakeBase(a).RoundTrip(r)
+	}))
+	send := func(key string) *http.Response {
+		req := httptest.NewRequest("POST", "https://x.openai.azure.com/openai/deployments/d/chat/completions", nil)
+		req.Header["api-key"] = []string{key}
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	send("poor")
+	if resp := send("rich"); resp.StatusCode != 200 {
+		t.Errorf("another tenant's key was refused: %d %v", resp.StatusCode, resp.Header)
+	}
+	if resp := send("poor"); resp.Header.Get(HeaderShortCircuit) != "true" {
+		t.Error("the exhausted key was not refused")
+	}
 }

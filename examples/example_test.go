@@ -51,10 +51,10 @@ func Example_openaiGo() {
 	fmt.Println("requests that reached the API:", api.Hits())
 
 	// Once billing is fixed:
-	for _, tr := range qb.Tripped() {
+	for _, tr := range qb.OpenLatches() {
 		qb.Reset(tr.Scope)
 	}
-	fmt.Println("open latches:", len(qb.Tripped()))
+	fmt.Println("open latches:", len(qb.OpenLatches()))
 
 	// Output:
 	// reply: Hello! How can I assist you today?

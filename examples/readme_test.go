@@ -64,7 +64,7 @@ func readmeNetHTTP(req *http.Request) (*http.Response, error) {
 
 func readmeOperations(mux *http.ServeMux, qb *quotabreaker.Transport) {
 	mux.HandleFunc("GET /quotabreaker", func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode(qb.Tripped())
+		json.NewEncoder(w).Encode(qb.OpenLatches())
 	})
 	mux.HandleFunc("POST /quotabreaker/reset", func(w http.ResponseWriter, r *http.Request) {
 		if scope := r.FormValue("scope"); scope != "" {

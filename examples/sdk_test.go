@@ -44,9 +44,8 @@ func newEnv(t *testing.T, opts ...quotabreaker.Option) *env {
 	e := &env{srv: srv, base: base, qb: quotabreaker.New(base, opts...)}
 	t.Cleanup(func() {
 		srv.Close()
-		// quotabreaker.Transport has no CloseIdleConnections, so
-		// http.Client.CloseIdleConnections cannot reach base: close it here.
-		base.CloseIdleConnections()
+		e.qb.CloseIdleConnections() // reaches base
+
 	})
 	return e
 }
@@ -133,9 +132,9 @@ func TestOpenAIGoQuotaStopsRetries(t *testing.T) {
 	if n := trips.Load(); n != 1 {
 		t.Errorf("OnTrip fired %d times, want 1", n)
 	}
-	tripped := e.qb.Tripped()
+	tripped := e.qb.OpenLatches()
 	if len(tripped) != 1 {
-		t.Fatalf("Tripped() = %v, want one open latch", tripped)
+		t.Fatalf("OpenLatches() = %v, want one open latch", tripped)
 	}
 	tr := tripped[0]
 	if tr.Code != "insufficient_quota" || tr.Class != quotabreaker.ClassQuotaExhausted || tr.Status != 429 || !strings.HasPrefix(tr.RequestID, "req_") {
@@ -173,8 +172,8 @@ func TestOpenAIGoQuotaStopsRetries(t *testing.T) {
 	if got := e.srv.Hits(); got != 4 {
 		t.Errorf("server hits = %d, want 4", got)
 	}
-	if got := e.qb.Tripped(); len(got) != 0 {
-		t.Errorf("Tripped() = %v, want none", got)
+	if got := e.qb.OpenLatches(); len(got) != 0 {
+		t.Errorf("OpenLatches() = %v, want none", got)
 	}
 }
 
@@ -204,8 +203,8 @@ func TestOpenAIGoRetriesRateLimit(t *testing.T) {
 	if elapsed >= noSleep {
 		t.Errorf("call took %v: the SDK did not see retry-after-ms: 10", elapsed)
 	}
-	if got := e.qb.Tripped(); len(got) != 0 {
-		t.Errorf("Tripped() = %v, want none after a rate limit", got)
+	if got := e.qb.OpenLatches(); len(got) != 0 {
+		t.Errorf("OpenLatches() = %v, want none after a rate limit", got)
 	}
 	if n := trips.Load(); n != 0 {
 		t.Errorf("OnTrip fired %d times, want 0", n)
@@ -234,7 +233,7 @@ func TestGoOpenAIQuota(t *testing.T) {
 	if got := e.srv.Hits(); got != 1 {
 		t.Errorf("server hits = %d, want 1", got)
 	}
-	if got := len(e.qb.Tripped()); got != 1 {
+	if got := len(e.qb.OpenLatches()); got != 1 {
 		t.Errorf("%d open latches, want 1", got)
 	}
 }
@@ -262,9 +261,9 @@ func TestTwoKeysOneTransport(t *testing.T) {
 	if got := e.srv.HitsFor(keyA); got != 1 {
 		t.Errorf("key A hits = %d, want 1", got)
 	}
-	tripped := e.qb.Tripped()
+	tripped := e.qb.OpenLatches()
 	if len(tripped) != 1 {
-		t.Fatalf("Tripped() = %v, want one latch (key A's)", tripped)
+		t.Fatalf("OpenLatches() = %v, want one latch (key A's)", tripped)
 	}
 	if strings.Contains(tripped[0].Scope, keyA) {
 		t.Errorf("scope %q contains the API key", tripped[0].Scope)
@@ -375,7 +374,7 @@ func TestOnTripOnceUnderConcurrency(t *testing.T) {
 	if got := e.srv.Hits(); got != n {
 		t.Errorf("server hits = %d, want %d (each call once, no retries)", got, n)
 	}
-	if got := len(e.qb.Tripped()); got != 1 {
+	if got := len(e.qb.OpenLatches()); got != 1 {
 		t.Errorf("%d open latches, want 1", got)
 	}
 

@@ -160,7 +160,7 @@ func (d *demo) story(ctx context.Context, srv *fakeopenai.Server) error {
 	fmt.Fprintln(w, "\n5. Billing fixed: Reset closes the latch")
 	srv.Script(demoKey, nil, fakeopenai.OK)
 	reset := 0
-	for _, tr := range d.qb.Tripped() {
+	for _, tr := range d.qb.OpenLatches() {
 		if d.qb.Reset(tr.Scope) {
 			reset++
 		}
@@ -193,7 +193,7 @@ func (d *demo) real(ctx context.Context) error {
 		return err
 	}
 	fmt.Fprintf(d.w, "\nsummary: mode=real calls=3 ok=%d ontrip=%d short_circuits=%d open_latches=%d\n",
-		ok, d.trips, shortCircuits, len(d.qb.Tripped()))
+		ok, d.trips, shortCircuits, len(d.qb.OpenLatches()))
 	return nil
 }
 
