@@ -120,11 +120,7 @@ func (tel *telemetry) start(req *http.Request) (context.Context, trace.Span) {
 // otelhttp's, so a streamed answer is measured whole.
 func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Response, c Classification, scope, state string) {
 	if c.Class != "" {
-		tel.errors.Add(context.Background(), 1, metric.WithAttributes(
-			semconv.ErrorTypeKey.String(string(c.Class)),
-			attrErrorCode.String(c.Code),
-			semconv.GenAIProviderNameKey.String(genAIProvider(c.Provider)),
-		))
+		tel.errors.Add(req.Context(), 1, metric.WithAttributes(metricAttrs(c, true)...))
 	}
 	if !span.IsRecording() {
 		span.End()
@@ -181,11 +177,7 @@ func appendClassAttrs(attrs []attribute.KeyValue, c Classification) []attribute.
 // tripped records that the answer on span opened a latch.
 func (tel *telemetry) tripped(span trace.Span, tr Trip) {
 	tel.openLatches.Add(context.Background(), 1)
-	tel.trips.Add(context.Background(), 1, metric.WithAttributes(
-		semconv.ErrorTypeKey.String(string(tr.Class)),
-		attrErrorCode.String(tr.Code),
-		semconv.GenAIProviderNameKey.String(genAIProvider(tr.Provider)),
-	))
+	tel.trips.Add(context.Background(), 1, metric.WithAttributes(metricAttrs(tr.Classification, true)...))
 	// The span ends when the caller closes the body, which it cannot have
 	// done yet: RoundTrip has not returned.
 	span.AddEvent("quotabreaker.trip", trace.WithAttributes(
@@ -226,10 +218,21 @@ func (tel *telemetry) shortCircuit(span trace.Span, resp *http.Response, o *open
 // shortCircuitAttrs are the short-circuit counter's attributes for a trip,
 // built once per trip rather than once per refused request.
 func shortCircuitAttrs(tr Trip) []metric.AddOption {
-	return []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(
-		semconv.ErrorTypeKey.String(string(tr.Class)),
-		semconv.GenAIProviderNameKey.String(genAIProvider(tr.Provider)),
-	))}
+	return []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(metricAttrs(tr.Classification, false)...))}
+}
+
+// metricAttrs are a class's metric attributes: all of low cardinality, and
+// the provider only where known.
+func metricAttrs(c Classification, withCode bool) []attribute.KeyValue {
+	attrs := make([]attribute.KeyValue, 0, 3)
+	attrs = append(attrs, semconv.ErrorTypeKey.String(string(c.Class)))
+	if withCode {
+		attrs = append(attrs, attrErrorCode.String(c.Code))
+	}
+	if c.Provider != "" {
+		attrs = append(attrs, semconv.GenAIProviderNameKey.String(genAIProvider(c.Provider)))
+	}
+	return attrs
 }
 
 // transportError records an error from the base transport. The status

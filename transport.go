@@ -118,9 +118,14 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		o.shortCircuits = shortCircuitAttrs(o.Trip)
 		// Record before the breaker opens, so a request that finds it open
-		// always finds the answer to give.
+		// always finds the answer to give. A latch reset since this request
+		// started records nothing, and its breaker stays closed: the answer
+		// is stale.
 		if t.latches.record(l, o) {
 			first = o
+		}
+		if l.trip.Load() == nil {
+			return struct{}{}, nil
 		}
 		return struct{}{}, errTripped
 	})
@@ -129,7 +134,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			spanOwned = true
 			return t.shortCircuit(req, l, o, span)
 		}
-		// Unreachable: a trip is recorded before its breaker opens.
+		// Unreachable: a breaker opens only after its trip is recorded.
 		// Send the request rather than refuse it without a reason.
 		resp, rtErr = t.roundTrip(req)
 	}
