@@ -699,22 +699,13 @@ func TestIdleScopesBounded(t *testing.T) {
 		if r.Header.Get("Authorization") == "Bearer sk-poor" {
 			a = quota
 		}
-		return &http.Response{StatusCode: a.status, Header: a.header.Clone(), Body: io.NopCloser(strings.NewReader(a.body)), Request: r}, nil
+		return fakeBase(a).RoundTrip(r)
 	})
 	tr := New(base)
-	send := func(key string) *http.Response {
-		req := httptest.NewRequest("POST", "https://api.openai.com/v1/chat/completions", nil)
-		req.Header.Set("Authorization", "Bearer "+key)
-		resp, err := tr.RoundTrip(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp
-	}
-	send("sk-poor")
+	const url = "https://api.openai.com/v1/chat/completions"
+	send(t, tr, url, "sk-poor")
 	for i := 0; i < 3*maxIdleLatches; i++ {
-		send(fmt.Sprintf("sk-tenant-%d", i))
+		send(t, tr, url, fmt.Sprintf("sk-tenant-%d", i))
 	}
 	tr.latches.mu.RLock()
 	n := len(tr.latches.m)
@@ -723,7 +714,7 @@ func TestIdleScopesBounded(t *testing.T) {
 		t.Errorf("%d latches kept after %d tenants, want at most %d", n, 3*maxIdleLatches, maxIdleLatches+1)
 	}
 	before := hits.Load()
-	if send("sk-poor").Header.Get(HeaderShortCircuit) != "true" || hits.Load() != before {
+	if send(t, tr, url, "sk-poor").Header.Get(HeaderShortCircuit) != "true" || hits.Load() != before {
 		t.Error("the open latch was evicted: the exhausted key reached the network")
 	}
 }
