@@ -70,7 +70,7 @@ func ExampleOnTrip() {
 }
 
 // Reset closes a latch once billing is fixed: the scope to give is the one
-// Tripped, OnTrip and the quotabreaker.scope span attribute show.
+// OpenLatches, OnTrip and the quotabreaker.scope span attribute show.
 func ExampleTransport_Reset() {
 	api := outOfQuota()
 	defer api.Close()
