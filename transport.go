@@ -260,9 +260,6 @@ func (t *Transport) inspect(req *http.Request, resp *http.Response) (c Classific
 		var rerr error
 		body, complete, rerr = readPrefix(resp.Body, t.cfg.maxErrorBody, resp.ContentLength)
 		resp.Body = newPrefixBody(body, complete, rerr, resp.Body)
-		if rerr != nil {
-			complete = false
-		}
 	} else {
 		complete = true
 	}
