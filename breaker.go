@@ -1,13 +1,10 @@
 package quotabreaker
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
+	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"math"
-	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -15,83 +12,100 @@ import (
 	"time"
 
 	"github.com/sony/gobreaker/v2"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
 )
 
 // ErrOpen is the error a Transport made with WithShortCircuitError returns,
-// wrapped in an *OpenError, for a request whose scope has an open latch.
+// wrapped in an *OpenError, for a request it refuses. It is the only
+// sentinel, as gobreaker has only ErrOpenState: the *OpenError's Trip says
+// what opened the latch (its Class, Cause and Code).
 var ErrOpen = errors.New("quotabreaker: latch open")
 
-// ErrQuotaExhausted matches an *OpenError whose latch was opened by a
-// ClassQuotaExhausted answer. errors.Is(err, ErrOpen) holds for it too.
-var ErrQuotaExhausted = fmt.Errorf("quotabreaker: quota exhausted: %w", ErrOpen)
+// Cause says what opened a latch.
+type Cause string
 
-// Trip describes an open latch: the answer that opened it, and when.
+// The causes of a Trip. New causes may be added.
+const (
+	// CauseAnswer: an error answer from the provider.
+	CauseAnswer Cause = "answer"
+	// CauseStream: an error event inside a successful (200) stream.
+	CauseStream Cause = "stream"
+	// CauseBudget: a budget reached its hard limit.
+	CauseBudget Cause = "budget"
+)
+
+// Trip describes an open latch: what opened it, when, and in which mode.
+// It is a record for people and their tools; its JSON form (the field tags
+// below, matching the telemetry's attribute names) is part of the API.
 type Trip struct {
-	// Scope names the latch, as WithScope or the default scope made it; it
-	// is what Reset takes. The default scope shows the host, a one-way
-	// fingerprint of the credentials and the OpenAI organization and project.
-	Scope string
-	// Classification is what Classify made of the tripping answer.
-	Classification
-	// Status is the HTTP status of the tripping answer.
-	Status int
+	// Scope names the latch, as WithScope or DefaultScope made it; it is
+	// what Reset takes.
+	Scope string `json:"scope"`
+	// Cause says what opened the latch.
+	Cause Cause `json:"cause"`
+	// Mode is the Transport's mode when the latch opened: in ModeObserve
+	// it was recorded and reported, but refused nothing.
+	Mode Mode `json:"mode"`
+	// Class is the class of the answer or event that opened the latch; it
+	// is the error.type attribute of its span.
+	Class Class `json:"class"`
+	// Provider is the provider that answered, when known.
+	Provider Provider `json:"provider,omitempty"`
+	// Code and Type are the provider's own error code and type, verbatim
+	// (quotabreaker.error.code and quotabreaker.error.type).
+	Code string `json:"error_code,omitempty"`
+	Type string `json:"error_type,omitempty"`
+	// StatusCode is the HTTP status of the tripping answer.
+	StatusCode int `json:"status_code,omitempty"`
 	// RequestID is the provider's id for the tripping answer (x-request-id,
 	// request-id or apim-request-id), for support tickets.
-	RequestID string
+	RequestID string `json:"request_id,omitempty"`
 	// At is when the latch opened.
-	At time.Time
+	At time.Time `json:"at"`
 }
 
 // OpenError is the error returned for a request refused by an open latch
 // when the Transport was made with WithShortCircuitError. It unwraps to
-// ErrQuotaExhausted for a quota trip and to ErrOpen for any other class.
+// ErrOpen.
 type OpenError struct {
-	Trip
+	Trip Trip
 }
 
 func (e *OpenError) Error() string {
+	tr := &e.Trip
 	return fmt.Sprintf("quotabreaker: latch open for %s since %s: %s (code %q, HTTP %d); reset it once fixed",
-		e.Scope, e.At.Format(time.RFC3339), e.Class, e.Code, e.Status)
+		tr.Scope, tr.At.Format(time.RFC3339), tr.Class, tr.Code, tr.StatusCode)
 }
 
 // ErrorType returns the class that opened the latch, which OpenTelemetry's
 // instrumentations (otelhttp among them) record as error.type.
-func (e *OpenError) ErrorType() string { return string(e.Class) }
+func (e *OpenError) ErrorType() string { return string(e.Trip.Class) }
 
-func (e *OpenError) Unwrap() error {
-	if e.Class == ClassQuotaExhausted {
-		return ErrQuotaExhausted
-	}
-	return ErrOpen
-}
+func (e *OpenError) Unwrap() error { return ErrOpen }
 
-// maxIdleLatches bounds the closed latches kept for scopes with no request in
-// flight. A closed latch with nothing in flight holds no information, so
+// maxIdleLatches bounds the closed latches kept for scopes with no request
+// in flight. A closed latch with nothing in flight holds no information, so
 // dropping it is free; open latches are never dropped.
 const maxIdleLatches = 4096
 
-// A latch's id is a 64-bit hash of its scope, keyed with a seed of the
-// Transport's own: the registry keeps neither credentials nor anything an
-// outsider can steer into a collision, and a lookup hashes no strings twice.
-
-// latch is one scope's breaker. A latch leaves the registry only when it is
-// reset (then a fresh one replaces it on the next request) or, while closed
-// and unused, to bound memory.
+// latch is one scope's breaker. It leaves the registry only when it is
+// reset (a fresh one replaces it on the next request) or, while closed and
+// unused, to bound memory.
 type latch struct {
-	id       uint64
 	scope    string
-	cb       *gobreaker.CircuitBreaker[struct{}]
+	ids      []uint64 // the ids that find it; guarded by latches.mu
+	cb       *gobreaker.TwoStepCircuitBreaker[struct{}]
 	inflight atomic.Int64           // requests between acquire and release
-	trip     atomic.Pointer[opened] // set once, under latches.mu, before cb opens
+	trip     atomic.Pointer[opened] // set under latches.mu, in the step that opens cb
 	reset    atomic.Bool            // set under latches.mu when Reset removed it
 }
 
-// isOpen reports whether l refuses requests now.
-func (l *latch) isOpen() bool { return l.trip.Load() != nil && !l.reset.Load() }
+func (l *latch) release() { l.inflight.Add(-1) }
 
+// state names l's state for the quotabreaker.breaker.state attribute.
 func (l *latch) state() string {
-	if l.isOpen() {
+	if l.trip.Load() != nil && !l.reset.Load() {
 		return "open"
 	}
 	return "closed"
@@ -102,24 +116,13 @@ func (l *latch) state() string {
 type opened struct {
 	Trip
 	answer        answer
-	shortCircuits []metric.AddOption // attributes of the short-circuit counter
+	shortCircuits [2]metric.MeasurementOption // the short-circuit counter's attributes, by Mode
 
 	// OnReset must not overtake OnTrip: a pager would resolve an incident
 	// before opening it. Both fields are guarded by latches.mu.
 	announced bool // OnTrip has returned
 	resetOwed bool // reset before that: the tripping goroutine calls OnReset
 }
-
-// answer is the stored tripping answer that short-circuited requests receive.
-type answer struct {
-	status      int
-	statusLine  string
-	contentType string
-	scope       string
-	body        []byte
-}
-
-func (l *latch) release() { l.inflight.Add(-1) }
 
 // breakerSettings make a gobreaker breaker into a latch: only a tripping
 // answer is a failure (not a transport error, nor a panic in the base), it
@@ -141,10 +144,15 @@ func notTripped(err error) bool { return err != errTripped }
 // errTripped is what a latch's breaker is told about a tripping answer.
 var errTripped = errors.New("quotabreaker: tripping answer")
 
-// latches is the registry of a Transport's latches.
+// latches is the registry of a Transport's latches. A latch is known by its
+// name; ids are a per-request shortcut to it, and several ids may lead to
+// one latch (a WithScope name equal to a default scope's, say).
 type latches struct {
-	mu sync.RWMutex
-	m  map[uint64]*latch // guarded by mu
+	mu      sync.RWMutex
+	byID    map[uint64]*latch // guarded by mu
+	byName  map[string]*latch // guarded by mu
+	closed  int               // closed latches in byName; guarded by mu
+	evictAt int               // closed count that triggers an eviction; guarded by mu
 	// open counts the open latches. It is allocated apart from the
 	// Transport so that a cleanup can read it once the Transport is gone.
 	open *atomic.Int64
@@ -154,7 +162,7 @@ type latches struct {
 // and counts a request in flight on it until release.
 func (ls *latches) acquire(id uint64, name func() string) *latch {
 	ls.mu.RLock()
-	l := ls.m[id]
+	l := ls.byID[id]
 	if l != nil {
 		l.inflight.Add(1) // under mu, so eviction sees it
 	}
@@ -163,45 +171,65 @@ func (ls *latches) acquire(id uint64, name func() string) *latch {
 		return l
 	}
 
-	// Build outside the lock: naming hashes credentials.
+	// Name outside the lock: it hashes credentials.
 	n := name()
-	fresh := &latch{id: id, scope: n, cb: gobreaker.NewCircuitBreaker[struct{}](breakerSettings(n))}
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
-	if l = ls.m[id]; l == nil {
-		if ls.m == nil {
-			ls.m = make(map[uint64]*latch)
+	if l = ls.byID[id]; l == nil {
+		if ls.byID == nil {
+			ls.byID = make(map[uint64]*latch)
+			ls.byName = make(map[string]*latch)
 		}
-		if len(ls.m) >= maxIdleLatches {
-			ls.evictIdleLocked()
+		if l = ls.byName[n]; l == nil {
+			if ls.closed >= max(ls.evictAt, maxIdleLatches) {
+				ls.evictIdleLocked()
+			}
+			l = &latch{scope: n, cb: gobreaker.NewTwoStepCircuitBreaker[struct{}](breakerSettings(n))}
+			ls.byName[n] = l
+			ls.closed++
 		}
-		l = fresh
-		ls.m[id] = l
+		l.ids = append(l.ids, id)
+		ls.byID[id] = l
 	}
 	l.inflight.Add(1)
 	return l
 }
 
-// evictIdleLocked drops closed latches with no request in flight; it
-// requires that ls.mu is held for writing.
+// evictIdleLocked drops closed latches with no request in flight, and sets
+// the next eviction at twice what is left, so that a registry full of busy
+// latches is not scanned on every new scope. It requires that ls.mu is held
+// for writing.
 func (ls *latches) evictIdleLocked() {
-	for k, l := range ls.m {
+	for n, l := range ls.byName {
 		if l.inflight.Load() == 0 && l.trip.Load() == nil {
-			delete(ls.m, k)
+			ls.removeLocked(n, l)
+			ls.closed--
 		}
+	}
+	ls.evictAt = 2 * ls.closed
+}
+
+func (ls *latches) removeLocked(name string, l *latch) {
+	delete(ls.byName, name)
+	for _, id := range l.ids {
+		delete(ls.byID, id)
 	}
 }
 
-// record stores o as l's trip. It reports false, storing nothing, when l
-// already tripped or was reset since the request started, so exactly one
-// caller per trip sees true.
-func (ls *latches) record(l *latch, o *opened) bool {
+// record stores o as l's trip and opens l's breaker by reporting the
+// tripping answer through done, in one step under ls.mu: a request that
+// finds the trip recorded (OpenLatches lists it) also finds the breaker
+// open. It reports false, storing nothing, when l already tripped or was
+// reset since the request started, so exactly one caller per trip sees true.
+func (ls *latches) record(l *latch, o *opened, done func(error)) bool {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
-	if ls.m[l.id] != l || l.trip.Load() != nil {
+	if l.reset.Load() || l.trip.Load() != nil {
 		return false
 	}
 	l.trip.Store(o)
+	done(errTripped)
+	ls.closed--
 	ls.open.Add(1)
 	return true
 }
@@ -215,19 +243,19 @@ func (ls *latches) announced(o *opened) (resetOwed bool) {
 	return o.resetOwed
 }
 
-// reset removes the open latches named scope (or every open latch when all
+// reset removes the open latch named scope (or every open latch when all
 // is set). It returns how many it removed and the trips whose OnReset is due
 // now; the others are still announcing their trip, and will call OnReset
 // themselves once OnTrip returns.
 func (ls *latches) reset(scope string, all bool) (n int, due []Trip) {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
-	for k, l := range ls.m {
+	resetOne := func(name string, l *latch) {
 		o := l.trip.Load()
-		if o == nil || (!all && l.scope != scope) {
-			continue
+		if o == nil {
+			return
 		}
-		delete(ls.m, k)
+		ls.removeLocked(name, l)
 		l.reset.Store(true)
 		ls.open.Add(-1)
 		n++
@@ -237,14 +265,23 @@ func (ls *latches) reset(scope string, all bool) (n int, due []Trip) {
 			o.resetOwed = true
 		}
 	}
+	if !all {
+		if l := ls.byName[scope]; l != nil {
+			resetOne(scope, l)
+		}
+		return n, due
+	}
+	for name, l := range ls.byName {
+		resetOne(name, l)
+	}
 	return n, due
 }
 
-// openLatches returns the trips of all open latches, oldest first.
+// openLatches returns the trips of all open latches, oldest first; never nil.
 func (ls *latches) openLatches() []Trip {
+	out := []Trip{}
 	ls.mu.RLock()
-	var out []Trip
-	for _, l := range ls.m {
+	for _, l := range ls.byName {
 		if o := l.trip.Load(); o != nil {
 			out = append(out, o.Trip)
 		}
@@ -263,121 +300,18 @@ func sortTrips(ts []Trip) {
 	})
 }
 
-// Headers that carry credentials, hashed into the default scope, in their
-// canonical form: indexing the map directly saves canonicalizing per request.
-var credentialHeaders = [...]string{"Authorization", "Api-Key", "X-Api-Key", "X-Goog-Api-Key"}
-
-// scope returns the id of req's latch and, when WithScope named it, its
-// custom name. The default scope hashes the host, the credentials and
-// OpenAI's organization and project.
-func (t *Transport) scope(req *http.Request) (id uint64, custom string) {
-	var h maphash.Hash
-	h.SetSeed(t.seed)
-	if t.cfg.scope != nil {
-		if custom = t.cfg.scope(req); custom != "" {
-			h.WriteByte('c')
-			h.WriteString(custom)
-			return h.Sum64(), custom
-		}
-	}
-	h.WriteByte('d')
-	h.WriteString(requestHost(req))
-	h.WriteByte(0)
-	eachCredential(req.Header, func(i int, v string) {
-		h.WriteByte(byte(i))
-		h.WriteString(v)
-		h.WriteByte(0)
-	})
-	h.WriteByte(0xff)
-	h.WriteString(queryKey(req))
-	h.WriteByte(0)
-	h.WriteString(firstValue(req.Header, "Openai-Organization"))
-	h.WriteByte(0)
-	h.WriteString(firstValue(req.Header, "Openai-Project"))
-	return h.Sum64(), ""
-}
-
-// eachCredential calls fn with the index in credentialHeaders and the value
-// of every credential header of h. Headers set through Header.Set are
-// canonical; one written into the map by hand in another case is found by a
-// slower scan, so it cannot merge two tenants' scopes.
-func eachCredential(h http.Header, fn func(i int, v string)) {
-	found := false
-	for i, name := range credentialHeaders {
-		for _, v := range h[name] {
-			fn(i, v)
-			found = true
-		}
-	}
-	if found {
+// callHook runs a user's hook. A panic in it is an ordinary bug in the
+// user's code (a pager client, say) that must not leave a latch, a span or a
+// metric half-updated, so it is recovered and reported to otel.Handle, as
+// OpenTelemetry reports its own errors.
+func callHook(name string, fn func(context.Context, Trip), ctx context.Context, tr Trip) {
+	if fn == nil {
 		return
 	}
-	for k, vs := range h {
-		for i, name := range credentialHeaders {
-			if k != name && strings.EqualFold(k, name) {
-				for _, v := range vs {
-					fn(i, v)
-				}
-			}
+	defer func() {
+		if r := recover(); r != nil {
+			otel.Handle(fmt.Errorf("quotabreaker: %s for scope %s panicked: %v", name, tr.Scope, r))
 		}
-	}
-}
-
-func firstValue(h http.Header, canonicalKey string) string {
-	if v := h[canonicalKey]; len(v) > 0 {
-		return v[0]
-	}
-	return ""
-}
-
-// queryKey returns the API key of Google's ?key= form, the one credential
-// that travels in the URL.
-func queryKey(req *http.Request) string {
-	if req.URL == nil || !strings.Contains(req.URL.RawQuery, "key=") {
-		return ""
-	}
-	return req.URL.Query().Get("key")
-}
-
-func requestHost(req *http.Request) string {
-	if req.URL != nil && req.URL.Host != "" {
-		return req.URL.Host
-	}
-	return req.Host
-}
-
-// scopeName is the printable name of req's default scope. Credentials show
-// only as the first 12 hex digits of their SHA-256: enough to tell keys
-// apart in a trace, useless for recovering one.
-func scopeName(req *http.Request, custom string) string {
-	if custom != "" {
-		return custom
-	}
-	var b strings.Builder
-	b.WriteString(requestHost(req))
-	sum := sha256.New()
-	found := false
-	eachCredential(req.Header, func(i int, v string) {
-		sum.Write([]byte{byte(i)})
-		sum.Write([]byte(v))
-		sum.Write([]byte{0})
-		found = true
-	})
-	if k := queryKey(req); k != "" {
-		sum.Write([]byte(k))
-		found = true
-	}
-	if found {
-		b.WriteString("/key:")
-		b.WriteString(hex.EncodeToString(sum.Sum(nil))[:12])
-	}
-	if org := firstValue(req.Header, "Openai-Organization"); org != "" {
-		b.WriteString("/org:")
-		b.WriteString(org)
-	}
-	if project := firstValue(req.Header, "Openai-Project"); project != "" {
-		b.WriteString("/project:")
-		b.WriteString(project)
-	}
-	return b.String()
+	}()
+	fn(ctx, tr)
 }

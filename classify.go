@@ -41,11 +41,11 @@ const (
 
 // Classification is what Classify makes of one HTTP answer.
 type Classification struct {
-	Class     Class  // provider-neutral class; "" for a status below 400
-	Provider  string // "openai", "azure", "anthropic", "gemini", ... or "" when unknown
-	Code      string // the provider's own error code, verbatim ("insufficient_quota")
-	Type      string // the provider's own error type, verbatim
-	Retryable bool   // whether sending the same request later can succeed
+	Class     Class    // provider-neutral class; "" for a status below 400
+	Provider  Provider // "" when unknown
+	Code      string   // the provider's own error code, verbatim ("insufficient_quota")
+	Type      string   // the provider's own error type, verbatim
+	Retryable bool     // whether sending the same request later can succeed
 }
 
 // maxFieldLen bounds Code and Type, which end up as span and metric
@@ -318,24 +318,6 @@ func lookup(m map[string]Class, raw []byte, escaped bool) (Class, bool) {
 }
 
 func isClientError(status int) bool { return status >= 400 && status < 500 }
-
-// detectProvider names the provider from what the answer itself shows. The
-// Transport prefers the request's host when it knows it.
-func detectProvider(h http.Header, f *errorFields) string {
-	switch {
-	case f.anthropic || h["Anthropic-Organization-Id"] != nil:
-		return "anthropic"
-	case f.google:
-		return "gemini"
-	case h["Apim-Request-Id"] != nil || h["X-Ms-Region"] != nil || h["Azureml-Model-Session"] != nil:
-		return "azure"
-	case h["Openai-Version"] != nil || h["Openai-Organization"] != nil || h["Openai-Processing-Ms"] != nil:
-		return "openai"
-	case h["X-Groq-Region"] != nil:
-		return "groq"
-	}
-	return ""
-}
 
 func (f *errorFields) structured() bool {
 	return f.errorObject || f.flat

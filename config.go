@@ -1,6 +1,8 @@
 package quotabreaker
 
 import (
+	"context"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -14,8 +16,9 @@ import (
 type config struct {
 	scope        func(*http.Request) string
 	tripClasses  []Class
-	onTrip       func(Trip)
-	onReset      func(Trip)
+	onTrip       func(context.Context, Trip)
+	onReset      func(context.Context, Trip)
+	mode         Mode
 	errorOnOpen  bool
 	tracerProv   trace.TracerProvider
 	meterProv    metric.MeterProvider
@@ -49,11 +52,10 @@ type optionFunc func(*config)
 func (f optionFunc) apply(c *config) { f(c) }
 
 // WithScope sets how requests map to latches: requests whose scope strings
-// are equal share one latch. The default scope is the credentials that made
-// the call: the target host, a one-way fingerprint of the Authorization,
-// api-key, x-api-key or x-goog-api-key header, and the OpenAI-Organization
-// and OpenAI-Project headers, so one tenant's exhausted key does not stop
-// another's.
+// are equal share one latch. The default, DefaultScope, is the credentials
+// that made the call (the host, the API key wherever the request carries
+// it, and OpenAI's organization and project), so one tenant's exhausted key
+// does not stop another's. Call DefaultScope from scope to combine the two.
 //
 // scope is called on every request, on the caller's goroutine, and must be
 // fast and safe for concurrent use. Its result appears in spans, in Trip and
@@ -83,25 +85,84 @@ func WithTripClasses(classes ...Class) Option {
 // OnTrip sets a function called once for every latch that opens: the hook
 // that pages someone. One event means every later call of that scope fails
 // too, so it fires on the first tripping answer, and exactly once even when
-// many arrive at once.
+// many arrive at once. It fires in ModeObserve too (Trip.Mode says so).
 //
-// It runs on the goroutine of the request whose answer tripped the latch,
-// before that request's RoundTrip returns, with no lock held. It may call
-// Reset or OpenLatches, but it delays that one request for as long as it runs:
-// hand slow work, such as a call to a paging service, to another goroutine.
-func OnTrip(fn func(Trip)) Option {
+// ctx is the tripping request's context without its cancellation, so the
+// hook can reach the request's trace and values (a tenant, say) after the
+// request ended. It runs on the goroutine of that request, before its
+// RoundTrip returns, with no lock held. It may call Reset or OpenLatches,
+// but it delays that one request for as long as it runs: hand slow work,
+// such as a call to a paging service, to another goroutine. A panic in it
+// is recovered and reported to otel.Handle; the latch stays open.
+func OnTrip(fn func(ctx context.Context, tr Trip)) Option {
 	return optionFunc(func(c *config) { c.onTrip = fn })
 }
 
 // OnReset sets a function called for every open latch that Reset or
-// ResetAll closes, with the trip that opened it. It runs on the goroutine
-// that called Reset, after the latch closed, with no lock held.
-func OnReset(fn func(Trip)) Option {
+// ResetAll closes, with the trip that opened it and the context given to
+// Reset. It runs on the goroutine that called Reset, after the latch closed
+// (and never before OnTrip for that latch has returned), with no lock held.
+// A panic in it is recovered and reported to otel.Handle; the other latches
+// of a ResetAll still close and get their OnReset.
+func OnReset(fn func(ctx context.Context, tr Trip)) Option {
 	return optionFunc(func(c *config) { c.onReset = fn })
 }
 
+// WithMode sets the mode a Transport starts in: ModeEnforce (the default)
+// or ModeObserve. Transport.SetMode changes it at run time.
+func WithMode(m Mode) Option {
+	return optionFunc(func(c *config) { c.mode = m })
+}
+
+// Mode says whether a Transport enforces its latches.
+type Mode int32
+
+const (
+	// ModeEnforce refuses the requests of an open latch's scope, and marks
+	// answers that cannot succeed so that SDKs do not retry them.
+	ModeEnforce Mode = iota
+	// ModeObserve classifies, records, pages and reports exactly as
+	// ModeEnforce does, but refuses nothing and changes no answer: a
+	// request that ModeEnforce would refuse is sent, and its span says
+	// quotabreaker.short_circuit=false with quotabreaker.mode=observe. It is
+	// for watching production before enforcing.
+	ModeObserve
+)
+
+// String returns "enforce" or "observe".
+func (m Mode) String() string {
+	switch m {
+	case ModeEnforce:
+		return "enforce"
+	case ModeObserve:
+		return "observe"
+	}
+	return fmt.Sprintf("Mode(%d)", int32(m))
+}
+
+// MarshalText encodes m as its String form.
+func (m Mode) MarshalText() ([]byte, error) {
+	if m != ModeEnforce && m != ModeObserve {
+		return nil, fmt.Errorf("quotabreaker: unknown mode %d", int32(m))
+	}
+	return []byte(m.String()), nil
+}
+
+// UnmarshalText decodes "enforce" or "observe".
+func (m *Mode) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "enforce":
+		*m = ModeEnforce
+	case "observe":
+		*m = ModeObserve
+	default:
+		return fmt.Errorf("quotabreaker: unknown mode %q (want enforce or observe)", b)
+	}
+	return nil
+}
+
 // WithShortCircuitError makes a request refused by an open latch fail with
-// an *OpenError (errors.Is(err, ErrQuotaExhausted)) instead of receiving a
+// an *OpenError (errors.Is(err, ErrOpen)) instead of receiving a
 // copy of the tripping answer. It suits plain net/http callers; leave it off
 // for OpenAI's SDKs, which retry transport errors but not the marked answer.
 func WithShortCircuitError() Option {

@@ -2,10 +2,11 @@ package quotabreaker
 
 import (
 	"context"
-	"io"
+	"encoding/hex"
 	"math"
 	"net/http"
 	"net/url"
+	"reflect"
 	"runtime"
 	"strconv"
 	"strings"
@@ -22,29 +23,77 @@ import (
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 )
 
-// instrumentationName names the tracer and the meter.
-const instrumentationName = "github.com/quotabreaker/quotabreaker"
+// instrumentationName and instrumentationVersion name the tracer and the
+// meter.
+const (
+	instrumentationName    = "github.com/quotabreaker/quotabreaker"
+	instrumentationVersion = "0.3.0"
+)
 
 // The span attributes this package adds. Their names and values are a
-// public contract, documented in the README.
+// public contract, documented in the package overview.
 const (
 	attrBreakerState      = attribute.Key("quotabreaker.breaker.state")
 	attrShortCircuit      = attribute.Key("quotabreaker.short_circuit")
+	attrMode              = attribute.Key("quotabreaker.mode")
 	attrScope             = attribute.Key("quotabreaker.scope")
 	attrErrorCode         = attribute.Key("quotabreaker.error.code")
 	attrErrorType         = attribute.Key("quotabreaker.error.type")
+	attrTripClass         = attribute.Key("quotabreaker.trip.class")
 	attrRetryAfterMS      = attribute.Key("quotabreaker.retry_after_ms")
 	attrRequestID         = attribute.Key("quotabreaker.request_id")
 	attrRemainingRequests = attribute.Key("quotabreaker.ratelimit.remaining_requests")
 	attrRemainingTokens   = attribute.Key("quotabreaker.ratelimit.remaining_tokens")
 )
 
+// otherCode replaces, in metrics, a provider code outside metricCodes.
+const otherCode = "_OTHER"
+
+// metricCodes are the provider codes that metrics carry verbatim. A server
+// can send any code at all, and each distinct value would be a new metric
+// series, so any other code is counted as otherCode, as OpenTelemetry's
+// conventions do for unknown values. Spans keep the verbatim code.
+var metricCodes = map[string]bool{
+	"": true,
+	// OpenAI and the providers that copy its codes.
+	"insufficient_quota": true, "credit_balance_exhausted": true,
+	"organization_spend_limit_exceeded": true, "project_spend_limit_exceeded": true,
+	"organization_usage_limit_exceeded": true, "billing_hard_limit_reached": true,
+	"billing_not_active": true, "rate_limit_exceeded": true, "slow_down": true,
+	"server_is_overloaded": true, "engine_overloaded": true, "server_error": true,
+	"context_length_exceeded": true, "model_not_found": true, "invalid_api_key": true,
+	"invalid_authentication": true, "account_deactivated": true, "invalid_organization": true,
+	"no_such_organization": true, "unsupported_country_region_territory": true,
+	"access_terminated": true, "content_filter": true, "content_policy_violation": true,
+	"invalid_request_error": true, "insufficient_user_quota": true, "payment_required": true,
+	// Anthropic's types and details.
+	"enforced_spend_limit_reached": true, "billing_error": true, "rate_limit_error": true,
+	"overloaded_error": true, "authentication_error": true, "permission_error": true,
+	"not_found_error": true, "api_error": true, "request_too_large": true,
+	// Google's canonical statuses.
+	"RESOURCE_EXHAUSTED": true, "UNAVAILABLE": true, "UNAUTHENTICATED": true,
+	"PERMISSION_DENIED": true, "INTERNAL": true, "INVALID_ARGUMENT": true,
+	"NOT_FOUND": true, "DEADLINE_EXCEEDED": true, "FAILED_PRECONDITION": true,
+	// Others.
+	"DeploymentNotFound": true, "organization_restricted": true,
+	"exceeded_current_quota_error": true, "1113": true, "30011": true,
+}
+
+func metricCode(code string) string {
+	if metricCodes[code] {
+		return code
+	}
+	return otherCode
+}
+
 // telemetry records a Transport's spans and metrics.
 type telemetry struct {
-	tracer    trace.Tracer
-	startOpts []trace.SpanStartOption
-	noSpans   bool // the tracer provider is OpenTelemetry's no-op one
-	now       func() time.Time
+	tracer   trace.Tracer
+	noSpans  bool // the tracer provider is OpenTelemetry's no-op one
+	internal bool // the base is an HTTP client instrumentation (otelhttp)
+	client   []trace.SpanStartOption
+	nested   []trace.SpanStartOption
+	now      func() time.Time
 
 	errors        metric.Int64Counter
 	shortCircuits metric.Int64Counter
@@ -60,10 +109,14 @@ func (tel *telemetry) init(t *Transport) {
 	// The no-op provider records nothing, so skip even starting a span:
 	// that keeps its context and span allocations off every request.
 	_, tel.noSpans = cfg.tracerProv.(tracenoop.TracerProvider)
-	tel.tracer = cfg.tracerProv.Tracer(instrumentationName, trace.WithSchemaURL(semconv.SchemaURL))
-	tel.startOpts = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)}
+	tel.tracer = cfg.tracerProv.Tracer(instrumentationName,
+		trace.WithInstrumentationVersion(instrumentationVersion), trace.WithSchemaURL(semconv.SchemaURL))
+	tel.client = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)}
+	tel.nested = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindInternal)}
+	tel.internal = isHTTPInstrumentation(t.base)
 
-	meter := cfg.meterProv.Meter(instrumentationName, metric.WithSchemaURL(semconv.SchemaURL))
+	meter := cfg.meterProv.Meter(instrumentationName,
+		metric.WithInstrumentationVersion(instrumentationVersion), metric.WithSchemaURL(semconv.SchemaURL))
 	counter := func(name, unit, desc string) metric.Int64Counter {
 		c, err := meter.Int64Counter(name, metric.WithUnit(unit), metric.WithDescription(desc))
 		if err != nil {
@@ -75,7 +128,7 @@ func (tel *telemetry) init(t *Transport) {
 	tel.errors = counter("quotabreaker.errors", "{error}",
 		"Error answers (status 400 and above) by class, provider code and provider.")
 	tel.shortCircuits = counter("quotabreaker.short_circuits", "{request}",
-		"Requests an open latch answered without reaching the network.")
+		"Requests an open latch answered without reaching the network (in observe mode: would have).")
 	tel.trips = counter("quotabreaker.trips", "{trip}",
 		"Latches opened.")
 
@@ -98,14 +151,34 @@ func (tel *telemetry) init(t *Transport) {
 	}, t.latches.open)
 }
 
-// start begins an attempt's span. The returned context carries the span to
-// the base transport only when there is a span context to propagate.
+// isHTTPInstrumentation reports whether rt is otelhttp's Transport, whose
+// CLIENT span for each attempt makes the Transport's own span INTERNAL.
+func isHTTPInstrumentation(rt http.RoundTripper) bool {
+	typ := reflect.TypeOf(rt)
+	if typ.Kind() == reflect.Pointer {
+		typ = typ.Elem()
+	}
+	return strings.HasSuffix(typ.PkgPath(), "/otelhttp")
+}
+
+// start begins an attempt's span. It is a CLIENT span, as OpenTelemetry's
+// HTTP conventions ask, unless another instrumentation records the HTTP
+// client span of the same attempt: inside (the base is otelhttp's
+// Transport) or outside (the request carries a traceparent header naming
+// the span in its context, as otelhttp's Transport injects). Then it is
+// INTERNAL, so that each attempt has one CLIENT span. The returned context
+// carries the span to the base transport only when there is a span context
+// to propagate.
 func (tel *telemetry) start(req *http.Request) (context.Context, trace.Span) {
 	ctx := req.Context()
 	if tel.noSpans {
 		return ctx, trace.SpanFromContext(context.Background()) // a no-op span
 	}
-	spanCtx, span := tel.tracer.Start(ctx, spanName(req.Method), tel.startOpts...)
+	opts := tel.client
+	if tel.internal || tracedOutside(ctx, req.Header) {
+		opts = tel.nested
+	}
+	spanCtx, span := tel.tracer.Start(ctx, spanName(req.Method), opts...)
 	if span.IsRecording() {
 		span.SetAttributes(requestAttrs(req)...)
 	}
@@ -115,12 +188,35 @@ func (tel *telemetry) start(req *http.Request) (context.Context, trace.Span) {
 	return ctx, span
 }
 
-// answer records an answer that came from the network. A recording span
-// ends when the caller closes the body (or reads it to the end), like
-// otelhttp's, so a streamed answer is measured whole.
-func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Response, c Classification, scope, state string) {
+// tracedOutside reports whether an outer HTTP client instrumentation has
+// already started this attempt's span: the traceparent header it injected
+// names the span in ctx.
+func tracedOutside(ctx context.Context, h http.Header) bool {
+	tp := h["Traceparent"]
+	if len(tp) == 0 {
+		return false
+	}
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.IsValid() {
+		return false
+	}
+	id := sc.SpanID()
+	var hexID [16]byte
+	hex.Encode(hexID[:], id[:])
+	return strings.Contains(tp[0], string(hexID[:]))
+}
+
+// answer records an answer that came from the network. refusedBy is the
+// open latch that ModeObserve let the request past. A recording span ends
+// when the caller closes the body (or reads it to the end), like otelhttp's,
+// so a streamed answer is measured whole.
+func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Response, c Classification, scope, state string, mode Mode, refusedBy *opened) {
+	ctx := req.Context()
 	if c.Class != "" {
-		tel.errors.Add(req.Context(), 1, metric.WithAttributes(metricAttrs(c, true)...))
+		tel.errors.Add(ctx, 1, metric.WithAttributes(metricAttrs(c.Class, c.Code, c.Provider)...))
+	}
+	if refusedBy != nil {
+		tel.shortCircuits.Add(ctx, 1, refusedBy.shortCircuits[mode])
 	}
 	if !span.IsRecording() {
 		span.End()
@@ -128,16 +224,17 @@ func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Resp
 	}
 	provider := c.Provider
 	if provider == "" {
-		provider = hostProvider(requestHost(req))
+		provider = requestProvider(req)
 	}
-	attrs := make([]attribute.KeyValue, 0, 12)
+	attrs := make([]attribute.KeyValue, 0, 13)
 	attrs = append(attrs,
 		semconv.HTTPResponseStatusCode(resp.StatusCode),
 		attrBreakerState.String(state),
+		attrMode.String(mode.String()),
 		attrScope.String(scope),
 	)
 	if provider != "" {
-		attrs = append(attrs, semconv.GenAIProviderNameKey.String(genAIProvider(provider)))
+		attrs = append(attrs, semconv.GenAIProviderNameKey.String(string(provider)))
 	}
 	if id := requestID(resp.Header); id != "" {
 		attrs = append(attrs, attrRequestID.String(id))
@@ -149,7 +246,7 @@ func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Resp
 		attrs = append(attrs, attrRemainingTokens.Int64(n))
 	}
 	if c.Class != "" {
-		attrs = appendClassAttrs(attrs, c)
+		attrs = appendClassAttrs(attrs, c.Class, c.Code, c.Type)
 		if c.Class == ClassRateLimited {
 			if d, ok := retryAfter(resp.Header, tel.now()); ok {
 				attrs = append(attrs, attrRetryAfterMS.Int64(d.Milliseconds()))
@@ -160,47 +257,50 @@ func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Resp
 	if resp.StatusCode >= 400 {
 		span.SetStatus(codes.Error, "")
 	}
-	resp.Body = newSpanBody(span, resp.Body)
+	resp.Body = newAnswerBody(resp.Body, func() { span.End() })
 }
 
-func appendClassAttrs(attrs []attribute.KeyValue, c Classification) []attribute.KeyValue {
-	attrs = append(attrs, semconv.ErrorTypeKey.String(string(c.Class)))
-	if c.Code != "" {
-		attrs = append(attrs, attrErrorCode.String(c.Code))
+func appendClassAttrs(attrs []attribute.KeyValue, class Class, code, typ string) []attribute.KeyValue {
+	attrs = append(attrs, semconv.ErrorTypeKey.String(string(class)))
+	if code != "" {
+		attrs = append(attrs, attrErrorCode.String(code))
 	}
-	if c.Type != "" {
-		attrs = append(attrs, attrErrorType.String(c.Type))
+	if typ != "" {
+		attrs = append(attrs, attrErrorType.String(typ))
 	}
 	return attrs
 }
 
 // tripped records that the answer on span opened a latch.
-func (tel *telemetry) tripped(span trace.Span, tr Trip) {
-	tel.openLatches.Add(context.Background(), 1)
-	tel.trips.Add(context.Background(), 1, metric.WithAttributes(metricAttrs(tr.Classification, true)...))
+func (tel *telemetry) tripped(ctx context.Context, span trace.Span, tr Trip) {
+	tel.openLatches.Add(ctx, 1)
+	attrs := append(metricAttrs(tr.Class, tr.Code, tr.Provider), attrMode.String(tr.Mode.String()))
+	tel.trips.Add(ctx, 1, metric.WithAttributes(attrs...))
 	// The span ends when the caller closes the body, which it cannot have
 	// done yet: RoundTrip has not returned.
 	span.AddEvent("quotabreaker.trip", trace.WithAttributes(
 		attrScope.String(tr.Scope),
 		semconv.ErrorTypeKey.String(string(tr.Class)),
 		attrErrorCode.String(tr.Code),
+		attrMode.String(tr.Mode.String()),
 	))
 }
 
 // shortCircuit records a request answered by an open latch; resp is nil
 // when the Transport returns an *OpenError instead.
-func (tel *telemetry) shortCircuit(span trace.Span, resp *http.Response, o *opened) {
-	tel.shortCircuits.Add(context.Background(), 1, o.shortCircuits...)
-	tr := o.Trip
+func (tel *telemetry) shortCircuit(ctx context.Context, span trace.Span, resp *http.Response, o *opened) {
+	tel.shortCircuits.Add(ctx, 1, o.shortCircuits[ModeEnforce])
+	tr := &o.Trip
 	if span.IsRecording() {
-		attrs := make([]attribute.KeyValue, 0, 9)
+		attrs := make([]attribute.KeyValue, 0, 10)
 		attrs = append(attrs,
 			attrShortCircuit.Bool(true),
 			attrBreakerState.String("open"),
+			attrMode.String(ModeEnforce.String()),
 			attrScope.String(tr.Scope),
 		)
 		if tr.Provider != "" {
-			attrs = append(attrs, semconv.GenAIProviderNameKey.String(genAIProvider(tr.Provider)))
+			attrs = append(attrs, semconv.GenAIProviderNameKey.String(string(tr.Provider)))
 		}
 		if resp != nil {
 			attrs = append(attrs, semconv.HTTPResponseStatusCode(resp.StatusCode))
@@ -208,7 +308,7 @@ func (tel *telemetry) shortCircuit(span trace.Span, resp *http.Response, o *open
 		if tr.RequestID != "" { // the tripping answer's, for the support ticket
 			attrs = append(attrs, attrRequestID.String(tr.RequestID))
 		}
-		attrs = appendClassAttrs(attrs, tr.Classification)
+		attrs = appendClassAttrs(attrs, tr.Class, tr.Code, tr.Type)
 		span.SetAttributes(attrs...)
 		span.SetStatus(codes.Error, "")
 	}
@@ -216,21 +316,27 @@ func (tel *telemetry) shortCircuit(span trace.Span, resp *http.Response, o *open
 }
 
 // shortCircuitAttrs are the short-circuit counter's attributes for a trip,
-// built once per trip rather than once per refused request.
-func shortCircuitAttrs(tr Trip) []metric.AddOption {
-	return []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(metricAttrs(tr.Classification, false)...))}
+// one set per mode, built once per trip rather than once per refused
+// request.
+func shortCircuitAttrs(tr Trip) (sets [2]metric.MeasurementOption) {
+	for _, m := range [...]Mode{ModeEnforce, ModeObserve} {
+		attrs := append(metricAttrs(tr.Class, "", tr.Provider), attrMode.String(m.String()))
+		sets[m] = metric.WithAttributeSet(attribute.NewSet(attrs...))
+	}
+	return sets
 }
 
-// metricAttrs are a class's metric attributes: all of low cardinality, and
-// the provider only where known.
-func metricAttrs(c Classification, withCode bool) []attribute.KeyValue {
-	attrs := make([]attribute.KeyValue, 0, 3)
-	attrs = append(attrs, semconv.ErrorTypeKey.String(string(c.Class)))
-	if withCode {
-		attrs = append(attrs, attrErrorCode.String(c.Code))
+// metricAttrs are a class's metric attributes: all of low cardinality (a
+// code outside metricCodes is otherCode), and the provider only where
+// known. An empty code is left out.
+func metricAttrs(class Class, code string, provider Provider) []attribute.KeyValue {
+	attrs := make([]attribute.KeyValue, 0, 4)
+	attrs = append(attrs, semconv.ErrorTypeKey.String(string(class)))
+	if code != "" {
+		attrs = append(attrs, attrErrorCode.String(metricCode(code)))
 	}
-	if c.Provider != "" {
-		attrs = append(attrs, semconv.GenAIProviderNameKey.String(genAIProvider(c.Provider)))
+	if provider != "" {
+		attrs = append(attrs, semconv.GenAIProviderNameKey.String(string(provider)))
 	}
 	return attrs
 }
@@ -238,43 +344,33 @@ func metricAttrs(c Classification, withCode bool) []attribute.KeyValue {
 // transportError records an error from the base transport. The status
 // description is the error's type, not its text, which can quote a URL
 // holding a key.
-func (tel *telemetry) transportError(span trace.Span, err error, state string) {
+func (tel *telemetry) transportError(span trace.Span, err error, state string, mode Mode) {
 	if span.IsRecording() {
 		et := semconv.ErrorType(err)
-		span.SetAttributes(et, attrBreakerState.String(state))
+		span.SetAttributes(et, attrBreakerState.String(state), attrMode.String(mode.String()))
 		span.SetStatus(codes.Error, et.Value.AsString())
 	}
 	span.End()
 }
 
-// reset records a reset as a short span of its own: it belongs to no request.
-func (tel *telemetry) reset(tr Trip) {
-	tel.openLatches.Add(context.Background(), -1)
-	_, span := tel.tracer.Start(context.Background(), "quotabreaker.reset", trace.WithSpanKind(trace.SpanKindInternal))
+// reset records a reset as a short span of its own, a child of ctx's span
+// if any. A reset is not a failure, so the class that had tripped the latch
+// is quotabreaker.trip.class, not error.type.
+func (tel *telemetry) reset(ctx context.Context, tr Trip) {
+	tel.openLatches.Add(ctx, -1)
+	_, span := tel.tracer.Start(ctx, "quotabreaker.reset", trace.WithSpanKind(trace.SpanKindInternal))
 	if span.IsRecording() {
 		attrs := []attribute.KeyValue{
 			attrScope.String(tr.Scope),
 			attrBreakerState.String("closed"),
+			attrTripClass.String(string(tr.Class)),
 		}
-		span.SetAttributes(appendClassAttrs(attrs, tr.Classification)...)
+		if tr.Code != "" {
+			attrs = append(attrs, attrErrorCode.String(tr.Code))
+		}
+		span.SetAttributes(attrs...)
 	}
 	span.End()
-}
-
-// genAIProvider maps Classification.Provider to the gen_ai.provider.name
-// values of the OpenTelemetry GenAI conventions; others pass as they are.
-func genAIProvider(p string) string {
-	switch p {
-	case "azure":
-		return "azure.ai.openai"
-	case "gemini":
-		return "gcp.gemini"
-	case "mistral":
-		return "mistral_ai"
-	case "xai":
-		return "x_ai"
-	}
-	return p
 }
 
 var knownMethods = map[string]bool{
@@ -323,36 +419,47 @@ func requestAttrs(req *http.Request) []attribute.KeyValue {
 	return append(attrs, semconv.URLFull(redactURL(req.URL)))
 }
 
-// hostPort splits a URL's host[:port] without net.SplitHostPort's
-// allocation for a missing port; IPv6 literals keep their brackets off.
-func hostPort(hostport string) (host, port string) {
-	host = hostport
-	if i := strings.LastIndexByte(hostport, ':'); i >= 0 && !strings.HasSuffix(hostport, "]") {
-		host, port = hostport[:i], hostport[i+1:]
-	}
-	return strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"), port
-}
-
-// redactURL returns u for the url.full attribute, with any user info and the
-// values of query parameters that look like credentials (Gemini's ?key=, a
-// signature, a token) replaced by REDACTED.
+// redactURL returns u for the url.full attribute, with its user info, its
+// fragment, every query value that looks like a credential (Gemini's ?key=,
+// a signature, a token) and every bare query value (?SECRET) replaced by
+// REDACTED. Parameters separated by ';' are treated like those separated by
+// '&', since some servers accept either.
 func redactURL(u *url.URL) string {
-	if u.User == nil && u.RawQuery == "" {
+	if u.User == nil && u.RawQuery == "" && u.Fragment == "" && u.RawFragment == "" {
 		return u.String()
 	}
 	r := *u
 	if r.User != nil {
 		r.User = url.UserPassword("REDACTED", "REDACTED")
 	}
+	if r.Fragment != "" || r.RawFragment != "" {
+		r.Fragment, r.RawFragment = "REDACTED", ""
+	}
 	if r.RawQuery != "" {
-		parts := strings.Split(r.RawQuery, "&")
-		for i, p := range parts {
-			name, _, ok := strings.Cut(p, "=")
-			if ok && sensitiveParam(name) {
-				parts[i] = name + "=REDACTED"
+		var b strings.Builder
+		rest := r.RawQuery
+		for rest != "" {
+			part := rest
+			sep := ""
+			if i := strings.IndexAny(rest, "&;"); i >= 0 {
+				part, sep, rest = rest[:i], rest[i:i+1], rest[i+1:]
+			} else {
+				rest = ""
 			}
+			name, _, ok := strings.Cut(part, "=")
+			switch {
+			case part == "":
+			case !ok:
+				b.WriteString("REDACTED")
+			case sensitiveParam(name):
+				b.WriteString(name)
+				b.WriteString("=REDACTED")
+			default:
+				b.WriteString(part)
+			}
+			b.WriteString(sep)
 		}
-		r.RawQuery = strings.Join(parts, "&")
+		r.RawQuery = b.String()
 	}
 	return r.String()
 }
@@ -414,48 +521,3 @@ func retryAfter(h http.Header, now time.Time) (time.Duration, bool) {
 	}
 	return best, found
 }
-
-// spanBody ends an answer's own span when the caller closes the body or
-// reads it to the end, whichever comes first.
-type spanBody struct {
-	rc    io.ReadCloser
-	span  trace.Span
-	ended atomic.Bool
-}
-
-func newSpanBody(span trace.Span, rc io.ReadCloser) io.ReadCloser {
-	if rc == nil {
-		span.End()
-		return rc
-	}
-	b := &spanBody{rc: rc, span: span}
-	if _, ok := rc.(io.ReadWriteCloser); ok {
-		// A 101 Switching Protocols body must stay writable.
-		return spanBodyRW{b}
-	}
-	return b
-}
-
-func (b *spanBody) end() {
-	if b.ended.CompareAndSwap(false, true) {
-		b.span.End()
-	}
-}
-
-func (b *spanBody) Read(p []byte) (int, error) {
-	n, err := b.rc.Read(p)
-	if err == io.EOF {
-		b.end()
-	}
-	return n, err
-}
-
-func (b *spanBody) Close() error {
-	err := b.rc.Close()
-	b.end()
-	return err
-}
-
-type spanBodyRW struct{ *spanBody }
-
-func (b spanBodyRW) Write(p []byte) (int, error) { return b.rc.(io.Writer).Write(p) }

@@ -1,0 +1,299 @@
+package quotabreaker
+
+import (
+	"bytes"
+	"compress/flate"
+	"compress/gzip"
+	"compress/zlib"
+	"encoding/json"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+)
+
+// This file holds what the Transport does with answer bodies: reading an
+// error answer's prefix to classify it without losing a byte of it, the
+// body the caller reads (which ends the attempt's span), and the answer an
+// open latch replays.
+
+// maxReplayBody bounds the tripping answer an open latch keeps to replay.
+// Real quota answers are a few hundred bytes; a longer one is replaced by a
+// short body with the same code and type, so that an open latch costs a few
+// KiB however large the answer that opened it.
+const maxReplayBody = 2 << 10
+
+// inspect classifies an error answer from a bounded prefix of its body and
+// puts back a body that yields exactly the bytes the server sent. It returns
+// the decoded prefix and whether that prefix is the whole body.
+func (t *Transport) inspect(req *http.Request, resp *http.Response) (c Classification, body []byte, complete bool) {
+	if resp.Body != nil && resp.Body != http.NoBody {
+		var rerr error
+		body, complete, rerr = readPrefix(resp.Body, t.cfg.maxErrorBody, resp.ContentLength)
+		resp.Body = newPrefixBody(body, complete, rerr, resp.Body)
+	} else {
+		complete = true
+	}
+	if enc := resp.Header.Get("Content-Encoding"); enc != "" && !resp.Uncompressed && len(body) > 0 {
+		body, complete = decode(enc, body, complete, t.cfg.maxErrorBody)
+	}
+	c = Classify(resp.StatusCode, resp.Header, body)
+	if p := requestProvider(req); p != "" {
+		c.Provider = p
+	}
+	return c, body, complete
+}
+
+// readPrefix reads up to limit bytes of r and reports whether it reached the
+// end. The size hint, the answer's Content-Length, saves growing the buffer.
+func readPrefix(r io.Reader, limit int, hint int64) (buf []byte, eof bool, err error) {
+	size := 512
+	if hint > 0 {
+		size = int(min(hint+1, int64(limit)))
+	}
+	buf = make([]byte, 0, size)
+	for {
+		if len(buf) >= limit {
+			return buf, false, nil
+		}
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, min(len(buf), limit-len(buf)))
+		}
+		n, err := r.Read(buf[len(buf):min(cap(buf), limit)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, true, nil
+		}
+		if err != nil {
+			return buf, false, err
+		}
+	}
+}
+
+// prefixBody gives back the bytes read to classify an answer, then the rest
+// of the original body, or the error that interrupted the first read.
+type prefixBody struct {
+	prefix []byte
+	eof    bool
+	err    error
+	rest   io.ReadCloser
+}
+
+func newPrefixBody(prefix []byte, eof bool, err error, rest io.ReadCloser) io.ReadCloser {
+	return &prefixBody{prefix: prefix, eof: eof, err: err, rest: rest}
+}
+
+func (b *prefixBody) Read(p []byte) (int, error) {
+	if len(b.prefix) > 0 {
+		n := copy(p, b.prefix)
+		b.prefix = b.prefix[n:]
+		return n, nil
+	}
+	switch {
+	case b.err != nil:
+		return 0, b.err
+	case b.eof:
+		return 0, io.EOF
+	}
+	return b.rest.Read(p)
+}
+
+func (b *prefixBody) Close() error { return b.rest.Close() }
+
+// decode undoes a Content-Encoding the caller asked for itself (Go's
+// transport decodes gzip only when it added Accept-Encoding). The output is
+// bounded like the input; an encoding it cannot undo yields no body, so the
+// answer is classified by its status.
+func decode(encoding string, b []byte, complete bool, limit int) ([]byte, bool) {
+	var zr io.Reader
+	var err error
+	switch strings.ToLower(strings.TrimSpace(encoding)) {
+	case "identity":
+		return b, complete
+	case "gzip", "x-gzip":
+		zr, err = gzip.NewReader(bytes.NewReader(b))
+	case "deflate":
+		// "deflate" is zlib-wrapped by the standard, raw in some servers.
+		if zr, err = zlib.NewReader(bytes.NewReader(b)); err != nil {
+			zr, err = flate.NewReader(bytes.NewReader(b)), nil
+		}
+	default:
+		return nil, false
+	}
+	if err != nil {
+		return nil, false
+	}
+	out, err := io.ReadAll(io.LimitReader(zr, int64(limit)+1))
+	if len(out) > limit {
+		return out[:limit], false
+	}
+	return out, complete && err == nil
+}
+
+// answerBody is the body the caller reads of an answer that came from the
+// network. It calls end once, when the caller closes the body or reads it to
+// the end, whichever comes first, so that a streamed answer is measured
+// whole.
+type answerBody struct {
+	rc    io.ReadCloser
+	end   func()
+	ended atomic.Bool
+}
+
+// newAnswerBody wraps rc so that end runs once the caller is done with it.
+// A nil body ends at once.
+func newAnswerBody(rc io.ReadCloser, end func()) io.ReadCloser {
+	if rc == nil {
+		end()
+		return rc
+	}
+	b := &answerBody{rc: rc, end: end}
+	if _, ok := rc.(io.ReadWriteCloser); ok {
+		// A 101 Switching Protocols body must stay writable.
+		return answerBodyRW{b}
+	}
+	return b
+}
+
+func (b *answerBody) finish() {
+	if b.ended.CompareAndSwap(false, true) {
+		b.end()
+	}
+}
+
+func (b *answerBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if err == io.EOF {
+		b.finish()
+	}
+	return n, err
+}
+
+func (b *answerBody) Close() error {
+	err := b.rc.Close()
+	b.finish()
+	return err
+}
+
+type answerBodyRW struct{ *answerBody }
+
+func (b answerBodyRW) Write(p []byte) (int, error) { return b.rc.(io.Writer).Write(p) }
+
+// answer is what requests refused by an open latch receive.
+type answer struct {
+	status      int
+	statusLine  string
+	contentType string
+	scope       string
+	body        []byte
+}
+
+// replayAnswer is what requests refused by the latch will receive: the
+// tripping answer's status and body, decoded, with its content type. A body
+// too large to keep is replaced by a short one in OpenAI's shape carrying
+// the same code and type, which every OpenAI-compatible SDK parses.
+func replayAnswer(resp *http.Response, tr *Trip, body []byte, complete bool) answer {
+	contentType := resp.Header.Get("Content-Type")
+	if !complete || len(body) > maxReplayBody {
+		body = syntheticBody(tr)
+		contentType = "application/json"
+	}
+	return answer{
+		status:      resp.StatusCode,
+		statusLine:  statusLine(resp.StatusCode, tr.Class),
+		contentType: contentType,
+		scope:       tr.Scope,
+		body:        bytes.Clone(body),
+	}
+}
+
+// statusLine is the Status of an answer the Transport marks as of class c:
+// the code stays, and the reason phrase says what the answer means, so that
+// logs which print the status say "429 Insufficient Quota", not "429 Too
+// Many Requests".
+func statusLine(code int, c Class) string {
+	text := http.StatusText(code)
+	switch c {
+	case ClassQuotaExhausted:
+		text = "Insufficient Quota"
+	}
+	return strconv.Itoa(code) + " " + text
+}
+
+// header returns a fresh header for one short-circuited answer: the caller
+// owns it and may change it. Its values share one backing array, as in
+// http.Header.Clone, but no map is walked.
+func (a *answer) header() http.Header {
+	vals := [...]string{"false", "true", a.scope, a.contentType}
+	all := vals[:]
+	if a.contentType == "" {
+		all = all[:3]
+	}
+	v := make([]string, len(all))
+	copy(v, all)
+	h := make(http.Header, len(v))
+	h[HeaderShouldRetry] = v[0:1:1]
+	h[HeaderShortCircuit] = v[1:2:2]
+	h[HeaderScope] = v[2:3:3]
+	if len(v) == 4 {
+		h["Content-Type"] = v[3:4:4]
+	}
+	return h
+}
+
+// response builds one refused request's answer.
+func (a *answer) response(req *http.Request) *http.Response {
+	return &http.Response{
+		Status:        a.statusLine,
+		StatusCode:    a.status,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        a.header(),
+		Body:          newReplayBody(a.body),
+		ContentLength: int64(len(a.body)),
+		Request:       req,
+	}
+}
+
+// replayBody is a short-circuited answer's body.
+type replayBody struct{ bytes.Reader }
+
+func newReplayBody(b []byte) *replayBody {
+	r := &replayBody{}
+	r.Reset(b)
+	return r
+}
+
+func (*replayBody) Close() error { return nil }
+
+// syntheticBody is an error body in OpenAI's shape, which every
+// OpenAI-compatible SDK parses, carrying the trip's code and type.
+func syntheticBody(tr *Trip) []byte {
+	type apiError struct {
+		Message string  `json:"message"`
+		Type    string  `json:"type"`
+		Param   *string `json:"param"`
+		Code    string  `json:"code"`
+	}
+	b, _ := json.Marshal(struct {
+		Error apiError `json:"error"`
+	}{apiError{
+		Message: "quotabreaker: latch open after a " + string(tr.Class) + " " + string(tr.Cause) + "; reset it once fixed",
+		Type:    tr.Type,
+		Code:    tr.Code,
+	}})
+	return b
+}
+
+// requestID returns the provider's id of an answer, bounded and printable.
+func requestID(h http.Header) string {
+	for _, name := range [...]string{"X-Request-Id", "Request-Id", "Apim-Request-Id"} {
+		if v := h.Get(name); v != "" {
+			return fieldString([]byte(v), false)
+		}
+	}
+	return ""
+}
