@@ -21,6 +21,8 @@
 // with Chain.
 //
 // Prices change, and the snapshot does not: it is as current as SnapshotDate.
-// Tokens that no field of Tokens counts separately (audio, images, a web
-// search's per-request fee) are priced as text tokens, or not at all.
+// It copies LiteLLM's figures as they are, mistakes included; a Table
+// corrects one. Tokens that no field of Tokens counts apart (audio, images)
+// are priced as text tokens, and fees that are not per token (a web search,
+// a Perplexity request) are not priced.
 package prices

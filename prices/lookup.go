@@ -30,8 +30,9 @@ type row struct {
 // model is the name an answer reports, matched without regard to case. A
 // name the snapshot lacks is looked up again without a date suffix,
 // -YYYY-MM-DD or -YYYYMMDD: "gpt-4.1-mini-2099-01-01" is priced as
-// "gpt-4.1-mini". Vertex AI's '@' before a date reads as '-', and Gemini's
-// "models/" prefix is ignored. OpenRouter's, Groq's and Together's names keep
+// "gpt-4.1-mini". An OpenAI fine-tune ("ft:gpt-4o-mini-2024-07-18:org::id")
+// has the price of fine-tunes of its base model. Vertex AI's '@' before a
+// date reads as '-', and Gemini's "models/" prefix is ignored. OpenRouter's, Groq's and Together's names keep
 // their organisation ("openai/gpt-4o", "meta-llama/Llama-3.3-70B-Instruct-Turbo"),
 // Fireworks' their path ("accounts/fireworks/models/...").
 //
@@ -55,6 +56,9 @@ func Lookup(provider, model, tier string) (Price, bool) {
 	tier = strings.ToLower(tier)
 	if p, ok := find(provider, m, tier); ok {
 		return p, true
+	}
+	if base, ok := fineTuneBase(m); ok {
+		return find(provider, base, tier)
 	}
 	if u, ok := undated(m); ok {
 		return find(provider, u, tier)
@@ -99,6 +103,21 @@ func normalize(model string) string {
 	m := strings.ToLower(strings.TrimSpace(model))
 	m = strings.TrimPrefix(m, "models/")
 	return strings.ReplaceAll(m, "@", "-")
+}
+
+// fineTuneBase turns the name of an OpenAI fine-tuned model,
+// ft:<base>:<organisation>:<suffix>:<id>, into ft:<base>, under which
+// LiteLLM prices the fine-tunes of base.
+func fineTuneBase(model string) (string, bool) {
+	rest, ok := strings.CutPrefix(model, "ft:")
+	if !ok {
+		return "", false
+	}
+	base, _, ok := strings.Cut(rest, ":")
+	if !ok || base == "" {
+		return "", false
+	}
+	return model[:len("ft:")+len(base)], true
 }
 
 // undated strips a date suffix, -YYYY-MM-DD or -YYYYMMDD, from a model name.

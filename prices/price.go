@@ -10,10 +10,10 @@ import (
 // per token: $2.50 per million tokens is 2_500_000. The zero Price prices
 // everything at zero; Lookup never returns one.
 //
-// A zero rate means the provider sets no separate price for that kind of
-// token, and Cost falls back as the providers bill: cache reads and cache
+// A zero cache rate means the provider sets no separate price for that kind
+// of token, and Cost falls back as the providers bill: cache reads and cache
 // writes at the Input rate, one-hour cache writes at the CacheWrite rate.
-// Only Input and Output are ever taken as a price of zero.
+// Input and Output have no fallback: zero there means free.
 type Price struct {
 	// Input is the rate of an input token that is neither read from nor
 	// written to the prompt cache.
@@ -48,10 +48,12 @@ type Price struct {
 type Tokens struct {
 	// Input is every input token, cached ones included: OpenAI's
 	// prompt_tokens or input_tokens; Anthropic's input_tokens plus
-	// cache_read_input_tokens plus cache_creation_input_tokens.
+	// cache_read_input_tokens plus cache_creation_input_tokens; Gemini's
+	// promptTokenCount.
 	Input int64
 	// CacheRead is the part of Input read from the prompt cache (OpenAI's
-	// cached_tokens, Anthropic's cache_read_input_tokens).
+	// cached_tokens, Anthropic's cache_read_input_tokens, Gemini's
+	// cachedContentTokenCount).
 	CacheRead int64
 	// CacheWrite is the part of Input written to the prompt cache
 	// (Anthropic's cache_creation_input_tokens), one-hour writes included.
@@ -59,10 +61,11 @@ type Tokens struct {
 	// CacheWrite1h is the part of CacheWrite written with a one-hour
 	// lifetime (Anthropic's cache_creation.ephemeral_1h_input_tokens).
 	CacheWrite1h int64
-	// Output is every output token, reasoning included (OpenAI's
-	// completion_tokens or output_tokens, Anthropic's output_tokens). Reasoning
-	// tokens are billed at the output rate and have no field here: adding them
-	// to Output again would count them twice.
+	// Output is every output token, reasoning included: OpenAI's
+	// completion_tokens or output_tokens, Anthropic's output_tokens, Gemini's
+	// candidatesTokenCount plus thoughtsTokenCount (Gemini counts thoughts
+	// apart). Reasoning tokens are billed at the output rate and have no field
+	// here: adding OpenAI's reasoning_tokens to Output would count them twice.
 	Output int64
 }
 

@@ -437,7 +437,7 @@ var snapshot = [...]row{
 	{"gemini-2.0-flash", "gcp.vertex_ai", "", Price{Input: 100_000, CachedInput: 25_000, Output: 400_000}},
 	{"gemini-2.0-flash-001", "gcp.gemini", "", Price{Input: 100_000, CachedInput: 25_000, Output: 400_000}},
 	{"gemini-2.0-flash-001", "gcp.vertex_ai", "", Price{Input: 150_000, CachedInput: 37_500, Output: 600_000}},
-	{"gemini-2.0-flash-exp", "gcp.vertex_ai", "", Price{Input: 150_000, CachedInput: 37_500, Output: 600_000, LongContext: 128_000}},
+	{"gemini-2.0-flash-exp", "gcp.vertex_ai", "", Price{Input: 150_000, CachedInput: 37_500, Output: 600_000}},
 	{"gemini-2.0-flash-lite", "gcp.gemini", "", Price{Input: 75_000, CachedInput: 18_750, Output: 300_000}},
 	{"gemini-2.0-flash-lite", "gcp.vertex_ai", "", Price{Input: 75_000, CachedInput: 18_750, Output: 300_000}},
 	{"gemini-2.0-flash-lite-001", "gcp.gemini", "", Price{Input: 75_000, CachedInput: 18_750, Output: 300_000}},

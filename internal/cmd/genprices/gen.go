@@ -360,6 +360,9 @@ func readEntry(key string, raw json.RawMessage) (*entry, string, error) {
 		set(&p.LongCachedInput, fmt.Sprintf("cache_read_input_token_cost_above_%dk_tokens", n))
 		set(&p.LongCacheWrite, fmt.Sprintf("cache_creation_input_token_cost_above_%dk_tokens", n))
 		set(&p.LongCacheWrite1h, fmt.Sprintf("cache_creation_input_token_cost_above_1hr_above_%dk_tokens", n))
+		if p.LongInput == 0 && p.LongCachedInput == 0 && p.LongCacheWrite == 0 && p.LongCacheWrite1h == 0 && p.LongOutput == 0 {
+			p.LongContext = 0 // LiteLLM's zeros here mean "no other price"
+		}
 	default:
 		slices.Sort(above)
 		return nil, "", fmt.Errorf("%q: long-context prices at several thresholds %v (thousand tokens)", key, above)
