@@ -272,6 +272,10 @@ func (*replayBody) Close() error { return nil }
 // syntheticBody is an error body in OpenAI's shape, which every
 // OpenAI-compatible SDK parses, carrying the trip's code and type.
 func syntheticBody(tr *Trip) []byte {
+	msg := "quotabreaker: latch open after a " + string(tr.Class) + " " + string(tr.Cause) + " from the provider; reset it once fixed"
+	if tr.Cause == CauseBudget {
+		msg = "quotabreaker: this key's budget is spent; it lifts at the next period or when reset"
+	}
 	type apiError struct {
 		Message string  `json:"message"`
 		Type    string  `json:"type"`
@@ -281,7 +285,7 @@ func syntheticBody(tr *Trip) []byte {
 	b, _ := json.Marshal(struct {
 		Error apiError `json:"error"`
 	}{apiError{
-		Message: "quotabreaker: latch open after a " + string(tr.Class) + " " + string(tr.Cause) + "; reset it once fixed",
+		Message: msg,
 		Type:    tr.Type,
 		Code:    tr.Code,
 	}})

@@ -19,6 +19,8 @@ type config struct {
 	onTrip       func(context.Context, Trip)
 	onReset      func(context.Context, Trip)
 	mode         Mode
+	budgets      []Budget
+	onBudget     func(context.Context, BudgetStatus)
 	errorOnOpen  bool
 	tracerProv   trace.TracerProvider
 	meterProv    metric.MeterProvider
@@ -106,6 +108,25 @@ func OnTrip(fn func(ctx context.Context, tr Trip)) Option {
 // of a ResetAll still close and get their OnReset.
 func OnReset(fn func(ctx context.Context, tr Trip)) Option {
 	return optionFunc(func(c *config) { c.onReset = fn })
+}
+
+// WithBudget adds a budget: the Transport counts what each answer of the
+// budget's keys costs, calls OnBudget as the spend crosses its thresholds
+// and, with HardLimit, refuses a key that has spent its limit. The option
+// may be given once per budget; New panics on an invalid one.
+func WithBudget(b Budget) Option {
+	return optionFunc(func(c *config) { c.budgets = append(c.budgets, b) })
+}
+
+// OnBudget sets a function called when a budget key's spend first crosses
+// one of the budget's thresholds in a period (and its limit, threshold 1):
+// once per key, threshold and period, even when many answers cross it at
+// once. It runs on the goroutine that finished reading the answer that
+// crossed it (the caller's, in Read or Close of the body), with no lock
+// held, and must not block it for long. A panic in it is recovered and
+// reported to otel.Handle.
+func OnBudget(fn func(ctx context.Context, st BudgetStatus)) Option {
+	return optionFunc(func(c *config) { c.onBudget = fn })
 }
 
 // WithMode sets the mode a Transport starts in: ModeEnforce (the default)

@@ -40,6 +40,8 @@ const (
 	attrErrorCode         = attribute.Key("quotabreaker.error.code")
 	attrErrorType         = attribute.Key("quotabreaker.error.type")
 	attrTripClass         = attribute.Key("quotabreaker.trip.class")
+	attrCause             = attribute.Key("quotabreaker.cause")
+	attrBudget            = attribute.Key("quotabreaker.budget")
 	attrRetryAfterMS      = attribute.Key("quotabreaker.retry_after_ms")
 	attrRequestID         = attribute.Key("quotabreaker.request_id")
 	attrRemainingRequests = attribute.Key("quotabreaker.ratelimit.remaining_requests")
@@ -315,12 +317,34 @@ func (tel *telemetry) shortCircuit(ctx context.Context, span trace.Span, resp *h
 	span.End()
 }
 
+// budgetRefusal records a request refused by a budget's hard limit.
+func (tel *telemetry) budgetRefusal(ctx context.Context, span trace.Span, tr Trip, budget string) {
+	attrs := append(metricAttrs(tr.Class, "", tr.Provider),
+		attrMode.String(ModeEnforce.String()), attrCause.String(string(CauseBudget)))
+	tel.shortCircuits.Add(ctx, 1, metric.WithAttributes(attrs...))
+	if span.IsRecording() {
+		attrs := make([]attribute.KeyValue, 0, 9)
+		attrs = append(attrs,
+			attrShortCircuit.Bool(true),
+			attrCause.String(string(CauseBudget)),
+			attrBudget.String(budget),
+			attrMode.String(ModeEnforce.String()),
+			attrScope.String(tr.Scope),
+			semconv.HTTPResponseStatusCode(tr.StatusCode),
+		)
+		span.SetAttributes(appendClassAttrs(attrs, tr.Class, tr.Code, tr.Type)...)
+		span.SetStatus(codes.Error, "")
+	}
+	span.End()
+}
+
 // shortCircuitAttrs are the short-circuit counter's attributes for a trip,
 // one set per mode, built once per trip rather than once per refused
 // request.
 func shortCircuitAttrs(tr Trip) (sets [2]metric.MeasurementOption) {
 	for _, m := range [...]Mode{ModeEnforce, ModeObserve} {
-		attrs := append(metricAttrs(tr.Class, "", tr.Provider), attrMode.String(m.String()))
+		attrs := append(metricAttrs(tr.Class, "", tr.Provider),
+			attrMode.String(m.String()), attrCause.String(string(tr.Cause)))
 		sets[m] = metric.WithAttributeSet(attribute.NewSet(attrs...))
 	}
 	return sets

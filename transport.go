@@ -22,8 +22,11 @@ const (
 	// HeaderShortCircuit is set to "true" on an answer the Transport made
 	// itself, from an open latch, without reaching the network.
 	HeaderShortCircuit = "Quotabreaker-Short-Circuit"
-	// HeaderScope names the open latch on a short-circuited answer.
+	// HeaderScope names the open latch on a short-circuited answer, or the
+	// budget key on an answer refused by a budget.
 	HeaderScope = "Quotabreaker-Scope"
+	// HeaderBudget names the budget on an answer refused by its hard limit.
+	HeaderBudget = "Quotabreaker-Budget"
 )
 
 // errNotNew is what a Transport that did not come from New answers.
@@ -53,19 +56,32 @@ type Transport struct {
 	mode    atomic.Int32 // a Mode
 	seed    maphash.Seed
 	latches latches
+	budgets budgets
 	tel     telemetry
 }
 
 var _ http.RoundTripper = (*Transport)(nil)
 
 // New returns a Transport that sends requests through base. A nil base
-// means http.DefaultTransport.
+// means http.DefaultTransport. It panics on an invalid Budget (no name, a
+// limit that is not a positive number, a threshold outside (0, 1), or two
+// budgets with one name): a mistake in the program, found at start-up.
 func New(base http.RoundTripper, opts ...Option) *Transport {
 	if base == nil {
 		base = http.DefaultTransport
 	}
 	t := &Transport{base: base, cfg: newConfig(opts), seed: maphash.MakeSeed()}
 	t.mode.Store(int32(t.cfg.mode))
+	for _, b := range t.cfg.budgets {
+		bs, err := newBudget(b)
+		if err == nil && t.budgets.byName(b.Name) != nil {
+			err = fmt.Errorf("quotabreaker: two budgets named %q", b.Name)
+		}
+		if err != nil {
+			panic("quotabreaker.New: " + err.Error())
+		}
+		t.budgets = append(t.budgets, bs)
+	}
 	t.latches.open = new(atomic.Int64)
 	t.tel.init(t)
 	return t
@@ -111,6 +127,15 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if refusedBy != nil && mode == ModeEnforce {
 		handedOff = true
 		return t.shortCircuit(req, refusedBy, span)
+	}
+	if len(t.budgets) > 0 {
+		if b, key := t.budgets.refusing(req, l.scope, t.cfg.now()); b != nil && mode == ModeEnforce {
+			handedOff = true
+			if done != nil {
+				done(nil)
+			}
+			return t.refuseBudget(req, b, key, span)
+		}
 	}
 	if ctx != req.Context() {
 		req = req.WithContext(ctx)
@@ -252,6 +277,18 @@ func (t *Transport) shortCircuit(req *http.Request, o *opened, span trace.Span) 
 	}
 	resp := o.answer.response(req)
 	t.tel.shortCircuit(req.Context(), span, resp, o)
+	return resp, nil
+}
+
+// refuseBudget answers req, whose key has spent budget b, without the
+// network.
+func (t *Transport) refuseBudget(req *http.Request, b *budget, key string, span trace.Span) (*http.Response, error) {
+	closeRequestBody(req)
+	resp, tr := budgetRefusal(req, b, key, t.cfg.now().Round(0))
+	t.tel.budgetRefusal(req.Context(), span, tr, b.Name)
+	if t.cfg.errorOnOpen {
+		return nil, &OpenError{Trip: tr}
+	}
 	return resp, nil
 }
 
