@@ -38,6 +38,7 @@ func readmeOpenAIGo(ctx context.Context, params openai.ChatCompletionNewParams) 
 	var apiErr *openai.Error
 	if errors.As(err, &apiErr) && apiErr.Code == "insufficient_quota" {
 		// Not retried; later calls with this key fail at once until qb.Reset.
+		// apiErr.Response.Status says "429 Insufficient Quota"; err.Error() only "429 Too Many Requests".
 	}
 }
 

@@ -377,7 +377,7 @@ func describe(s sdktrace.ReadOnlySpan) string {
 	for _, kv := range s.Attributes() {
 		attrs[kv.Key] = kv.Value
 	}
-	str := func(k attribute.Key) string { return attrs[k].Emit() }
+	str := func(k attribute.Key) string { return attrs[k].String() }
 
 	var words []string
 	if s.Name() == "quotabreaker.reset" {
@@ -385,7 +385,7 @@ func describe(s sdktrace.ReadOnlySpan) string {
 	} else {
 		words = append(words, s.Name())
 		if v, ok := attrs["http.response.status_code"]; ok {
-			words = append(words, "HTTP "+v.Emit())
+			words = append(words, "HTTP "+v.String())
 		}
 		switch {
 		case attrs["quotabreaker.short_circuit"].AsBool():
