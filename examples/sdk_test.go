@@ -426,6 +426,41 @@ func TestOpenAIGoObserveMode(t *testing.T) {
 	}
 }
 
+// OnTrip gets the context of the call that tripped, values included, so a
+// page can say whose traffic stopped; its cancellation is cut off, so the
+// hook may outlive the call.
+func TestOpenAIGoOnTripSeesCallContext(t *testing.T) {
+	type tenantKey struct{}
+	var (
+		mu      sync.Mutex
+		tenants []any
+		done    []bool
+	)
+	e := newEnv(t, quotabreaker.OnTrip(func(ctx context.Context, _ quotabreaker.Trip) {
+		mu.Lock()
+		defer mu.Unlock()
+		tenants = append(tenants, ctx.Value(tenantKey{}))
+		done = append(done, ctx.Done() != nil)
+	}))
+	const key = "sk-proj-tenant"
+	e.srv.Script(key, nil, fakeopenai.QuotaExhausted)
+	client := e.openaiGo(key)
+
+	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), tenantKey{}, "acme"))
+	defer cancel()
+	_, err := client.Chat.Completions.New(ctx, chatParams)
+	quotaError(t, err)
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(tenants) != 1 || tenants[0] != "acme" {
+		t.Errorf("OnTrip saw tenants %v, want [acme]", tenants)
+	}
+	if len(done) == 1 && done[0] {
+		t.Error("OnTrip's context can be cancelled, want the call's context without its cancellation")
+	}
+}
+
 // go-openai parses the tripping answer and the short-circuited copy into the
 // same *APIError, whose text includes the status line: "429 Insufficient
 // Quota".
