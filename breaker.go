@@ -63,6 +63,9 @@ type Trip struct {
 	RequestID string `json:"request_id,omitempty"`
 	// At is when the latch opened.
 	At time.Time `json:"at"`
+	// Epoch is the scope's reset epoch when the tripping request was sent
+	// (see Store); 0 without a store.
+	Epoch uint64 `json:"epoch,omitempty"`
 }
 
 // OpenError is the error returned for a request refused by an open latch
@@ -99,6 +102,7 @@ type latch struct {
 	inflight atomic.Int64           // requests between acquire and release
 	trip     atomic.Pointer[opened] // set under latches.mu, in the step that opens cb
 	reset    atomic.Bool            // set under latches.mu when Reset removed it
+	epoch    atomic.Uint64          // the scope's reset epoch in the Store
 }
 
 func (l *latch) release() { l.inflight.Add(-1) }
@@ -119,9 +123,11 @@ type opened struct {
 	shortCircuits [2]metric.MeasurementOption // the short-circuit counter's attributes, by Mode
 
 	// OnReset must not overtake OnTrip: a pager would resolve an incident
-	// before opening it. Both fields are guarded by latches.mu.
-	announced bool // OnTrip has returned
-	resetOwed bool // reset before that: the tripping goroutine calls OnReset
+	// before opening it. These fields are guarded by latches.mu.
+	announced bool // OnTrip has returned, or will never run here
+	resetOwed bool // reset before that: whoever announces calls OnReset
+	paging    bool // OnTrip was called for it here
+	quiet     bool // another process paged for it: no OnTrip, no OnReset here
 }
 
 // breakerSettings make a gobreaker breaker into a latch: only a tripping
@@ -153,6 +159,7 @@ type latches struct {
 	byName  map[string]*latch // guarded by mu
 	closed  int               // closed latches in byName; guarded by mu
 	evictAt int               // closed count that triggers an eviction; guarded by mu
+	epochs  map[string]uint64 // the Store's reset epoch of each scope; guarded by mu
 	// open counts the open latches. It is allocated apart from the
 	// Transport so that a cleanup can read it once the Transport is gone.
 	open *atomic.Int64
@@ -176,22 +183,30 @@ func (ls *latches) acquire(id uint64, name func() string) *latch {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	if l = ls.byID[id]; l == nil {
-		if ls.byID == nil {
-			ls.byID = make(map[uint64]*latch)
-			ls.byName = make(map[string]*latch)
-		}
 		if l = ls.byName[n]; l == nil {
-			if ls.closed >= max(ls.evictAt, maxIdleLatches) {
-				ls.evictIdleLocked()
-			}
-			l = &latch{scope: n, cb: gobreaker.NewTwoStepCircuitBreaker[struct{}](breakerSettings(n))}
-			ls.byName[n] = l
-			ls.closed++
+			l = ls.newLatchLocked(n)
 		}
 		l.ids = append(l.ids, id)
 		ls.byID[id] = l
 	}
 	l.inflight.Add(1)
+	return l
+}
+
+// newLatchLocked adds a closed latch named n; it requires that ls.mu is
+// held for writing.
+func (ls *latches) newLatchLocked(n string) *latch {
+	if ls.byName == nil {
+		ls.byID = make(map[uint64]*latch)
+		ls.byName = make(map[string]*latch)
+	}
+	if ls.closed >= max(ls.evictAt, maxIdleLatches) {
+		ls.evictIdleLocked()
+	}
+	l := &latch{scope: n, cb: gobreaker.NewTwoStepCircuitBreaker[struct{}](breakerSettings(n))}
+	l.epoch.Store(ls.epochs[n])
+	ls.byName[n] = l
+	ls.closed++
 	return l
 }
 
@@ -243,38 +258,141 @@ func (ls *latches) announced(o *opened) (resetOwed bool) {
 	return o.resetOwed
 }
 
-// reset removes the open latch named scope (or every open latch when all
-// is set). It returns how many it removed and the trips whose OnReset is due
-// now; the others are still announcing their trip, and will call OnReset
-// themselves once OnTrip returns.
-func (ls *latches) reset(scope string, all bool) (n int, due []Trip) {
+// markPaging reports whether OnTrip for o is still to be called here, and
+// if so records that the caller calls it.
+func (ls *latches) markPaging(o *opened) bool {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
-	resetOne := func(name string, l *latch) {
-		o := l.trip.Load()
-		if o == nil {
-			return
-		}
-		ls.removeLocked(name, l)
-		l.reset.Store(true)
-		ls.open.Add(-1)
-		n++
-		if o.announced {
-			due = append(due, o.Trip)
-		} else {
-			o.resetOwed = true
-		}
+	if o.paging || o.quiet {
+		return false
 	}
+	o.paging = true
+	return true
+}
+
+// quiet records that o will not be announced here (another process paged
+// for it), and reports whether a reset came first and is owed its
+// telemetry.
+func (ls *latches) quiet(o *opened) (resetOwed bool) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if o.paging {
+		return false
+	}
+	o.quiet, o.announced = true, true
+	return o.resetOwed
+}
+
+// openQuiet opens the latch named o.Scope with o, which another process
+// recorded and announced, unless the scope was reset since o.Epoch or is
+// open already. It reports whether it opened it.
+func (ls *latches) openQuiet(o *opened) bool {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	name := o.Scope
+	if o.Epoch < ls.epochs[name] {
+		return false
+	}
+	ls.raiseEpochLocked(name, o.Epoch)
+	l := ls.byName[name]
+	if l == nil {
+		l = ls.newLatchLocked(name)
+	}
+	if l.trip.Load() != nil {
+		return false
+	}
+	done, err := l.cb.Allow()
+	if err != nil {
+		return false
+	}
+	o.quiet, o.announced = true, true
+	l.trip.Store(o)
+	done(errTripped)
+	ls.closed--
+	ls.open.Add(1)
+	return true
+}
+
+// raiseEpochLocked records that scope's epoch is at least epoch; it
+// requires that ls.mu is held for writing.
+func (ls *latches) raiseEpochLocked(scope string, epoch uint64) {
+	if epoch <= ls.epochs[scope] {
+		return
+	}
+	if ls.epochs == nil {
+		ls.epochs = make(map[string]uint64)
+	}
+	ls.epochs[scope] = epoch
+	if l := ls.byName[scope]; l != nil && l.trip.Load() == nil {
+		l.epoch.Store(epoch)
+	}
+}
+
+// clearEpoch records that the store cleared scope at epoch, and closes its
+// latch here if the trip that opened it is older. It returns the trips whose
+// reset is due now, as reset does.
+func (ls *latches) clearEpoch(scope string, epoch uint64) []*opened {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	ls.raiseEpochLocked(scope, epoch)
+	l := ls.byName[scope]
+	if l == nil {
+		return nil
+	}
+	if o := l.trip.Load(); o == nil || o.Epoch >= epoch {
+		return nil
+	}
+	return ls.resetLocked(scope, l, nil)
+}
+
+// resetIf closes scope's open latch if keep(its trip) is false.
+func (ls *latches) resetIf(scope string, close func(*opened) bool) []*opened {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	l := ls.byName[scope]
+	if l == nil {
+		return nil
+	}
+	if o := l.trip.Load(); o == nil || !close(o) {
+		return nil
+	}
+	return ls.resetLocked(scope, l, nil)
+}
+
+// reset removes the open latch named scope (or every open latch when all
+// is set). It returns how many it removed and the trips whose reset is due
+// now; the others are still being announced, and whoever announces them
+// completes their reset.
+func (ls *latches) reset(scope string, all bool) (n int, due []*opened) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
 	if !all {
-		if l := ls.byName[scope]; l != nil {
-			resetOne(scope, l)
+		if l := ls.byName[scope]; l != nil && l.trip.Load() != nil {
+			return 1, ls.resetLocked(scope, l, nil)
 		}
-		return n, due
+		return 0, nil
 	}
 	for name, l := range ls.byName {
-		resetOne(name, l)
+		if l.trip.Load() != nil {
+			n++
+			due = ls.resetLocked(name, l, due)
+		}
 	}
 	return n, due
+}
+
+// resetLocked removes the open latch l, named name, and appends its trip to
+// due if its reset is due now. It requires that ls.mu is held for writing.
+func (ls *latches) resetLocked(name string, l *latch, due []*opened) []*opened {
+	o := l.trip.Load()
+	ls.removeLocked(name, l)
+	l.reset.Store(true)
+	ls.open.Add(-1)
+	if o.announced {
+		return append(due, o)
+	}
+	o.resetOwed = true
+	return due
 }
 
 // openLatches returns the trips of all open latches, oldest first; never nil.
@@ -291,13 +409,14 @@ func (ls *latches) openLatches() []Trip {
 	return out
 }
 
-func sortTrips(ts []Trip) {
-	slices.SortFunc(ts, func(a, b Trip) int {
-		if c := a.At.Compare(b.At); c != 0 {
-			return c
-		}
-		return strings.Compare(a.Scope, b.Scope)
-	})
+func sortTrips(ts []Trip) { slices.SortFunc(ts, compareTrips) }
+
+// compareTrips orders trips oldest first, then by scope.
+func compareTrips(a, b Trip) int {
+	if c := a.At.Compare(b.At); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Scope, b.Scope)
 }
 
 // callHook runs a user's hook. A panic in it is an ordinary bug in the

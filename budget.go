@@ -99,6 +99,7 @@ type budget struct {
 	Budget
 	limit      atomic.Int64 // micro-dollars; SetBudgetLimit changes it
 	thresholds []float64    // sorted, in (0, 1], always ending with 1
+	shared     bool         // a store shares the spend across the fleet
 
 	mu   sync.RWMutex
 	keys map[string]*budgetKey // guarded by mu
@@ -107,9 +108,21 @@ type budget struct {
 // budgetKey is one key's spend in one period. A new period replaces it.
 type budgetKey struct {
 	start, end time.Time
-	spent      atomic.Int64  // micro-dollars
+	spent      atomic.Int64  // micro-dollars spent by this process
 	unpriced   atomic.Int64  // answers with no price
 	fired      atomic.Uint64 // bit i: thresholds[i] has fired
+	// With a store: the fleet's total as last read, and how much of
+	// spent it already counts.
+	fleet, flushed atomic.Int64
+}
+
+// effective is the spend the budget judges: this process's own, or, with a
+// store, the fleet's last total plus what this process spent since.
+func (k *budgetKey) effective(shared bool) int64 {
+	if !shared {
+		return k.spent.Load()
+	}
+	return k.fleet.Load() + k.spent.Load() - k.flushed.Load()
 }
 
 func newBudget(b Budget) (*budget, error) {
@@ -175,7 +188,7 @@ func (b *budget) current(key string, now time.Time) *budgetKey {
 // exhausted reports whether key has spent its limit in the period of now.
 func (b *budget) exhausted(key string, now time.Time) bool {
 	k := b.current(key, now)
-	return k != nil && k.spent.Load() >= b.limit.Load()
+	return k != nil && k.effective(b.shared) >= b.limit.Load()
 }
 
 // state returns key's state for the period containing now, starting a new
@@ -209,15 +222,19 @@ func (b *budget) state(key string, now time.Time) *budgetKey {
 	return k
 }
 
-// add counts micros against key and returns the thresholds this call was
-// the first to cross.
-func (b *budget) add(key string, micros int64, priced bool, now time.Time) (k *budgetKey, crossed []float64) {
+// add counts micros against key and, when local is set, returns the
+// thresholds this call was the first to cross. Without local, a store
+// shares the spend, and the thresholds are claimed across the fleet.
+func (b *budget) add(key string, micros int64, priced bool, now time.Time, local bool) (k *budgetKey, crossed []float64) {
 	k = b.state(key, now)
 	if !priced {
 		k.unpriced.Add(1)
 		return k, nil
 	}
 	spent := k.spent.Add(micros)
+	if !local {
+		return k, nil
+	}
 	limit := b.limit.Load()
 	for i, th := range b.thresholds {
 		if float64(spent) < th*float64(limit) {
@@ -241,7 +258,7 @@ func (b *budget) add(key string, micros int64, priced bool, now time.Time) (k *b
 // status describes k, key's state, with th as its threshold.
 func (b *budget) status(key string, k *budgetKey, th float64) BudgetStatus {
 	limit := b.limit.Load()
-	spent := k.spent.Load()
+	spent := k.effective(b.shared)
 	if th == 0 {
 		fired := k.fired.Load()
 		for i, t := range b.thresholds {

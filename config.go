@@ -3,6 +3,7 @@ package quotabreaker
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -24,6 +25,10 @@ type config struct {
 	streamUsage  bool
 	prices       prices.Func
 	budgets      []Budget
+	store        Store
+	storeTimeout time.Duration
+	storeResync  time.Duration
+	logger       *slog.Logger
 	onBudget     func(context.Context, BudgetStatus)
 	errorOnOpen  bool
 	tracerProv   trace.TracerProvider
@@ -40,6 +45,9 @@ func newConfig(opts []Option) config {
 		now:          time.Now,
 		maxErrorBody: 64 << 10,
 		prices:       prices.Lookup,
+		storeTimeout: defaultStoreTimeout,
+		storeResync:  defaultStoreResync,
+		logger:       slog.Default(),
 	}
 	for _, o := range opts {
 		if o != nil {
@@ -174,6 +182,55 @@ func WithBudget(b Budget) Option {
 // reported to otel.Handle.
 func OnBudget(fn func(ctx context.Context, st BudgetStatus)) Option {
 	return optionFunc(func(c *config) { c.onBudget = fn })
+}
+
+// WithStore shares the Transport's latches, and its budgets' spend, with
+// every Transport on the same store, typically one per replica of a
+// service (see the redisstore module for Redis):
+//
+//   - a trip in any process opens that scope in every process, within the
+//     store's propagation delay (Redis: well under a second);
+//   - a Reset anywhere closes it everywhere;
+//   - exactly one process calls OnTrip per trip: the one whose claim the
+//     store records first. The others open their latch quietly, and
+//     OnReset runs where OnTrip ran;
+//   - a Transport made while a scope is open starts with it open: New
+//     waits up to the store's timeout for the fleet's latches;
+//   - budgets count the fleet's spend, and each threshold's OnBudget fires
+//     once across the fleet.
+//
+// Requests never wait on the store. They are decided from memory that a
+// background goroutine keeps current (the store's change feed, a resync
+// every 10 seconds and after every reconnection), and OnTrip runs on that
+// goroutine once the trip is claimed. If the store is unreachable, requests
+// keep flowing on this process's latches, a trip pages from this process
+// at once, and trips and spend are written when the store is back; the
+// outage is logged once per change of state, recorded in the
+// quotabreaker.store.up metric and on every span. Call Close to stop the
+// background work.
+func WithStore(s Store) Option {
+	return optionFunc(func(c *config) { c.store = s })
+}
+
+// WithStoreTimeout bounds each call the Transport makes to its store (2
+// seconds by default). Values below a millisecond are ignored.
+func WithStoreTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) {
+		if d >= time.Millisecond {
+			c.storeTimeout = d
+		}
+	})
+}
+
+// WithLogger sets where the Transport logs the few events that are not
+// tied to a request: a store becoming unreachable or reachable again. The
+// default is slog.Default(); a nil logger is ignored.
+func WithLogger(l *slog.Logger) Option {
+	return optionFunc(func(c *config) {
+		if l != nil {
+			c.logger = l
+		}
+	})
 }
 
 // WithMode sets the mode a Transport starts in: ModeEnforce (the default)

@@ -44,6 +44,7 @@ const (
 	attrBudget            = attribute.Key("quotabreaker.budget")
 	attrBudgetKey         = attribute.Key("quotabreaker.budget.key")
 	attrCostUSD           = attribute.Key("quotabreaker.cost.usd")
+	attrStoreUp           = attribute.Key("quotabreaker.store.up")
 	attrRetryAfterMS      = attribute.Key("quotabreaker.retry_after_ms")
 	attrRequestID         = attribute.Key("quotabreaker.request_id")
 	attrRemainingRequests = attribute.Key("quotabreaker.ratelimit.remaining_requests")
@@ -106,6 +107,8 @@ type telemetry struct {
 	tokens        metric.Int64Histogram
 	cost          metric.Float64Counter
 	budgetRatio   metric.Float64Gauge
+	storeUp       metric.Int64Gauge
+	fleet         *fleet // nil without a store
 }
 
 // init creates the tracer and the instruments. Instrument errors go to
@@ -164,6 +167,19 @@ func (tel *telemetry) init(t *Transport) {
 		ratio = noop.Float64Gauge{}
 	}
 	tel.budgetRatio = ratio
+
+	storeUp, err := meter.Int64Gauge("quotabreaker.store.up",
+		metric.WithUnit("1"),
+		metric.WithDescription("1 while the Transport's store answers, 0 while it is unreachable and latches are decided by this process alone."))
+	if err != nil {
+		otel.Handle(err)
+		storeUp = noop.Int64Gauge{}
+	}
+	tel.storeUp = storeUp
+	tel.fleet = t.fleet
+	if t.fleet != nil {
+		storeUp.Record(context.Background(), 1)
+	}
 
 	// A synchronous up-down counter rather than an observable gauge: it
 	// adds up across Transports sharing a meter provider, and needs no
@@ -276,6 +292,9 @@ func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Resp
 	}
 	if n, ok := headerInt(resp.Header, "X-Ratelimit-Remaining-Tokens"); ok {
 		attrs = append(attrs, attrRemainingTokens.Int64(n))
+	}
+	if tel.fleet != nil {
+		attrs = append(attrs, attrStoreUp.Bool(tel.fleet.up.Load()))
 	}
 	if c.Class != "" {
 		attrs = appendClassAttrs(attrs, c.Class, c.Code, c.Type)
@@ -396,6 +415,15 @@ func (tel *telemetry) streamError(ctx context.Context, span trace.Span, c Classi
 		span.SetAttributes(appendClassAttrs([]attribute.KeyValue{attrCause.String(string(CauseStream))}, c.Class, c.Code, c.Type)...)
 		span.SetStatus(codes.Error, "")
 	}
+}
+
+// storeState records a change of the store's reachability.
+func (tel *telemetry) storeState(up bool) {
+	v := int64(0)
+	if up {
+		v = 1
+	}
+	tel.storeUp.Record(context.Background(), v)
 }
 
 // budgetRefusal records a request refused by a budget's hard limit.

@@ -22,7 +22,8 @@ type attempt struct {
 	req         *http.Request
 	span        trace.Span
 	latch       *latch
-	filterUsage bool // remove the usage chunk the Transport asked for
+	epoch       uint64 // the scope's reset epoch as the request was sent
+	filterUsage bool   // remove the usage chunk the Transport asked for
 }
 
 // spend is what one answer used and cost.
@@ -99,7 +100,10 @@ func (t *Transport) settle(at *attempt, seen *observed) {
 	now := t.cfg.now()
 	for _, b := range t.budgets {
 		key := b.key(at.req, at.latch.scope)
-		k, crossed := b.add(key, s.micros, s.priced, now)
+		k, crossed := b.add(key, s.micros, s.priced, now, !b.shared)
+		if b.shared && s.priced {
+			t.addSpend(b, key, k, s.micros)
+		}
 		t.tel.budget(ctx, b, key, k)
 		for _, th := range crossed {
 			callHook("OnBudget", t.cfg.onBudget, ctx, b.status(key, k, th))
@@ -134,6 +138,7 @@ func (t *Transport) streamError(ctx context.Context, at *attempt, e *streamError
 		Type:       c.Type,
 		StatusCode: e.Status,
 		At:         t.cfg.now().Round(0),
+		Epoch:      at.epoch,
 	}}
 	o.answer = answer{
 		status:      e.Status,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"net/http"
+	"slices"
 	"sync/atomic"
 
 	"go.opentelemetry.io/otel/trace"
@@ -57,6 +58,7 @@ type Transport struct {
 	seed    maphash.Seed
 	latches latches
 	budgets budgets
+	fleet   *fleet // nil without WithStore
 	tel     telemetry
 }
 
@@ -83,7 +85,16 @@ func New(base http.RoundTripper, opts ...Option) *Transport {
 		t.budgets = append(t.budgets, bs)
 	}
 	t.latches.open = new(atomic.Int64)
+	if t.cfg.store != nil {
+		t.fleet = &fleet{store: t.cfg.store, timeout: t.cfg.storeTimeout, resync: t.cfg.storeResync, log: t.cfg.logger}
+		for _, b := range t.budgets {
+			b.shared = true
+		}
+	}
 	t.tel.init(t)
+	if t.fleet != nil {
+		t.startFleet()
+	}
 	return t
 }
 
@@ -111,6 +122,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	mode := t.Mode()
 	l, done, refusedBy := t.admit(t.latches.acquire(id, name), id, name)
+	epoch := l.epoch.Load() // the scope's reset epoch as the request is sent
 	ctx, span := t.tel.start(req, refusedBy != nil && mode == ModeEnforce)
 	// Until RoundTrip hands them on, the span is ended and the breaker told
 	// "no trip" here, should the base panic.
@@ -165,7 +177,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	var c Classification
 	var first *opened
 	if resp.StatusCode >= 400 {
-		c, first = t.judge(req, resp, l, done, mode)
+		c, first = t.judge(req, resp, l, epoch, done, mode)
 	} else if done != nil {
 		done(nil)
 	}
@@ -174,19 +186,29 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		t.announce(ctx, span, first)
 	}
 	t.tel.answer(span, req, resp, c, l.scope, l.state(), mode, refusedBy)
-	t.follow(resp, &attempt{req: req, span: span, latch: l, filterUsage: filterUsage})
+	t.follow(resp, &attempt{req: req, span: span, latch: l, epoch: epoch, filterUsage: filterUsage})
 	return resp, nil
 }
 
 // announce reports a trip this goroutine recorded: telemetry, then OnTrip,
 // then the OnReset of a reset that came while OnTrip ran. It runs before
-// the answer's span can end, and before OnReset can run.
+// the answer's span can end, and before OnReset can run. With a store,
+// OnTrip waits for the fleet-wide claim instead (see WithStore).
 func (t *Transport) announce(ctx context.Context, span trace.Span, o *opened) {
 	t.tel.tripped(ctx, span, o.Trip)
-	ctx = context.WithoutCancel(ctx)
+	if t.fleet != nil {
+		t.claim(o)
+		return
+	}
+	t.latches.markPaging(o)
+	t.page(context.WithoutCancel(ctx), o)
+}
+
+// page calls OnTrip for o, then completes a reset that came meanwhile.
+func (t *Transport) page(ctx context.Context, o *opened) {
 	callHook("OnTrip", t.cfg.onTrip, ctx, o.Trip)
 	if t.latches.announced(o) {
-		t.resetDone(ctx, o.Trip)
+		t.resetDone(ctx, o)
 	}
 }
 
@@ -213,7 +235,7 @@ func (t *Transport) admit(l *latch, id uint64, name func() string) (*latch, func
 // judge classifies an error answer, marks it when it cannot succeed, and
 // opens l's latch when its class trips. It tells the breaker the outcome
 // through done and returns the new trip when this answer opened the latch.
-func (t *Transport) judge(req *http.Request, resp *http.Response, l *latch, done func(error), mode Mode) (Classification, *opened) {
+func (t *Transport) judge(req *http.Request, resp *http.Response, l *latch, epoch uint64, done func(error), mode Mode) (Classification, *opened) {
 	c, body, complete := t.inspect(req, resp)
 	enforce := mode == ModeEnforce
 	if !t.trips(c.Class) {
@@ -242,6 +264,7 @@ func (t *Transport) judge(req *http.Request, resp *http.Response, l *latch, done
 		StatusCode: resp.StatusCode,
 		RequestID:  requestID(resp.Header),
 		At:         t.cfg.now().Round(0), // no monotonic reading: At is for people
+		Epoch:      epoch,
 	}}
 	o.answer = replayAnswer(resp, &o.Trip, body, complete)
 	o.shortCircuits = shortCircuitAttrs(o.Trip)
@@ -336,18 +359,48 @@ func (t *Transport) reset(ctx context.Context, scope string, all bool) (int, err
 	if t.base == nil {
 		return 0, errNotNew
 	}
-	n, due := t.latches.reset(scope, all)
-	sortTrips(due)
-	for _, tr := range due {
-		t.resetDone(ctx, tr)
+	var n int
+	var due []*opened
+	if t.fleet != nil {
+		// The store first: a reset the fleet does not see would be undone
+		// by the next resync.
+		var cleared []Change
+		var err error
+		if all {
+			cleared, err = t.fleet.store.ClearAll(ctx)
+		} else {
+			var ch Change
+			ch, err = t.fleet.store.Clear(ctx, scope)
+			cleared = []Change{ch}
+		}
+		if err != nil {
+			return 0, err
+		}
+		for _, ch := range cleared {
+			if ch.Trip.Scope != "" {
+				n++
+			}
+			due = append(due, t.latches.clearEpoch(ch.Scope, ch.Epoch)...)
+		}
+	}
+	// Latches open only here (their claim not written yet) close too.
+	local, more := t.latches.reset(scope, all)
+	n = max(n, local)
+	due = append(due, more...)
+	slices.SortFunc(due, func(a, b *opened) int { return compareTrips(a.Trip, b.Trip) })
+	for _, o := range due {
+		t.resetDone(ctx, o)
 	}
 	return n, nil
 }
 
-// resetDone records a reset and calls OnReset; it runs with no lock held.
-func (t *Transport) resetDone(ctx context.Context, tr Trip) {
-	t.tel.reset(ctx, tr)
-	callHook("OnReset", t.cfg.onReset, ctx, tr)
+// resetDone records a latch's reset and calls OnReset if OnTrip was called
+// for it here; it runs with no lock held.
+func (t *Transport) resetDone(ctx context.Context, o *opened) {
+	t.tel.reset(ctx, o.Trip)
+	if !o.quiet {
+		callHook("OnReset", t.cfg.onReset, ctx, o.Trip)
+	}
 }
 
 // OpenLatches returns the trips of the open latches, oldest first, and an
