@@ -334,9 +334,10 @@ func (t *Transport) Budgets(ctx context.Context) ([]BudgetStatus, error) {
 	return out, nil
 }
 
-// ResetBudget forgets what key spent in budget's current period, which lifts
-// a hard limit's refusal and lets its thresholds fire again. It reports
-// whether the key had spent anything.
+// ResetBudget forgets what key spent in budget's current period (with a
+// store, across the fleet), which lifts a hard limit's refusal and lets its
+// thresholds fire again. It reports whether the key had spent anything in
+// this process.
 func (t *Transport) ResetBudget(ctx context.Context, budget, key string) (bool, error) {
 	if t.base == nil {
 		return false, errNotNew
@@ -344,6 +345,13 @@ func (t *Transport) ResetBudget(ctx context.Context, budget, key string) (bool, 
 	b := t.budgets.byName(budget)
 	if b == nil {
 		return false, fmt.Errorf("%w %q", ErrUnknownBudget, budget)
+	}
+	if t.fleet != nil {
+		start, end := b.Period(t.cfg.now())
+		sk := spendKey{budget: b, key: key, period: Period{Start: start, End: end}}
+		if err := t.fleet.store.ResetSpend(ctx, sk.storeKey(), sk.period); err != nil {
+			return false, err
+		}
 	}
 	b.mu.Lock()
 	_, ok := b.keys[key]
