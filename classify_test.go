@@ -107,14 +107,33 @@ func TestClassifyQuotaPrecision(t *testing.T) {
 		{"Gemini RESOURCE_EXHAUSTED says quota", 429,
 			`[{"error":{"code":429,"message":"You exceeded your current quota, please check your plan and billing details.","status":"RESOURCE_EXHAUSTED"}}]`,
 			ClassRateLimited},
-		{"insufficient_quota on a 5xx", 500, `{"error":{"type":"insufficient_quota","code":"insufficient_quota"}}`, ClassServerError},
+		{"insufficient_quota on a 5xx is believed", 500, `{"error":{"type":"insufficient_quota","code":"insufficient_quota"}}`, ClassQuotaExhausted},
+		{"billing words on an HTML 5xx", 502, `<html>insufficient balance</html>`, ClassServerError},
 		{"insufficient_quota inside a message only", 400, `{"error":{"message":"upstream said insufficient_quota","type":"invalid_request_error"}}`, ClassInvalidRequest},
 		{"insufficient_quota as a key", 429, `{"insufficient_quota":true}`, ClassRateLimited},
 		{"insufficient_quota under another member", 429, `{"detail_error":{"code":"insufficient_quota"}}`, ClassRateLimited},
-		{"credit text from a non-Anthropic shape", 400, `{"error":{"message":"Your credit balance is too low","type":"invalid_request_error"}}`, ClassInvalidRequest},
+		{"credit text under a generic type", 400, `{"error":{"message":"Your credit balance is too low","type":"invalid_request_error"}}`, ClassQuotaExhausted},
+		{"billing code with a per-minute message", 429, `{"error":{"message":"Quota exceeded: 60 requests per minute","code":"insufficient_quota"}}`, ClassRateLimited},
+		{"balance words with try again in", 429, `{"error":{"message":"Insufficient balance for burst; try again in 20s","code":"1113"}}`, ClassRateLimited},
+		{"Chinese per-minute limit", 429, `{"error":{"message":"余额不足，每分钟请求次数超限"}}`, ClassRateLimited},
+		{"TPM as a word", 429, `{"error":{"message":"insufficient quota (TPM)","type":"quota"}}`, ClassRateLimited},
+		{"https is not TPS", 402, `{"error":{"message":"Insufficient credits, see https://example.com","code":402}}`, ClassQuotaExhausted},
+		{"quota message text with a rate type", 403, `{"error":{"message":"insufficient balance","type":"requests"}}`, ClassPermission},
+		{"duplicate code, first billing", 429, `{"error":{"code":"insufficient_quota","code":"rate_limit_exceeded"}}`, ClassRateLimited},
+		{"duplicate code, last billing", 429, `{"error":{"code":"rate_limit_exceeded","code":"insufficient_quota"}}`, ClassRateLimited},
+		{"duplicate type, null code", 429, `{"error":{"type":"requests","type":"insufficient_quota","code":null}}`, ClassRateLimited},
+		{"duplicate code in a flat body", 429, `{"code":"INSUFFICIENT_BALANCE","message":"m","code":"RATE_LIMITED"}`, ClassRateLimited},
+		{"duplicate code on a 402", 402, `{"error":{"code":"insufficient_quota","code":"x"}}`, ClassOther},
+		{"duplicate error objects", 429, `{"error":{"code":"rate_limit_exceeded"},"error":{"code":"insufficient_quota"}}`, ClassRateLimited},
+		{"same code twice", 429, `{"error":{"code":"insufficient_quota","code":"insufficient_quota"}}`, ClassQuotaExhausted},
+		{"duplicate inside a nested body", 429, `{"error":{"message":"Provider returned error","code":429,"metadata":{"raw":"{\"error\":{\"code\":\"insufficient_quota\",\"code\":\"x\"}}"}}}`, ClassRateLimited},
+		{"nested body one level only", 429, `{"error":{"code":429,"metadata":{"raw":"{\"error\":{\"code\":429,\"metadata\":{\"raw\":\"{\\\"error\\\":{\\\"code\\\":\\\"insufficient_quota\\\"}}\"}}}"}}}`, ClassRateLimited},
+		{"nested plain text with billing words", 429, `{"error":{"message":"Provider returned error","code":429,"metadata":{"raw":"insufficient balance"}}}`, ClassRateLimited},
+		{"outer code wins over nested", 429, `{"error":{"code":"rate_limit_exceeded","metadata":{"raw":"{\"error\":{\"code\":\"insufficient_quota\"}}"}}}`, ClassRateLimited},
 		{"escaped code", 429, `{"error":{"code":"insufficient\u005fquota"}}`, ClassQuotaExhausted},
 		{"HTML 402 from something in between", 402, `<html>Payment Required</html>`, ClassOther},
 		{"empty 402", 402, ``, ClassOther},
+		{"structured 402 speaking of a rate limit", 402, `{"error":{"message":"Rate limit exceeded, try again in 5s","code":402}}`, ClassRateLimited},
 		{"structured 402", 402, `{"error":{"message":"Insufficient credits","code":402}}`, ClassQuotaExhausted},
 		{"truncated quota body", 429, `{"error":{"message":"You exceeded","type":"insufficient_quota","pa`, ClassQuotaExhausted},
 	}
@@ -202,9 +221,9 @@ func TestClassifyFields(t *testing.T) {
 		{"anthropic", 529, nil, `{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}`,
 			Classification{ClassOverloaded, "anthropic", "overloaded_error", "overloaded_error", true}},
 		{"google", 503, nil, `{"error":{"code":503,"message":"The model is overloaded.","status":"UNAVAILABLE"}}`,
-			Classification{ClassOverloaded, "gemini", "UNAVAILABLE", "", true}},
+			Classification{ClassOverloaded, ProviderGemini, "UNAVAILABLE", "", true}},
 		{"azure", 429, http.Header{"Apim-Request-Id": {"x"}}, `{"error":{"code":"429","message":"Requests have exceeded token rate limit"}}`,
-			Classification{ClassRateLimited, "azure", "429", "", true}},
+			Classification{ClassRateLimited, ProviderAzure, "429", "", true}},
 		{"numeric code kept verbatim", 402, nil, `{"error":{"message":"Insufficient credits","code":402}}`,
 			Classification{ClassQuotaExhausted, "", "402", "", false}},
 		{"escapes applied", 400, nil, `{"error":{"code":"a\"b\u00e9","type":"t\\u"}}`,
@@ -250,7 +269,7 @@ func FuzzClassify(f *testing.F) {
 				t.Fatalf("field %q not bounded valid UTF-8", s)
 			}
 		}
-		if c.Class == ClassQuotaExhausted && !isClientError(status) {
+		if c.Class == ClassQuotaExhausted && status < 400 {
 			t.Fatalf("quota verdict on status %d", status)
 		}
 		if c.Retryable != wantRetryable(c.Class, status) {
