@@ -199,19 +199,28 @@ func (f *errorFields) errorMember(s *scanner, key []byte) bool {
 }
 
 // metadataRaw reads a gateway's metadata object and returns its "raw"
-// member when that is a string: the upstream provider's answer, itself
-// usually JSON.
+// member: the upstream provider's answer, itself usually JSON, as a string,
+// or (OpenRouter in early 2025) as {"__kind":"OK","data":"<answer>"}.
 func metadataRaw(s *scanner) (raw []byte, escaped bool) {
 	if s.peek() != '{' {
 		s.skip()
 		return nil, false
 	}
 	s.object(func(key []byte) bool {
-		if string(key) == "raw" {
+		if string(key) != "raw" {
+			return s.skip()
+		}
+		if s.peek() != '{' {
 			raw, escaped = s.stringValue()
 			return !s.bad
 		}
-		return s.skip()
+		return s.object(func(key []byte) bool {
+			if string(key) == "data" {
+				raw, escaped = s.stringValue()
+				return !s.bad
+			}
+			return s.skip()
+		})
 	})
 	return raw, escaped
 }
