@@ -85,21 +85,37 @@ func Classify(status int, header http.Header, body []byte) Classification {
 	}
 	var f errorFields
 	f.parse(body)
-	src := &f
-	var inner errorFields
-	if len(f.raw) > 0 && f.meaning(status) == "" {
-		inner.parseNested(f.raw, f.rawEscaped)
-		if inner.structured() {
-			inner.conflict = inner.conflict || f.conflict
-			src = &inner
+	if len(f.raw) > 0 && f.meaning() == "" {
+		if c, ok := classifyNested(status, header, &f); ok {
+			return c
 		}
 	}
-	c := Classification{
-		Provider: detectProvider(header, &f),
-		Code:     src.codeString(),
-		Type:     src.typeString(),
+	return f.classification(status, header, &f)
+}
+
+// classifyNested classifies the upstream answer a gateway wrapped in
+// metadata.raw, if that is a provider error; the outer answer still names
+// the provider and counts for conflicting duplicates. It stands apart so
+// that the common path does not pay for a second errorFields.
+func classifyNested(status int, header http.Header, outer *errorFields) (Classification, bool) {
+	var inner errorFields
+	inner.parseNested(outer.raw, outer.rawEscaped)
+	if !inner.structured() {
+		return Classification{}, false
 	}
-	c.Class = src.class(status)
+	inner.conflict = inner.conflict || outer.conflict
+	return inner.classification(status, header, outer), true
+}
+
+// classification is Classify's verdict from the fields in f; outer is the
+// answer as received, which names the provider.
+func (f *errorFields) classification(status int, header http.Header, outer *errorFields) Classification {
+	c := Classification{
+		Provider: detectProvider(header, outer),
+		Code:     f.codeString(),
+		Type:     f.typeString(),
+		Class:    f.class(status),
+	}
 	c.Retryable = c.Class.retryable(status)
 	return c
 }
@@ -141,7 +157,7 @@ var googleStatusClasses = map[string]Class{
 // "" when none of them says anything specific. Google's status, which says
 // less than a message, is read after the message rules, except
 // RESOURCE_EXHAUSTED.
-func (f *errorFields) meaning(status int) Class {
+func (f *errorFields) meaning() Class {
 	var t token
 	if !f.codeProse() {
 		if t.set(f.code, f.codeEscaped); t.n > 0 {
@@ -186,7 +202,7 @@ func (f *errorFields) codeProse() bool {
 
 // class decides the Class of an error answer with the given status.
 func (f *errorFields) class(status int) Class {
-	switch m := f.meaning(status); m {
+	switch m := f.meaning(); m {
 	case ClassQuotaExhausted:
 		return f.quota(status)
 	case ClassRateLimited, hintRateLimit:
@@ -237,46 +253,43 @@ func (f *errorFields) quota(status int) Class {
 // request larger than the whole per-minute budget (OpenAI's and Groq's
 // "Request too large ... on tokens per min") can never succeed by waiting,
 // and "overloaded" or "no capacity" under 429 is the provider's load, not
-// the caller's rate. It runs on every ordinary 429, so it looks only at the
-// head of the message, where these phrases stand in every real answer, and
-// matches them in the case they come in.
+// the caller's rate. It runs on every ordinary 429, so it reads only the
+// head of the message, where these phrases stand in every real answer.
 func (f *errorFields) rateRefinement(status int) (Class, bool) {
-	msg := f.message
-	if len(msg) > refinementScan {
-		msg = msg[:refinementScan]
-	}
-	if len(msg) == 0 {
-		return "", false
-	}
-	if (status == http.StatusTooManyRequests || status == http.StatusRequestEntityTooLarge) &&
-		hasPhrase(msg, "oo large", "tT") {
+	tooLarge, overload := headPhrases(f.message)
+	switch {
+	case tooLarge && (status == http.StatusTooManyRequests || status == http.StatusRequestEntityTooLarge):
 		return ClassInvalidRequest, true
-	}
-	if status == http.StatusTooManyRequests || status >= 500 {
-		if hasPhrase(msg, "verload", "oO") || hasPhrase(msg, "apacity", "cC") {
-			return ClassOverloaded, true
-		}
+	case overload && (status == http.StatusTooManyRequests || status >= 500):
+		return ClassOverloaded, true
 	}
 	return "", false
 }
 
-// refinementScan is how much of a rate-limit message rateRefinement reads.
+// refinementScan is how much of a message headPhrases reads.
 const refinementScan = 64
 
-// hasPhrase reports whether s holds tail preceded by one of the bytes in
-// first: "verload" after 'o' or 'O'.
-func hasPhrase(s []byte, tail, first string) bool {
-	for off := 0; ; {
-		i := bytes.Index(s[off:], []byte(tail))
-		if i < 0 {
-			return false
-		}
-		i += off
-		if i > 0 && strings.IndexByte(first, s[i-1]) >= 0 {
-			return true
-		}
-		off = i + 1
+// headPhrases reports whether the head of msg says "too large", and
+// whether it says "overload" or "capacity", ignoring ASCII case. One pass
+// looks for each phrase's least common letter and compares around it.
+func headPhrases(msg []byte) (tooLarge, overload bool) {
+	if len(msg) > refinementScan {
+		msg = msg[:refinementScan]
 	}
+	at := func(i int, phrase string) bool {
+		return i >= 0 && i+len(phrase) <= len(msg) && equalFold(msg[i:], phrase)
+	}
+	for i, c := range msg {
+		switch c | 0x20 {
+		case 'g': // too lar[g]e
+			tooLarge = tooLarge || at(i-7, "too large")
+		case 'v': // o[v]erload
+			overload = overload || at(i-1, "overload")
+		case 'y': // capacit[y]
+			overload = overload || at(i-7, "capacity")
+		}
+	}
+	return tooLarge, overload
 }
 
 func (f *errorFields) scanMessage() []byte {
