@@ -595,7 +595,7 @@ func (t *token) set(raw []byte, escaped bool) {
 			t.put(c + 'a' - 'A')
 			prev = upper
 		case c == '_' || c == '-' || c == '.' || c == ' ' || c == '/' || c == ':':
-			if t.n > 0 && t.b[t.n-1] != '_' {
+			if prev != sep && t.n > 0 {
 				t.put('_')
 			}
 			prev = sep
