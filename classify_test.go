@@ -484,3 +484,26 @@ func BenchmarkClassify(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkClassifyCorpus classifies every real answer of the corpus once
+// per iteration: the cost across shapes, nested bodies and message rules.
+func BenchmarkClassifyCorpus(b *testing.B) {
+	type answer struct {
+		status int
+		header http.Header
+		body   []byte
+	}
+	var answers []answer
+	size := 0
+	for _, s := range loadCorpus(b) {
+		answers = append(answers, answer{s.Status, s.header(), []byte(s.Body)})
+		size += len(s.Body)
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(size))
+	for b.Loop() {
+		for _, a := range answers {
+			Classify(a.status, a.header, a.body)
+		}
+	}
+}
