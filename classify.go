@@ -299,19 +299,18 @@ func (f *errorFields) scanMessage() []byte {
 	return f.message
 }
 
-// quotaPhrases say in a message that credit, balance or a spend cap ran out
-// (English and Chinese: insufficient balance, in arrears, recharge, quota or
-// allowance insufficient or used up). Each is in a real answer of the
-// corpus; FINDINGS.md names it.
+// quotaPhrases say in a message that credit, balance or a spend cap ran
+// out, in English and Chinese (insufficient balance, in arrears, recharge,
+// allowance insufficient). They are the words of the corpus's answers and
+// of the messages FINDINGS.md quotes, in the spellings providers use.
 var quotaPhrases = []string{
 	"insufficient balance", "insufficient account balance", "insufficient credit",
-	"insufficient fund", "insufficient quota", "balance is insufficient",
-	"balance is not enough", "quota is not enough", "not enough balance", "not enough credit",
+	"insufficient fund", "insufficient quota", "balance is insufficient", "quota is not enough",
 	"credit balance is too low", "out of credits", "run out of credits", "no credits remaining",
 	"have any credits", "used all available credits", "extra usage",
 	"spend limit", "spending limit", "api usage limit",
-	"arrears", "overdue", "unpaid", "pay past invoices", "payment required", "recharge",
-	"余额不足", "欠费", "充值", "额度不足", "额度已用尽", "额度用尽", "配额不足", "配额已用尽", "余额已用尽",
+	"arrears", "overdue", "pay past invoices", "payment required", "recharge",
+	"余额不足", "欠费", "充值", "额度不足", "配额不足",
 }
 
 // ratePhrases speak of a rate limit: a quota verdict is vetoed when its
