@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 )
 
@@ -133,23 +134,28 @@ func decode(encoding string, b []byte, complete bool, limit int) ([]byte, bool) 
 }
 
 // answerBody is the body the caller reads of an answer that came from the
-// network. It calls end once, when the caller closes the body or reads it to
-// the end, whichever comes first, so that a streamed answer is measured
-// whole.
+// network: the one wrapper that serves every reader of a successful answer.
+// It feeds each byte the caller reads to the observer, if any, and calls end
+// once, with what the observer saw, when the caller closes the body or reads
+// it to the end, whichever comes first, so that a streamed answer is
+// measured whole. It never changes, holds back or reorders a byte.
 type answerBody struct {
 	rc    io.ReadCloser
-	end   func()
+	end   func(seen *observed) // seen is nil without an observer
 	ended atomic.Bool
+
+	mu  sync.Mutex // guards obs: Close may race a Read in another goroutine
+	obs *observer
 }
 
 // newAnswerBody wraps rc so that end runs once the caller is done with it.
 // A nil body ends at once.
-func newAnswerBody(rc io.ReadCloser, end func()) io.ReadCloser {
+func newAnswerBody(rc io.ReadCloser, obs *observer, end func(*observed)) io.ReadCloser {
 	if rc == nil {
-		end()
+		end(nil)
 		return rc
 	}
-	b := &answerBody{rc: rc, end: end}
+	b := &answerBody{rc: rc, obs: obs, end: end}
 	if _, ok := rc.(io.ReadWriteCloser); ok {
 		// A 101 Switching Protocols body must stay writable.
 		return answerBodyRW{b}
@@ -158,13 +164,26 @@ func newAnswerBody(rc io.ReadCloser, end func()) io.ReadCloser {
 }
 
 func (b *answerBody) finish() {
-	if b.ended.CompareAndSwap(false, true) {
-		b.end()
+	if !b.ended.CompareAndSwap(false, true) {
+		return
 	}
+	var seen *observed
+	if b.obs != nil {
+		b.mu.Lock()
+		r := b.obs.result()
+		b.mu.Unlock()
+		seen = &r
+	}
+	b.end(seen)
 }
 
 func (b *answerBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
+	if n > 0 && b.obs != nil {
+		b.mu.Lock()
+		b.obs.write(p[:n])
+		b.mu.Unlock()
+	}
 	if err == io.EOF {
 		b.finish()
 	}

@@ -304,14 +304,14 @@ func sortTrips(ts []Trip) {
 // user's code (a pager client, say) that must not leave a latch, a span or a
 // metric half-updated, so it is recovered and reported to otel.Handle, as
 // OpenTelemetry reports its own errors.
-func callHook(name string, fn func(context.Context, Trip), ctx context.Context, tr Trip) {
+func callHook[T any](name string, fn func(context.Context, T), ctx context.Context, v T) {
 	if fn == nil {
 		return
 	}
 	defer func() {
 		if r := recover(); r != nil {
-			otel.Handle(fmt.Errorf("quotabreaker: %s for scope %s panicked: %v", name, tr.Scope, r))
+			otel.Handle(fmt.Errorf("quotabreaker: %s panicked: %v", name, r))
 		}
 	}()
-	fn(ctx, tr)
+	fn(ctx, v)
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/quotabreaker/quotabreaker/prices"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
@@ -19,6 +20,9 @@ type config struct {
 	onTrip       func(context.Context, Trip)
 	onReset      func(context.Context, Trip)
 	mode         Mode
+	noUsage      bool
+	streamUsage  bool
+	prices       prices.Func
 	budgets      []Budget
 	onBudget     func(context.Context, BudgetStatus)
 	errorOnOpen  bool
@@ -35,6 +39,7 @@ func newConfig(opts []Option) config {
 		meterProv:    otel.GetMeterProvider(),
 		now:          time.Now,
 		maxErrorBody: 64 << 10,
+		prices:       prices.Lookup,
 	}
 	for _, o := range opts {
 		if o != nil {
@@ -108,6 +113,48 @@ func OnTrip(fn func(ctx context.Context, tr Trip)) Option {
 // of a ResetAll still close and get their OnReset.
 func OnReset(fn func(ctx context.Context, tr Trip)) Option {
 	return optionFunc(func(c *config) { c.onReset = fn })
+}
+
+// WithUsage turns the reading of usage from successful answers on (the
+// default) or off. On, the Transport reads the usage, the model and the
+// service tier from every 2xx answer as the caller reads its body (plain
+// JSON and event streams, in OpenAI's Chat Completions, Responses and
+// Embeddings shapes and Anthropic's Messages shape), without buffering,
+// changing or delaying it, in bounded memory, and prices it: the span gets
+// gen_ai.usage.* and quotabreaker.cost.usd, the metrics count tokens and
+// dollars, and budgets count the spend. That costs a pass over the bytes the
+// caller reads (see the README's benchmarks). Off, budgets count nothing,
+// and only event streams are read, for the errors inside them.
+func WithUsage(on bool) Option {
+	return optionFunc(func(c *config) { c.noUsage = !on })
+}
+
+// WithPrices sets how answers are priced: fn returns the price of a model
+// for a provider (a Provider value as a string, "" when unknown) and a
+// service tier. The default is prices.Lookup, a dated snapshot of public
+// prices; prices.Chain(myTable.Lookup, prices.Lookup) overrides some of
+// them, and myTable.Lookup alone replaces them. An answer whose model has no
+// price is "unpriced": its tokens count, its cost is left out (never taken
+// as zero). A nil fn is ignored.
+func WithPrices(fn prices.Func) Option {
+	return optionFunc(func(c *config) {
+		if fn != nil {
+			c.prices = fn
+		}
+	})
+}
+
+// WithStreamUsage asks streamed Chat Completions requests for their usage:
+// to a streamed request (stream: true) on a host known to accept it (OpenAI
+// and DeepSeek, not Azure nor compatible servers that reject unknown
+// fields), it adds stream_options.include_usage, so that the stream's cost
+// can be counted. The caller's request is not changed: the Transport sends a
+// copy. When the caller had not asked for usage itself, the extra usage
+// chunk is removed from the stream before the SDK sees it (go-openai's
+// stream reader indexes the first choice of every chunk, and that chunk has
+// none). Request bodies over 8 MiB are sent as they are.
+func WithStreamUsage() Option {
+	return optionFunc(func(c *config) { c.streamUsage = true })
 }
 
 // WithBudget adds a budget: the Transport counts what each answer of the

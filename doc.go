@@ -9,29 +9,66 @@
 //
 // A Transport is an http.RoundTripper to set as the transport of any
 // OpenAI-compatible SDK's http.Client (openai-go, go-openai, langchaingo, the
-// Azure and Anthropic SDKs):
+// Azure and Anthropic SDKs). It classifies every error answer with Classify;
+// the first answer whose class trips (by default ClassQuotaExhausted) opens
+// the latch of the credentials that made the call, a gobreaker circuit
+// breaker that never closes on its own. OnTrip pages once; until Reset, no
+// request of that scope reaches the network, and each gets an answer its SDK
+// raises and does not retry. Rate limits and every other retryable answer
+// pass through untouched, for the caller's retry logic. ModeObserve does all
+// of this but refuses nothing, for watching production first.
 //
-//	client := openai.NewClient(option.WithHTTPClient(&http.Client{
-//		Transport: quotabreaker.New(http.DefaultTransport),
-//	}))
+// The Transport also reads the usage that successful answers report (plain
+// and streamed), prices it, counts it against budgets that warn at
+// thresholds and can stop a key before the provider does, and classifies the
+// errors that arrive inside 200 streams.
 //
-// It classifies every error answer with Classify into a provider-neutral
-// Class. A ClassQuotaExhausted answer opens a latch for the credentials that
-// made the call (host, API key fingerprint, organization, project): a circuit
-// breaker, built on github.com/sony/gobreaker/v2, that never closes on its
-// own. The tripping answer goes back to the caller marked X-Should-Retry:
-// false, so the SDK does not retry it, and OnTrip fires once. While the latch
-// is open no request of that scope reaches the network: each receives a copy
-// of the tripping answer (or, with WithShortCircuitError, an *OpenError).
-// Reset or ResetAll closes it once billing is fixed.
+// # Telemetry
 //
-// Rate limits, overload and server errors pass through untouched to the
-// caller's retry logic, as do transport errors and every answer below 400.
+// Each attempt records one span named after the HTTP method. It is a CLIENT
+// span with OpenTelemetry's HTTP client attributes (http.request.method,
+// server.address, server.port, url.full with credentials redacted,
+// http.response.status_code), or an INTERNAL one when otelhttp's Transport
+// sits inside or outside it, so that each attempt has one CLIENT span. It
+// ends when the caller closes the body or reads it to the end. These
+// attributes are the package's contract:
 //
-// Each attempt records an OpenTelemetry client span whose error.type
-// attribute is the Class, so "quota_exhausted" and "rate_limited" read apart
-// in traces, and metrics count error answers, short circuits, trips and the
-// open latches. The package imports only OpenTelemetry's API; without an SDK
-// installed that costs next to nothing. The attribute and metric names are
-// listed in the README.
+//	error.type                      the Class of an error answer or stream error ("quota_exhausted", "rate_limited", ...)
+//	gen_ai.provider.name            the Provider, where known
+//	quotabreaker.error.code         the provider's code, verbatim
+//	quotabreaker.error.type         the provider's type, verbatim
+//	quotabreaker.breaker.state      "closed" or "open"
+//	quotabreaker.mode               "enforce" or "observe"
+//	quotabreaker.short_circuit      true when the Transport answered without the network
+//	quotabreaker.cause              on a refusal: "answer", "stream" or "budget"
+//	quotabreaker.budget             on a budget's refusal: the budget's name
+//	quotabreaker.scope              the latch's scope (DefaultScope shows keys as fingerprints)
+//	quotabreaker.retry_after_ms     on rate_limited: the wait the provider asked for
+//	quotabreaker.request_id         the provider's request id (on a refusal, the tripping answer's)
+//	quotabreaker.ratelimit.remaining_requests, quotabreaker.ratelimit.remaining_tokens
+//	gen_ai.request.model, gen_ai.response.model
+//	gen_ai.usage.input_tokens, gen_ai.usage.output_tokens (cached and reasoning tokens included)
+//	gen_ai.usage.cache_read.input_tokens, gen_ai.usage.cache_creation.input_tokens,
+//	gen_ai.usage.reasoning.output_tokens
+//	quotabreaker.cost.usd           the answer's cost in dollars; absent when its model has no price
+//
+// The tripping attempt's span has a quotabreaker.trip event. A reset is a
+// span of its own, quotabreaker.reset, with quotabreaker.scope and
+// quotabreaker.trip.class (the class that had tripped; a reset is not a
+// failure, so it has no error.type).
+//
+// Metrics, recorded with the request's context:
+//
+//	quotabreaker.errors          counter {error}: error answers by error.type, quotabreaker.error.code, gen_ai.provider.name
+//	quotabreaker.short_circuits  counter {request}: refusals (in observe mode, would-be refusals) by error.type, quotabreaker.mode, quotabreaker.cause
+//	quotabreaker.trips           counter {trip}: latches opened, by error.type, quotabreaker.error.code, quotabreaker.mode
+//	quotabreaker.open_latches    up-down counter {latch}: open latches; above 0 means traffic is refused
+//	gen_ai.client.token.usage    histogram {token}: tokens per answer, by gen_ai.token.type
+//	quotabreaker.cost            counter {USD}: dollars spent, by gen_ai.provider.name and gen_ai.response.model
+//	quotabreaker.budget.spent_ratio  gauge 1: spent share of each budget key's limit
+//
+// A metric's quotabreaker.error.code is the provider's code only when it is
+// one the package knows, and "_OTHER" otherwise, so that a server cannot
+// create metric series at will. No span, event or metric carries an API
+// key, an Authorization header, a prompt or a completion.
 package quotabreaker

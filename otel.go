@@ -42,6 +42,8 @@ const (
 	attrTripClass         = attribute.Key("quotabreaker.trip.class")
 	attrCause             = attribute.Key("quotabreaker.cause")
 	attrBudget            = attribute.Key("quotabreaker.budget")
+	attrBudgetKey         = attribute.Key("quotabreaker.budget.key")
+	attrCostUSD           = attribute.Key("quotabreaker.cost.usd")
 	attrRetryAfterMS      = attribute.Key("quotabreaker.retry_after_ms")
 	attrRequestID         = attribute.Key("quotabreaker.request_id")
 	attrRemainingRequests = attribute.Key("quotabreaker.ratelimit.remaining_requests")
@@ -101,6 +103,9 @@ type telemetry struct {
 	shortCircuits metric.Int64Counter
 	trips         metric.Int64Counter
 	openLatches   metric.Int64UpDownCounter
+	tokens        metric.Int64Histogram
+	cost          metric.Float64Counter
+	budgetRatio   metric.Float64Gauge
 }
 
 // init creates the tracer and the instruments. Instrument errors go to
@@ -133,6 +138,32 @@ func (tel *telemetry) init(t *Transport) {
 		"Requests an open latch answered without reaching the network (in observe mode: would have).")
 	tel.trips = counter("quotabreaker.trips", "{trip}",
 		"Latches opened.")
+
+	tokens, err := meter.Int64Histogram("gen_ai.client.token.usage",
+		metric.WithUnit("{token}"),
+		metric.WithDescription("Number of input and output tokens used."),
+		metric.WithExplicitBucketBoundaries(1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864))
+	if err != nil {
+		otel.Handle(err)
+		tokens = noop.Int64Histogram{}
+	}
+	tel.tokens = tokens
+	cost, err := meter.Float64Counter("quotabreaker.cost",
+		metric.WithUnit("{USD}"),
+		metric.WithDescription("Dollars spent, from the usage of priced answers."))
+	if err != nil {
+		otel.Handle(err)
+		cost = noop.Float64Counter{}
+	}
+	tel.cost = cost
+	ratio, err := meter.Float64Gauge("quotabreaker.budget.spent_ratio",
+		metric.WithUnit("1"),
+		metric.WithDescription("Share of each budget key's limit spent in the current period; 1 means the limit is reached."))
+	if err != nil {
+		otel.Handle(err)
+		ratio = noop.Float64Gauge{}
+	}
+	tel.budgetRatio = ratio
 
 	// A synchronous up-down counter rather than an observable gauge: it
 	// adds up across Transports sharing a meter provider, and needs no
@@ -209,9 +240,8 @@ func tracedOutside(ctx context.Context, h http.Header) bool {
 }
 
 // answer records an answer that came from the network. refusedBy is the
-// open latch that ModeObserve let the request past. A recording span ends
-// when the caller closes the body (or reads it to the end), like otelhttp's,
-// so a streamed answer is measured whole.
+// open latch that ModeObserve let the request past. The span ends later,
+// when the caller is done with the body (see Transport.follow).
 func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Response, c Classification, scope, state string, mode Mode, refusedBy *opened) {
 	ctx := req.Context()
 	if c.Class != "" {
@@ -221,7 +251,6 @@ func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Resp
 		tel.shortCircuits.Add(ctx, 1, refusedBy.shortCircuits[mode])
 	}
 	if !span.IsRecording() {
-		span.End()
 		return
 	}
 	provider := c.Provider
@@ -259,7 +288,6 @@ func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Resp
 	if resp.StatusCode >= 400 {
 		span.SetStatus(codes.Error, "")
 	}
-	resp.Body = newAnswerBody(resp.Body, func() { span.End() })
 }
 
 func appendClassAttrs(attrs []attribute.KeyValue, class Class, code, typ string) []attribute.KeyValue {
@@ -315,6 +343,58 @@ func (tel *telemetry) shortCircuit(ctx context.Context, span trace.Span, resp *h
 		span.SetStatus(codes.Error, "")
 	}
 	span.End()
+}
+
+// spent records what an answer used and cost, on its span and in metrics.
+func (tel *telemetry) spent(ctx context.Context, span trace.Span, provider Provider, s *spend) {
+	u := &s.usage
+	attrs := make([]attribute.KeyValue, 0, 4)
+	if provider != "" {
+		attrs = append(attrs, semconv.GenAIProviderNameKey.String(string(provider)))
+	}
+	if s.requestModel != "" {
+		attrs = append(attrs, semconv.GenAIRequestModel(s.requestModel))
+	}
+	if s.responseModel != "" {
+		attrs = append(attrs, semconv.GenAIResponseModel(s.responseModel))
+	}
+	n := len(attrs)
+	tel.tokens.Record(ctx, u.InputTokens, metric.WithAttributes(append(attrs[:n:n], semconv.GenAITokenTypeInput)...))
+	tel.tokens.Record(ctx, u.OutputTokens, metric.WithAttributes(append(attrs[:n:n], semconv.GenAITokenTypeOutput)...))
+	if s.priced {
+		tel.cost.Add(ctx, microsToDollars(s.micros), metric.WithAttributes(attrs...))
+	}
+	if !span.IsRecording() {
+		return
+	}
+	attrs = append(attrs,
+		semconv.GenAIUsageInputTokens(int(u.InputTokens)),
+		semconv.GenAIUsageOutputTokens(int(u.OutputTokens)),
+		semconv.GenAIUsageCacheReadInputTokens(int(u.CacheReadTokens)),
+		semconv.GenAIUsageCacheCreationInputTokens(int(u.CacheWriteTokens)),
+		semconv.GenAIUsageReasoningOutputTokens(int(u.ReasoningTokens)),
+	)
+	if s.priced {
+		attrs = append(attrs, attrCostUSD.Float64(microsToDollars(s.micros)))
+	}
+	span.SetAttributes(attrs...)
+}
+
+// budget records a budget key's spent share.
+func (tel *telemetry) budget(ctx context.Context, b *budget, key string, k *budgetKey) {
+	ratio := float64(k.spent.Load()) / float64(b.limit.Load())
+	tel.budgetRatio.Record(ctx, ratio, metric.WithAttributes(attrBudget.String(b.Name), attrBudgetKey.String(key)))
+}
+
+// streamError records an error that arrived inside a successful answer on
+// its span, as error attributes of the attempt, and in the error counter.
+func (tel *telemetry) streamError(ctx context.Context, span trace.Span, c Classification) {
+	attrs := append(metricAttrs(c.Class, c.Code, c.Provider), attrCause.String(string(CauseStream)))
+	tel.errors.Add(ctx, 1, metric.WithAttributes(attrs...))
+	if span.IsRecording() {
+		span.SetAttributes(appendClassAttrs([]attribute.KeyValue{attrCause.String(string(CauseStream))}, c.Class, c.Code, c.Type)...)
+		span.SetStatus(codes.Error, "")
+	}
 }
 
 // budgetRefusal records a request refused by a budget's hard limit.

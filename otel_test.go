@@ -2,6 +2,7 @@ package quotabreaker
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,67 +13,10 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 )
-
-// recording is a real OTel SDK pipeline that keeps what it records.
-type recording struct {
-	spans  *tracetest.SpanRecorder
-	tp     *sdktrace.TracerProvider
-	reader *sdkmetric.ManualReader
-	mp     *sdkmetric.MeterProvider
-}
-
-func newRecording(t *testing.T) *recording {
-	r := &recording{spans: tracetest.NewSpanRecorder(), reader: sdkmetric.NewManualReader()}
-	r.tp = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(r.spans))
-	r.mp = sdkmetric.NewMeterProvider(sdkmetric.WithReader(r.reader))
-	t.Cleanup(func() {
-		r.tp.Shutdown(context.Background())
-		r.mp.Shutdown(context.Background())
-	})
-	return r
-}
-
-func (r *recording) options() []Option {
-	return []Option{WithTracerProvider(r.tp), WithMeterProvider(r.mp)}
-}
-
-func attrs(s sdktrace.ReadOnlySpan) map[attribute.Key]attribute.Value {
-	m := map[attribute.Key]attribute.Value{}
-	for _, kv := range s.Attributes() {
-		m[kv.Key] = kv.Value
-	}
-	return m
-}
-
-// fakeBase answers every request with a, as a provider at the request's
-// host would; it never touches the network.
-func fakeBase(a corpusAnswer) http.RoundTripper {
-	return roundTripperFunc(func(r *http.Request) (*http.Response, error) {
-		return &http.Response{
-			StatusCode: a.status, Header: a.header.Clone(), Request: r,
-			Body: io.NopCloser(strings.NewReader(a.body)),
-		}, nil
-	})
-}
-
-func send(t *testing.T, tr http.RoundTripper, url, key string) *http.Response {
-	t.Helper()
-	req := httptest.NewRequest(http.MethodPost, url, strings.NewReader(`{"messages":[{"role":"user","content":"PROMPT-CANARY"}]}`))
-	req.Header.Set("Authorization", "Bearer "+key)
-	resp, err := tr.RoundTrip(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp
-}
 
 func TestSpanPerClass(t *testing.T) {
 	tests := []struct {
@@ -116,6 +60,7 @@ func TestSpanPerClass(t *testing.T) {
 				"http.request.method":        "POST",
 				"http.response.status_code":  int64(a.status),
 				"quotabreaker.breaker.state": state,
+				"quotabreaker.mode":          "enforce",
 				"quotabreaker.error.code":    want.Code,
 				"quotabreaker.error.type":    want.Type,
 			}
@@ -144,7 +89,7 @@ func TestQuotaAndRateLimitReadApart(t *testing.T) {
 	rec := newRecording(t)
 	url := "https://api.openai.com/v1/chat/completions"
 	send(t, New(fakeBase(answerFrom(t, "openai-rate-limit-tokens-tpm")), rec.options()...), url, "sk-a")
-	send(t, New(fakeBase(answerFrom(t, "openai-insufficient-quota-429-status-shown")), rec.options()...), url, "sk-a")
+	send(t, New(fakeBase(quotaAnswer(t)), rec.options()...), url, "sk-a")
 	spans := rec.spans.Ended()
 	rate, quota := attrs(spans[0]), attrs(spans[1])
 	if rate["http.response.status_code"] != quota["http.response.status_code"] {
@@ -168,8 +113,7 @@ func instrumentedBase(tp trace.TracerProvider, next http.RoundTripper) http.Roun
 
 func TestShortCircuitSpan(t *testing.T) {
 	rec := newRecording(t)
-	quota := answerFrom(t, "openai-insufficient-quota-429-status-shown")
-	tr := New(instrumentedBase(rec.tp, fakeBase(quota)), rec.options()...)
+	tr := New(instrumentedBase(rec.tp, fakeBase(quotaAnswer(t))), rec.options()...)
 	url := "https://api.openai.com/v1/chat/completions"
 	send(t, tr, url, "sk-a")
 	for i := 0; i < 3; i++ {
@@ -278,6 +222,7 @@ func TestSuccessSpan(t *testing.T) {
 		"http.response.status_code":                 int64(200),
 		"gen_ai.provider.name":                      "openai",
 		"quotabreaker.breaker.state":                "closed",
+		"quotabreaker.mode":                         "enforce",
 		"quotabreaker.request_id":                   "req_ok",
 		"quotabreaker.ratelimit.remaining_requests": int64(9999),
 		"quotabreaker.ratelimit.remaining_tokens":   int64(29000),
@@ -319,18 +264,39 @@ func TestTransportErrorSpan(t *testing.T) {
 	}
 }
 
+// TestResetSpan: a reset is not a failure, so its span carries no
+// error.type (OpenTelemetry reads that as "this operation failed") and names
+// the class that had tripped the latch as quotabreaker.trip.class.
 func TestResetSpan(t *testing.T) {
 	rec := newRecording(t)
-	tr := New(fakeBase(answerFrom(t, "openai-insufficient-quota-429-status-shown")), rec.options()...)
+	tr := New(fakeBase(quotaAnswer(t)), rec.options()...)
 	send(t, tr, "https://api.openai.com/v1/chat/completions", "sk-a")
-	scope := tr.OpenLatches()[0].Scope
-	tr.Reset(scope)
-	spans := rec.spans.Ended()
-	last := spans[len(spans)-1]
-	m := attrs(last)
-	if last.Name() != "quotabreaker.reset" || m["quotabreaker.scope"].AsString() != scope ||
-		m["error.type"].AsString() != "quota_exhausted" || m["quotabreaker.breaker.state"].AsString() != "closed" {
-		t.Errorf("reset span %q %v", last.Name(), m)
+	scope := openLatches(t, tr)[0].Scope
+	parentCtx, parent := rec.tp.Tracer("operator").Start(context.Background(), "operator")
+	if ok, err := tr.Reset(parentCtx, scope); !ok || err != nil {
+		t.Fatalf("Reset = %v, %v", ok, err)
+	}
+	parent.End()
+	var resets []sdktrace.ReadOnlySpan
+	for _, s := range rec.ours() {
+		if s.Name() == "quotabreaker.reset" {
+			resets = append(resets, s)
+		}
+	}
+	if len(resets) != 1 {
+		t.Fatalf("%d reset spans, want 1", len(resets))
+	}
+	s := resets[0]
+	m := attrs(s)
+	if m["quotabreaker.scope"].AsString() != scope || m["quotabreaker.trip.class"].AsString() != "quota_exhausted" ||
+		m["quotabreaker.breaker.state"].AsString() != "closed" || m["quotabreaker.error.code"].AsString() != "insufficient_quota" {
+		t.Errorf("reset span %q %v", s.Name(), m)
+	}
+	if _, ok := m["error.type"]; ok || s.Status().Code == codes.Error {
+		t.Errorf("the reset span says it failed: error.type %v, status %v", m["error.type"], s.Status())
+	}
+	if s.SpanKind() != trace.SpanKindInternal || s.Parent().SpanID() != parent.SpanContext().SpanID() {
+		t.Errorf("reset span kind %v, parent %v; want INTERNAL, a child of Reset's context", s.SpanKind(), s.Parent().SpanID())
 	}
 }
 
@@ -346,14 +312,14 @@ func TestMetricsScript(t *testing.T) {
 			a = answerFrom(t, name)
 		}
 		n++
-		return fakeBase(a).RoundTrip(r)
+		return a.response(r), nil
 	}), rec.options()...)
 	url := "https://api.openai.com/v1/chat/completions"
 	send(t, tr, url, "sk-a")
 	send(t, tr, url, "sk-a")
 	send(t, tr, url, "sk-a")
 	for i := 0; i < 5; i++ {
-		if send(t, tr, url, "sk-a").Header.Get(HeaderShortCircuit) != "true" {
+		if resp, _ := send(t, tr, url, "sk-a"); !shortCircuited(resp) {
 			t.Fatal("not short-circuited")
 		}
 	}
@@ -362,20 +328,20 @@ func TestMetricsScript(t *testing.T) {
 	}
 	// A second Transport on the same meter provider adds its own latches
 	// to the count rather than replacing it.
-	other := New(fakeBase(answerFrom(t, "openai-insufficient-quota-429-status-shown")), rec.options()...)
+	other := New(fakeBase(quotaAnswer(t)), rec.options()...)
 	send(t, other, url, "sk-b")
 	if got := collect(t, rec)["quotabreaker.open_latches"]; got != 2 {
 		t.Errorf("open_latches with two Transports = %d, want 2", got)
 	}
-	other.ResetAll()
-	tr.ResetAll()
+	resetAll(t, other)
+	resetAll(t, tr)
 	send(t, tr, url, "sk-a")
 
 	want := map[string]int64{
-		"quotabreaker.errors{error.type=quota_exhausted,gen_ai.provider.name=openai,quotabreaker.error.code=insufficient_quota}": 2,
-		"quotabreaker.errors{error.type=rate_limited,gen_ai.provider.name=openai,quotabreaker.error.code=rate_limit_exceeded}":   1,
-		"quotabreaker.short_circuits{error.type=quota_exhausted,gen_ai.provider.name=openai}":                                    5,
-		"quotabreaker.trips{error.type=quota_exhausted,gen_ai.provider.name=openai,quotabreaker.error.code=insufficient_quota}":  2,
+		"quotabreaker.errors{error.type=quota_exhausted,gen_ai.provider.name=openai,quotabreaker.error.code=insufficient_quota}":                          2,
+		"quotabreaker.errors{error.type=rate_limited,gen_ai.provider.name=openai,quotabreaker.error.code=rate_limit_exceeded}":                            1,
+		"quotabreaker.short_circuits{error.type=quota_exhausted,gen_ai.provider.name=openai,quotabreaker.mode=enforce}":                                   5,
+		"quotabreaker.trips{error.type=quota_exhausted,gen_ai.provider.name=openai,quotabreaker.error.code=insufficient_quota,quotabreaker.mode=enforce}": 2,
 		"quotabreaker.open_latches": 0,
 	}
 	got := collect(t, rec)
@@ -389,42 +355,6 @@ func TestMetricsScript(t *testing.T) {
 	}
 }
 
-// collect flattens the collected metrics into "name{k=v,...}" -> value.
-func collect(t *testing.T, rec *recording) map[string]int64 {
-	t.Helper()
-	var rm metricdata.ResourceMetrics
-	if err := rec.reader.Collect(context.Background(), &rm); err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]int64{}
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			var points []metricdata.DataPoint[int64]
-			switch d := m.Data.(type) {
-			case metricdata.Sum[int64]:
-				points = d.DataPoints
-				if d.IsMonotonic == (m.Name == "quotabreaker.open_latches") {
-					t.Errorf("%s: monotonic = %v", m.Name, d.IsMonotonic)
-				}
-			default:
-				t.Fatalf("%s: unexpected %T", m.Name, m.Data)
-			}
-			for _, p := range points {
-				var kv []string
-				for _, a := range p.Attributes.ToSlice() {
-					kv = append(kv, string(a.Key)+"="+a.Value.String())
-				}
-				key := m.Name
-				if len(kv) > 0 {
-					key += "{" + strings.Join(kv, ",") + "}"
-				}
-				out[key] = p.Value
-			}
-		}
-	}
-	return out
-}
-
 // TestNoSecretsRecorded sends requests with a recognisable fake key, prompt
 // and completion through every path, and searches everything recorded.
 func TestNoSecretsRecorded(t *testing.T) {
@@ -434,14 +364,14 @@ func TestNoSecretsRecorded(t *testing.T) {
 	script := []corpusAnswer{
 		{200, http.Header{"Content-Type": {"application/json"}}, `{"choices":[{"message":{"content":"COMPLETION-CANARY"}}]}`},
 		answerFrom(t, "openai-rate-limit-tokens-tpm"),
-		answerFrom(t, "openai-insufficient-quota-429-status-shown"),
+		quotaAnswer(t),
 	}
 	n := 0
 	tr := New(roundTripperFunc(func(r *http.Request) (*http.Response, error) {
 		a := script[min(n, len(script)-1)]
 		n++
-		return fakeBase(a).RoundTrip(r)
-	}), append(rec.options(), OnTrip(func(tp Trip) {
+		return a.response(r), nil
+	}), append(rec.options(), OnTrip(func(_ context.Context, tp Trip) {
 		if strings.Contains(fmt.Sprintf("%+v", tp), "CANARY") {
 			t.Errorf("trip shows a secret: %+v", tp)
 		}
@@ -462,7 +392,7 @@ func TestNoSecretsRecorded(t *testing.T) {
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 	}
-	errTr := New(fakeBase(answerFrom(t, "openai-insufficient-quota-429-status-shown")), WithShortCircuitError())
+	errTr := New(fakeBase(quotaAnswer(t)), WithShortCircuitError())
 	for i := 0; i < 2; i++ {
 		req := httptest.NewRequest(http.MethodPost, "https://api.openai.com/v1/chat/completions", nil)
 		req.Header.Set("Authorization", "Bearer "+key)
@@ -472,7 +402,9 @@ func TestNoSecretsRecorded(t *testing.T) {
 			resp.Body.Close()
 		}
 	}
-	tr.ResetAll()
+	trips, _ := json.Marshal(openLatches(t, tr))
+	all.Write(trips)
+	resetAll(t, tr)
 
 	for _, s := range rec.spans.Ended() {
 		fmt.Fprintf(&all, "%s %v %v %v\n", s.Name(), s.Attributes(), s.Status(), s.Events())

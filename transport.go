@@ -140,6 +140,18 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if ctx != req.Context() {
 		req = req.WithContext(ctx)
 	}
+	filterUsage := false
+	if t.cfg.streamUsage {
+		var err error
+		if req, filterUsage, err = askStreamUsage(req); err != nil {
+			handedOff = true
+			if done != nil {
+				done(nil)
+			}
+			t.tel.transportError(span, err, l.state(), mode)
+			return nil, err
+		}
+	}
 
 	resp, err := t.roundTrip(req)
 	if err != nil {
@@ -159,15 +171,23 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	handedOff = true
 	if first != nil {
-		// Before the answer's span can end, and before OnReset can run.
-		t.tel.tripped(ctx, span, first.Trip)
-		callHook("OnTrip", t.cfg.onTrip, context.WithoutCancel(req.Context()), first.Trip)
-		if t.latches.announced(first) {
-			t.resetDone(context.WithoutCancel(req.Context()), first.Trip)
-		}
+		t.announce(ctx, span, first)
 	}
 	t.tel.answer(span, req, resp, c, l.scope, l.state(), mode, refusedBy)
+	t.follow(resp, &attempt{req: req, span: span, latch: l, filterUsage: filterUsage})
 	return resp, nil
+}
+
+// announce reports a trip this goroutine recorded: telemetry, then OnTrip,
+// then the OnReset of a reset that came while OnTrip ran. It runs before
+// the answer's span can end, and before OnReset can run.
+func (t *Transport) announce(ctx context.Context, span trace.Span, o *opened) {
+	t.tel.tripped(ctx, span, o.Trip)
+	ctx = context.WithoutCancel(ctx)
+	callHook("OnTrip", t.cfg.onTrip, ctx, o.Trip)
+	if t.latches.announced(o) {
+		t.resetDone(ctx, o.Trip)
+	}
 }
 
 // admit asks l's breaker for leave to send. It returns the latch the

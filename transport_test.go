@@ -12,137 +12,38 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
-}
-
-type roundTripperFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
-
-// corpusAnswer is one real answer from testdata/corpus, served as sent.
-type corpusAnswer struct {
-	status int
-	header http.Header
-	body   string
-}
-
-func answerFrom(tb testing.TB, name string) corpusAnswer {
-	tb.Helper()
-	for _, s := range loadCorpus(tb) {
-		if s.name == name {
-			return corpusAnswer{s.Status, s.header(), s.Body}
-		}
-	}
-	tb.Fatalf("no corpus sample %q", name)
-	return corpusAnswer{}
-}
-
-func (a corpusAnswer) write(w http.ResponseWriter) {
-	for k, v := range a.header {
-		if k != "Content-Length" {
-			w.Header()[k] = v
-		}
-	}
-	w.WriteHeader(a.status)
-	io.WriteString(w, a.body)
-}
-
-const okBody = `{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}]}`
-
-// server is an httptest server that answers each request with what script
-// returns for its key, and counts what reached it.
-type server struct {
-	*httptest.Server
-	hits  atomic.Int64
-	mu    sync.Mutex
-	byKey map[string]int
-}
-
-func newServer(t *testing.T, script func(key string, n int) corpusAnswer) *server {
-	t.Helper()
-	s := &server{byKey: map[string]int{}}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.hits.Add(1)
-		io.Copy(io.Discard, r.Body)
-		key := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-		s.mu.Lock()
-		s.byKey[key]++
-		n := s.byKey[key]
-		s.mu.Unlock()
-		script(key, n).write(w)
-	}))
-	t.Cleanup(s.Close)
-	return s
-}
-
-func (s *server) hitsFor(key string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.byKey[key]
-}
-
-func ok() corpusAnswer {
-	return corpusAnswer{200, http.Header{"Content-Type": {"application/json"}, "X-Request-Id": {"req_ok"}}, okBody}
-}
-
-// call sends one chat request with the given key and returns status, body
-// and headers as the caller sees them.
-func call(t *testing.T, c *http.Client, url, key string) (*http.Response, []byte) {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, url+"/v1/chat/completions", strings.NewReader(`{"model":"gpt-4o-mini"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+key)
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, body
-}
-
-func newClient(t *testing.T, tr *Transport) *http.Client {
-	t.Cleanup(func() { http.DefaultTransport.(*http.Transport).CloseIdleConnections() })
-	return &http.Client{Transport: tr}
-}
-
 func TestQuotaOpensLatchAndShortCircuits(t *testing.T) {
-	quota := answerFrom(t, "openai-insufficient-quota-429-status-shown")
+	quota := quotaAnswer(t)
 	srv := newServer(t, func(string, int) corpusAnswer { return quota })
 	var trips []Trip
 	at := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
-	tr := New(nil, OnTrip(func(tp Trip) { trips = append(trips, tp) }), WithClock(func() time.Time { return at }))
-	c := newClient(t, tr)
+	tr := New(nil, OnTrip(func(_ context.Context, tp Trip) { trips = append(trips, tp) }), WithClock(func() time.Time { return at }))
 
-	resp, body := call(t, c, srv.URL, "sk-a")
+	resp, body := send(t, tr, srv.URL, "sk-a")
 	if resp.StatusCode != 429 || string(body) != quota.body {
 		t.Fatalf("tripping answer changed: %d %q", resp.StatusCode, body)
 	}
 	if got := resp.Header.Get(HeaderShouldRetry); got != "false" {
 		t.Errorf("tripping answer X-Should-Retry = %q, want false", got)
 	}
-	if resp.Header.Get(HeaderShortCircuit) != "" {
+	if shortCircuited(resp) {
 		t.Error("tripping answer came from the network but is marked short-circuited")
+	}
+	if len(trips) != 1 {
+		t.Fatalf("OnTrip fired %d times, want 1", len(trips))
 	}
 
 	for i := 0; i < 5; i++ {
-		resp, body := call(t, c, srv.URL, "sk-a")
+		resp, body := send(t, tr, srv.URL, "sk-a")
 		if resp.StatusCode != 429 || string(body) != quota.body {
 			t.Fatalf("short-circuited answer = %d %q, want the tripping one", resp.StatusCode, body)
 		}
@@ -164,10 +65,14 @@ func TestQuotaOpensLatchAndShortCircuits(t *testing.T) {
 		t.Fatalf("OnTrip fired %d times, want 1", len(trips))
 	}
 	want := Trip{
-		Scope:          trips[0].Scope,
-		Classification: Classification{ClassQuotaExhausted, "", "insufficient_quota", "insufficient_quota", false},
-		Status:         429,
-		At:             at,
+		Scope:      DefaultScope(chatRequest(t, srv.URL, "sk-a")),
+		Cause:      CauseAnswer,
+		Mode:       ModeEnforce,
+		Class:      ClassQuotaExhausted,
+		Code:       "insufficient_quota",
+		Type:       "insufficient_quota",
+		StatusCode: 429,
+		At:         at,
 	}
 	if trips[0] != want {
 		t.Errorf("trip = %+v, want %+v", trips[0], want)
@@ -175,17 +80,17 @@ func TestQuotaOpensLatchAndShortCircuits(t *testing.T) {
 	if !strings.HasPrefix(trips[0].Scope, strings.TrimPrefix(srv.URL, "http://")+"/key:") {
 		t.Errorf("scope %q does not name host and key fingerprint", trips[0].Scope)
 	}
-	if got := tr.OpenLatches(); len(got) != 1 || got[0] != want {
+	if got := openLatches(t, tr); len(got) != 1 || got[0] != want {
 		t.Errorf("OpenLatches() = %+v", got)
 	}
 
-	if !tr.Reset(trips[0].Scope) {
+	if !reset(t, tr, trips[0].Scope) {
 		t.Fatal("Reset found no open latch")
 	}
-	if tr.Reset(trips[0].Scope) {
+	if reset(t, tr, trips[0].Scope) {
 		t.Error("second Reset found an open latch")
 	}
-	call(t, c, srv.URL, "sk-a")
+	send(t, tr, srv.URL, "sk-a")
 	if n := srv.hits.Load(); n != 2 {
 		t.Errorf("after Reset the server saw %d requests in all, want 2", n)
 	}
@@ -209,12 +114,15 @@ func TestRetryableAnswersPassThrough(t *testing.T) {
 			a.header.Set("Retry-After-Ms", "2000")
 			a.header.Set("X-Ratelimit-Reset-Tokens", "1.2s")
 			srv := newServer(t, func(string, int) corpusAnswer { return a })
+			bare, _ := send(t, http.DefaultTransport, srv.URL, "sk-a")
 			tr := New(nil)
-			c := newClient(t, tr)
 			for i := 0; i < 20; i++ {
-				resp, body := call(t, c, srv.URL, "sk-a")
+				resp, body := send(t, tr, srv.URL, "sk-a")
 				if resp.StatusCode != a.status || string(body) != a.body {
 					t.Fatalf("answer changed: %d %q", resp.StatusCode, body)
+				}
+				if resp.Status != bare.Status {
+					t.Errorf("status line %q, want %q as sent", resp.Status, bare.Status)
 				}
 				for k, v := range a.header {
 					if k == "Content-Length" {
@@ -224,12 +132,12 @@ func TestRetryableAnswersPassThrough(t *testing.T) {
 						t.Errorf("header %s = %q, want %q", k, got, v)
 					}
 				}
-				if resp.Header.Get(HeaderShouldRetry) != a.header.Get(HeaderShouldRetry) || resp.Header.Get(HeaderShortCircuit) != "" {
+				if resp.Header.Get(HeaderShouldRetry) != a.header.Get(HeaderShouldRetry) || shortCircuited(resp) {
 					t.Errorf("retryable answer got our headers: %v", resp.Header)
 				}
 			}
-			if srv.hits.Load() != 20 || len(tr.OpenLatches()) != 0 {
-				t.Errorf("hits %d, tripped %v: a retryable answer counted towards the latch", srv.hits.Load(), tr.OpenLatches())
+			if trips := openLatches(t, tr); srv.hits.Load() != 1+20 || len(trips) != 0 {
+				t.Errorf("hits %d, tripped %v: a retryable answer counted towards the latch", srv.hits.Load(), trips)
 			}
 		})
 	}
@@ -296,12 +204,8 @@ func TestErrorBodyReadErrorSurvives(t *testing.T) {
 	}
 }
 
-type errReader struct{ err error }
-
-func (e errReader) Read([]byte) (int, error) { return 0, e.err }
-
 func TestGzipErrorBody(t *testing.T) {
-	quota := answerFrom(t, "openai-insufficient-quota-429-status-shown")
+	quota := quotaAnswer(t)
 	var zipped bytes.Buffer
 	zw := gzip.NewWriter(&zipped)
 	zw.Write([]byte(quota.body))
@@ -314,28 +218,21 @@ func TestGzipErrorBody(t *testing.T) {
 	}))
 	defer srv.Close()
 	tr := New(nil)
-	c := newClient(t, tr)
 	get := func() (*http.Response, []byte) {
-		req, _ := http.NewRequest("POST", srv.URL, nil)
+		req := chatRequest(t, srv.URL, "")
 		req.Header.Set("Accept-Encoding", "gzip") // so Go does not decode it
-		resp, err := c.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp, b
+		return sendReq(t, tr, req)
 	}
 	resp, body := get()
 	if !bytes.Equal(body, zipped.Bytes()) || resp.Header.Get("Content-Encoding") != "gzip" {
 		t.Errorf("caller got %d bytes (encoding %q), want the %d gzip bytes sent", len(body), resp.Header.Get("Content-Encoding"), zipped.Len())
 	}
-	if got := tr.OpenLatches(); len(got) != 1 || got[0].Code != "insufficient_quota" {
+	if got := openLatches(t, tr); len(got) != 1 || got[0].Code != "insufficient_quota" {
 		t.Fatalf("gzip quota answer did not trip: %+v", got)
 	}
 	// The replayed answer is decoded: the next request may not accept gzip.
 	resp, body = get()
-	if resp.Header.Get(HeaderShortCircuit) != "true" || string(body) != quota.body || resp.Header.Get("Content-Encoding") != "" {
+	if !shortCircuited(resp) || string(body) != quota.body || resp.Header.Get("Content-Encoding") != "" {
 		t.Errorf("short-circuited answer = %q (encoding %q)", body, resp.Header.Get("Content-Encoding"))
 	}
 }
@@ -369,8 +266,7 @@ func TestStreamPassesChunkByChunk(t *testing.T) {
 	}))
 	defer srv.Close()
 	defer close(next)
-	c := newClient(t, New(nil))
-	resp, err := c.Get(srv.URL)
+	resp, err := New(nil).RoundTrip(chatRequest(t, srv.URL, "sk-a"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -388,27 +284,33 @@ func TestStreamPassesChunkByChunk(t *testing.T) {
 }
 
 func TestShortCircuitError(t *testing.T) {
-	quota := answerFrom(t, "openai-insufficient-quota-429-status-shown")
+	quota := quotaAnswer(t)
 	srv := newServer(t, func(string, int) corpusAnswer { return quota })
 	tr := New(nil, WithShortCircuitError())
-	c := newClient(t, tr)
-	call(t, c, srv.URL, "sk-a") // trips
+	send(t, tr, srv.URL, "sk-a") // trips
 
-	req, _ := http.NewRequest("POST", srv.URL, strings.NewReader("{}"))
-	req.Header.Set("Authorization", "Bearer sk-a")
-	resp, err := c.Do(req)
+	body := &closeCounter{Reader: strings.NewReader("{}")}
+	req := chatRequest(t, srv.URL, "sk-a")
+	req.Body, req.ContentLength = body, 2
+	resp, err := tr.RoundTrip(req)
 	if resp != nil {
 		t.Fatalf("got a response %d, want an error", resp.StatusCode)
 	}
-	if !errors.Is(err, ErrQuotaExhausted) || !errors.Is(err, ErrOpen) {
-		t.Fatalf("err = %v, want ErrQuotaExhausted and ErrOpen", err)
+	if !errors.Is(err, ErrOpen) {
+		t.Fatalf("err = %v, want ErrOpen", err)
 	}
 	var oe *OpenError
-	if !errors.As(err, &oe) || oe.Code != "insufficient_quota" || oe.Class != ClassQuotaExhausted || oe.Scope != tr.OpenLatches()[0].Scope {
+	if !errors.As(err, &oe) || oe.Trip.Code != "insufficient_quota" || oe.Trip.Class != ClassQuotaExhausted || oe.Trip != openLatches(t, tr)[0] {
 		t.Fatalf("errors.As: %+v", oe)
+	}
+	if oe.ErrorType() != "quota_exhausted" {
+		t.Errorf("ErrorType() = %q", oe.ErrorType())
 	}
 	if strings.Contains(err.Error(), "sk-a") {
 		t.Errorf("error text %q shows the key", err)
+	}
+	if body.closed.Load() == 0 {
+		t.Error("the refused request's body was not closed")
 	}
 	if srv.hits.Load() != 1 {
 		t.Errorf("server saw %d requests, want 1", srv.hits.Load())
@@ -424,21 +326,21 @@ func TestTransportErrorPassesThrough(t *testing.T) {
 			t.Fatalf("RoundTrip = %v, %v; want the base's error unchanged", resp, err)
 		}
 	}
-	if len(tr.OpenLatches()) != 0 {
+	if len(openLatches(t, tr)) != 0 {
 		t.Error("transport errors tripped the latch")
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	srv := newServer(t, func(string, int) corpusAnswer { return ok() })
-	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL, nil)
-	if _, err := newClient(t, New(nil)).Do(req); !errors.Is(err, context.Canceled) {
+	req := chatRequest(t, srv.URL, "sk-a").WithContext(ctx)
+	if _, err := New(nil).RoundTrip(req); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled request: %v, want context.Canceled", err)
 	}
 }
 
 func TestScopes(t *testing.T) {
-	quota := answerFrom(t, "openai-insufficient-quota-429-status-shown")
+	quota := quotaAnswer(t)
 	srv := newServer(t, func(key string, _ int) corpusAnswer {
 		if key == "sk-poor" {
 			return quota
@@ -448,13 +350,12 @@ func TestScopes(t *testing.T) {
 
 	t.Run("one exhausted key does not stop another", func(t *testing.T) {
 		tr := New(nil)
-		c := newClient(t, tr)
-		call(t, c, srv.URL, "sk-poor")
+		send(t, tr, srv.URL, "sk-poor")
 		for i := 0; i < 3; i++ {
-			if resp, _ := call(t, c, srv.URL, "sk-rich"); resp.StatusCode != 200 {
+			if resp, _ := send(t, tr, srv.URL, "sk-rich"); resp.StatusCode != 200 {
 				t.Fatalf("other key got %d", resp.StatusCode)
 			}
-			if resp, _ := call(t, c, srv.URL, "sk-poor"); resp.Header.Get(HeaderShortCircuit) != "true" {
+			if resp, _ := send(t, tr, srv.URL, "sk-poor"); !shortCircuited(resp) {
 				t.Fatal("exhausted key reached the network")
 			}
 		}
@@ -465,52 +366,42 @@ func TestScopes(t *testing.T) {
 
 	t.Run("project and organization split scopes", func(t *testing.T) {
 		tr := New(nil)
-		send := func(project string) *http.Response {
-			req, _ := http.NewRequest("POST", srv.URL, nil)
-			req.Header.Set("Authorization", "Bearer sk-poor")
+		sendProject := func(project string) *http.Response {
+			req := chatRequest(t, srv.URL, "sk-poor")
 			req.Header.Set("OpenAI-Organization", "org-1")
 			req.Header.Set("OpenAI-Project", project)
-			resp, err := tr.RoundTrip(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
+			resp, _ := sendReq(t, tr, req)
 			return resp
 		}
-		send("proj_a")
-		trips := tr.OpenLatches()
+		sendProject("proj_a")
+		trips := openLatches(t, tr)
 		if len(trips) != 1 || !strings.HasSuffix(trips[0].Scope, "/org:org-1/project:proj_a") {
 			t.Fatalf("trips = %+v", trips)
 		}
-		if send("proj_b").Header.Get(HeaderShortCircuit) != "" {
+		if shortCircuited(sendProject("proj_b")) {
 			t.Error("another project's requests were refused")
 		}
 	})
 
 	t.Run("custom scope", func(t *testing.T) {
 		tr := New(nil, WithScope(func(r *http.Request) string { return r.Header.Get("X-Tenant") }))
-		send := func(tenant, key string) *http.Response {
-			req, _ := http.NewRequest("POST", srv.URL, nil)
-			req.Header.Set("Authorization", "Bearer "+key)
+		sendTenant := func(tenant, key string) *http.Response {
+			req := chatRequest(t, srv.URL, key)
 			req.Header.Set("X-Tenant", tenant)
-			resp, err := tr.RoundTrip(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
+			resp, _ := sendReq(t, tr, req)
 			return resp
 		}
-		send("acme", "sk-poor")
-		if got := tr.OpenLatches(); len(got) != 1 || got[0].Scope != "acme" {
+		sendTenant("acme", "sk-poor")
+		if got := openLatches(t, tr); len(got) != 1 || got[0].Scope != "acme" {
 			t.Fatalf("OpenLatches() = %+v, want scope acme", got)
 		}
-		if send("acme", "sk-rich").Header.Get(HeaderShortCircuit) != "true" {
+		if !shortCircuited(sendTenant("acme", "sk-rich")) {
 			t.Error("same tenant, other key: custom scope ignored")
 		}
-		if send("globex", "sk-rich").StatusCode != 200 {
+		if sendTenant("globex", "sk-rich").StatusCode != 200 {
 			t.Error("other tenant refused")
 		}
-		if send("", "sk-rich").StatusCode != 200 {
+		if sendTenant("", "sk-rich").StatusCode != 200 {
 			t.Error("empty custom scope did not fall back to the default scope")
 		}
 	})
@@ -521,50 +412,55 @@ func TestTripClasses(t *testing.T) {
 	srv := newServer(t, func(string, int) corpusAnswer { return auth })
 
 	tr := New(nil)
-	call(t, newClient(t, tr), srv.URL, "sk-a")
-	call(t, newClient(t, tr), srv.URL, "sk-a")
-	if srv.hits.Load() != 2 || len(tr.OpenLatches()) != 0 {
+	send(t, tr, srv.URL, "sk-a")
+	send(t, tr, srv.URL, "sk-a")
+	if srv.hits.Load() != 2 || len(openLatches(t, tr)) != 0 {
 		t.Fatal("authentication tripped with default classes")
 	}
 
 	tr = New(nil, WithTripClasses(ClassQuotaExhausted, ClassAuthentication, ClassRateLimited))
-	c := newClient(t, tr)
-	resp, _ := call(t, c, srv.URL, "sk-a")
+	resp, _ := send(t, tr, srv.URL, "sk-a")
 	if resp.Header.Get(HeaderShouldRetry) != "false" {
 		t.Error("tripping 401 not marked X-Should-Retry: false")
 	}
-	call(t, c, srv.URL, "sk-a")
+	send(t, tr, srv.URL, "sk-a")
 	if srv.hits.Load() != 3 {
 		t.Errorf("revoked key reached the server %d times after its trip", srv.hits.Load()-2)
 	}
-	if trips := tr.OpenLatches(); len(trips) != 1 || trips[0].Class != ClassAuthentication {
+	trips := openLatches(t, tr)
+	if len(trips) != 1 || trips[0].Class != ClassAuthentication {
 		t.Fatalf("trips = %+v", trips)
 	}
-	if got := tr.trips(ClassRateLimited); got {
-		t.Error("WithTripClasses accepted a retryable class")
+
+	// The retryable class given to WithTripClasses is ignored.
+	rate := newProvider(func(*http.Request) corpusAnswer { return answerFrom(t, "openai-rate-limit-tokens-tpm") })
+	tr = New(rate, WithTripClasses(ClassQuotaExhausted, ClassAuthentication, ClassRateLimited))
+	for i := 0; i < 3; i++ {
+		if resp, _ := send(t, tr, "https://api.openai.com/v1/chat/completions", "sk-a"); resp.StatusCode != 429 || shortCircuited(resp) {
+			t.Fatalf("rate-limited answer %d %v", resp.StatusCode, resp.Header)
+		}
+	}
+	if n := rate.hits.Load(); n != 3 || len(openLatches(t, tr)) != 0 {
+		t.Errorf("WithTripClasses accepted a retryable class: %d hits, %v", n, openLatches(t, tr))
 	}
 
-	var oe error = &OpenError{Trip: tr.OpenLatches()[0]}
-	if errors.Is(oe, ErrQuotaExhausted) || !errors.Is(oe, ErrOpen) {
-		t.Error("authentication trip error matches ErrQuotaExhausted")
+	var oe error = &OpenError{Trip: trips[0]}
+	if !errors.Is(oe, ErrOpen) {
+		t.Error("authentication trip error does not match ErrOpen")
 	}
 }
 
 func TestRequestUnchangedAndBodyClosed(t *testing.T) {
-	quota := answerFrom(t, "openai-insufficient-quota-429-status-shown")
+	quota := quotaAnswer(t)
 	srv := newServer(t, func(string, int) corpusAnswer { return quota })
 	tr := New(nil)
 	for i := 0; i < 2; i++ {
 		body := &closeCounter{Reader: strings.NewReader(`{"prompt":"x"}`)}
-		req, _ := http.NewRequest("POST", srv.URL, body)
-		req.Header.Set("Authorization", "Bearer sk-a")
+		req := chatRequest(t, srv.URL, "sk-a")
+		req.Body, req.ContentLength = body, int64(len(`{"prompt":"x"}`))
 		before := req.Header.Clone()
 		ctx := req.Context()
-		resp, err := tr.RoundTrip(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
+		sendReq(t, tr, req)
 		if fmt.Sprint(req.Header) != fmt.Sprint(before) || req.Context() != ctx {
 			t.Errorf("request %d changed: %v", i, req.Header)
 		}
@@ -572,72 +468,62 @@ func TestRequestUnchangedAndBodyClosed(t *testing.T) {
 			t.Errorf("request %d body not closed", i)
 		}
 	}
-	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
 }
-
-type closeCounter struct {
-	io.Reader
-	closed atomic.Int32
-}
-
-func (c *closeCounter) Close() error { c.closed.Add(1); return nil }
 
 // TestResetDropsAnswersFromBefore checks that an answer to a request sent
 // before a Reset cannot reopen the latch.
 func TestResetDropsAnswersFromBefore(t *testing.T) {
-	quota := answerFrom(t, "openai-insufficient-quota-429-status-shown")
+	quota := quotaAnswer(t)
 	arrived, release := make(chan struct{}), make(chan struct{})
 	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
 		if r.Header.Get("X-Slow") != "" {
 			arrived <- struct{}{}
 			<-release
 		}
-		return &http.Response{StatusCode: quota.status, Header: quota.header.Clone(), Body: io.NopCloser(strings.NewReader(quota.body)), Request: r}, nil
+		return quota.response(r), nil
 	})
 	tr := New(base)
-	send := func(slow bool) *http.Response {
-		req := httptest.NewRequest("POST", "https://api.openai.com/v1/chat/completions", nil)
-		req.Header.Set("Authorization", "Bearer sk-a")
-		if slow {
-			req.Header.Set("X-Slow", "1")
-		}
-		resp, err := tr.RoundTrip(req)
-		if err != nil {
-			t.Error(err)
-			return nil
-		}
-		resp.Body.Close()
-		return resp
-	}
+	const url = "https://api.openai.com/v1/chat/completions"
 	// The slow request goes out, the latch trips while it is in flight, and
 	// the latch is reset before its quota answer arrives.
 	done := make(chan *http.Response)
-	go func() { done <- send(true) }()
+	go func() {
+		req := chatRequest(t, url, "sk-a")
+		req.Header.Set("X-Slow", "1")
+		resp, _, err := trySend(tr, req)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- resp
+	}()
 	<-arrived
-	send(false)
-	if tr.ResetAll() != 1 {
+	send(t, tr, url, "sk-a")
+	if resetAll(t, tr) != 1 {
 		t.Fatal("ResetAll found no open latch")
 	}
 	close(release)
-	if resp := <-done; resp.Header.Get(HeaderShouldRetry) != "false" {
+	if resp := <-done; resp == nil || resp.Header.Get(HeaderShouldRetry) != "false" {
 		t.Error("stale quota answer not marked X-Should-Retry: false")
 	}
-	if got := tr.OpenLatches(); len(got) != 0 {
+	if got := openLatches(t, tr); len(got) != 0 {
 		t.Errorf("an answer from before the reset reopened the latch: %+v", got)
 	}
 }
 
 func TestOnTripOncePerTripUnderConcurrency(t *testing.T) {
-	quota := answerFrom(t, "openai-insufficient-quota-429-status-shown")
+	quota := quotaAnswer(t)
 	var inflight sync.WaitGroup
 	gate := make(chan struct{})
 	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
 		inflight.Done()
 		<-gate // hold every request until all are in flight: they trip together
-		return &http.Response{StatusCode: 429, Header: quota.header.Clone(), Body: io.NopCloser(strings.NewReader(quota.body)), Request: r}, nil
+		return quota.response(r), nil
 	})
+	rec := newRecording(t)
 	var onTrip, onReset atomic.Int64
-	tr := New(base, OnTrip(func(Trip) { onTrip.Add(1) }), OnReset(func(Trip) { onReset.Add(1) }))
+	tr := New(base, append(rec.options(),
+		OnTrip(func(context.Context, Trip) { onTrip.Add(1) }),
+		OnReset(func(context.Context, Trip) { onReset.Add(1) }))...)
 
 	const rounds, workers, keys = 5, 50, 5
 	for round := 1; round <= rounds; round++ {
@@ -646,15 +532,11 @@ func TestOnTripOncePerTripUnderConcurrency(t *testing.T) {
 		var wg sync.WaitGroup
 		for i := 0; i < workers; i++ {
 			wg.Go(func() {
-				req := httptest.NewRequest("POST", "https://api.openai.com/v1/chat/completions", nil)
-				req.Header.Set("Authorization", fmt.Sprintf("Bearer sk-%d", i%keys))
-				resp, err := tr.RoundTrip(req)
+				resp, _, err := trySend(tr, chatRequest(t, "https://api.openai.com/v1/chat/completions", fmt.Sprintf("sk-%d", i%keys)))
 				if err != nil {
 					t.Error(err)
 					return
 				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
 				if resp.StatusCode != 429 || resp.Header.Get(HeaderShouldRetry) != "false" {
 					t.Errorf("answer %d %v", resp.StatusCode, resp.Header)
 				}
@@ -666,24 +548,30 @@ func TestOnTripOncePerTripUnderConcurrency(t *testing.T) {
 		if got := onTrip.Load(); got != int64(round*keys) {
 			t.Fatalf("round %d: OnTrip fired %d times in all, want %d", round, got, round*keys)
 		}
-		if n := len(tr.OpenLatches()); n != keys {
+		if n := len(openLatches(t, tr)); n != keys {
 			t.Fatalf("round %d: %d open latches, want %d", round, n, keys)
+		}
+		if got := collect(t, rec)["quotabreaker.open_latches"]; got != keys {
+			t.Fatalf("round %d: open_latches = %d, want %d", round, got, keys)
 		}
 		// Resets race with each other: every latch is closed exactly once.
 		var rg sync.WaitGroup
 		var resets atomic.Int64
-		for _, tp := range tr.OpenLatches() {
+		for _, tp := range openLatches(t, tr) {
 			for j := 0; j < 3; j++ {
 				rg.Go(func() {
-					if tr.Reset(tp.Scope) {
+					if ok, err := tr.Reset(context.Background(), tp.Scope); err != nil {
+						t.Error(err)
+					} else if ok {
 						resets.Add(1)
 					}
 				})
 			}
 		}
 		rg.Wait()
-		if resets.Load() != keys || onReset.Load() != int64(round*keys) || tr.latches.open.Load() != 0 {
-			t.Fatalf("round %d: %d resets, OnReset %d, open %d", round, resets.Load(), onReset.Load(), tr.latches.open.Load())
+		open := collect(t, rec)["quotabreaker.open_latches"]
+		if resets.Load() != keys || onReset.Load() != int64(round*keys) || open != 0 || len(openLatches(t, tr)) != 0 {
+			t.Fatalf("round %d: %d resets, OnReset %d, open_latches %d, OpenLatches %v", round, resets.Load(), onReset.Load(), open, openLatches(t, tr))
 		}
 	}
 }
@@ -691,59 +579,102 @@ func TestOnTripOncePerTripUnderConcurrency(t *testing.T) {
 // TestIdleScopesBounded checks that many tenants do not grow memory without
 // bound, and that an open latch survives any number of them.
 func TestIdleScopesBounded(t *testing.T) {
-	quota := answerFrom(t, "openai-insufficient-quota-429-status-shown")
+	quota := quotaAnswer(t)
 	var hits atomic.Int64
-	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+	tr := New(roundTripperFunc(func(r *http.Request) (*http.Response, error) {
 		hits.Add(1)
-		a := ok()
-		if r.Header.Get("Authorization") == "Bearer sk-poor" {
-			a = quota
+		if bearerKey(r) == "sk-poor" {
+			return quota.response(r), nil
 		}
-		return fakeBase(a).RoundTrip(r)
-	})
-	tr := New(base)
+		return ok().response(r), nil
+	}))
 	const url = "https://api.openai.com/v1/chat/completions"
 	send(t, tr, url, "sk-poor")
-	for i := 0; i < 3*maxIdleLatches; i++ {
-		send(t, tr, url, fmt.Sprintf("sk-tenant-%d", i))
+	tenants := func(from, to int) {
+		req := chatRequest(t, url, "")
+		for i := from; i < to; i++ {
+			req.Header.Set("Authorization", "Bearer sk-tenant-"+strconv.Itoa(i))
+			req.Body = http.NoBody
+			sendReq(t, tr, req)
+		}
 	}
-	tr.latches.mu.RLock()
-	n := len(tr.latches.m)
-	tr.latches.mu.RUnlock()
-	if n > maxIdleLatches+1 {
-		t.Errorf("%d latches kept after %d tenants, want at most %d", n, 3*maxIdleLatches, maxIdleLatches+1)
+	// The registry may keep a few thousand idle scopes (a few hundred bytes
+	// each); past that, a new tenant must not cost memory that stays.
+	const warm, more = 3 * 4096, 16 * 4096
+	tenants(0, warm)
+	before := heapAlloc()
+	tenants(warm, warm+more)
+	after := heapAlloc()
+	if perTenant := (int64(after) - int64(before)) / more; perTenant > 100 {
+		t.Errorf("each idle tenant keeps %d bytes (%d tenants, heap %d -> %d)", perTenant, more, before, after)
 	}
-	before := hits.Load()
-	if send(t, tr, url, "sk-poor").Header.Get(HeaderShortCircuit) != "true" || hits.Load() != before {
+	before = uint64(hits.Load())
+	if resp, _ := send(t, tr, url, "sk-poor"); !shortCircuited(resp) || uint64(hits.Load()) != before {
 		t.Error("the open latch was evicted: the exhausted key reached the network")
 	}
 }
 
 func TestScopeNeverShowsKey(t *testing.T) {
 	const key = "sk-proj-CANARYCANARYCANARY1234567890"
-	req := httptest.NewRequest("POST", "https://api.openai.com/v1/chat/completions?key=AIzaCANARYQUERY", nil)
-	req.Header.Set("Authorization", "Bearer "+key)
-	req.Header.Set("Api-Key", "azureCANARY")
-	tr := New(nil)
-	name := scopeName(req, "")
+	const url = "https://api.openai.com/v1/chat/completions?key=AIzaCANARYQUERY"
+	newReq := func(key string) *http.Request {
+		req := chatRequest(t, url, key)
+		req.Header.Set("Api-Key", "azureCANARY")
+		return req
+	}
+	name := DefaultScope(newReq(key))
 	for _, secret := range []string{"CANARY", key[:12], "AIza"} {
 		if strings.Contains(name, secret) {
 			t.Errorf("scope %q shows %q", name, secret)
 		}
 	}
-	other := req.Clone(context.Background())
-	other.Header.Set("Authorization", "Bearer sk-other")
-	id, _ := tr.scope(req)
-	otherID, _ := tr.scope(other)
-	if scopeName(other, "") == name || otherID == id {
-		t.Error("two keys share a scope")
+	if DefaultScope(newReq("sk-other")) == name {
+		t.Error("two keys share a scope name")
+	}
+	base := newProvider(func(r *http.Request) corpusAnswer {
+		if bearerKey(r) == key {
+			return quotaAnswer(t)
+		}
+		return ok()
+	})
+	tr := New(base)
+	sendReq(t, tr, newReq(key))
+	if trips := openLatches(t, tr); len(trips) != 1 || trips[0].Scope != name {
+		t.Fatalf("OpenLatches() = %+v, want one trip of scope %q", trips, name)
+	}
+	if resp, _ := sendReq(t, tr, newReq("sk-other")); resp.StatusCode != 200 || base.hitsFor("sk-other") != 1 {
+		t.Error("two keys share a latch")
 	}
 }
 
+// heapAlloc is the live heap after a full collection.
+func heapAlloc() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
 func TestNilBaseIsDefaultTransport(t *testing.T) {
-	if New(nil).base != http.DefaultTransport {
-		t.Error("nil base is not http.DefaultTransport")
+	// A request through New(nil) leaves its connection in
+	// http.DefaultTransport's pool, so closing that pool's idle connections
+	// closes it.
+	var conns sync.WaitGroup
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateNew:
+			conns.Add(1)
+		case http.StateClosed:
+			conns.Done()
+		}
 	}
+	srv.Start()
+	defer srv.Close()
+	send(t, New(nil), srv.URL, "sk-a")
+	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
+	waitOrFail(t, conns.Wait, "the connection is not in http.DefaultTransport's pool")
 }
 
 func TestCloseIdleConnectionsReachesBase(t *testing.T) {
@@ -766,12 +697,19 @@ func TestCloseIdleConnectionsReachesBase(t *testing.T) {
 	}
 	resp.Body.Close()
 	c.CloseIdleConnections()
-	closed := make(chan struct{})
-	go func() { conns.Wait(); close(closed) }()
+	waitOrFail(t, conns.Wait, "the idle connection was not closed")
+}
+
+// waitOrFail runs wait, failing the test if it has not returned after a
+// generous while: a guard against a hang, not a measure of speed.
+func waitOrFail(t *testing.T, wait func(), msg string) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { wait(); close(done) }()
 	select {
-	case <-closed:
+	case <-done:
 	case <-time.After(10 * time.Second):
-		t.Fatal("the idle connection was not closed")
+		t.Fatal(msg)
 	}
 }
 
@@ -783,12 +721,11 @@ func TestOversizedTrippingAnswerReplaysItsCode(t *testing.T) {
 		return corpusAnswer{429, http.Header{"Content-Type": {"application/json"}}, body}
 	})
 	tr := New(nil, WithMaxErrorBody(1<<10))
-	c := newClient(t, tr)
-	if _, got := call(t, c, srv.URL, "sk-a"); string(got) != body {
+	if _, got := send(t, tr, srv.URL, "sk-a"); string(got) != body {
 		t.Fatalf("tripping answer changed: %d bytes", len(got))
 	}
-	resp, got := call(t, c, srv.URL, "sk-a")
-	if resp.Header.Get(HeaderShortCircuit) != "true" {
+	resp, got := send(t, tr, srv.URL, "sk-a")
+	if !shortCircuited(resp) {
 		t.Fatal("not short-circuited")
 	}
 	var e struct {
@@ -805,22 +742,21 @@ func TestOversizedTrippingAnswerReplaysItsCode(t *testing.T) {
 // TestOnResetNeverBeforeOnTrip resets the latch from inside OnTrip, the
 // tightest race there is: OnReset must still come second.
 func TestOnResetNeverBeforeOnTrip(t *testing.T) {
-	quota := answerFrom(t, "openai-insufficient-quota-429-status-shown")
 	var events []string
 	var tr *Transport
-	tr = New(fakeBase(quota),
-		OnTrip(func(tp Trip) {
-			if !tr.Reset(tp.Scope) {
-				t.Error("Reset inside OnTrip found no open latch")
+	tr = New(fakeBase(quotaAnswer(t)),
+		OnTrip(func(ctx context.Context, tp Trip) {
+			if ok, err := tr.Reset(ctx, tp.Scope); !ok || err != nil {
+				t.Errorf("Reset inside OnTrip = %v, %v; want an open latch", ok, err)
 			}
 			events = append(events, "trip")
 		}),
-		OnReset(func(Trip) { events = append(events, "reset") }))
+		OnReset(func(context.Context, Trip) { events = append(events, "reset") }))
 	send(t, tr, "https://api.openai.com/v1/chat/completions", "sk-a")
 	if strings.Join(events, ",") != "trip,reset" {
 		t.Errorf("hooks ran as %v, want trip then reset", events)
 	}
-	if len(tr.OpenLatches()) != 0 {
+	if len(openLatches(t, tr)) != 0 {
 		t.Error("latch still open")
 	}
 }
@@ -834,7 +770,7 @@ func TestBaseMisbehaving(t *testing.T) {
 		}
 	})
 	t.Run("nil header on a tripping answer", func(t *testing.T) {
-		quota := answerFrom(t, "openai-insufficient-quota-429-status-shown")
+		quota := quotaAnswer(t)
 		tr := New(roundTripperFunc(func(r *http.Request) (*http.Response, error) {
 			return &http.Response{StatusCode: 429, Body: io.NopCloser(strings.NewReader(quota.body)), Request: r}, nil
 		}))
@@ -857,7 +793,7 @@ func TestBaseMisbehaving(t *testing.T) {
 		if n := len(rec.spans.Ended()); n != 1 {
 			t.Errorf("%d spans ended after a panic, want 1", n)
 		}
-		if len(tr.OpenLatches()) != 0 {
+		if len(openLatches(t, tr)) != 0 {
 			t.Error("a panic tripped the latch")
 		}
 	})
@@ -866,30 +802,26 @@ func TestBaseMisbehaving(t *testing.T) {
 // TestCredentialHeaderCase: a header written into the map by hand, not
 // through Set, still tells tenants apart.
 func TestCredentialHeaderCase(t *testing.T) {
-	quota := answerFrom(t, "openai-insufficient-quota-429-status-shown")
+	quota := quotaAnswer(t)
 	tr := New(roundTripperFunc(func(r *http.Request) (*http.Response, error) {
 		a := ok()
 		//lint:ignore SA1008 the header is non-canonical on purpose
 		if r.Header["api-key"][0] == "poor" {
 			a = quota
 		}
-		return fakeBase(a).RoundTrip(r)
+		return a.response(r), nil
 	}))
-	send := func(key string) *http.Response {
-		req := httptest.NewRequest("POST", "https://x.openai.azure.com/openai/deployments/d/chat/completions", nil)
+	sendKey := func(key string) *http.Response {
+		req := chatRequest(t, "https://x.openai.azure.com/openai/deployments/d/chat/completions", "")
 		req.Header["api-key"] = []string{key}
-		resp, err := tr.RoundTrip(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
+		resp, _ := sendReq(t, tr, req)
 		return resp
 	}
-	send("poor")
-	if resp := send("rich"); resp.StatusCode != 200 {
+	sendKey("poor")
+	if resp := sendKey("rich"); resp.StatusCode != 200 {
 		t.Errorf("another tenant's key was refused: %d %v", resp.StatusCode, resp.Header)
 	}
-	if resp := send("poor"); resp.Header.Get(HeaderShortCircuit) != "true" {
+	if resp := sendKey("poor"); !shortCircuited(resp) {
 		t.Error("the exhausted key was not refused")
 	}
 }

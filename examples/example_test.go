@@ -24,7 +24,7 @@ func Example_openaiGo() {
 	api.Script("sk-demo", []fakeopenai.Answer{fakeopenai.OK}, fakeopenai.QuotaExhausted)
 
 	qb := quotabreaker.New(http.DefaultTransport,
-		quotabreaker.OnTrip(func(tr quotabreaker.Trip) {
+		quotabreaker.OnTrip(func(ctx context.Context, tr quotabreaker.Trip) {
 			fmt.Println("page on-call:", tr.Code)
 		}))
 	client := openai.NewClient(
@@ -41,7 +41,7 @@ func Example_openaiGo() {
 		var apiErr *openai.Error
 		switch {
 		case errors.As(err, &apiErr) && apiErr.Code == "insufficient_quota":
-			fmt.Println("out of quota:", apiErr.StatusCode, apiErr.Code)
+			fmt.Println("out of quota:", apiErr.Response.Status, apiErr.Code)
 		case err != nil:
 			fmt.Println("error:", err)
 		default:
@@ -51,18 +51,16 @@ func Example_openaiGo() {
 	fmt.Println("requests that reached the API:", api.Hits())
 
 	// Once billing is fixed:
-	for _, tr := range qb.OpenLatches() {
-		qb.Reset(tr.Scope)
-	}
-	fmt.Println("open latches:", len(qb.OpenLatches()))
+	n, err := qb.ResetAll(context.Background())
+	fmt.Println("latches closed:", n, err)
 
 	// Output:
 	// reply: Hello! How can I assist you today?
 	// page on-call: insufficient_quota
-	// out of quota: 429 insufficient_quota
-	// out of quota: 429 insufficient_quota
+	// out of quota: 429 Insufficient Quota insufficient_quota
+	// out of quota: 429 Insufficient Quota insufficient_quota
 	// requests that reached the API: 2
-	// open latches: 0
+	// latches closed: 1 <nil>
 }
 
 // go-openai does not retry, but every call to an exhausted key would still
@@ -85,14 +83,14 @@ func Example_goOpenAI() {
 		})
 		var apiErr *goopenai.APIError
 		if errors.As(err, &apiErr) && apiErr.Code == "insufficient_quota" {
-			fmt.Println("out of quota:", apiErr.HTTPStatusCode, apiErr.Code)
+			fmt.Println("out of quota:", apiErr.HTTPStatus, apiErr.Code)
 		}
 	}
 	fmt.Println("requests that reached the API:", api.Hits())
 
 	// Output:
-	// out of quota: 429 insufficient_quota
-	// out of quota: 429 insufficient_quota
-	// out of quota: 429 insufficient_quota
+	// out of quota: 429 Insufficient Quota insufficient_quota
+	// out of quota: 429 Insufficient Quota insufficient_quota
+	// out of quota: 429 Insufficient Quota insufficient_quota
 	// requests that reached the API: 1
 }

@@ -23,12 +23,13 @@ import (
 
 // The functions below hold the README's Go blocks verbatim, so that the
 // compiler checks them; TestREADMECodeCompiles checks that each block is
-// still here. They are never called: the runnable versions, against a fake
-// API, are the Example functions.
+// still here. Only readmeRetryablehttp is called (by
+// TestRetryablehttpComposition); the runnable versions of the others,
+// against a fake API, are the Example functions.
 
 func readmeOpenAIGo(ctx context.Context, params openai.ChatCompletionNewParams) {
 	qb := quotabreaker.New(http.DefaultTransport,
-		quotabreaker.OnTrip(func(tr quotabreaker.Trip) {
+		quotabreaker.OnTrip(func(ctx context.Context, tr quotabreaker.Trip) {
 			log.Printf("PAGE: %s (%s) for %s, request %s", tr.Class, tr.Code, tr.Scope, tr.RequestID)
 		}))
 	client := openai.NewClient(option.WithHTTPClient(&http.Client{Transport: qb}))
@@ -37,6 +38,7 @@ func readmeOpenAIGo(ctx context.Context, params openai.ChatCompletionNewParams) 
 	var apiErr *openai.Error
 	if errors.As(err, &apiErr) && apiErr.Code == "insufficient_quota" {
 		// Not retried; later calls with this key fail at once until qb.Reset.
+		// apiErr.Response.Status says "429 Insufficient Quota"; err.Error() only "429 Too Many Requests".
 	}
 }
 
@@ -57,21 +59,36 @@ func readmeNetHTTP(req *http.Request) (*http.Response, error) {
 	resp, err := client.Do(req)
 	var open *quotabreaker.OpenError
 	if errors.As(err, &open) {
-		log.Printf("refused: %s since %s (scope %s)", open.Class, open.At, open.Scope)
+		log.Printf("refused: %s since %s (scope %s)", open.Trip.Class, open.Trip.At, open.Trip.Scope)
 	}
 	return resp, err
 }
 
 func readmeOperations(mux *http.ServeMux, qb *quotabreaker.Transport) {
 	mux.HandleFunc("GET /quotabreaker", func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode(qb.OpenLatches())
+		trips, err := qb.OpenLatches(r.Context())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		json.NewEncoder(w).Encode(trips) // [] when no latch is open
 	})
 	mux.HandleFunc("POST /quotabreaker/reset", func(w http.ResponseWriter, r *http.Request) {
 		if scope := r.FormValue("scope"); scope != "" {
-			fmt.Fprintln(w, qb.Reset(scope))
+			ok, err := qb.Reset(r.Context(), scope)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			fmt.Fprintln(w, ok)
 			return
 		}
-		fmt.Fprintln(w, qb.ResetAll())
+		n, err := qb.ResetAll(r.Context())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, n)
 	})
 }
 
@@ -85,7 +102,7 @@ func readmeRetryablehttp() *retryablehttp.Client {
 	rc.HTTPClient = &http.Client{Transport: quotabreaker.New(http.DefaultTransport)}
 	rc.CheckRetry = func(ctx context.Context, resp *http.Response, err error) (bool, error) {
 		if resp != nil && resp.Header.Get(quotabreaker.HeaderShouldRetry) == "false" {
-			return false, nil // out of quota: retrying cannot help
+			return false, nil // out of quota, or an answer no retry can change
 		}
 		return retryablehttp.DefaultRetryPolicy(ctx, resp, err)
 	}

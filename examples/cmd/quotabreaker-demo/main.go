@@ -1,15 +1,21 @@
 // Command quotabreaker-demo shows quotabreaker in front of a real openai-go
-// client, in a few seconds and without network: it starts an embedded fake
-// of OpenAI's API and plays normal calls, a rate limit the SDK retries, the
-// quota running out (the latch opens and pages once), calls refused without
-// reaching the server, and a Reset once billing is fixed. It then prints the
-// OpenTelemetry spans the Transport recorded and a machine-readable summary.
+// client, in a few seconds and without network. It starts an embedded
+// stand-in for OpenAI's API and tells a story, top to bottom: normal calls,
+// a rate limit the SDK retries, the quota running out (the latch opens and
+// on-call is paged once), calls refused without reaching the server, and a
+// reset once billing is fixed, after which calls flow again. Under each call
+// it prints, in plain words, the trace span the Transport recorded for each
+// attempt.
 //
 //	go run ./examples/cmd/quotabreaker-demo
 //	OPENAI_API_KEY=sk-... go run ./examples/cmd/quotabreaker-demo -real
 //
 // With -real it sends a few calls to the real API instead (they cost
-// tokens), with the same client, Transport and span output.
+// tokens), with the same client and Transport.
+//
+// Its last line starts with "In short: " and appears only when every step
+// went as told; otherwise the demo says what went wrong and exits with
+// status 1.
 package main
 
 import (
@@ -22,11 +28,13 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -50,7 +58,7 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, os.Stdout, cfg); err != nil {
+	if _, err := run(ctx, os.Stdout, cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "quotabreaker-demo:", err)
 		os.Exit(1)
 	}
@@ -62,6 +70,24 @@ const demoKey = "sk-proj-demo"
 // rateLimitWait is what the embedded server's rate limit asks the SDK to wait.
 const rateLimitWait = 250 * time.Millisecond
 
+// refusedCalls is how many calls the story makes while the latch is open.
+const refusedCalls = 5
+
+// whenLayout prints a time with its date and zone.
+const whenLayout = "2006-01-02 15:04:05 MST"
+
+// facts are what happened in the embedded story, for its test.
+type facts struct {
+	HitsBefore    int64 // server hits when the latch had just opened
+	HitsAfter     int64 // server hits after the calls the latch refused
+	Refused       int   // calls answered by the open latch
+	Pages         int   // OnTrip calls
+	ShortCircuits int64 // the quotabreaker.short_circuits metric
+	Resets        int   // latches closed by the reset
+	FinalOK       bool  // the call after the reset succeeded
+	TotalHits     int64 // server hits at the end
+}
+
 // demo is one run: the Transport, the telemetry it records into, and the
 // client that goes through it.
 type demo struct {
@@ -70,18 +96,23 @@ type demo struct {
 	client  openai.Client
 	model   string
 	spans   *tracetest.SpanRecorder
+	printed int // spans already printed
 	metrics *sdkmetric.ManualReader
-	trips   int
 	calls   int
+
+	mu    sync.Mutex
+	pages []string // pages not yet printed
+	paged int
 }
 
-// run tells the story into w; with cfg.Real it calls the real API instead.
-func run(ctx context.Context, w io.Writer, cfg config) error {
+// run tells the story into w; with cfg.Real it calls the real API instead
+// and returns zero facts.
+func run(ctx context.Context, w io.Writer, cfg config) (facts, error) {
 	if cfg.Model == "" {
 		cfg.Model = "gpt-4o-mini"
 	}
 	if cfg.Real && cfg.APIKey == "" {
-		return errors.New("-real needs OPENAI_API_KEY")
+		return facts{}, errors.New("-real needs OPENAI_API_KEY")
 	}
 
 	spans := tracetest.NewSpanRecorder()
@@ -98,24 +129,20 @@ func run(ctx context.Context, w io.Writer, cfg config) error {
 	d.qb = quotabreaker.New(base,
 		quotabreaker.WithTracerProvider(tp),
 		quotabreaker.WithMeterProvider(mp),
-		quotabreaker.OnTrip(func(tr quotabreaker.Trip) {
-			// A real hook hands this to a paging service on another goroutine.
-			d.trips++
-			fmt.Fprintf(w, "   PAGE on-call: %s (code %s, HTTP %d, request %s) for %s; every call with these credentials fails until billing is fixed\n",
-				tr.Class, tr.Code, tr.Status, tr.RequestID, tr.Scope)
-		}),
-		quotabreaker.OnReset(func(tr quotabreaker.Trip) {
-			fmt.Fprintf(w, "   latch closed for %s (open since %s)\n", tr.Scope, tr.At.Format(time.TimeOnly))
+		quotabreaker.OnTrip(d.page),
+		quotabreaker.OnReset(func(_ context.Context, tr quotabreaker.Trip) {
+			fmt.Fprintf(w, "   The latch for %s is closed (it was open since %s).\n", tr.Scope, tr.At.Format(whenLayout))
 		}),
 	)
 
-	// openai-go with its default retry policy: MaxRetries 2, backoff,
-	// Retry-After honoured. Only the HTTP client's transport changes.
+	// openai-go with its default retry policy: up to 2 retries, with
+	// backoff, honouring Retry-After. Only the HTTP client's transport
+	// changes.
 	opts := []option.RequestOption{option.WithHTTPClient(&http.Client{Transport: d.qb})}
 	if cfg.Real {
 		opts = append(opts, option.WithAPIKey(cfg.APIKey))
 		d.client = openai.NewClient(opts...)
-		return d.real(ctx)
+		return facts{}, d.real(ctx)
 	}
 
 	srv := fakeopenai.New()
@@ -125,75 +152,131 @@ func run(ctx context.Context, w io.Writer, cfg config) error {
 	return d.story(ctx, srv)
 }
 
-func (d *demo) story(ctx context.Context, srv *fakeopenai.Server) error {
-	w := d.w
-	fmt.Fprintf(w, "quotabreaker demo: openai-go (default retries) -> quotabreaker.Transport -> embedded fake OpenAI at %s\n", srv.BaseURL())
+// page is the OnTrip hook. It runs inside the call that tripped, before
+// that call returns, so the demo queues the page and prints it after the
+// call's line. A real hook hands it to a paging service on another
+// goroutine in the same way.
+func (d *demo) page(_ context.Context, tr quotabreaker.Trip) {
+	msg := fmt.Sprintf("   PAGE to on-call: %s for %s (code %s, HTTP %d, request %s, at %s).\n"+
+		"   Every call with these credentials now fails at once, until someone fixes billing and resets the latch.\n",
+		strings.ReplaceAll(string(tr.Class), "_", " "), tr.Scope, tr.Code, tr.StatusCode, tr.RequestID, tr.At.Format(whenLayout))
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.pages = append(d.pages, msg)
+	d.paged++
+}
 
-	fmt.Fprintln(w, "\n1. Normal traffic")
+func (d *demo) story(ctx context.Context, srv *fakeopenai.Server) (facts, error) {
+	w := d.w
+	var f facts
+	fmt.Fprintln(w, "quotabreaker demo")
+	fmt.Fprintln(w, "openai-go, with its default retry policy (up to 2 retries), calls a stand-in for OpenAI's API")
+	fmt.Fprintf(w, "at %s through quotabreaker.Transport. Under each call, one line per attempt\n", srv.BaseURL())
+	fmt.Fprintln(w, "shows the trace span the Transport recorded for it.")
+
+	fmt.Fprintln(w, "\n1. Normal traffic.")
 	for range 2 {
-		if !d.call(ctx, srv).ok {
-			return errors.New("a normal call failed")
+		if r := d.call(ctx, srv); !r.ok || r.hits != 1 {
+			return f, fmt.Errorf("a normal call: ok=%v after %d requests, want ok after 1", r.ok, r.hits)
 		}
 	}
 
-	fmt.Fprintf(w, "\n2. A rate limit (429 rate_limit_exceeded, retry-after-ms: %d): passed through, the SDK waits and retries\n", rateLimitWait.Milliseconds())
+	fmt.Fprintf(w, "\n2. A rate limit. The server answers 429 rate_limit_exceeded and asks for a %d ms wait.\n", rateLimitWait.Milliseconds())
+	fmt.Fprintln(w, "   quotabreaker passes it through untouched; the SDK waits and tries again.")
 	srv.Script(demoKey, []fakeopenai.Answer{fakeopenai.RateLimited}, fakeopenai.OK)
 	if r := d.call(ctx, srv); !r.ok || r.hits != 2 {
-		return fmt.Errorf("the rate-limited call: ok=%v after %d requests, want ok after 2", r.ok, r.hits)
+		return f, fmt.Errorf("the rate-limited call: ok=%v after %d requests, want ok after 2", r.ok, r.hits)
 	}
 
-	fmt.Fprintln(w, "\n3. The quota runs out (429 insufficient_quota): marked X-Should-Retry: false, so the SDK does not retry it")
+	fmt.Fprintln(w, "\n3. The quota runs out. The server now answers 429 insufficient_quota: no wait will help.")
+	fmt.Fprintln(w, "   quotabreaker marks that answer \"do not retry\" (X-Should-Retry: false), so the SDK gives up")
+	fmt.Fprintln(w, "   at once, and opens the latch for these credentials.")
 	srv.Script(demoKey, nil, fakeopenai.QuotaExhausted)
 	if r := d.call(ctx, srv); r.ok || r.hits != 1 {
-		return fmt.Errorf("the quota call: ok=%v after %d requests, want a failure after 1", r.ok, r.hits)
+		return f, fmt.Errorf("the quota call: ok=%v after %d requests, want a failure after 1", r.ok, r.hits)
+	}
+	if d.paged != 1 {
+		return f, fmt.Errorf("on-call was paged %d times, want once", d.paged)
 	}
 
-	fmt.Fprintln(w, "\n4. The latch is open: calls fail at once, without reaching the server")
-	hitsBefore := srv.Hits()
-	fmt.Fprintf(w, "   server hits before: %d\n", hitsBefore)
-	for range 5 {
-		d.call(ctx, srv)
+	fmt.Fprintln(w, "\n4. The latch is open: calls fail at once, without reaching the server.")
+	f.HitsBefore = srv.Hits()
+	fmt.Fprintf(w, "   The server has received %d requests so far.\n", f.HitsBefore)
+	for range refusedCalls {
+		if r := d.call(ctx, srv); r.ok || r.hits != 0 {
+			return f, fmt.Errorf("a call while the latch was open: ok=%v after %d requests, want a failure after 0", r.ok, r.hits)
+		}
+		f.Refused++
 	}
-	hitsAfter := srv.Hits()
-	fmt.Fprintf(w, "   server hits after:  %d\n", hitsAfter)
+	f.HitsAfter = srv.Hits()
+	fmt.Fprintf(w, "   The server has still received %d requests: none of these %d calls left the process.\n", f.HitsAfter, refusedCalls)
+	fmt.Fprintln(w, "   (To watch before enforcing, start with quotabreaker.WithMode(quotabreaker.ModeObserve): it pages")
+	fmt.Fprintln(w, "   and records the same way but refuses nothing; SetMode switches to enforcing at run time.)")
 
-	fmt.Fprintln(w, "\n5. Billing fixed: Reset closes the latch")
+	fmt.Fprintln(w, "\n5. Billing is fixed. The operator lists the open latches and resets them.")
 	srv.Script(demoKey, nil, fakeopenai.OK)
-	reset := 0
-	for _, tr := range d.qb.OpenLatches() {
-		if d.qb.Reset(tr.Scope) {
-			reset++
+	open, err := d.qb.OpenLatches(ctx)
+	if err != nil {
+		return f, err
+	}
+	for _, tr := range open {
+		fmt.Fprintf(w, "   Open: %s, %s (code %s) since %s.\n", tr.Scope, strings.ReplaceAll(string(tr.Class), "_", " "), tr.Code, tr.At.Format(whenLayout))
+		ok, err := d.qb.Reset(ctx, tr.Scope)
+		if err != nil {
+			return f, err
+		}
+		if ok {
+			f.Resets++
 		}
 	}
-	finalOK := d.call(ctx, srv).ok
-
 	d.printSpans()
-	shortCircuits, err := d.counter(ctx, "quotabreaker.short_circuits")
-	if err != nil {
-		return err
+	if f.Resets != 1 {
+		return f, fmt.Errorf("%d latches reset, want 1", f.Resets)
 	}
-	fmt.Fprintf(w, "\nsummary: hits_before=%d hits_after=%d ontrip=%d short_circuits=%d reset=%d final_ok=%t total_hits=%d\n",
-		hitsBefore, hitsAfter, d.trips, shortCircuits, reset, finalOK, srv.Hits())
-	return nil
+
+	fmt.Fprintln(w, "\n6. Calls flow again.")
+	r := d.call(ctx, srv)
+	f.FinalOK = r.ok
+	if !r.ok || r.hits != 1 {
+		return f, fmt.Errorf("the call after the reset: ok=%v after %d requests, want ok after 1", r.ok, r.hits)
+	}
+
+	f.Pages = d.paged
+	f.TotalHits = srv.Hits()
+	if f.ShortCircuits, err = d.counter(ctx, "quotabreaker.short_circuits"); err != nil {
+		return f, err
+	}
+	if f.ShortCircuits != int64(f.Refused) {
+		return f, fmt.Errorf("the quotabreaker.short_circuits metric says %d, want %d", f.ShortCircuits, f.Refused)
+	}
+	fmt.Fprintf(w, "\nIn short: the quota answer reached the server once and was not retried, on-call was paged once, "+
+		"%d calls were refused without reaching the server, and after the reset calls went through again.\n", f.Refused)
+	return f, nil
 }
 
 // real sends a few calls to the real API. If the account is out of quota,
 // the first call trips the latch and the others are refused locally.
 func (d *demo) real(ctx context.Context) error {
-	fmt.Fprintf(d.w, "quotabreaker demo: openai-go (default retries) -> quotabreaker.Transport -> the real OpenAI API, model %s\n\n", d.model)
+	fmt.Fprintln(d.w, "quotabreaker demo")
+	fmt.Fprintf(d.w, "openai-go, with its default retry policy, calls the real OpenAI API (model %s) through\n", d.model)
+	fmt.Fprintln(d.w, "quotabreaker.Transport. Under each call, one line per attempt shows the trace span it recorded.")
+	fmt.Fprintln(d.w)
 	ok := 0
 	for range 3 {
 		if d.call(ctx, nil).ok {
 			ok++
 		}
 	}
-	d.printSpans()
+	open, err := d.qb.OpenLatches(ctx)
+	if err != nil {
+		return err
+	}
 	shortCircuits, err := d.counter(ctx, "quotabreaker.short_circuits")
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(d.w, "\nsummary: mode=real calls=3 ok=%d ontrip=%d short_circuits=%d open_latches=%d\n",
-		ok, d.trips, shortCircuits, len(d.qb.OpenLatches()))
+	fmt.Fprintf(d.w, "\nIn short: %d of 3 calls succeeded; on-call was paged %d times, %d calls were refused without reaching the API, and %d latches are open.\n",
+		ok, d.paged, shortCircuits, len(open))
 	return nil
 }
 
@@ -202,7 +285,8 @@ type result struct {
 	hits int64 // requests that reached the server; -1 for the real API
 }
 
-// call makes one chat completion and prints one line about it.
+// call makes one chat completion and prints one line about it, then the
+// pages it caused and the spans it recorded.
 func (d *demo) call(ctx context.Context, srv *fakeopenai.Server) result {
 	d.calls++
 	var before int64
@@ -220,7 +304,7 @@ func (d *demo) call(ctx context.Context, srv *fakeopenai.Server) result {
 	reached := ""
 	if srv != nil {
 		r.hits = srv.Hits() - before
-		reached = fmt.Sprintf(", %d request(s) reached the server", r.hits)
+		reached = requests(r.hits) + ", "
 	}
 
 	var apiErr *openai.Error
@@ -230,17 +314,36 @@ func (d *demo) call(ctx context.Context, srv *fakeopenai.Server) result {
 		if len(resp.Choices) > 0 {
 			text = resp.Choices[0].Message.Content
 		}
-		fmt.Fprintf(d.w, "   call %d: ok %q (%s%s)\n", d.calls, text, round(elapsed), reached)
-	case errors.As(err, &apiErr):
-		how := "from the API"
-		if apiErr.Response != nil && apiErr.Response.Header.Get(quotabreaker.HeaderShortCircuit) == "true" {
-			how = "short-circuited by the open latch"
+		fmt.Fprintf(d.w, "   call %d: ok, %q (%s%s)\n", d.calls, text, reached, round(elapsed))
+	case errors.As(err, &apiErr) && apiErr.Response != nil:
+		by := "the server"
+		if apiErr.Response.Header.Get(quotabreaker.HeaderShortCircuit) == "true" {
+			by = "the open latch"
 		}
-		fmt.Fprintf(d.w, "   call %d: error %d %s, %s (%s%s)\n", d.calls, apiErr.StatusCode, apiErr.Code, how, round(elapsed), reached)
+		fmt.Fprintf(d.w, "   call %d: failed with %s (code %s), answered by %s (%s%s)\n", d.calls, apiErr.Response.Status, apiErr.Code, by, reached, round(elapsed))
 	default:
-		fmt.Fprintf(d.w, "   call %d: error %v (%s%s)\n", d.calls, err, round(elapsed), reached)
+		fmt.Fprintf(d.w, "   call %d: failed, %v (%s%s)\n", d.calls, err, reached, round(elapsed))
 	}
+
+	d.mu.Lock()
+	pages := d.pages
+	d.pages = nil
+	d.mu.Unlock()
+	for _, p := range pages {
+		fmt.Fprint(d.w, p)
+	}
+	d.printSpans()
 	return r
+}
+
+func requests(n int64) string {
+	switch n {
+	case 0:
+		return "no request reached the server"
+	case 1:
+		return "1 request reached the server"
+	}
+	return fmt.Sprintf("%d requests reached the server", n)
 }
 
 func round(d time.Duration) time.Duration {
@@ -250,57 +353,71 @@ func round(d time.Duration) time.Duration {
 	return d.Round(100 * time.Microsecond)
 }
 
-// spanKeys are the span attributes the demo prints, in this order.
-var spanKeys = []attribute.Key{
-	"http.response.status_code",
-	"error.type",
-	"gen_ai.provider.name",
-	"quotabreaker.error.code",
-	"quotabreaker.breaker.state",
-	"quotabreaker.short_circuit",
-	"quotabreaker.retry_after_ms",
-	"quotabreaker.request_id",
-	attrScope,
-}
-
-const attrScope = attribute.Key("quotabreaker.scope")
-
-// printSpans prints one line per ended span: name, status and the
-// attributes in spanKeys, plus its events. A scope shared by all spans is
-// printed once, above them.
+// printSpans prints, in plain words, the spans that ended since the last
+// time, one line each, followed by the telemetry attributes a dashboard
+// would select them by.
 func (d *demo) printSpans() {
 	ended := d.spans.Ended()
-	scopes := map[string]bool{}
-	for _, s := range ended {
-		for _, kv := range s.Attributes() {
-			if kv.Key == attrScope {
-				scopes[kv.Value.String()] = true
-			}
-		}
+	for _, s := range ended[d.printed:] {
+		fmt.Fprintf(d.w, "      span: %s\n", describe(s))
 	}
-	fmt.Fprintf(d.w, "\nSpans recorded by the Transport (%d):\n", len(ended))
-	if len(scopes) == 1 {
-		for sc := range scopes {
-			fmt.Fprintf(d.w, "   (all with %s=%s)\n", attrScope, sc)
-		}
+	d.printed = len(ended)
+}
+
+// shownAttrs are the attributes printed after a span's description.
+var shownAttrs = []attribute.Key{
+	"error.type",
+	"quotabreaker.short_circuit",
+	"quotabreaker.trip.class",
+}
+
+// describe says what one span records, in plain words.
+func describe(s sdktrace.ReadOnlySpan) string {
+	attrs := map[attribute.Key]attribute.Value{}
+	for _, kv := range s.Attributes() {
+		attrs[kv.Key] = kv.Value
 	}
-	for _, s := range ended {
-		attrs := map[attribute.Key]string{}
-		for _, kv := range s.Attributes() {
-			attrs[kv.Key] = kv.Value.String()
+	str := func(k attribute.Key) string { return attrs[k].String() }
+
+	var words []string
+	if s.Name() == "quotabreaker.reset" {
+		words = append(words, "the latch was reset")
+	} else {
+		words = append(words, s.Name())
+		if v, ok := attrs["http.response.status_code"]; ok {
+			words = append(words, "HTTP "+v.String())
 		}
-		var b strings.Builder
-		fmt.Fprintf(&b, "   %-18s %-5s", s.Name(), s.Status().Code)
-		for _, k := range spanKeys {
-			if v, ok := attrs[k]; ok && !(k == attrScope && len(scopes) == 1) {
-				fmt.Fprintf(&b, " %s=%s", k, v)
-			}
+		switch {
+		case attrs["quotabreaker.short_circuit"].AsBool():
+			words = append(words, "refused by the open latch, not sent")
+		case s.Status().Code == codes.Error:
+			words = append(words, "failed")
+		default:
+			words = append(words, "succeeded")
+		}
+		if c := str("error.type"); c != "" {
+			words = append(words, strings.ReplaceAll(c, "_", " "))
+		}
+		if ms := str("quotabreaker.retry_after_ms"); ms != "" {
+			words = append(words, "the server asked to wait "+ms+" ms")
 		}
 		for _, e := range s.Events() {
-			fmt.Fprintf(&b, " [event %s]", e.Name)
+			if e.Name == "quotabreaker.trip" {
+				words = append(words, "this answer opened the latch")
+			}
 		}
-		fmt.Fprintln(d.w, b.String())
 	}
+	line := strings.Join(words, ", ")
+	var shown []string
+	for _, k := range shownAttrs {
+		if _, ok := attrs[k]; ok {
+			shown = append(shown, string(k)+"="+str(k))
+		}
+	}
+	if len(shown) > 0 {
+		line += "  [" + strings.Join(shown, " ") + "]"
+	}
+	return line
 }
 
 // counter returns the total of an int64 counter the Transport reports.

@@ -3,7 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"strconv"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -12,83 +12,97 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// summary parses the "summary: k=v ..." line run prints last.
-func summary(t *testing.T, out string) map[string]string {
-	t.Helper()
-	for line := range strings.Lines(out) {
-		if rest, ok := strings.CutPrefix(line, "summary: "); ok {
-			m := map[string]string{}
-			for _, f := range strings.Fields(rest) {
-				k, v, _ := strings.Cut(f, "=")
-				m[k] = v
-			}
-			return m
-		}
-	}
-	t.Fatalf("no summary line in:\n%s", out)
-	return nil
-}
-
-func atoi(t *testing.T, m map[string]string, key string) int {
-	t.Helper()
-	n, err := strconv.Atoi(m[key])
-	if err != nil {
-		t.Fatalf("summary %s=%q: %v", key, m[key], err)
-	}
-	return n
-}
-
+// The embedded story happens as told, and the text tells it in order: the
+// page follows the call that caused it, times carry a date and a zone, spans
+// are described in plain words, and one last line sums it up.
 func TestRunEmbedded(t *testing.T) {
 	var buf bytes.Buffer
-	if err := run(context.Background(), &buf, config{Model: "gpt-4o-mini"}); err != nil {
-		t.Fatalf("run: %v\n%s", err, buf.String())
-	}
+	f, err := run(context.Background(), &buf, config{Model: "gpt-4o-mini"})
 	out := buf.String()
-	s := summary(t, out)
-
-	// 2 normal calls + the rate limit and its retry + the quota answer.
-	if got := atoi(t, s, "hits_before"); got != 5 {
-		t.Errorf("hits_before = %d, want 5", got)
-	}
-	if before, after := atoi(t, s, "hits_before"), atoi(t, s, "hits_after"); after != before {
-		t.Errorf("hits_after = %d, want %d: a call reached the server while the latch was open", after, before)
-	}
-	if got := atoi(t, s, "ontrip"); got != 1 {
-		t.Errorf("ontrip = %d, want 1", got)
-	}
-	if got := strings.Count(out, "PAGE on-call:"); got != 1 {
-		t.Errorf("%d pages printed, want 1", got)
-	}
-	if got := atoi(t, s, "short_circuits"); got != 5 {
-		t.Errorf("short_circuits (from the metric) = %d, want 5", got)
-	}
-	if got := atoi(t, s, "reset"); got != 1 {
-		t.Errorf("reset = %d, want 1 latch closed", got)
-	}
-	if s["final_ok"] != "true" {
-		t.Errorf("final_ok = %q, want true: the call after Reset failed", s["final_ok"])
-	}
-	if got, want := atoi(t, s, "total_hits"), atoi(t, s, "hits_after")+1; got != want {
-		t.Errorf("total_hits = %d, want %d: the call after Reset did not reach the server", got, want)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, out)
 	}
 
-	// The spans tell quota and rate limits apart, and mark short circuits.
-	for attr, want := range map[string]int{
-		"error.type=quota_exhausted":      7, // the trip, 5 short circuits, the reset
-		"error.type=rate_limited":         1,
-		"quotabreaker.short_circuit=true": 5,
-		"quotabreaker.retry_after_ms=250": 1,
-		"[event quotabreaker.trip]":       1,
-	} {
-		if got := strings.Count(out, attr); got != want {
-			t.Errorf("%q appears %d times, want %d", attr, got, want)
+	// The facts. 2 normal calls + the rate limit and its retry + the quota
+	// answer reached the server before the latch opened.
+	if f.HitsBefore != 5 {
+		t.Errorf("hits before the refused calls = %d, want 5", f.HitsBefore)
+	}
+	if f.HitsAfter != f.HitsBefore {
+		t.Errorf("hits after the refused calls = %d, want %d: a call reached the server while the latch was open", f.HitsAfter, f.HitsBefore)
+	}
+	if f.Pages != 1 {
+		t.Errorf("OnTrip fired %d times, want 1", f.Pages)
+	}
+	if f.Refused != refusedCalls || f.ShortCircuits != refusedCalls {
+		t.Errorf("%d calls refused, short_circuits metric %d; want %d and %d", f.Refused, f.ShortCircuits, refusedCalls, refusedCalls)
+	}
+	if f.Resets != 1 {
+		t.Errorf("%d latches reset, want 1", f.Resets)
+	}
+	if !f.FinalOK || f.TotalHits != f.HitsAfter+1 {
+		t.Errorf("after the reset: ok=%v, total hits %d; want ok and %d", f.FinalOK, f.TotalHits, f.HitsAfter+1)
+	}
+
+	// The page is printed once, right after the line of the call that
+	// tripped, and before the next call's line.
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	pages := 0
+	for i, line := range lines {
+		if !strings.HasPrefix(line, "   PAGE to on-call: ") {
+			continue
 		}
+		pages++
+		if prev := lines[i-1]; !strings.HasPrefix(prev, "   call 4: failed with 429 Insufficient Quota") || !strings.Contains(prev, "answered by the server") {
+			t.Errorf("the page follows %q, want the line of call 4, the quota answer from the server", prev)
+		}
+		if !strings.Contains(strings.Join(lines[i+1:], "\n"), "   call 5: ") {
+			t.Errorf("no call 5 after the page")
+		}
+	}
+	if pages != 1 {
+		t.Errorf("%d pages printed, want 1", pages)
+	}
+
+	// Times say the date and the zone.
+	when := regexp.MustCompile(`since \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} [A-Z+\-0-9]+\)`)
+	if got := len(when.FindAllString(out, -1)); got != 1 {
+		t.Errorf("%d \"open since\" times with a date and a zone, want 1 (in the reset line)", got)
+	}
+
+	// Spans in plain words, with the attributes a dashboard selects on.
+	for _, jargon := range []string{"Unset", "STATUS_CODE", "SpanKind"} {
+		if strings.Contains(out, jargon) {
+			t.Errorf("the output says %q", jargon)
+		}
+	}
+	for text, want := range map[string]int{
+		"error.type=quota_exhausted":              1 + refusedCalls,
+		"error.type=rate_limited":                 1,
+		"quotabreaker.short_circuit=true":         refusedCalls,
+		"refused by the open latch, not sent":     refusedCalls,
+		"the server asked to wait 250 ms":         1,
+		"this answer opened the latch":            1,
+		"quotabreaker.trip.class=quota_exhausted": 1, // the reset's span
+		"answered by the open latch":              refusedCalls,
+	} {
+		if got := strings.Count(out, text); got != want {
+			t.Errorf("%q appears %d times, want %d", text, got, want)
+		}
+	}
+
+	// One summing-up line, the last: CI greps for it.
+	if got := strings.Count(out, "\nIn short: "); got != 1 {
+		t.Errorf("%d lines start with \"In short: \", want 1", got)
+	}
+	if last := lines[len(lines)-1]; !strings.HasPrefix(last, "In short: the quota answer reached the server once") {
+		t.Errorf("last line %q, want the summing-up sentence", last)
 	}
 }
 
 func TestRunRealNeedsKey(t *testing.T) {
 	var buf bytes.Buffer
-	err := run(context.Background(), &buf, config{Real: true})
+	_, err := run(context.Background(), &buf, config{Real: true})
 	if err == nil || !strings.Contains(err.Error(), "OPENAI_API_KEY") {
 		t.Errorf("run -real without a key: err = %v, want one naming OPENAI_API_KEY", err)
 	}

@@ -31,6 +31,13 @@ const (
 	RateLimited
 	// QuotaExhausted is OpenAI's 429 insufficient_quota.
 	QuotaExhausted
+	// RequestTooLarge is OpenAI's 429 for a single request larger than the
+	// whole tokens-per-minute limit: code rate_limit_exceeded, but waiting
+	// cannot help. It carries no Retry-After.
+	RequestTooLarge
+	// AccessTerminated is OpenAI's 429 access_terminated: the organization
+	// was banned for a policy violation, which no retry can undo.
+	AccessTerminated
 )
 
 func (a Answer) String() string {
@@ -41,6 +48,10 @@ func (a Answer) String() string {
 		return "rate_limit_exceeded"
 	case QuotaExhausted:
 		return "insufficient_quota"
+	case RequestTooLarge:
+		return "request_too_large"
+	case AccessTerminated:
+		return "access_terminated"
 	}
 	return "Answer(" + strconv.Itoa(int(a)) + ")"
 }
@@ -52,6 +63,12 @@ const (
 
 	// From testdata/corpus/openai-insufficient-quota-docs-link-429.json.
 	quotaBody = "{\n    \"error\": {\n        \"message\": \"You exceeded your current quota, please check your plan and billing details. For more information on this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors.\",\n        \"type\": \"insufficient_quota\",\n        \"param\": null,\n        \"code\": \"insufficient_quota\"\n    }\n}\n"
+
+	// From examples/testdata/openai-request-too-large-tpm-429.json.
+	tooLargeBody = `{"error": {"message": "Request too large for gpt-4o in organization org-********** on tokens per min (TPM): Limit 30000, Requested 30601. The input or output tokens must be reduced in order to run successfully. Visit https://platform.openai.com/account/rate-limits to learn more.", "type": "tokens", "param": null, "code": "rate_limit_exceeded"}}`
+
+	// From testdata/corpus/openai-access-terminated-429.json.
+	terminatedBody = "{\n  \"error\": {\n    \"message\": \"Your access was terminated due to violation of our policies, please check your email for more information. If you believe this is in error and would like to appeal, please contact us through our help center at help.openai.com.\",\n    \"type\": \"access_terminated\",\n    \"param\": null,\n    \"code\": null\n  }\n}"
 )
 
 // Reply is the assistant's answer in every successful completion, as in the
@@ -200,9 +217,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	case RateLimited:
 		rateLimited(w, retryAfter)
 	case QuotaExhausted:
-		h.Set("Content-Type", "application/json; charset=utf-8")
-		w.WriteHeader(http.StatusTooManyRequests)
-		_, _ = w.Write([]byte(quotaBody))
+		errorAnswer(w, quotaBody)
+	case RequestTooLarge:
+		errorAnswer(w, tooLargeBody)
+	case AccessTerminated:
+		errorAnswer(w, terminatedBody)
 	default:
 		h.Set("X-Ratelimit-Limit-Requests", "10000")
 		h.Set("X-Ratelimit-Limit-Tokens", "200000")
@@ -221,6 +240,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			_, _ = w.Write(completion(model))
 		}
 	}
+}
+
+// errorAnswer writes a 429 with body and no retry hint.
+func errorAnswer(w http.ResponseWriter, body string) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(http.StatusTooManyRequests)
+	_, _ = w.Write([]byte(body))
 }
 
 func rateLimited(w http.ResponseWriter, retryAfter time.Duration) {

@@ -29,9 +29,16 @@ func post(t *testing.T, s *Server, key, body string) (*http.Response, string) {
 	return resp, string(b)
 }
 
+// corpusBody returns the body of a sample in the module's corpus.
 func corpusBody(t *testing.T, name string) string {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("..", "..", "..", "testdata", "corpus", name))
+	return sampleBody(t, filepath.Join("..", "..", "..", "testdata", "corpus", name))
+}
+
+// sampleBody returns the body of the sample file at path.
+func sampleBody(t *testing.T, path string) string {
+	t.Helper()
+	raw, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,6 +77,35 @@ func TestScript(t *testing.T) {
 	}
 	if s.Hits() != 5 || s.HitsFor("sk-a") != 4 || s.HitsFor("sk-b") != 1 {
 		t.Errorf("hits %d, sk-a %d, sk-b %d; want 5, 4, 1", s.Hits(), s.HitsFor("sk-a"), s.HitsFor("sk-b"))
+	}
+}
+
+// The answers that cannot succeed later are 429s without a retry hint,
+// with the real bodies.
+func TestNonRetryable429(t *testing.T) {
+	for _, tt := range []struct {
+		answer Answer
+		body   func(t *testing.T) string
+	}{
+		{RequestTooLarge, func(t *testing.T) string {
+			return sampleBody(t, filepath.Join("..", "..", "testdata", "openai-request-too-large-tpm-429.json"))
+		}},
+		{AccessTerminated, func(t *testing.T) string { return corpusBody(t, "openai-access-terminated-429.json") }},
+	} {
+		t.Run(tt.answer.String(), func(t *testing.T) {
+			s := New()
+			defer s.Close()
+			s.Script("sk-a", nil, tt.answer)
+			resp, body := post(t, s, "sk-a", `{"model":"gpt-4o-mini","messages":[]}`)
+			if resp.StatusCode != 429 || body != tt.body(t) {
+				t.Errorf("got %d %s", resp.StatusCode, body)
+			}
+			for _, h := range []string{"Retry-After", "Retry-After-Ms"} {
+				if v := resp.Header.Get(h); v != "" {
+					t.Errorf("%s = %q, want none", h, v)
+				}
+			}
+		})
 	}
 }
 

@@ -1,0 +1,806 @@
+package quotabreaker
+
+import (
+	"bytes"
+	"mime"
+	"net/http"
+	"strconv"
+)
+
+// This file holds the body observer: it reads usage, the model and errors
+// from a successful answer while the caller reads the body, from the bytes
+// the caller reads, without buffering the body, changing it or delaying it.
+
+// observed is what an observer read from one answer.
+type observed struct {
+	Usage      Usage
+	UsageKnown bool   // false: the answer carried no usable usage, which is unknown, never zero
+	Model      string // the answer's model, as the provider named it
+	// ServiceTier is the tier the answer reports it was served with
+	// (OpenAI's top-level or response.service_tier, Anthropic's
+	// usage.service_tier), "" when it reports none.
+	ServiceTier string
+	ResponseID  string
+	// StreamErr is the most severe error carried inside the answer, nil
+	// when there was none; severity follows errorRank. StreamErrs counts
+	// them all.
+	StreamErr  *streamError
+	StreamErrs int
+	Events     int  // server-sent events that carried data; 0 for a plain JSON body
+	Terminated bool // the answer reached its own end marker (see observer.terminal)
+}
+
+// streamError is an error a provider sent inside a successful answer.
+type streamError struct {
+	Classification Classification
+	// Status is the status the classification was made with: the error's
+	// own numeric code when it has one from 400 to 599, otherwise the
+	// status the same error is sent with outside a stream (see
+	// streamErrorStatus).
+	Status int
+}
+
+// Bounds of the event-stream reader.
+const (
+	maxEventName = 64 // longer event names are not ones it knows
+)
+
+// observer reads one answer body incrementally. Feed it every byte the
+// caller reads, in order, with write, and call result once the caller has
+// read to the end or closed the body.
+//
+// It reads two kinds of body, chosen by Content-Type: server-sent events
+// (text/event-stream) and anything else as one JSON value. Its memory is
+// bounded whatever the body's size or shape (see capLimits), and a line or
+// value of any length costs no more. A Content-Encoding it cannot see through
+// (the caller asked for gzip itself) makes it read nothing.
+//
+// An observer is not safe for concurrent use; the body it watches is not
+// either.
+type observer struct {
+	header   http.Header
+	sse      bool
+	encoded  bool // nothing to read: a body encoded by a Content-Encoding
+	finished bool // result was called
+
+	// The JSON body, or the data of the current event.
+	doc jsonCapture
+
+	// Event-stream state.
+	lineStart bool
+	kind      lineKind
+	prefix    [6]byte // the start of the current line, until its kind is known
+	plen      int
+	valStart  bool // at the first byte of a data value (after "data:" and its space)
+	ev        event
+	raw       jsonCapture // a JSON value outside any data: line (Gemini's trailing error)
+	rawOn     bool
+
+	// Results so far.
+	usage      usageFields
+	model      []byte
+	id         []byte
+	tier       []byte
+	errs       int
+	worst      *streamError
+	events     int
+	terminated bool
+}
+
+// event is the state of the event being read.
+type event struct {
+	name     [maxEventName]byte
+	nameLen  int
+	nameLong bool
+	nameSeen bool // a byte of the current event: line was read
+	lines    int  // data lines
+	examine  bool // its data is read
+	poisoned bool // a data line was skipped, so its data cannot be read whole
+	// For a first data line that spans writes (open): what track learns
+	// to decide, at its end, whether it matters.
+	open      bool
+	tail      [6]byte // the last bytes of the value so far
+	tailLen   int
+	mayMatter bool
+	last      byte // last non-space byte of the value
+	done      int  // bytes of the value matching "[DONE]" so far; -1 once not
+	vlen      int
+	cr        bool // a CR ended the last piece
+}
+
+type lineKind uint8
+
+const (
+	lineUnknown lineKind = iota // its first bytes are being read
+	lineData
+	lineEvent
+	lineIgnore // a comment, another field, or a line no reader uses
+	lineRaw    // part of a JSON value outside any field
+)
+
+// newObserver returns an observer for an answer with header h.
+func newObserver(h http.Header) *observer {
+	o := &observer{header: h, lineStart: true}
+	if enc := h.Get("Content-Encoding"); enc != "" && enc != "identity" {
+		o.encoded = true
+	}
+	if mt, _, err := mime.ParseMediaType(h.Get("Content-Type")); err == nil && mt == "text/event-stream" {
+		o.sse = true
+	}
+	return o
+}
+
+// write observes p, the next bytes the caller read. It never keeps p.
+func (o *observer) write(p []byte) {
+	switch {
+	case o.encoded || o.finished:
+	case o.sse:
+		o.writeSSE(p)
+	default:
+		o.doc.write(p)
+	}
+}
+
+// result returns what the observer read. Call it once the caller has read
+// to the end or closed the body; later writes are ignored, and later calls
+// return the same.
+func (o *observer) result() observed {
+	if o.encoded {
+		return observed{}
+	}
+	if !o.finished {
+		o.finished = true
+		if !o.sse {
+			o.terminated = o.doc.done
+			o.apply(&o.doc, "", true)
+		} else {
+			// A stream cut before the blank line that ends its last
+			// event: read that event if its JSON is whole.
+			if o.kind == lineData && !o.lineStart && o.ev.open {
+				o.decide()
+			}
+			if o.ev.lines > 0 && o.ev.examine && !o.ev.poisoned && o.doc.done {
+				o.dispatch()
+			}
+		}
+	}
+	r := observed{
+		StreamErr:   o.worst,
+		StreamErrs:  o.errs,
+		Events:      o.events,
+		Terminated:  o.terminated,
+		Model:       fieldString(o.model, false),
+		ResponseID:  fieldString(o.id, false),
+		ServiceTier: fieldString(o.tier, false),
+	}
+	if r.ServiceTier == "" {
+		r.ServiceTier = fieldString(o.usage.tier, false)
+	}
+	r.Usage, r.UsageKnown = o.usage.usage()
+	return r
+}
+
+// writeSSE reads p as part of an event stream.
+func (o *observer) writeSSE(p []byte) {
+	for i := 0; i < len(p); {
+		if o.lineStart {
+			o.lineStart, o.kind, o.plen = false, lineUnknown, 0
+		}
+		switch o.kind {
+		case lineUnknown:
+			i = o.lineHead(p, i)
+		case lineData:
+			i = o.dataLine(p, i)
+		case lineEvent:
+			i = o.eventLine(p, i)
+		case lineRaw:
+			i = o.rawLine(p, i)
+		default:
+			i = o.skipLine(p, i)
+		}
+	}
+}
+
+// lineHead reads the first bytes of a line until its kind is known.
+func (o *observer) lineHead(p []byte, i int) int {
+	for ; i < len(p); i++ {
+		b := p[i]
+		if o.plen == 0 {
+			switch {
+			case b == '\n':
+				o.lineStart = true
+				o.dispatch()
+				return i + 1
+			case b == '{' || b == '[':
+				if !o.rawOn {
+					o.rawOn = true
+					o.raw.reset()
+				}
+				o.kind = lineRaw
+				return i
+			case o.rawOn && b != 'd' && b != 'e' && b != '\r':
+				// Inside a JSON value spread over lines, every line
+				// belongs to it until a field starts.
+				o.kind = lineRaw
+				return i
+			}
+		}
+		if b == '\n' {
+			if o.plen == 1 && o.prefix[0] == '\r' {
+				o.lineStart = true // "\r\n": a blank line
+				o.dispatch()
+				return i + 1
+			}
+			o.kind = lineIgnore
+			return i
+		}
+		o.prefix[o.plen] = b
+		o.plen++
+		h := o.prefix[:o.plen]
+		switch {
+		case string(h) == "data:":
+			o.leaveRaw()
+			o.kind, o.valStart = lineData, true
+			o.dataStarts()
+			return i + 1
+		case string(h) == "event:":
+			o.leaveRaw()
+			o.kind = lineEvent
+			o.ev.nameLen, o.ev.nameLong = 0, false
+			return i + 1
+		case string(h) == "\r":
+		case bytes.HasPrefix([]byte("data:"), h), bytes.HasPrefix([]byte("event:"), h):
+		case o.rawOn:
+			// Not a field after all: these bytes belong to the value.
+			o.raw.write(h)
+			o.kind = lineRaw
+			return i + 1
+		default:
+			o.kind = lineIgnore
+			return i + 1
+		}
+	}
+	return i
+}
+
+// leaveRaw abandons a JSON value outside any field when a field starts.
+func (o *observer) leaveRaw() {
+	if o.rawOn {
+		o.rawOn = false
+		o.raw.reset()
+	}
+}
+
+// skipLine passes the rest of a line nobody reads.
+func (o *observer) skipLine(p []byte, i int) int {
+	if e := bytes.IndexByte(p[i:], '\n'); e >= 0 {
+		o.lineStart = true
+		return i + e + 1
+	}
+	return len(p)
+}
+
+// eventLine reads an event: field's value, the event's name.
+func (o *observer) eventLine(p []byte, i int) int {
+	ev := &o.ev
+	e := bytes.IndexByte(p[i:], '\n')
+	end := len(p)
+	if e >= 0 {
+		end = i + e
+	}
+	for _, b := range p[i:end] {
+		switch {
+		case !ev.nameSeen && b == ' ':
+			// The one space after the colon.
+		case ev.nameLen == len(ev.name):
+			ev.nameLong = true
+		default:
+			ev.name[ev.nameLen] = b
+			ev.nameLen++
+		}
+		ev.nameSeen = true
+	}
+	if e < 0 {
+		return len(p)
+	}
+	if n := ev.nameLen; n > 0 && ev.name[n-1] == '\r' && !ev.nameLong {
+		ev.nameLen--
+	}
+	ev.nameSeen = false
+	o.lineStart = true
+	return end + 1
+}
+
+// eventName returns the current event's name, "" when too long to be one
+// the observer knows.
+func (o *observer) eventName() string {
+	if o.ev.nameLong {
+		return ""
+	}
+	return string(o.ev.name[:o.ev.nameLen])
+}
+
+// rawLine feeds a line of a JSON value outside any field.
+func (o *observer) rawLine(p []byte, i int) int {
+	e := bytes.IndexByte(p[i:], '\n')
+	end := len(p)
+	if e >= 0 {
+		end = i + e + 1
+	}
+	o.raw.write(p[i:end])
+	if o.raw.done {
+		o.apply(&o.raw, "", true)
+		o.rawOn = false
+		o.raw.reset()
+		o.kind = lineIgnore // the rest of the line
+	}
+	if e >= 0 {
+		o.lineStart = true
+	}
+	return end
+}
+
+// dataStarts is called when a data: line begins.
+func (o *observer) dataStarts() {
+	ev := &o.ev
+	ev.lines++
+	if ev.lines == 1 {
+		o.doc.reset()
+		ev.examine, ev.open = false, true
+		ev.tailLen, ev.mayMatter, ev.last, ev.done, ev.vlen, ev.cr = 0, false, 0, 0, 0, false
+		return
+	}
+	if ev.examine {
+		o.doc.write(newline)
+	} else {
+		// The first line was skipped: this event's data cannot be read
+		// whole any more.
+		ev.poisoned = true
+	}
+}
+
+var newline = []byte("\n")
+
+// dataLine reads the value of a data: line.
+func (o *observer) dataLine(p []byte, i int) int {
+	ev := &o.ev
+	if o.valStart {
+		o.valStart = false
+		if p[i] == ' ' {
+			i++
+			if i == len(p) {
+				return i
+			}
+		}
+		// The common case: a first data line whole in this write. Look
+		// at it before reading it.
+		if ev.lines == 1 {
+			if e := bytes.IndexByte(p[i:], '\n'); e >= 0 {
+				v := trimCR(p[i : i+e])
+				ev.open = false
+				switch {
+				case string(v) == "[DONE]":
+					o.terminated = true
+				case o.mayMatter(v):
+					ev.examine = true
+					o.doc.write(v)
+				}
+				o.lineStart = true
+				return i + e + 1
+			}
+		}
+	}
+	e := bytes.IndexByte(p[i:], '\n')
+	end := len(p)
+	if e >= 0 {
+		end = i + e
+	}
+	v := p[i:end]
+	switch {
+	case ev.poisoned:
+	case ev.open:
+		// A first line spanning writes: read it while deciding whether
+		// it matters, on the same grounds as mayMatter.
+		o.track(v, e >= 0)
+		o.doc.write(v)
+	case ev.examine:
+		o.doc.write(v)
+	}
+	if e < 0 {
+		return len(p)
+	}
+	if ev.open {
+		o.decide()
+	}
+	o.lineStart = true
+	return end + 1
+}
+
+func trimCR(v []byte) []byte {
+	if n := len(v); n > 0 && v[n-1] == '\r' {
+		return v[:n-1]
+	}
+	return v
+}
+
+// Keys whose presence makes an event's data worth reading.
+var (
+	keyUsage = []byte(`"usage"`)
+	keyError = []byte(`"error"`)
+)
+
+// mayMatter reports whether the first data line v of an event is read: the
+// stream's first event (for the model), an event named error, one whose
+// line names an error, or usage with a value other than null, and one whose
+// line is not a whole JSON object (its JSON continues on the next data:
+// line). The rest, nearly every event of a long stream, are skipped after a
+// search or two. A key written with escapes is not "usage" to jsonCapture
+// either, so the search never skips what apply would use; and apply takes
+// nothing from an event without usage or an error but the first, so
+// reading more events, as track does, changes nothing.
+func (o *observer) mayMatter(v []byte) bool {
+	return o.events == 0 || o.eventName() == "error" ||
+		bytes.Contains(v, keyError) || usageNotNull(v) ||
+		lastNonSpace(v) != '}'
+}
+
+// usageNotNull reports whether v holds "usage" anywhere but as a key whose
+// value is null, which is how every chunk of a Chat Completions stream with
+// include_usage says it.
+func usageNotNull(v []byte) bool {
+	for {
+		k := bytes.Index(v, keyUsage)
+		if k < 0 {
+			return false
+		}
+		v = v[k+len(keyUsage):]
+		j := skipSpace(v, 0)
+		if j == len(v) || v[j] != ':' {
+			return true
+		}
+		j = skipSpace(v, j+1)
+		if j == len(v) || v[j] != 'n' {
+			return true
+		}
+	}
+}
+
+func skipSpace(v []byte, j int) int {
+	for j < len(v) && (v[j] == ' ' || v[j] == '\t' || v[j] == '\r' || v[j] == '\n') {
+		j++
+	}
+	return j
+}
+
+func lastNonSpace(v []byte) byte {
+	for i := len(v) - 1; i >= 0; i-- {
+		switch v[i] {
+		case ' ', '\t', '\r', '\n':
+		default:
+			return v[i]
+		}
+	}
+	return 0
+}
+
+// track follows a first data line that spans writes: whether it names usage
+// or error (a coarser test than usageNotNull, which is harmless: see
+// mayMatter), its last non-space byte, and whether it is "[DONE]". A CR at
+// the end of a piece is held back until it is known not to end the line.
+func (o *observer) track(v []byte, final bool) {
+	ev := &o.ev
+	if final {
+		v = trimCR(v)
+		if len(v) == 0 {
+			ev.cr = false
+		}
+	}
+	if ev.cr {
+		ev.cr = false
+		o.trackPiece([]byte{'\r'})
+	}
+	if !final && len(v) > 0 && v[len(v)-1] == '\r' {
+		v = v[:len(v)-1]
+		ev.cr = true
+	}
+	o.trackPiece(v)
+}
+
+func (o *observer) trackPiece(v []byte) {
+	ev := &o.ev
+	if len(v) == 0 {
+		return
+	}
+	if !ev.mayMatter {
+		// Search the window across the boundary, then the piece.
+		var w [12]byte
+		n := copy(w[:], ev.tail[:ev.tailLen])
+		n += copy(w[n:], v[:min(len(v), 6)])
+		ev.mayMatter = bytes.Contains(w[:n], keyUsage) || bytes.Contains(w[:n], keyError) ||
+			bytes.Contains(v, keyUsage) || bytes.Contains(v, keyError)
+	}
+	if len(v) >= len(ev.tail) {
+		ev.tailLen = copy(ev.tail[:], v[len(v)-len(ev.tail):])
+	} else {
+		var t [12]byte
+		n := copy(t[:], ev.tail[:ev.tailLen])
+		n += copy(t[n:], v)
+		ev.tailLen = copy(ev.tail[:], t[max(0, n-len(ev.tail)):n])
+	}
+	if b := lastNonSpace(v); b != 0 {
+		ev.last = b
+	}
+	for _, b := range v {
+		if ev.done >= 0 && ev.done < 6 && b == "[DONE]"[ev.done] {
+			ev.done++
+		} else {
+			ev.done = -1
+			break
+		}
+	}
+	ev.vlen += len(v)
+}
+
+// decide ends a first data line that spanned writes.
+func (o *observer) decide() {
+	ev := &o.ev
+	ev.open = false
+	switch {
+	case ev.done == 6 && ev.vlen == 6:
+		o.terminated = true
+		ev.examine = false
+	default:
+		ev.examine = o.events == 0 || o.eventName() == "error" || ev.mayMatter || ev.last != '}'
+	}
+	if !ev.examine {
+		o.doc.reset()
+	}
+}
+
+// dispatch ends the current event, at a blank line.
+func (o *observer) dispatch() {
+	ev := &o.ev
+	if ev.lines > 0 {
+		if ev.examine && !ev.poisoned {
+			o.apply(&o.doc, o.eventName(), o.events == 0)
+		}
+		o.events++
+	}
+	if !ev.nameLong && terminalEvent(ev.name[:ev.nameLen]) {
+		o.terminated = true
+	}
+	*ev = event{}
+	o.doc.reset()
+}
+
+// terminalEvent reports whether an event of this name ends its stream:
+// Anthropic's message_stop and the Responses API's terminal events.
+func terminalEvent(name []byte) bool {
+	switch string(name) {
+	case "message_stop", "response.completed", "response.incomplete", "response.failed":
+		return true
+	}
+	return false
+}
+
+// apply takes what one JSON value (a body, or an event's data) says.
+// eventName is the event's name, "" for none. Of a value that carries
+// neither usage nor an error it takes nothing unless it is the first (a
+// body, the first event): the model of later events is the same, and
+// ignoring them keeps the result independent of which events mayMatter
+// chose to read.
+func (o *observer) apply(d *jsonCapture, eventName string, first bool) {
+	var u usageFields
+	carries := false
+	for _, f := range [...]capField{capInnerUsage, capUsage} {
+		if raw := d.get(f); raw != nil && parseUsage(raw, &u) {
+			carries = true
+		}
+	}
+	typ, _ := stringValue(d.get(capType))
+	errKind := 0
+	switch {
+	case nonNull(d.prefix(capError)):
+		errKind = 1
+	case nonNull(d.prefix(capInnerError)):
+		errKind = 2
+	case string(typ) == "error" || eventName == "error":
+		errKind = 3
+	}
+	if !carries && errKind == 0 && !first {
+		return
+	}
+	o.usage.merge(&u)
+	for _, f := range [...][2]capField{{capModel, capInnerModel}, {capID, capInnerID}, {capTier, capInnerTier}} {
+		dst := &o.model
+		switch f[0] {
+		case capID:
+			dst = &o.id
+		case capTier:
+			dst = &o.tier
+		}
+		for _, g := range f {
+			if s, _ := stringValue(d.get(g)); len(s) > 0 {
+				*dst = append((*dst)[:0], s...)
+			}
+		}
+	}
+	if terminalEvent(typ) {
+		o.terminated = true
+	}
+	switch errKind {
+	case 1:
+		// {"error": {...}}, and Anthropic's {"type": "error", "error": {...}}.
+		o.streamErr(errorBody(d.get(capType), d.prefix(capError)))
+	case 2:
+		// A Responses API response.failed event's response.error.
+		o.streamErr(errorBody(nil, d.prefix(capInnerError)))
+	case 3:
+		// The Responses API's documented error event is flat:
+		// {"type": "error", "code": ..., "message": ...}.
+		o.streamErr(flatErrorBody(d.get(capCode), d.get(capMessage)))
+	}
+}
+
+// nonNull reports whether raw is a value other than null (or anything else
+// starting with n, which is no error either).
+func nonNull(raw []byte) bool {
+	return len(raw) > 0 && raw[0] != 'n'
+}
+
+// stringValue returns the contents of a raw JSON string, escapes left in
+// place, and false for any other value.
+func stringValue(raw []byte) ([]byte, bool) {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return nil, false
+	}
+	return raw[1 : len(raw)-1], true
+}
+
+// errorBody rebuilds a small error body from the kept parts, in the shape
+// Classify reads: {"type": <typ>, "error": <err>}. err may be a truncated
+// prefix; Classify keeps what it can read of it.
+func errorBody(typ, err []byte) []byte {
+	b := make([]byte, 0, len(typ)+len(err)+20)
+	b = append(b, '{')
+	if len(typ) > 0 {
+		b = append(append(append(b, `"type":`...), typ...), ',')
+	}
+	b = append(append(b, `"error":`...), err...)
+	return append(b, '}')
+}
+
+func flatErrorBody(code, msg []byte) []byte {
+	b := append(make([]byte, 0, len(code)+len(msg)+40), `{"type":"error"`...)
+	if len(code) > 0 {
+		b = append(append(b, `,"code":`...), code...)
+	}
+	if len(msg) > 0 {
+		b = append(append(b, `,"message":`...), msg...)
+	}
+	return append(b, '}')
+}
+
+// streamErr classifies one error found inside the answer.
+func (o *observer) streamErr(body []byte) {
+	var f errorFields
+	f.parse(body)
+	status := streamErrorStatus(errorNumber(body), f.codeString(), f.typeString())
+	e := &streamError{Classification: Classify(status, o.header, body), Status: status}
+	o.errs++
+	if o.worst == nil || errorRank(e.Classification.Class) < errorRank(o.worst.Classification.Class) {
+		o.worst = e
+	}
+}
+
+// errorRank orders classes for StreamErr, most severe first: the classes
+// that can stop traffic (exhausted quota, then bad credentials) come before
+// the ones that heal by themselves, so a tripping error is never hidden
+// behind a later, milder one. Equal ranks keep the first.
+func errorRank(c Class) int {
+	switch c {
+	case ClassQuotaExhausted:
+		return 0
+	case ClassAuthentication:
+		return 1
+	case ClassPermission:
+		return 2
+	case ClassRateLimited:
+		return 3
+	case ClassOverloaded:
+		return 4
+	case ClassServerError:
+		return 5
+	case ClassContextLengthExceeded:
+		return 6
+	case ClassModelNotFound:
+		return 7
+	case ClassContentFilter:
+		return 8
+	case ClassInvalidRequest:
+		return 9
+	}
+	return 10
+}
+
+// errorNumber returns the numeric status an error object carries in
+// error.status_code (Groq), error.code (Google, OpenRouter) or error.status,
+// 0 when none.
+func errorNumber(body []byte) int {
+	s := scanner{b: body}
+	n := 0
+	s.object(func(key []byte) bool {
+		if string(key) != "error" || s.peek() != '{' {
+			return s.skip()
+		}
+		return s.object(func(key []byte) bool {
+			switch string(key) {
+			case "status_code", "code", "status":
+				if c := s.peek(); c >= '1' && c <= '9' {
+					start := s.i
+					if s.skip() {
+						if v, err := strconv.Atoi(string(s.b[start:s.i])); err == nil && v >= 400 && v <= 599 && n == 0 {
+							n = v
+						}
+					}
+					return !s.bad
+				}
+			}
+			return s.skip()
+		})
+	})
+	return n
+}
+
+// streamErrorStatus chooses the status an error inside a successful answer
+// is classified with: its own numeric code when it has one from 400 to 599;
+// otherwise the status the provider sends the same error with outside a
+// stream, found from its code or type through Classify's tables (a quota or
+// rate-limit code is a 429, an overloaded one a 503, an authentication one a
+// 401, and so on); otherwise, for an error nothing recognises, 500: the
+// provider failed mid-answer, which is a server error.
+func streamErrorStatus(numeric int, code, typ string) int {
+	if numeric >= 400 && numeric <= 599 {
+		return numeric
+	}
+	for _, k := range [...]string{code, typ} {
+		if k == "" {
+			continue
+		}
+		if c, ok := codeClasses[k]; ok {
+			return classStatus(c)
+		}
+		if c, ok := typeClasses[k]; ok {
+			return classStatus(c)
+		}
+		switch k {
+		case "invalid_request_error", "invalid_request":
+			return http.StatusBadRequest
+		case "not_found_error":
+			return http.StatusNotFound
+		case "request_too_large":
+			return http.StatusRequestEntityTooLarge
+		}
+	}
+	return http.StatusInternalServerError
+}
+
+// classStatus is the status a provider typically sends with an error of
+// class c.
+func classStatus(c Class) int {
+	switch c {
+	case ClassQuotaExhausted, ClassRateLimited:
+		return http.StatusTooManyRequests
+	case ClassOverloaded:
+		return http.StatusServiceUnavailable
+	case ClassAuthentication:
+		return http.StatusUnauthorized
+	case ClassPermission:
+		return http.StatusForbidden
+	case ClassModelNotFound:
+		return http.StatusNotFound
+	case ClassContextLengthExceeded, ClassInvalidRequest, ClassContentFilter:
+		return http.StatusBadRequest
+	}
+	return http.StatusInternalServerError
+}

@@ -1,0 +1,223 @@
+package quotabreaker
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/quotabreaker/quotabreaker/prices"
+	semconv "go.opentelemetry.io/otel/semconv/v1.41.0"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// This file follows a successful answer to its end: the observer reads
+// what the answer says it used, and once the caller is done with the body,
+// settle turns that into money (the usage priced by model, the budgets'
+// spend, and their telemetry) and judges an error found inside the stream
+// like an error answer.
+
+// attempt is what settling an answer needs to know of its request.
+type attempt struct {
+	req         *http.Request
+	span        trace.Span
+	latch       *latch
+	filterUsage bool // remove the usage chunk the Transport asked for
+}
+
+// spend is what one answer used and cost.
+type spend struct {
+	usage         Usage
+	requestModel  string
+	responseModel string
+	micros        int64 // cost in micro-dollars, when priced
+	priced        bool
+}
+
+// follow wraps a network answer's body so that its findings are settled and
+// its span ends once the caller is done with it. A body nobody needs to
+// watch (tracing off, nothing to observe) is left as it is.
+func (t *Transport) follow(resp *http.Response, at *attempt) {
+	var obs *observer
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 && resp.Body != nil && resp.Body != http.NoBody &&
+		(!t.cfg.noUsage || isEventStream(resp.Header)) {
+		obs = newObserver(resp.Header)
+	}
+	if obs == nil && !at.span.IsRecording() {
+		at.span.End()
+		return
+	}
+	resp.Body = newAnswerBody(resp.Body, obs, func(seen *observed) {
+		if seen != nil {
+			t.settle(at, seen)
+		}
+		at.span.End()
+	})
+	if at.filterUsage && obs != nil {
+		resp.Body = newFilterBody(resp.Body, nil)
+	}
+}
+
+func isEventStream(h http.Header) bool {
+	return strings.HasPrefix(h.Get("Content-Type"), "text/event-stream")
+}
+
+// settle runs once, on the goroutine that finished the body (the caller's,
+// in Read or Close), before the attempt's span ends.
+func (t *Transport) settle(at *attempt, seen *observed) {
+	ctx := at.req.Context()
+	if seen.StreamErr != nil {
+		t.streamError(ctx, at, seen.StreamErr)
+	}
+	if !seen.UsageKnown || t.cfg.noUsage {
+		if at.span.IsRecording() && seen.Model != "" {
+			at.span.SetAttributes(semconv.GenAIResponseModel(seen.Model))
+		}
+		return
+	}
+	provider := requestProvider(at.req)
+	s := spend{usage: seen.Usage, responseModel: seen.Model}
+	if at.span.IsRecording() || s.responseModel == "" {
+		s.requestModel = requestModel(at.req)
+	}
+	model := s.responseModel
+	if model == "" {
+		model = s.requestModel
+	}
+	if model != "" {
+		if p, ok := t.cfg.prices(string(provider), model, seen.ServiceTier); ok {
+			s.micros = p.Cost(prices.Tokens{
+				Input:      s.usage.InputTokens,
+				CacheRead:  s.usage.CacheReadTokens,
+				CacheWrite: s.usage.CacheWriteTokens,
+				Output:     s.usage.OutputTokens,
+			})
+			s.priced = true
+		}
+	}
+	t.tel.spent(ctx, at.span, provider, &s)
+	now := t.cfg.now()
+	for _, b := range t.budgets {
+		key := b.key(at.req, at.latch.scope)
+		k, crossed := b.add(key, s.micros, s.priced, now)
+		t.tel.budget(ctx, b, key, k)
+		for _, th := range crossed {
+			callHook("OnBudget", t.cfg.onBudget, ctx, b.status(key, k, th))
+		}
+	}
+}
+
+// streamError records an error that arrived inside a successful answer, and
+// opens the latch when its class trips, so that the next request of the
+// scope is refused.
+func (t *Transport) streamError(ctx context.Context, at *attempt, e *streamError) {
+	c := e.Classification
+	if p := requestProvider(at.req); p != "" {
+		c.Provider = p
+	}
+	t.tel.streamError(ctx, at.span, c)
+	if !t.trips(c.Class) {
+		return
+	}
+	l := at.latch
+	done, err := l.cb.Allow()
+	if err != nil {
+		return // open already
+	}
+	o := &opened{Trip: Trip{
+		Scope:      l.scope,
+		Cause:      CauseStream,
+		Mode:       t.Mode(),
+		Class:      c.Class,
+		Provider:   c.Provider,
+		Code:       c.Code,
+		Type:       c.Type,
+		StatusCode: e.Status,
+		At:         t.cfg.now().Round(0),
+	}}
+	o.answer = answer{
+		status:      e.Status,
+		statusLine:  statusLine(e.Status, c.Class),
+		contentType: "application/json",
+		scope:       l.scope,
+		body:        syntheticBody(&o.Trip),
+	}
+	o.shortCircuits = shortCircuitAttrs(o.Trip)
+	if !t.latches.record(l, o, done) {
+		done(nil)
+		return
+	}
+	t.announce(ctx, at.span, o)
+}
+
+// requestModel reads the "model" member of a JSON request body, from the
+// first 64 KiB of a fresh copy (GetBody), "" when it has none there.
+func requestModel(req *http.Request) string {
+	if req.GetBody == nil || req.Method != http.MethodPost {
+		return ""
+	}
+	rc, err := req.GetBody()
+	if err != nil || rc == nil {
+		return ""
+	}
+	defer rc.Close()
+	b, _, _ := readPrefix(rc, 64<<10, req.ContentLength)
+	return topLevelString(b, "model")
+}
+
+// askStreamUsage returns req, or a copy of it asking for the stream's usage
+// (see WithStreamUsage), and whether the usage chunk must be removed from
+// the answer because the caller had not asked for it.
+func askStreamUsage(req *http.Request) (*http.Request, bool, error) {
+	if req.Method != http.MethodPost || req.Body == nil || req.Body == http.NoBody ||
+		req.URL == nil || !strings.HasSuffix(req.URL.Path, "/chat/completions") ||
+		req.ContentLength > maxRewriteBody {
+		return req, false, nil
+	}
+	switch requestProvider(req) {
+	case ProviderOpenAI, ProviderDeepSeek:
+	default:
+		return req, false, nil
+	}
+	body, complete, err := readPrefix(req.Body, maxRewriteBody+1, req.ContentLength)
+	if err != nil {
+		req.Body.Close()
+		return nil, false, err
+	}
+	if !complete {
+		// Too large to rewrite: send it as it is.
+		r := req.Clone(req.Context())
+		r.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(strings.NewReader(string(body)), req.Body), req.Body}
+		return r, false, nil
+	}
+	req.Body.Close()
+	out, changed, asked := requestStreamUsage(body)
+	r := req.Clone(req.Context())
+	r.ContentLength = int64(len(out))
+	r.Body = io.NopCloser(strings.NewReader(string(out)))
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(string(out))), nil }
+	return r, changed && !asked, nil
+}
+
+// topLevelString returns the string member name of the JSON object in b,
+// which may be a prefix of the whole text; "" when it is not there.
+func topLevelString(b []byte, name string) string {
+	s := scanner{b: b}
+	s.ws()
+	if s.peek() != '{' {
+		return ""
+	}
+	var v []byte
+	var escaped bool
+	s.object(func(key []byte) bool {
+		if v == nil && string(key) == name {
+			v, escaped = s.stringValue()
+			return !s.bad
+		}
+		return s.skip()
+	})
+	return fieldString(v, escaped)
+}
