@@ -197,18 +197,19 @@ func isHTTPInstrumentation(rt http.RoundTripper) bool {
 // start begins an attempt's span. It is a CLIENT span, as OpenTelemetry's
 // HTTP conventions ask, unless another instrumentation records the HTTP
 // client span of the same attempt: inside (the base is otelhttp's
-// Transport) or outside (the request carries a traceparent header naming
-// the span in its context, as otelhttp's Transport injects). Then it is
-// INTERNAL, so that each attempt has one CLIENT span. The returned context
+// Transport, and the request is not refused, so it will reach the base) or
+// outside (the request carries a traceparent header naming the span in its
+// context, as otelhttp's Transport injects with a W3C TraceContext
+// propagator). Then it is INTERNAL, so that each attempt has one CLIENT span. The returned context
 // carries the span to the base transport only when there is a span context
 // to propagate.
-func (tel *telemetry) start(req *http.Request) (context.Context, trace.Span) {
+func (tel *telemetry) start(req *http.Request, refused bool) (context.Context, trace.Span) {
 	ctx := req.Context()
 	if tel.noSpans {
 		return ctx, trace.SpanFromContext(context.Background()) // a no-op span
 	}
 	opts := tel.client
-	if tel.internal || tracedOutside(ctx, req.Header) {
+	if (tel.internal && !refused) || tracedOutside(ctx, req.Header) {
 		opts = tel.nested
 	}
 	spanCtx, span := tel.tracer.Start(ctx, spanName(req.Method), opts...)

@@ -340,7 +340,7 @@ func TestMetricsScript(t *testing.T) {
 	want := map[string]int64{
 		"quotabreaker.errors{error.type=quota_exhausted,gen_ai.provider.name=openai,quotabreaker.error.code=insufficient_quota}":                          2,
 		"quotabreaker.errors{error.type=rate_limited,gen_ai.provider.name=openai,quotabreaker.error.code=rate_limit_exceeded}":                            1,
-		"quotabreaker.short_circuits{error.type=quota_exhausted,gen_ai.provider.name=openai,quotabreaker.mode=enforce}":                                   5,
+		"quotabreaker.short_circuits{error.type=quota_exhausted,gen_ai.provider.name=openai,quotabreaker.cause=answer,quotabreaker.mode=enforce}":         5,
 		"quotabreaker.trips{error.type=quota_exhausted,gen_ai.provider.name=openai,quotabreaker.error.code=insufficient_quota,quotabreaker.mode=enforce}": 2,
 		"quotabreaker.open_latches": 0,
 	}

@@ -110,8 +110,8 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return DefaultScope(req)
 	}
 	mode := t.Mode()
-	ctx, span := t.tel.start(req)
 	l, done, refusedBy := t.admit(t.latches.acquire(id, name), id, name)
+	ctx, span := t.tel.start(req, refusedBy != nil && mode == ModeEnforce)
 	// Until RoundTrip hands them on, the span is ended and the breaker told
 	// "no trip" here, should the base panic.
 	handedOff := false

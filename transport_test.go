@@ -238,18 +238,34 @@ func TestGzipErrorBody(t *testing.T) {
 }
 
 func TestSuccessBodyUntouched(t *testing.T) {
-	body := io.NopCloser(strings.NewReader("data: {}\n\n"))
+	const sent = "data: {\"usage\":{\"prompt_tokens\":3}}\n\n"
 	var status int
+	var body io.ReadCloser
 	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
-		return &http.Response{StatusCode: status, Header: http.Header{}, Body: body, Request: r}, nil
+		body = io.NopCloser(strings.NewReader(sent))
+		return &http.Response{StatusCode: status, Header: http.Header{"Content-Type": {"text/event-stream"}}, Body: body, Request: r}, nil
 	})
 	for _, status = range []int{200, 204, 301, 304, 399} {
-		resp, err := New(base).RoundTrip(httptest.NewRequest("POST", "http://x/", nil))
+		// With usage off and no tracer, nothing reads a success body.
+		resp, err := New(base, WithUsage(false)).RoundTrip(httptest.NewRequest("POST", "http://x/", nil))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if resp.Body != body {
+		if status/100 != 2 && resp.Body != body {
 			t.Errorf("status %d: body %T was replaced; with no tracer it must be the base's own", status, resp.Body)
+		}
+		// With usage on (the default), a 2xx body is read as it passes,
+		// and reaches the caller byte for byte.
+		resp, err = New(base).RoundTrip(httptest.NewRequest("POST", "http://x/", nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		if err != nil || string(got) != sent {
+			t.Errorf("status %d: caller read %q, %v; want %q", status, got, err, sent)
+		}
+		if status/100 != 2 && resp.Body != body {
+			t.Errorf("status %d: body %T was replaced; only 2xx answers are observed", status, resp.Body)
 		}
 	}
 }

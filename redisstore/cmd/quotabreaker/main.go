@@ -1,0 +1,409 @@
+// Command quotabreaker shows and resets the latches, and shows the budget
+// spend, that a fleet of quotabreaker Transports shares through Redis.
+//
+// Usage:
+//
+//	quotabreaker [flags] status       list open latches and budgets
+//	quotabreaker [flags] budgets      list budgets only
+//	quotabreaker [flags] reset SCOPE  close one latch, everywhere
+//	quotabreaker [flags] reset -all   close every latch, everywhere
+//
+// Flags:
+//
+//	-addr     Redis address, host:port or a redis:// or rediss:// URL
+//	          (default $QUOTABREAKER_REDIS, else localhost:6379)
+//	-prefix   key prefix the Transports use (default "quotabreaker:")
+//	-json     print JSON instead of a table: status prints the open
+//	          latches ([] when none), reset the latches it closed
+//	-timeout  bound on each call to Redis (default 5s)
+//
+// Exit status: status exits 1 when a latch is open and 0 when none is;
+// reset exits 1 when the scope has no open latch (and then changes
+// nothing). Any error exits 2.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/quotabreaker/quotabreaker/redisstore"
+	"github.com/redis/go-redis/v9"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `usage:
+  quotabreaker [flags] status       list open latches and budgets
+  quotabreaker [flags] budgets      list budgets only
+  quotabreaker [flags] reset SCOPE  close one latch, everywhere
+  quotabreaker [flags] reset -all   close every latch, everywhere
+
+Exit status: 0 nothing open (status) or done (reset); 1 a latch is open
+(status) or the scope has no open latch (reset); 2 an error.
+
+flags:
+`
+
+// Exit statuses.
+const (
+	exitOK    = 0
+	exitOpen  = 1 // status: something is open; reset: nothing to reset
+	exitError = 2
+)
+
+// run is the command, apart from the process: it takes the arguments after
+// the program name and returns the exit status.
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("quotabreaker", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	defAddr := os.Getenv("QUOTABREAKER_REDIS")
+	if defAddr == "" {
+		defAddr = "localhost:6379"
+	}
+	addr := fs.String("addr", defAddr, "Redis address, host:port or a redis:// or rediss:// URL ($QUOTABREAKER_REDIS)")
+	prefix := fs.String("prefix", redisstore.DefaultPrefix, "key prefix the Transports use")
+	asJSON := fs.Bool("json", false, "print JSON")
+	all := fs.Bool("all", false, "reset: close every latch")
+	timeout := fs.Duration("timeout", 5*time.Second, "bound on each call to Redis")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	pos, err := parse(fs, args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitError
+	}
+	if len(pos) == 0 {
+		fs.Usage()
+		return exitError
+	}
+
+	ctx := context.Background()
+	s, closeClient, err := open(*addr, *prefix, *timeout)
+	if err != nil {
+		fmt.Fprintf(stderr, "quotabreaker: %v\n", err)
+		return exitError
+	}
+	defer closeClient()
+
+	c := &cmd{s: s, stdout: stdout, stderr: stderr, json: *asJSON}
+	switch cmdName, rest := pos[0], pos[1:]; cmdName {
+	case "status":
+		if len(rest) != 0 || *all {
+			fs.Usage()
+			return exitError
+		}
+		return c.status(ctx)
+	case "budgets":
+		if len(rest) != 0 || *all {
+			fs.Usage()
+			return exitError
+		}
+		return c.budgets(ctx)
+	case "reset":
+		// Everything only when asked by name: no scope is not "all".
+		switch {
+		case *all && len(rest) == 0:
+			return c.resetAll(ctx)
+		case !*all && len(rest) == 1:
+			return c.reset(ctx, rest[0])
+		}
+		fmt.Fprintln(stderr, "quotabreaker: reset takes one SCOPE, or -all alone")
+		return exitError
+	}
+	fmt.Fprintf(stderr, "quotabreaker: unknown command %q\n", pos[0])
+	fs.Usage()
+	return exitError
+}
+
+// parse parses flags wherever they are among the arguments ("reset -all",
+// "-json status"); after "--" everything is an argument, so a scope may
+// start with "-".
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var tail []string
+	if i := slices.Index(args, "--"); i >= 0 {
+		args, tail = args[:i], args[i+1:]
+	}
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			break
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+	return append(pos, tail...), nil
+}
+
+// open connects a Store to addr.
+func open(addr, prefix string, timeout time.Duration) (*redisstore.Store, func(), error) {
+	var opt *redis.Options
+	if strings.Contains(addr, "://") {
+		var err error
+		if opt, err = redis.ParseURL(addr); err != nil {
+			return nil, nil, fmt.Errorf("-addr: %w", err)
+		}
+	} else {
+		opt = &redis.Options{Addr: addr}
+	}
+	opt.ContextTimeoutEnabled = true
+	client := redis.NewClient(opt)
+	s, err := redisstore.New(client, redisstore.Options{Prefix: prefix, Timeout: timeout})
+	if err != nil {
+		_ = client.Close()
+		return nil, nil, err
+	}
+	return s, func() { _ = client.Close() }, nil
+}
+
+type cmd struct {
+	s              *redisstore.Store
+	stdout, stderr io.Writer
+	json           bool
+}
+
+func (c *cmd) fail(err error) int {
+	fmt.Fprintf(c.stderr, "quotabreaker: %v\n", err)
+	return exitError
+}
+
+func (c *cmd) status(ctx context.Context) int {
+	snap, err := c.s.Snapshot(ctx)
+	if err != nil {
+		return c.fail(err)
+	}
+	code := exitOK
+	if len(snap.Open) > 0 {
+		code = exitOpen
+	}
+	if c.json {
+		if err := writeJSON(c.stdout, snap.Open); err != nil {
+			return c.fail(err)
+		}
+		return code
+	}
+	spends, err := c.s.Spend(ctx)
+	if err != nil {
+		return c.fail(err)
+	}
+	if len(snap.Open) == 0 {
+		fmt.Fprintln(c.stdout, "No open latches.")
+	} else {
+		fmt.Fprintf(c.stdout, "%d open latch(es): requests of these scopes are refused until a reset.\n\n", len(snap.Open))
+		writeTrips(c.stdout, snap.Open)
+	}
+	if len(spends) > 0 {
+		fmt.Fprintln(c.stdout)
+		writeSpends(c.stdout, spends)
+	}
+	return code
+}
+
+func (c *cmd) budgets(ctx context.Context) int {
+	spends, err := c.s.Spend(ctx)
+	if err != nil {
+		return c.fail(err)
+	}
+	if c.json {
+		out := make([]spendJSON, 0, len(spends))
+		for _, sp := range spends {
+			out = append(out, spendJSON{sp.Key, sp.Period.Start, sp.Period.End, sp.Micros, sp.Thresholds})
+		}
+		if err := writeJSON(c.stdout, out); err != nil {
+			return c.fail(err)
+		}
+		return exitOK
+	}
+	if len(spends) == 0 {
+		fmt.Fprintln(c.stdout, "No budget spend recorded.")
+		return exitOK
+	}
+	writeSpends(c.stdout, spends)
+	return exitOK
+}
+
+// spendJSON is a budget's spend in -json output.
+type spendJSON struct {
+	Key         string    `json:"key"`
+	PeriodStart time.Time `json:"period_start"`
+	PeriodEnd   time.Time `json:"period_end"`
+	SpentMicros int64     `json:"spent_micros"`
+	Thresholds  []int     `json:"thresholds_crossed,omitempty"`
+}
+
+func (c *cmd) reset(ctx context.Context, scope string) int {
+	// Look first, so that a misspelt scope changes nothing. A latch that
+	// opens between the look and Clear stays open, which is what a person
+	// who saw it closed expects.
+	snap, err := c.s.Snapshot(ctx)
+	if err != nil {
+		return c.fail(err)
+	}
+	if !slices.ContainsFunc(snap.Open, func(tr redisstore.Trip) bool { return tr.Scope == scope }) {
+		fmt.Fprintf(c.stderr, "quotabreaker: no open latch for scope %s; nothing reset\n", clean(scope))
+		if c.json {
+			_ = writeJSON(c.stdout, []redisstore.Trip{})
+		}
+		return exitOpen
+	}
+	ch, err := c.s.Clear(ctx, scope)
+	if err != nil {
+		return c.fail(err)
+	}
+	var closed []redisstore.Trip
+	if ch.Trip.Scope != "" {
+		closed = append(closed, ch.Trip)
+	}
+	return c.reportReset(closed, exitOK)
+}
+
+func (c *cmd) resetAll(ctx context.Context) int {
+	chs, err := c.s.ClearAll(ctx)
+	if err != nil {
+		return c.fail(err)
+	}
+	closed := make([]redisstore.Trip, 0, len(chs))
+	for _, ch := range chs {
+		closed = append(closed, ch.Trip)
+	}
+	return c.reportReset(closed, exitOK)
+}
+
+func (c *cmd) reportReset(closed []redisstore.Trip, code int) int {
+	if closed == nil {
+		closed = []redisstore.Trip{}
+	}
+	if c.json {
+		if err := writeJSON(c.stdout, closed); err != nil {
+			return c.fail(err)
+		}
+		return code
+	}
+	if len(closed) == 0 {
+		fmt.Fprintln(c.stdout, "No open latches; nothing reset.")
+		return code
+	}
+	for _, tr := range closed {
+		fmt.Fprintf(c.stdout, "Reset %s (%s %s, open since %s); every replica watching the store closes it too.\n",
+			clean(tr.Scope), dash(string(tr.Class)), dash(tr.Code), since(tr.At))
+	}
+	return code
+}
+
+func writeJSON(w io.Writer, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "%s\n", b)
+	return err
+}
+
+func writeTrips(w io.Writer, trips []redisstore.Trip) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SCOPE\tCLASS\tCODE\tPROVIDER\tSTATUS\tMODE\tSINCE\tREQUEST ID")
+	for _, tr := range trips {
+		status := "-"
+		if tr.StatusCode != 0 {
+			status = strconv.Itoa(tr.StatusCode)
+		}
+		mode, err := tr.Mode.MarshalText()
+		if err != nil {
+			mode = []byte("?")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			clean(tr.Scope), dash(string(tr.Class)), dash(tr.Code), dash(string(tr.Provider)),
+			status, mode, since(tr.At), dash(tr.RequestID))
+	}
+	_ = tw.Flush()
+}
+
+func writeSpends(w io.Writer, spends []redisstore.Spend) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "BUDGET\tPERIOD (UTC)\tSPENT (USD)\tTHRESHOLDS CROSSED")
+	for _, sp := range spends {
+		var crossed []string
+		for _, pct := range sp.Thresholds {
+			crossed = append(crossed, strconv.Itoa(pct)+"%")
+		}
+		th := strings.Join(crossed, ", ")
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", clean(sp.Key), period(sp.Period), dollars(sp.Micros), dash(th))
+	}
+	_ = tw.Flush()
+}
+
+// period prints a period as its first and last day when it is whole days,
+// and as its bounds otherwise.
+func period(p redisstore.Period) string {
+	start, end := p.Start.UTC(), p.End.UTC()
+	midnight := func(t time.Time) bool { return t.Equal(t.Truncate(24 * time.Hour)) }
+	if midnight(start) && midnight(end) {
+		return start.Format(time.DateOnly) + " to " + end.AddDate(0, 0, -1).Format(time.DateOnly)
+	}
+	return start.Format("2006-01-02 15:04") + " to " + end.Format("2006-01-02 15:04")
+}
+
+// dollars prints micro-dollars as dollars, to the cent unless finer.
+func dollars(micros int64) string {
+	sign := ""
+	u := uint64(micros)
+	if micros < 0 {
+		sign, u = "-", uint64(-micros) // -MinInt64 wraps to its own magnitude as a uint64
+	}
+	whole, frac := u/1e6, u%1e6
+	s := fmt.Sprintf("%s$%d.%06d", sign, whole, frac)
+	for range 4 { // keep two decimals at least
+		if !strings.HasSuffix(s, "0") {
+			break
+		}
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// since prints when a latch opened, in the local time zone, with the date
+// and the zone.
+func since(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Local().Format("2006-01-02 15:04:05 -0700 MST")
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return clean(s)
+}
+
+// clean makes a value safe to print on a terminal: one that is not
+// printable UTF-8 (a control character, an escape sequence, a tab that
+// would break the table) is printed quoted, in Go syntax.
+func clean(s string) string {
+	if !utf8.ValidString(s) || strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) {
+		return strconv.Quote(s)
+	}
+	return s
+}

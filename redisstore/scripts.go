@@ -1,0 +1,88 @@
+package redisstore
+
+// The scripts run atomically on the server: a compare and its write cannot
+// interleave with another process's. Each publishes the change it made on
+// the changes channel in the same step, so a change is announced if and only
+// if it happened.
+//
+// A change message is binary-safe, whatever bytes a scope holds:
+//
+//	open <epoch> <len(scope)>:<scope><trip JSON>
+//	clear <epoch> <len(scope)>:<scope>[<JSON of the trip that was open>]
+
+// claimScript records a trip unless its scope is open or the trip is stale.
+//
+//	KEYS[1] open latches (hash: scope -> trip JSON)
+//	KEYS[2] epochs (hash: scope -> decimal epoch)
+//	ARGV[1] scope, ARGV[2] the trip's epoch, ARGV[3] the trip's JSON,
+//	ARGV[4] changes channel
+//
+// It returns {claimed (0 or 1), the scope's epoch, the open trip or nil}.
+const claimScript = `
+local cur = redis.call('HGET', KEYS[2], ARGV[1]) or '0'
+local open = redis.call('HGET', KEYS[1], ARGV[1])
+if open or tonumber(ARGV[2]) < tonumber(cur) then
+	return {0, cur, open}
+end
+if tonumber(ARGV[2]) > tonumber(cur) then
+	redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+	cur = ARGV[2]
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('PUBLISH', ARGV[4], 'open ' .. cur .. ' ' .. #ARGV[1] .. ':' .. ARGV[1] .. ARGV[3])
+return {1, cur, ARGV[3]}
+`
+
+// clearScript advances a scope's epoch and closes its latch.
+//
+//	KEYS[1] open latches, KEYS[2] epochs
+//	ARGV[1] scope, ARGV[2] changes channel
+//
+// It returns {the new epoch, the trip that was open or nil}. The epoch
+// advances first: if it fails (a corrupt field), nothing has changed.
+const clearScript = `
+local ep = redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+local open = redis.call('HGET', KEYS[1], ARGV[1])
+if open then
+	redis.call('HDEL', KEYS[1], ARGV[1])
+end
+redis.call('PUBLISH', ARGV[2], 'clear ' .. string.format('%d', ep) .. ' ' .. #ARGV[1] .. ':' .. ARGV[1] .. (open or ''))
+return {ep, open}
+`
+
+// clearAllScript clears every open latch.
+//
+//	KEYS[1] open latches, KEYS[2] epochs
+//	ARGV[1] changes channel
+//
+// It returns a flat list of (scope, new epoch, trip JSON) triples.
+const clearAllScript = `
+local all = redis.call('HGETALL', KEYS[1])
+local out = {}
+for i = 1, #all, 2 do
+	local scope, open = all[i], all[i + 1]
+	local ep = redis.call('HINCRBY', KEYS[2], scope, 1)
+	redis.call('PUBLISH', ARGV[1], 'clear ' .. string.format('%d', ep) .. ' ' .. #scope .. ':' .. scope .. open)
+	out[#out + 1] = scope
+	out[#out + 1] = ep
+	out[#out + 1] = open
+end
+redis.call('DEL', KEYS[1])
+return out
+`
+
+// resetSpendScript zeroes one key's spend in a period and forgets its
+// claimed thresholds (set members "<pct>:<key>").
+//
+//	KEYS[1] the period's spend (hash: key -> micros)
+//	KEYS[2] the period's claimed thresholds (set)
+//	ARGV[1] budget key
+const resetSpendScript = `
+redis.call('HDEL', KEYS[1], ARGV[1])
+for _, m in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+	if string.match(m, '^%-?%d+:(.*)$') == ARGV[1] then
+		redis.call('SREM', KEYS[2], m)
+	end
+end
+return 0
+`

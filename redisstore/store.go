@@ -1,0 +1,307 @@
+package redisstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// DefaultPrefix starts the name of every key and of the channel a Store uses
+// when Options.Prefix is empty.
+const DefaultPrefix = "quotabreaker:"
+
+// Options configure a Store. The zero value is ready to use.
+type Options struct {
+	// Prefix starts the name of every key and of the channel; default
+	// DefaultPrefix. Stores with different prefixes share nothing. On a
+	// Redis Cluster, put a hash tag in it ("{quotabreaker}:") so that
+	// every key lives in one slot, as the scripts require.
+	Prefix string
+	// Timeout bounds each call to Redis, on top of the caller's context;
+	// default 2s.
+	Timeout time.Duration
+	// PingInterval is how long Watch waits on a silent subscription
+	// before it pings Redis; a ping unanswered for as long again makes it
+	// reconnect. Default 1s.
+	PingInterval time.Duration
+}
+
+// Store keeps latches and budget spend in Redis, shared by every process
+// that uses the same Redis and prefix.
+//
+// An open latch is a field of a hash with no expiry, so it survives the
+// restart of every process; to survive the restart of Redis, Redis must
+// persist its data (appendonly yes, ideally with appendfsync always or
+// everysec) and must not evict keys that have no expiry (a maxmemory-policy
+// of noeviction or volatile-*). Budget spend expires one period length after
+// its period ends.
+//
+// A Store must be made with New. It is safe for concurrent use. Each call
+// costs one round trip to Redis, bounded by Options.Timeout; Watch holds one
+// connection of its own while it runs.
+type Store struct {
+	c            redis.UniversalClient
+	timeout      time.Duration
+	pingInterval time.Duration
+
+	prefix  string
+	open    string // hash: scope -> trip JSON
+	epochs  string // hash: scope -> decimal epoch
+	channel string // pub/sub channel of changes
+	periods string // sorted set: budget period ids, scored by expiry
+
+	claim, clear, clearAll, resetSpend *redis.Script
+}
+
+// maxEpoch bounds the epochs a Store accepts: the scripts compare epochs as
+// Lua numbers, which are exact up to 2^53.
+const maxEpoch = 1<<53 - 1
+
+// New returns a Store that talks to Redis through client, which it does not
+// own: closing the client is the caller's job, after every Watch returned.
+//
+// The client must be made with ContextTimeoutEnabled, or a call could
+// outlast its timeout by the client's own read and write timeouts; New
+// reports an error when it can tell that the option is off.
+func New(client redis.UniversalClient, opts Options) (*Store, error) {
+	if client == nil {
+		return nil, errors.New("redisstore: nil client")
+	}
+	switch c := client.(type) {
+	case *redis.Client:
+		if !c.Options().ContextTimeoutEnabled {
+			return nil, errors.New("redisstore: the client needs ContextTimeoutEnabled: true")
+		}
+	case *redis.ClusterClient:
+		if !c.Options().ContextTimeoutEnabled {
+			return nil, errors.New("redisstore: the client needs ContextTimeoutEnabled: true")
+		}
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = DefaultPrefix
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 2 * time.Second
+	}
+	if opts.PingInterval <= 0 {
+		opts.PingInterval = time.Second
+	}
+	p := opts.Prefix
+	return &Store{
+		c:            client,
+		timeout:      opts.Timeout,
+		pingInterval: opts.PingInterval,
+		prefix:       p,
+		open:         p + "open",
+		epochs:       p + "epochs",
+		channel:      p + "changes",
+		periods:      p + "periods",
+		claim:        redis.NewScript(claimScript),
+		clear:        redis.NewScript(clearScript),
+		clearAll:     redis.NewScript(clearAllScript),
+		resetSpend:   redis.NewScript(resetSpendScript),
+	}, nil
+}
+
+// bound limits ctx to the Store's timeout.
+func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.timeout)
+}
+
+// Claim records tr as the open latch of tr.Scope unless one is already
+// recorded or tr.Epoch is below the scope's epoch; see quotabreaker.Store.
+// The check and the write are one atomic script, which also publishes the
+// change, so exactly one Claim per open latch reports true across every
+// process.
+func (s *Store) Claim(ctx context.Context, tr Trip) (claimed bool, current ScopeState, err error) {
+	if tr.Scope == "" {
+		return false, ScopeState{}, errors.New("redisstore: claim: empty scope")
+	}
+	if tr.Epoch > maxEpoch {
+		return false, ScopeState{}, fmt.Errorf("redisstore: claim: epoch %d out of range", tr.Epoch)
+	}
+	b, err := json.Marshal(tr)
+	if err != nil {
+		return false, ScopeState{}, fmt.Errorf("redisstore: claim: %w", err)
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	res, err := s.claim.Run(ctx, s.c, []string{s.open, s.epochs},
+		tr.Scope, strconv.FormatUint(tr.Epoch, 10), b, s.channel).Slice()
+	if err != nil {
+		return false, ScopeState{}, fmt.Errorf("redisstore: claim: %w", err)
+	}
+	if len(res) != 3 {
+		return false, ScopeState{}, fmt.Errorf("redisstore: claim: unexpected reply %v", res)
+	}
+	epoch, err := replyUint(res[1])
+	if err != nil {
+		return false, ScopeState{}, fmt.Errorf("redisstore: claim: epoch: %w", err)
+	}
+	current = ScopeState{Scope: tr.Scope, Epoch: epoch}
+	if raw, ok := res[2].(string); ok {
+		current.Open = true
+		current.Trip = decodeTrip(tr.Scope, []byte(raw))
+	}
+	claimed = res[0] == int64(1)
+	return claimed, current, nil
+}
+
+// Clear advances scope's epoch and closes its latch, if open, as one atomic
+// script that also publishes the change.
+func (s *Store) Clear(ctx context.Context, scope string) (Change, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	res, err := s.clear.Run(ctx, s.c, []string{s.open, s.epochs}, scope, s.channel).Slice()
+	if err != nil {
+		return Change{}, fmt.Errorf("redisstore: clear: %w", err)
+	}
+	if len(res) != 2 {
+		return Change{}, fmt.Errorf("redisstore: clear: unexpected reply %v", res)
+	}
+	epoch, err := replyUint(res[0])
+	if err != nil {
+		return Change{}, fmt.Errorf("redisstore: clear: epoch: %w", err)
+	}
+	ch := Change{Kind: ChangeCleared, Scope: scope, Epoch: epoch}
+	if raw, ok := res[1].(string); ok {
+		ch.Trip = decodeTrip(scope, []byte(raw))
+	}
+	return ch, nil
+}
+
+// ClearAll clears every open latch in one atomic script.
+func (s *Store) ClearAll(ctx context.Context) ([]Change, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	res, err := s.clearAll.Run(ctx, s.c, []string{s.open, s.epochs}, s.channel).Slice()
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: clear all: %w", err)
+	}
+	if len(res)%3 != 0 {
+		return nil, fmt.Errorf("redisstore: clear all: unexpected reply of %d values", len(res))
+	}
+	changes := make([]Change, 0, len(res)/3)
+	for i := 0; i < len(res); i += 3 {
+		scope, _ := res[i].(string)
+		raw, _ := res[i+2].(string)
+		epoch, err := replyUint(res[i+1])
+		if err != nil {
+			return nil, fmt.Errorf("redisstore: clear all: epoch: %w", err)
+		}
+		changes = append(changes, Change{Kind: ChangeCleared, Scope: scope, Epoch: epoch, Trip: decodeTrip(scope, []byte(raw))})
+	}
+	slices.SortFunc(changes, func(a, b Change) int { return strings.Compare(a.Scope, b.Scope) })
+	return changes, nil
+}
+
+// Snapshot reads the open latches and the epochs in one MULTI/EXEC
+// transaction, so that they agree.
+func (s *Store) Snapshot(ctx context.Context) (Snapshot, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	var open, epochs *redis.MapStringStringCmd
+	_, err := s.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		open = p.HGetAll(ctx, s.open)
+		epochs = p.HGetAll(ctx, s.epochs)
+		return nil
+	})
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("redisstore: snapshot: %w", err)
+	}
+	snap := Snapshot{Open: make([]Trip, 0, len(open.Val())), Epochs: make(map[string]uint64, len(epochs.Val()))}
+	for scope, v := range epochs.Val() {
+		e, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return Snapshot{}, fmt.Errorf("redisstore: snapshot: epoch of %q: %w", scope, err)
+		}
+		if e > 0 {
+			snap.Epochs[scope] = e
+		}
+	}
+	for scope, raw := range open.Val() {
+		snap.Open = append(snap.Open, decodeTrip(scope, []byte(raw)))
+	}
+	slices.SortFunc(snap.Open, func(a, b Trip) int { return strings.Compare(a.Scope, b.Scope) })
+	return snap, nil
+}
+
+// decodeTrip reads a stored trip. The hash field, not the JSON, names the
+// scope: JSON cannot hold every byte a scope may. A trip that does not
+// decode (written by a later version, or by hand) still counts as open, with
+// the fields that did decode: a latch fails closed.
+func decodeTrip(scope string, raw []byte) Trip {
+	var tr Trip
+	_ = json.Unmarshal(raw, &tr)
+	tr.Scope = scope
+	return tr
+}
+
+// replyUint reads an epoch from a script's reply: an integer, or a decimal
+// string.
+func replyUint(v any) (uint64, error) {
+	switch v := v.(type) {
+	case int64:
+		if v < 0 {
+			return 0, fmt.Errorf("negative epoch %d", v)
+		}
+		return uint64(v), nil
+	case string:
+		return strconv.ParseUint(v, 10, 64)
+	}
+	return 0, fmt.Errorf("unexpected epoch %v (%T)", v, v)
+}
+
+// decodeChange reads a message from the changes channel; see scripts.go for
+// its format.
+func decodeChange(msg string) (Change, error) {
+	op, rest, ok := strings.Cut(msg, " ")
+	if !ok {
+		return Change{}, errors.New("no operation")
+	}
+	var kind ChangeKind
+	switch op {
+	case "open":
+		kind = ChangeOpened
+	case "clear":
+		kind = ChangeCleared
+	default:
+		return Change{}, fmt.Errorf("unknown operation %q", op)
+	}
+	ep, rest, ok := strings.Cut(rest, " ")
+	if !ok {
+		return Change{}, errors.New("no epoch")
+	}
+	epoch, err := strconv.ParseUint(ep, 10, 64)
+	if err != nil {
+		return Change{}, fmt.Errorf("epoch: %w", err)
+	}
+	ln, rest, ok := strings.Cut(rest, ":")
+	if !ok {
+		return Change{}, errors.New("no scope")
+	}
+	n, err := strconv.Atoi(ln)
+	if err != nil || n < 0 || n > len(rest) {
+		return Change{}, fmt.Errorf("bad scope length %q", ln)
+	}
+	ch := Change{Kind: kind, Scope: rest[:n], Epoch: epoch}
+	raw := []byte(rest[n:])
+	switch {
+	case kind == ChangeOpened && len(raw) == 0:
+		return Change{}, errors.New("open without a trip")
+	case len(raw) > 0:
+		if !json.Valid(raw) || !bytes.HasPrefix(raw, []byte("{")) {
+			return Change{}, errors.New("trip is not a JSON object")
+		}
+		ch.Trip = decodeTrip(ch.Scope, raw)
+	}
+	return ch, nil
+}

@@ -1,0 +1,155 @@
+package quotabreaker
+
+import (
+	"context"
+	"time"
+)
+
+// Store shares latches, and the spend of budgets, between the Transports of
+// many processes, so that a fleet of replicas holds one latch per scope and
+// pages once per trip. The Redis implementation is in the nested module
+// github.com/quotabreaker/quotabreaker/redisstore.
+//
+// Every scope has a reset epoch: a counter that starts at 0 and that only
+// Clear and ClearAll advance. A Trip carries the epoch its scope had when the
+// tripping request was sent, so that an answer to a request sent before a
+// reset cannot reopen the latch anywhere.
+//
+// A Transport calls a Store off the request path, with contexts that carry a
+// deadline, and decides requests from its own memory, which Watch and
+// Snapshot keep current. A Store's methods are safe for concurrent use and
+// return by ctx's deadline, whether or not the store can be reached.
+type Store interface {
+	// Claim records tr as the open latch of tr.Scope, unless one is
+	// already recorded there or tr is stale: tr.Epoch is below the scope's
+	// epoch, so a reset happened after the tripping request was sent.
+	// claimed reports whether this call recorded tr; across every process
+	// sharing the store exactly one Claim per open latch reports true, and
+	// only its caller should call OnTrip. A trip whose Epoch is above the
+	// scope's epoch (the store lost its state) is recorded and raises the
+	// epoch to tr.Epoch. current is the scope's state after the call, when
+	// err is nil.
+	Claim(ctx context.Context, tr Trip) (claimed bool, current ScopeState, err error)
+
+	// Clear closes scope's latch, if one is open, and advances its epoch
+	// either way. It returns the change it made, a ChangeCleared whose
+	// Trip is the latch that was open (zero, with an empty Scope, when
+	// none was); every Watch receives the same change.
+	Clear(ctx context.Context, scope string) (Change, error)
+
+	// ClearAll clears every open latch as one atomic step and returns a
+	// ChangeCleared for each, sorted by scope; never nil. Epochs of scopes
+	// that were not open stay as they are.
+	ClearAll(ctx context.Context) ([]Change, error)
+
+	// Snapshot returns every open latch and every scope's epoch, read as
+	// of one moment.
+	Snapshot(ctx context.Context) (Snapshot, error)
+
+	// Watch calls fn for every change any process makes, until ctx is
+	// done; it then returns nil. A non-nil error means that it cannot
+	// watch at all. fn is called on Watch's goroutine, one change at a
+	// time, and should return promptly.
+	//
+	// Changes can be lost while the store is unreachable. Watch therefore
+	// calls fn with a ChangeResync when it starts watching and again after
+	// every reconnection, once changes are flowing again: the caller then
+	// takes a Snapshot and reconciles. When it loses the store, it calls
+	// fn with a ChangeDisconnected, once. Changes can also arrive late
+	// (older than a Snapshot taken since), so apply them by epoch: see
+	// Change.
+	Watch(ctx context.Context, fn func(Change)) error
+
+	// AddSpend adds micros (micro-dollars; negative for a refund) to the
+	// spend of budget key in period p and returns the total across every
+	// process. A store may forget a period's spend some time after p.End.
+	AddSpend(ctx context.Context, key string, p Period, micros int64) (total int64, err error)
+
+	// ClaimThreshold reports whether this call is the first, across every
+	// process, to claim threshold pct of budget key in period p: each
+	// threshold's hook fires once per period across the fleet.
+	ClaimThreshold(ctx context.Context, key string, p Period, pct int) (claimed bool, err error)
+
+	// Spend returns the spend of every budget key in every period the
+	// store still holds, sorted by period start and then key; never nil.
+	Spend(ctx context.Context) ([]Spend, error)
+
+	// ResetSpend sets the spend of budget key in period p to zero and
+	// forgets its claimed thresholds, so that they can fire again.
+	ResetSpend(ctx context.Context, key string, p Period) error
+}
+
+// ScopeState is what a Store holds for one scope.
+type ScopeState struct {
+	Scope string
+	// Epoch is the scope's reset epoch: how many times it was cleared.
+	Epoch uint64
+	// Open reports whether the scope's latch is open; Trip is then the
+	// trip that opened it.
+	Open bool
+	Trip Trip
+}
+
+// Snapshot is the state of every scope a Store knows, read as of one moment.
+type Snapshot struct {
+	// Open holds the open latches, sorted by scope; never nil.
+	Open []Trip
+	// Epochs holds the epoch of every scope that has one above 0; a scope
+	// that is absent has epoch 0.
+	Epochs map[string]uint64
+}
+
+// ChangeKind says what a Change is.
+type ChangeKind int
+
+// The kinds of Change.
+const (
+	// ChangeOpened: Trip opened Scope's latch.
+	ChangeOpened ChangeKind = iota + 1
+	// ChangeCleared: Scope's latch was cleared and its epoch advanced to
+	// Epoch.
+	ChangeCleared
+	// ChangeResync: changes may have been lost; take a Snapshot. Watch
+	// sends it once changes flow again, so that nothing after the
+	// Snapshot is missed.
+	ChangeResync
+	// ChangeDisconnected: Watch lost the store (or could not reach it
+	// when it started); changes may be missed until the next
+	// ChangeResync. It comes once per loss, not once per failed attempt.
+	ChangeDisconnected
+)
+
+// Change is one change to a Store's state, as Watch, Clear and ClearAll
+// report it.
+//
+// Changes carry epochs so that a late one does no harm. For a scope whose
+// known epoch is e: apply a ChangeOpened when Epoch >= e (then e = Epoch),
+// and a ChangeCleared when Epoch > e (then e = Epoch); ignore the others.
+type Change struct {
+	Kind ChangeKind
+	// Scope is the scope that changed; empty for ChangeResync and
+	// ChangeDisconnected.
+	Scope string
+	// Epoch is the scope's epoch after the change: the trip's epoch for
+	// ChangeOpened, the advanced one for ChangeCleared.
+	Epoch uint64
+	// Trip is the trip that opened the latch (ChangeOpened) or the one
+	// that was open when it was cleared (ChangeCleared; zero, with an
+	// empty Scope, when the latch was not open).
+	Trip Trip
+}
+
+// Period is a budget period: from Start, included, to End, excluded.
+type Period struct {
+	Start, End time.Time
+}
+
+// Spend is the spend of one budget key in one period.
+type Spend struct {
+	Key    string
+	Period Period
+	// Micros is the spend in micro-dollars.
+	Micros int64
+	// Thresholds are the thresholds claimed so far, ascending.
+	Thresholds []int
+}
