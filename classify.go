@@ -623,6 +623,21 @@ func (t *token) put(c byte) {
 	t.n++
 }
 
+// meaningOf is the class a single code or type names by its words, as
+// Classify reads it, and "" when it names none: "insufficient_quota" and
+// "AccountOverdueError" name ClassQuotaExhausted, "requests" and
+// "rate_limit_error" ClassRateLimited.
+func meaningOf(k string) Class {
+	var t token
+	t.set([]byte(k), false)
+	switch m := t.meaning(); m {
+	case hintRateLimit:
+		return ClassRateLimited
+	default:
+		return m
+	}
+}
+
 // meaning is the class a code or type's words name, "" for generic ones
 // ("invalid_request", "api", "forbidden", numbers). Rate-limit words are read
 // before billing words: "Throttling.AllocationQuota" is DashScope's
