@@ -52,8 +52,8 @@ type Classification struct {
 // attributes; real codes are a few dozen bytes at most.
 const maxFieldLen = 128
 
-// maxMessageScan bounds how much of an error message the narrow text rules
-// look at; the phrases they need come first in every real message.
+// maxMessageScan bounds how much of an error message the text rules look
+// at; the phrases they need come first in every real message.
 const maxMessageScan = 4 << 10
 
 // Classify turns an HTTP answer into a provider-neutral Classification.
@@ -61,23 +61,61 @@ const maxMessageScan = 4 << 10
 // body, in any encoding (non-JSON, truncated and empty bodies fall back to the
 // status). A status below 400 yields the zero Classification.
 //
-// Classify decides on the provider's structured fields (code, type, Google's
-// status) first, then on the status, and reads message text only where a
-// provider gives no structured signal. A 429 it cannot place is ClassRateLimited,
-// never ClassQuotaExhausted: a wrong quota verdict would stop all traffic
-// until someone resets the latch, while a wrong rate-limit verdict costs a retry.
+// Classify reads the meaning of the provider's structured fields first:
+// code, then Anthropic's details.error_code, type, Google's ErrorInfo reason,
+// Azure's inner code and Google's status, each normalised for case and
+// separators so that "INSUFFICIENT_BALANCE", "AccountOverdueError" and
+// "AllocationQuota.FreeTierOnly" are read by the words they are made of.
+// Where those say nothing specific ("invalid_request_error", a number, null)
+// it reads the message, in English and Chinese; then the status.
+//
+// A quota verdict stops all traffic until someone resets the latch, while a
+// wrong rate-limit verdict costs a retry, so every quota verdict is vetoed
+// when the message speaks of a rate limit (per minute or day, RPM/TPM,
+// concurrency, "try again in", ...), and a body that repeats its code or type
+// with different values is never a quota verdict. A 429 Classify cannot place
+// is ClassRateLimited.
+//
+// A gateway's answer that wraps the upstream provider's body in
+// error.metadata.raw (OpenRouter's "Provider returned error") is classified
+// by the upstream body, one level deep; Code and Type are then the upstream's.
 func Classify(status int, header http.Header, body []byte) Classification {
 	if status < 400 {
 		return Classification{}
 	}
 	var f errorFields
 	f.parse(body)
+	if len(f.raw) > 0 && f.meaning() == "" {
+		if c, ok := classifyNested(status, header, &f); ok {
+			return c
+		}
+	}
+	return f.classification(status, header, &f)
+}
+
+// classifyNested classifies the upstream answer a gateway wrapped in
+// metadata.raw, if that is a provider error; the outer answer still names
+// the provider and counts for conflicting duplicates. It stands apart so
+// that the common path does not pay for a second errorFields.
+func classifyNested(status int, header http.Header, outer *errorFields) (Classification, bool) {
+	var inner errorFields
+	inner.parseNested(outer.raw, outer.rawEscaped)
+	if !inner.structured() {
+		return Classification{}, false
+	}
+	inner.conflict = inner.conflict || outer.conflict
+	return inner.classification(status, header, outer), true
+}
+
+// classification is Classify's verdict from the fields in f; outer is the
+// answer as received, which names the provider.
+func (f *errorFields) classification(status int, header http.Header, outer *errorFields) Classification {
 	c := Classification{
-		Provider: detectProvider(header, &f),
+		Provider: detectProvider(header, outer),
 		Code:     f.codeString(),
 		Type:     f.typeString(),
+		Class:    f.class(status),
 	}
-	c.Class = f.class(status)
 	c.Retryable = c.Class.retryable(status)
 	return c
 }
@@ -95,98 +133,17 @@ func (c Class) retryable(status int) bool {
 	return false
 }
 
-// codeClasses maps a provider's error code (OpenAI's error.code, and the same
-// field of providers that copy its shape) to a class. Only codes that mean
-// one thing belong here; generic ones such as "invalid_request_error" or an
-// HTTP status written as a string are left to the status.
-var codeClasses = map[string]Class{
-	// OpenAI billing: the organization or project cannot pay, or hit a cap
-	// it or OpenAI set. All come as 429 (billing_hard_limit_reached as 400),
-	// often with type insufficient_quota.
-	"insufficient_quota":                ClassQuotaExhausted,
-	"credit_balance_exhausted":          ClassQuotaExhausted,
-	"organization_spend_limit_exceeded": ClassQuotaExhausted,
-	"project_spend_limit_exceeded":      ClassQuotaExhausted,
-	"organization_usage_limit_exceeded": ClassQuotaExhausted,
-	"billing_hard_limit_reached":        ClassQuotaExhausted,
-	"billing_not_active":                ClassQuotaExhausted,
-
-	"rate_limit_exceeded": ClassRateLimited,
-	"rate_limit_error":    ClassRateLimited, // Anthropic's OpenAI-compatible endpoint
-	"slow_down":           ClassRateLimited,
-
-	"server_is_overloaded": ClassOverloaded,
-	"engine_overloaded":    ClassOverloaded,
-
-	"context_length_exceeded": ClassContextLengthExceeded,
-
-	"model_not_found":    ClassModelNotFound,
-	"DeploymentNotFound": ClassModelNotFound, // Azure
-
-	"invalid_api_key":        ClassAuthentication,
-	"invalid_authentication": ClassAuthentication,
-	"account_deactivated":    ClassAuthentication,
-	"invalid_organization":   ClassAuthentication,
-	"no_such_organization":   ClassAuthentication,
-
-	"unsupported_country_region_territory": ClassPermission,
-	"access_terminated":                    ClassPermission, // OpenAI sends it as 429
-	"organization_restricted":              ClassPermission, // Groq
-
-	"content_filter":           ClassContentFilter,
-	"content_policy_violation": ClassContentFilter,
-}
-
-// detailCodeClasses maps the code Anthropic puts in error.details.error_code,
-// which refines a type that says less: its monthly spend cap arrives as a
-// rate_limit_error.
-var detailCodeClasses = map[string]Class{
-	"enforced_spend_limit_reached": ClassQuotaExhausted,
-}
-
-// typeClasses maps an error type (OpenAI's error.type, Anthropic's
-// error.type, Mistral's top-level type) to a class. It is consulted only when
-// the code said nothing, so a specific code always wins over a type.
-var typeClasses = map[string]Class{
-	"insufficient_quota":           ClassQuotaExhausted,
-	"billing_error":                ClassQuotaExhausted, // Anthropic, 402
-	"exceeded_current_quota_error": ClassQuotaExhausted, // Moonshot, 403 and 429
-
-	"rate_limit_error": ClassRateLimited,
-	"rate_limited":     ClassRateLimited, // Mistral
-
-	"overloaded_error":          ClassOverloaded,
-	"service_unavailable_error": ClassOverloaded,
-
-	"authentication_error": ClassAuthentication,
-	"permission_error":     ClassPermission,
-	"request_forbidden":    ClassPermission,
-	"access_terminated":    ClassPermission, // OpenAI before it was a code
-}
-
-// numericQuotaCodes are providers' numeric codes for an unpaid balance
-// (Zhipu's 1113, SiliconFlow's 30011). A bare number means different things
-// to different providers, so these count only together with one of
-// balancePhrases in the message.
-var numericQuotaCodes = map[string]bool{"1113": true, "30011": true}
-
-// balancePhrases say "balance" in the languages these providers answer in:
-// English, and Chinese for "insufficient balance", "in arrears", "recharge".
-var balancePhrases = []string{"balance", "余额不足", "欠费", "充值"}
-
-// googleReasonClasses maps Google's ErrorInfo reason, which refines its
-// status: RESOURCE_EXHAUSTED is a rate limit unless the reason says the
-// credits ran out.
-var googleReasonClasses = map[string]Class{
-	"API_KEY_INVALID":                 ClassAuthentication,
-	"API_KEY_EXPIRED":                 ClassAuthentication,
-	"INSUFFICIENT_G1_CREDITS_BALANCE": ClassQuotaExhausted,
-}
+// hintRateLimit is the meaning of OpenAI's rate-limit types "requests" and
+// "tokens": a rate limit under 429, and a reason not to read billing words
+// in the message under any status.
+const hintRateLimit Class = "rate_limit_hint"
 
 // googleStatusClasses maps Google's canonical error status (Gemini's native
 // API and its OpenAI-compatible endpoint) to a class. RESOURCE_EXHAUSTED is a
 // rate limit even when its message says "exceeded your current quota": Google
-// uses it for per-minute and per-day limits that heal by themselves.
+// uses it for per-minute and per-day limits that heal by themselves, and for
+// models a free tier does not include ("limit: 0"), which the same key can
+// live without.
 var googleStatusClasses = map[string]Class{
 	"RESOURCE_EXHAUSTED": ClassRateLimited,
 	"UNAVAILABLE":        ClassOverloaded,
@@ -196,78 +153,254 @@ var googleStatusClasses = map[string]Class{
 	"DEADLINE_EXCEEDED":  ClassServerError,
 }
 
-// class decides the Class of an error answer with the given status.
-func (f *errorFields) class(status int) Class {
-	// A quota verdict needs a 4xx: a 5xx carrying a billing code is a
-	// gateway's confusion, and a false quota verdict stops all traffic.
-	quotaOK := func(c Class) bool { return c != ClassQuotaExhausted || isClientError(status) }
-	if c, ok := lookup(codeClasses, f.code, f.codeEscaped); ok && quotaOK(c) {
-		return c
+// meaning is the class the structured fields name, most specific first:
+// "" when none of them says anything specific. Google's status, which says
+// less than a message, is read after the message rules, except
+// RESOURCE_EXHAUSTED.
+func (f *errorFields) meaning() Class {
+	var t token
+	if !f.codeProse() {
+		if t.set(f.code, f.codeEscaped); t.n > 0 {
+			if m := t.meaning(); m != "" {
+				return m
+			}
+		}
 	}
-	if c, ok := detailCodeClasses[string(f.detailCode)]; ok && quotaOK(c) {
-		return c
+	if t.set(f.detailCode, false); t.n > 0 {
+		if m := t.meaning(); m != "" {
+			return m
+		}
 	}
-	if c, ok := lookup(typeClasses, f.typ, f.typEscaped); ok && quotaOK(c) {
-		return c
+	if t.set(f.typ, f.typEscaped); t.n > 0 {
+		if m := t.meaning(); m != "" {
+			return m
+		}
 	}
-	if numericQuotaCodes[string(f.code)] && isClientError(status) && containsAnyFold(f.message, balancePhrases) {
-		return ClassQuotaExhausted
+	if t.set(f.reason, false); t.n > 0 {
+		if m := t.meaning(); m != "" {
+			return m
+		}
 	}
-	if c, ok := googleReasonClasses[string(f.reason)]; ok && quotaOK(c) {
-		return c
+	if t.set(f.innerCode, false); t.n > 0 {
+		if m := t.meaning(); m != "" {
+			return m
+		}
 	}
-	if string(f.innerCode) == "ResponsibleAIPolicyViolation" { // Azure
-		return ClassContentFilter
+	if f.google && string(f.status) == "RESOURCE_EXHAUSTED" {
+		// Google's rate limits and per-day quotas: its message may say
+		// "quota" and "billing" but never means money.
+		return ClassRateLimited
 	}
-	if c, ok := f.textClass(status); ok {
-		return c
-	}
-	if c, ok := googleStatusClasses[string(f.status)]; ok {
-		return c
-	}
-	return statusClass(status, f.structured())
+	return ""
 }
 
-// textClass holds the narrow message rules, for answers whose structured
-// fields say nothing more specific than "invalid request" or "server error".
-// Each rule is tied to a status and a phrase seen in real answers.
+// codeProse reports whether the code member is a sentence rather than a
+// code (xAI sends gRPC's status text there); its words say nothing.
+func (f *errorFields) codeProse() bool {
+	return bytes.IndexByte(f.code, ' ') >= 0
+}
+
+// class decides the Class of an error answer with the given status.
+func (f *errorFields) class(status int) Class {
+	switch m := f.meaning(); m {
+	case ClassQuotaExhausted:
+		return f.quota(status)
+	case ClassRateLimited, hintRateLimit:
+		if c, ok := f.rateRefinement(status); ok {
+			return c
+		}
+		if m == ClassRateLimited || status == http.StatusTooManyRequests {
+			return ClassRateLimited
+		}
+		return statusClass(status, f.structured())
+	case "":
+		if c, ok := f.textClass(status); ok {
+			return c
+		}
+		if c, ok := googleStatusClasses[string(f.status)]; ok && f.google {
+			return c
+		}
+		c := statusClass(status, f.structured())
+		if c == ClassQuotaExhausted {
+			return f.quota(status)
+		}
+		return c
+	default:
+		return m
+	}
+}
+
+// quota returns ClassQuotaExhausted for an answer whose words say credit,
+// balance or a spend cap ran out, unless its message speaks of a rate limit
+// or its fields contradict each other. A vetoed verdict is a rate limit
+// under 429 and the status's class otherwise.
+func (f *errorFields) quota(status int) Class {
+	rate := rateWords(f.scanMessage())
+	if !f.conflict && !rate {
+		return ClassQuotaExhausted
+	}
+	c := statusClass(status, f.structured())
+	switch {
+	case rate && status < 500:
+		return ClassRateLimited
+	case c == ClassQuotaExhausted: // a 402 whose fields contradict each other
+		return ClassOther
+	}
+	return c
+}
+
+// rateRefinement places a rate-limit answer that is not one: a single
+// request larger than the whole per-minute budget (OpenAI's and Groq's
+// "Request too large ... on tokens per min") can never succeed by waiting,
+// and "overloaded" or "no capacity" under 429 is the provider's load, not
+// the caller's rate. It runs on every ordinary 429, so it reads only the
+// head of the message, where these phrases stand in every real answer.
+func (f *errorFields) rateRefinement(status int) (Class, bool) {
+	tooLarge, overload := headPhrases(f.message)
+	switch {
+	case tooLarge && (status == http.StatusTooManyRequests || status == http.StatusRequestEntityTooLarge):
+		return ClassInvalidRequest, true
+	case overload && (status == http.StatusTooManyRequests || status >= 500):
+		return ClassOverloaded, true
+	}
+	return "", false
+}
+
+// refinementScan is how much of a message headPhrases reads.
+const refinementScan = 64
+
+// headPhrases reports whether the head of msg says "too large", and
+// whether it says "overload" or "capacity", ignoring ASCII case. One pass
+// looks for each phrase's least common letter and compares around it.
+func headPhrases(msg []byte) (tooLarge, overload bool) {
+	if len(msg) > refinementScan {
+		msg = msg[:refinementScan]
+	}
+	at := func(i int, phrase string) bool {
+		return i >= 0 && i+len(phrase) <= len(msg) && equalFold(msg[i:], phrase)
+	}
+	for i, c := range msg {
+		switch c | 0x20 {
+		case 'g': // too lar[g]e
+			tooLarge = tooLarge || at(i-7, "too large")
+		case 'v': // o[v]erload
+			overload = overload || at(i-1, "overload")
+		case 'y': // capacit[y]
+			overload = overload || at(i-7, "capacity")
+		}
+	}
+	return tooLarge, overload
+}
+
+func (f *errorFields) scanMessage() []byte {
+	if len(f.message) > maxMessageScan {
+		return f.message[:maxMessageScan]
+	}
+	return f.message
+}
+
+// quotaPhrases say in a message that credit, balance or a spend cap ran
+// out, in English and Chinese (insufficient balance, in arrears, recharge,
+// allowance insufficient). They are the words of the corpus's answers and
+// of the messages FINDINGS.md quotes, in the spellings providers use.
+var quotaPhrases = []string{
+	"insufficient balance", "insufficient account balance", "insufficient credit",
+	"insufficient fund", "insufficient quota", "balance is insufficient", "quota is not enough",
+	"credit balance is too low", "out of credits", "run out of credits", "no credits remaining",
+	"have any credits", "used all available credits", "extra usage",
+	"spend limit", "spending limit", "api usage limit",
+	"arrears", "overdue", "pay past invoices", "payment required", "recharge",
+	"余额不足", "欠费", "充值", "额度不足", "配额不足",
+}
+
+// ratePhrases speak of a rate limit: a quota verdict is vetoed when its
+// message holds one, because providers write "quota" and "billing" into
+// per-minute and per-day limits that heal by themselves.
+var ratePhrases = []string{
+	"per minute", "per_minute", "per min ", "per min.", "/min", "per second", "per hour", "per_hour",
+	"per day", "per_day", "per-day", "daily",
+	"requests per", "tokens per", "queries per",
+	"rate limit", "rate-limit", "rate_limit", "ratelimit",
+	"too many requests", "concurren", "throttl", "slow down",
+	"try again in", "try again after", "try again later", "retry after", "retry in", "retry shortly", "please retry",
+	"token-limit",
+	"频率", "并发", "每分钟", "每秒", "每小时", "每天", "每日", "稍后再试", "稍后重试", "限流", "速率",
+}
+
+// rateAbbreviations are rate-limit units, matched as whole words only
+// ("tpm", not the "tps" in "https").
+var rateAbbreviations = []string{"rpm", "tpm", "rpd", "tpd", "qpm", "qps", "ipm"}
+
+// rateWords reports whether a message speaks of a rate limit.
+func rateWords(msg []byte) bool {
+	if len(msg) == 0 {
+		return false
+	}
+	if containsAnyFold(msg, ratePhrases) {
+		return true
+	}
+	for _, w := range rateAbbreviations {
+		if containsWordFold(msg, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// overloadPhrases, contentPhrases, locationPhrases and modelGonePhrases are
+// the message rules for the other classes, read only when the structured
+// fields say nothing specific.
+var (
+	overloadPhrases  = []string{"overload", "no capacity", "capacity exceeded", "at capacity", "out of capacity"}
+	contentPhrases   = []string{"safety system", "usage policy", "content policy", "content management policy", "content exists risk", "inappropriate content", "sensitive words", "sensitive content", "不安全", "敏感"}
+	locationPhrases  = []string{"location is not supported", "not available in your region", "country, region, or territory"}
+	modelGonePhrases = []string{"has been decommissioned", "has been deprecated"}
+)
+
+// textClass holds the message rules, for answers whose structured fields
+// say nothing more specific than "invalid request" or "server error".
+// Each rule is tied to statuses and to phrases seen in real answers.
 func (f *errorFields) textClass(status int) (Class, bool) {
-	msg := f.message
+	msg := f.scanMessage()
 	if len(msg) == 0 {
 		return "", false
 	}
-	if len(msg) > maxMessageScan {
-		msg = msg[:maxMessageScan]
+	if containsAnyFold(msg, quotaPhrases) {
+		// Trusted under any error status, 5xx included: MiniMax sends its
+		// "insufficient balance (1008)" as 500, and a retry never helps.
+		return f.quota(status), true
+	}
+	if c, ok := f.rateRefinement(status); ok {
+		return c, true
 	}
 	switch {
 	case status >= 500:
-		if containsFold(msg, "overloaded") {
+		if containsAnyFold(msg, overloadPhrases) {
 			return ClassOverloaded, true
 		}
 	case status == http.StatusBadRequest || status == http.StatusRequestEntityTooLarge:
-		// Anthropic reports exhausted prepaid credit and its console's
-		// spend limits as plain invalid_request_errors.
-		if f.anthropic && (containsFold(msg, "credit balance is too low") ||
-			(containsFold(msg, "reached your specified") && containsFold(msg, "usage limits"))) {
-			return ClassQuotaExhausted, true
-		}
 		if containsFold(msg, "maximum context length") || // OpenAI before code context_length_exceeded
 			containsFold(msg, "prompt is too long") || // Anthropic
 			(containsFold(msg, "input token count") && containsFold(msg, "exceeds the maximum")) { // Gemini
 			return ClassContextLengthExceeded, true
-		}
-	case status == http.StatusForbidden:
-		if containsFold(msg, "doesn't have any credits") { // xAI, whose code is gRPC prose
-			return ClassQuotaExhausted, true
-		}
-		if containsFold(msg, "api key was reported as leaked") { // Gemini revokes such keys
-			return ClassAuthentication, true
 		}
 	case status == http.StatusNotFound:
 		if f.anthropic && bytes.HasPrefix(msg, []byte("model:")) {
 			return ClassModelNotFound, true
 		}
 		if containsFold(msg, "model") && (containsFold(msg, "does not exist") || containsFold(msg, "not found")) {
+			return ClassModelNotFound, true
+		}
+	}
+	if status == http.StatusBadRequest || status == http.StatusForbidden || status == http.StatusUnprocessableEntity {
+		switch {
+		case containsAnyFold(msg, contentPhrases):
+			return ClassContentFilter, true
+		case containsAnyFold(msg, locationPhrases):
+			return ClassPermission, true
+		case containsFold(msg, "api key was reported as leaked"): // Gemini revokes such keys
+			return ClassAuthentication, true
+		case containsAnyFold(msg, modelGonePhrases) && containsFold(msg, "model"):
 			return ClassModelNotFound, true
 		}
 	}
@@ -309,16 +442,6 @@ func statusClass(status int, structured bool) Class {
 	return ClassOther
 }
 
-func lookup(m map[string]Class, raw []byte, escaped bool) (Class, bool) {
-	if escaped {
-		raw = unescape(raw)
-	}
-	c, ok := m[string(raw)]
-	return c, ok
-}
-
-func isClientError(status int) bool { return status >= 400 && status < 500 }
-
 func (f *errorFields) structured() bool {
 	return f.errorObject || f.flat
 }
@@ -352,6 +475,8 @@ func fieldString(raw []byte, escaped bool) string {
 	}
 	if escaped {
 		raw = unescape(raw)
+	} else if s, ok := intern(raw); ok {
+		return s
 	}
 	s := string(raw)
 	if !utf8.ValidString(s) {
@@ -396,4 +521,222 @@ func containsFold(s []byte, substr string) bool {
 		}
 	}
 	return false
+}
+
+// intern returns the common codes and types as constants, which spares the
+// hot path (an ordinary 429) its allocations.
+func intern(raw []byte) (string, bool) {
+	switch string(raw) {
+	case "rate_limit_exceeded":
+		return "rate_limit_exceeded", true
+	case "tokens":
+		return "tokens", true
+	case "requests":
+		return "requests", true
+	case "insufficient_quota":
+		return "insufficient_quota", true
+	case "invalid_request_error":
+		return "invalid_request_error", true
+	case "rate_limit_error":
+		return "rate_limit_error", true
+	case "overloaded_error":
+		return "overloaded_error", true
+	case "server_error":
+		return "server_error", true
+	case "api_error":
+		return "api_error", true
+	case "RESOURCE_EXHAUSTED":
+		return "RESOURCE_EXHAUSTED", true
+	case "429":
+		return "429", true
+	}
+	return "", false
+}
+
+// tokenLen bounds a normalised code or type; longer ones carry no meaning.
+const tokenLen = 64
+
+// token is a code or type normalised to lower-case words joined by '_', so
+// that its words can be read whatever the provider's spelling:
+// "AccountOverdueError" is account_overdue, "AllocationQuota.FreeTierOnly"
+// allocation_quota_free_tier_only, "INSUFFICIENT_BALANCE" insufficient_balance
+// and "insufficient_balance_error" insufficient_balance. It lives on the
+// stack.
+type token struct {
+	b [tokenLen]byte
+	n int
+}
+
+// set normalises raw into t; t.n is 0 when raw is empty or too long.
+func (t *token) set(raw []byte, escaped bool) {
+	t.n = 0
+	if len(raw) == 0 || len(raw) > tokenLen {
+		return
+	}
+	if escaped {
+		raw = unescape(raw)
+	}
+	const (
+		sep = iota
+		lower
+		upper
+	)
+	prev := sep
+	for i, c := range raw {
+		switch {
+		case 'A' <= c && c <= 'Z':
+			// A word starts at an upper-case letter after a lower-case one
+			// ("accountOverdue"), or at the last capital of an acronym
+			// before a lower-case letter ("AIPolicy").
+			if prev == lower || (prev == upper && i+1 < len(raw) && 'a' <= raw[i+1] && raw[i+1] <= 'z') {
+				t.put('_')
+			}
+			t.put(c + 'a' - 'A')
+			prev = upper
+		case c == '_' || c == '-' || c == '.' || c == ' ' || c == '/' || c == ':':
+			if prev != sep && t.n > 0 {
+				t.put('_')
+			}
+			prev = sep
+		default: // lower-case letters, digits, and any other byte as it is
+			t.put(c)
+			prev = lower
+		}
+	}
+	if t.n > tokenLen { // overflowed: no meaning
+		t.n = 0
+		return
+	}
+	for t.n > 0 && t.b[t.n-1] == '_' {
+		t.n--
+	}
+	if t.n > len("_error") && string(t.b[t.n-len("_error"):t.n]) == "_error" {
+		t.n -= len("_error")
+	}
+}
+
+// put appends c; past the buffer it only counts, so that set can tell.
+func (t *token) put(c byte) {
+	if t.n < tokenLen {
+		t.b[t.n] = c
+	}
+	t.n++
+}
+
+// meaningOf is the class a single code or type names by its words, as
+// Classify reads it, and "" when it names none: "insufficient_quota" and
+// "AccountOverdueError" name ClassQuotaExhausted, "requests" and
+// "rate_limit_error" ClassRateLimited.
+func meaningOf(k string) Class {
+	var t token
+	t.set([]byte(k), false)
+	switch m := t.meaning(); m {
+	case hintRateLimit:
+		return ClassRateLimited
+	default:
+		return m
+	}
+}
+
+// meaning is the class a code or type's words name, "" for generic ones
+// ("invalid_request", "api", "forbidden", numbers). Rate-limit words are read
+// before billing words: "Throttling.AllocationQuota" is DashScope's
+// per-minute throttle.
+func (t *token) meaning() Class {
+	w := t.b[:t.n]
+	switch string(w) {
+	case "rate_limit_exceeded":
+		return ClassRateLimited
+	case "insufficient_quota", "organization_usage_limit_exceeded":
+		return ClassQuotaExhausted
+	case "requests", "tokens": // OpenAI's rate-limit types
+		return hintRateLimit
+	}
+	switch {
+	case has(w, "rate_limit") || has(w, "ratelimit") || has(w, "throttl") ||
+		has(w, "too_many_requests") || has(w, "slow_down") || has(w, "concurren"):
+		return ClassRateLimited
+	case has(w, "overload") || has(w, "capacity") || has(w, "service_unavailable"):
+		return ClassOverloaded
+	case quotaWords(w):
+		return ClassQuotaExhausted
+	case has(w, "context_length"):
+		return ClassContextLengthExceeded
+	case has(w, "model_not_found") || has(w, "deployment_not_found") || has(w, "decommission") ||
+		(has(w, "model") && (has(w, "not_found") || has(w, "not_exist") || has(w, "deprecated"))):
+		return ClassModelNotFound
+	case has(w, "authentic") || has(w, "unauthorized") || has(w, "deactivated") || has(w, "invalid_key") ||
+		(has(w, "api_key") && (has(w, "invalid") || has(w, "expired") || has(w, "revoked") || has(w, "leaked"))) ||
+		has(w, "invalid_organization") || has(w, "no_such_organization"):
+		return ClassAuthentication
+	case has(w, "permission") || has(w, "access_terminated") || has(w, "access_denied") ||
+		has(w, "unsupported_country") || has(w, "restricted") || has(w, "request_forbidden"):
+		return ClassPermission
+	case has(w, "content_filter") || has(w, "content_policy") || has(w, "policy_violation") ||
+		has(w, "responsible_ai") || has(w, "inspection") || has(w, "sensitive") ||
+		has(w, "moderation") || has(w, "safety") || has(w, "unsafe"):
+		return ClassContentFilter
+	}
+	return ""
+}
+
+// quotaWords reports whether a normalised code or type says that credit,
+// balance or a spend cap ran out: insufficient quota, balance, credit or
+// funds; arrears; overdue; payment required; billing; spend limits; credits
+// exhausted; a quota exhausted or not enough.
+func quotaWords(w []byte) bool {
+	switch {
+	case has(w, "insufficient"):
+		return has(w, "quota") || has(w, "balance") || has(w, "credit") || has(w, "fund")
+	case has(w, "arrear") || has(w, "overdue") || has(w, "payment_required") || has(w, "billing") ||
+		has(w, "spend_limit") || has(w, "spending_limit"):
+		return true
+	case has(w, "credit"):
+		return has(w, "exhausted") || has(w, "balance")
+	case has(w, "quota"):
+		return has(w, "exhausted") || has(w, "current_quota") || has(w, "not_enough") || has(w, "free_tier")
+	}
+	return false
+}
+
+// has reports whether the normalised token w contains sub.
+func has(w []byte, sub string) bool {
+	n := len(sub)
+	for i := 0; i+n <= len(w); i++ {
+		if string(w[i:i+n]) == sub {
+			return true
+		}
+	}
+	return false
+}
+
+// containsWordFold reports whether s contains the lower-case word w,
+// ignoring ASCII case, with no letter or digit on either side.
+func containsWordFold(s []byte, w string) bool {
+	for i := 0; i+len(w) <= len(s); i++ {
+		if !equalFold(s[i:i+len(w)], w) {
+			continue
+		}
+		if (i == 0 || !isAlnum(s[i-1])) && (i+len(w) == len(s) || !isAlnum(s[i+len(w)])) {
+			return true
+		}
+	}
+	return false
+}
+
+func equalFold(b []byte, lower string) bool {
+	for j := 0; j < len(lower); j++ {
+		c := b[j]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[j] {
+			return false
+		}
+	}
+	return true
+}
+
+func isAlnum(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
 }

@@ -60,15 +60,28 @@ func loadCorpus(tb testing.TB) []sample {
 
 func TestClassifyCorpus(t *testing.T) {
 	corpus := loadCorpus(t)
-	if len(corpus) < 40 {
-		t.Errorf("corpus has %d real bodies, want at least 40", len(corpus))
+	if len(corpus) < 100 {
+		t.Errorf("corpus has %d real bodies, want at least 100", len(corpus))
 	}
+	var agree, quota, recalled, falseQuota int
 	for _, s := range corpus {
+		got := Classify(s.Status, s.header(), []byte(s.Body))
+		switch {
+		case got.Class == s.Expected:
+			agree++
+		case got.Class == ClassQuotaExhausted:
+			falseQuota++
+		}
+		if s.Expected == ClassQuotaExhausted {
+			quota++
+			if got.Class == ClassQuotaExhausted {
+				recalled++
+			}
+		}
 		t.Run(s.name, func(t *testing.T) {
 			if !strings.HasPrefix(s.Source, "https://") {
 				t.Errorf("sample has no source URL: %q", s.Source)
 			}
-			got := Classify(s.Status, s.header(), []byte(s.Body))
 			if got.Class != s.Expected {
 				t.Errorf("Classify(%d, %s) class = %q, want %q\nnote: %s", s.Status, s.Body, got.Class, s.Expected, s.Note)
 			}
@@ -80,6 +93,8 @@ func TestClassifyCorpus(t *testing.T) {
 			}
 		})
 	}
+	t.Logf("%d answers: class agreement %d/%d, quota recall %d/%d, false quota verdicts %d",
+		len(corpus), agree, len(corpus), recalled, quota, falseQuota)
 }
 
 // TestClassifyQuotaPrecision holds the bodies that look like "out of money"
@@ -107,14 +122,33 @@ func TestClassifyQuotaPrecision(t *testing.T) {
 		{"Gemini RESOURCE_EXHAUSTED says quota", 429,
 			`[{"error":{"code":429,"message":"You exceeded your current quota, please check your plan and billing details.","status":"RESOURCE_EXHAUSTED"}}]`,
 			ClassRateLimited},
-		{"insufficient_quota on a 5xx", 500, `{"error":{"type":"insufficient_quota","code":"insufficient_quota"}}`, ClassServerError},
+		{"insufficient_quota on a 5xx is believed", 500, `{"error":{"type":"insufficient_quota","code":"insufficient_quota"}}`, ClassQuotaExhausted},
+		{"billing words on an HTML 5xx", 502, `<html>insufficient balance</html>`, ClassServerError},
 		{"insufficient_quota inside a message only", 400, `{"error":{"message":"upstream said insufficient_quota","type":"invalid_request_error"}}`, ClassInvalidRequest},
 		{"insufficient_quota as a key", 429, `{"insufficient_quota":true}`, ClassRateLimited},
 		{"insufficient_quota under another member", 429, `{"detail_error":{"code":"insufficient_quota"}}`, ClassRateLimited},
-		{"credit text from a non-Anthropic shape", 400, `{"error":{"message":"Your credit balance is too low","type":"invalid_request_error"}}`, ClassInvalidRequest},
+		{"credit text under a generic type", 400, `{"error":{"message":"Your credit balance is too low","type":"invalid_request_error"}}`, ClassQuotaExhausted},
+		{"billing code with a per-minute message", 429, `{"error":{"message":"Quota exceeded: 60 requests per minute","code":"insufficient_quota"}}`, ClassRateLimited},
+		{"balance words with try again in", 429, `{"error":{"message":"Insufficient balance for burst; try again in 20s","code":"1113"}}`, ClassRateLimited},
+		{"Chinese per-minute limit", 429, `{"error":{"message":"余额不足，每分钟请求次数超限"}}`, ClassRateLimited},
+		{"TPM as a word", 429, `{"error":{"message":"insufficient quota (TPM)","type":"quota"}}`, ClassRateLimited},
+		{"https is not TPS", 402, `{"error":{"message":"Insufficient credits, see https://example.com","code":402}}`, ClassQuotaExhausted},
+		{"quota message text with a rate type", 403, `{"error":{"message":"insufficient balance","type":"requests"}}`, ClassPermission},
+		{"duplicate code, first billing", 429, `{"error":{"code":"insufficient_quota","code":"rate_limit_exceeded"}}`, ClassRateLimited},
+		{"duplicate code, last billing", 429, `{"error":{"code":"rate_limit_exceeded","code":"insufficient_quota"}}`, ClassRateLimited},
+		{"duplicate type, null code", 429, `{"error":{"type":"requests","type":"insufficient_quota","code":null}}`, ClassRateLimited},
+		{"duplicate code in a flat body", 429, `{"code":"INSUFFICIENT_BALANCE","message":"m","code":"RATE_LIMITED"}`, ClassRateLimited},
+		{"duplicate code on a 402", 402, `{"error":{"code":"insufficient_quota","code":"x"}}`, ClassOther},
+		{"duplicate error objects", 429, `{"error":{"code":"rate_limit_exceeded"},"error":{"code":"insufficient_quota"}}`, ClassRateLimited},
+		{"same code twice", 429, `{"error":{"code":"insufficient_quota","code":"insufficient_quota"}}`, ClassQuotaExhausted},
+		{"duplicate inside a nested body", 429, `{"error":{"message":"Provider returned error","code":429,"metadata":{"raw":"{\"error\":{\"code\":\"insufficient_quota\",\"code\":\"x\"}}"}}}`, ClassRateLimited},
+		{"nested body one level only", 429, `{"error":{"code":429,"metadata":{"raw":"{\"error\":{\"code\":429,\"metadata\":{\"raw\":\"{\\\"error\\\":{\\\"code\\\":\\\"insufficient_quota\\\"}}\"}}}"}}}`, ClassRateLimited},
+		{"nested plain text with billing words", 429, `{"error":{"message":"Provider returned error","code":429,"metadata":{"raw":"insufficient balance"}}}`, ClassRateLimited},
+		{"outer code wins over nested", 429, `{"error":{"code":"rate_limit_exceeded","metadata":{"raw":"{\"error\":{\"code\":\"insufficient_quota\"}}"}}}`, ClassRateLimited},
 		{"escaped code", 429, `{"error":{"code":"insufficient\u005fquota"}}`, ClassQuotaExhausted},
 		{"HTML 402 from something in between", 402, `<html>Payment Required</html>`, ClassOther},
 		{"empty 402", 402, ``, ClassOther},
+		{"structured 402 speaking of a rate limit", 402, `{"error":{"message":"Rate limit exceeded, try again in 5s","code":402}}`, ClassRateLimited},
 		{"structured 402", 402, `{"error":{"message":"Insufficient credits","code":402}}`, ClassQuotaExhausted},
 		{"truncated quota body", 429, `{"error":{"message":"You exceeded","type":"insufficient_quota","pa`, ClassQuotaExhausted},
 	}
@@ -225,6 +259,77 @@ func TestClassifyFields(t *testing.T) {
 	}
 }
 
+func TestClassifyNested(t *testing.T) {
+	tests := []struct {
+		name   string
+		status int
+		body   string
+		want   Classification
+	}{
+		{"upstream billing type", 429,
+			`{"error":{"message":"Provider returned error","code":429,"metadata":{"raw":"{\"error\":{\"message\":\"suspended due to insufficient balance\",\"type\":\"exceeded_current_quota_error\"}}","is_byok":true}}}`,
+			Classification{ClassQuotaExhausted, "", "exceeded_current_quota_error", "exceeded_current_quota_error", false}},
+		{"upstream Anthropic credit", 400,
+			`{"error":{"message":"Provider returned error","code":400,"metadata":{"raw":"{\"type\":\"error\",\"error\":{\"type\":\"invalid_request_error\",\"message\":\"Your credit balance is too low to access the Anthropic API.\"}}","provider_name":"Anthropic"}}}`,
+			Classification{ClassQuotaExhausted, "", "invalid_request_error", "invalid_request_error", false}},
+		{"upstream string error", 402,
+			`{"error":{"message":"Provider returned error","code":402,"metadata":{"raw":"{\"error\":\"API key USD spend limit exceeded.\"}"}}}`,
+			Classification{ClassQuotaExhausted, "", "", "", false}},
+		{"upstream rate limit", 429,
+			`{"error":{"message":"Provider returned error","code":429,"metadata":{"raw":"{\"error\":{\"code\":\"rate_limit_exceeded\",\"message\":\"slow\"}}"}}}`,
+			Classification{ClassRateLimited, "", "rate_limit_exceeded", "", true}},
+		{"raw as an object with data", 429,
+			`{"error":{"message":"Provider returned error","code":429,"metadata":{"raw":{"__kind":"OK","data":"{\"error\":{\"code\":\"insufficient_quota\"}}"}}}}`,
+			Classification{ClassQuotaExhausted, "", "insufficient_quota", "", false}},
+		{"raw not JSON", 429,
+			`{"error":{"message":"Provider returned error","code":429,"metadata":{"raw":"upstream busy"}}}`,
+			Classification{ClassRateLimited, "", "429", "", true}},
+		{"raw truncated", 429,
+			`{"error":{"message":"Provider returned error","code":429,"metadata":{"raw":"{\"error\":{\"code\":\"insuff`,
+			Classification{ClassRateLimited, "", "429", "", true}},
+		{"flat body with metadata", 402,
+			`{"message":"Provider returned error","code":402,"metadata":{"raw":"{\"error\":{\"code\":\"insufficient_quota\"}}"}}`,
+			Classification{ClassQuotaExhausted, "", "insufficient_quota", "", false}},
+		{"a specific outer code wins", 400,
+			`{"error":{"code":"context_length_exceeded","metadata":{"raw":"{\"error\":{\"code\":\"insufficient_quota\"}}"}}}`,
+			Classification{ClassContextLengthExceeded, "", "context_length_exceeded", "", false}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Classify(tt.status, nil, []byte(tt.body)); got != tt.want {
+				t.Errorf("Classify = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestTokenNormalise pins how codes and types are read as words.
+func TestTokenNormalise(t *testing.T) {
+	tests := []struct{ raw, want string }{
+		{"insufficient_quota", "insufficient_quota"},
+		{"INSUFFICIENT_BALANCE", "insufficient_balance"},
+		{"AccountOverdueError", "account_overdue"},
+		{"AllocationQuota.FreeTierOnly", "allocation_quota_free_tier_only"},
+		{"Throttling.AllocationQuota", "throttling_allocation_quota"},
+		{"ResponsibleAIPolicyViolation", "responsible_ai_policy_violation"},
+		{"insufficient_balance_error", "insufficient_balance"},
+		{"rate-limit exceeded", "rate_limit_exceeded"},
+		{"error", "error"},
+		{"_error", "error"},
+		{"1113", "1113"},
+		{"payment__required--", "payment_required"},
+		{strings.Repeat("a", tokenLen+1), ""},
+		{strings.Repeat("aB", tokenLen/2), ""}, // grows past the buffer
+	}
+	for _, tt := range tests {
+		var tok token
+		tok.set([]byte(tt.raw), false)
+		if got := string(tok.b[:tok.n]); got != tt.want {
+			t.Errorf("token(%q) = %q, want %q", tt.raw, got, tt.want)
+		}
+	}
+}
+
 // FuzzClassify checks that any body, seeded with the real corpus, classifies
 // without panicking, into a known class, with bounded valid fields, and that a
 // quota verdict only ever comes with a 4xx status.
@@ -234,6 +339,9 @@ func FuzzClassify(f *testing.F) {
 	}
 	f.Add(429, []byte(`[{"error":{"code":429,"status":"RESOURCE_EXHAUSTED","details":[{"reason":"RATE_LIMIT_EXCEEDED"}]}}]`))
 	f.Add(400, []byte(`{"error":{"innererror":{"code":"ResponsibleAIPolicyViolation"}}}`))
+	f.Add(429, []byte(`{"error":{"code":"insufficient_quota","code":"rate_limit_exceeded"}}`))
+	f.Add(402, []byte(`{"error":{"message":"Provider returned error","code":402,"metadata":{"raw":"{\"error\":{\"type\":\"AccountOverdueError\",\"message\":\"余额不足\"}}"}}}`))
+	f.Add(429, []byte(`{"error":{"code":429,"metadata":{"raw":{"__kind":"OK","data":"{\"error\":{\"code\":\"Throttling.AllocationQuota\"}}"}}}}`))
 	f.Fuzz(func(t *testing.T, status int, body []byte) {
 		c := Classify(status, nil, body)
 		if status < 400 {
@@ -250,8 +358,11 @@ func FuzzClassify(f *testing.F) {
 				t.Fatalf("field %q not bounded valid UTF-8", s)
 			}
 		}
-		if c.Class == ClassQuotaExhausted && !isClientError(status) {
-			t.Fatalf("quota verdict on status %d", status)
+		if c.Class == ClassQuotaExhausted {
+			var f errorFields
+			if f.parse(body); !f.structured() {
+				t.Fatalf("quota verdict on a body with no provider error in it: %q", body)
+			}
 		}
 		if c.Retryable != wantRetryable(c.Class, status) {
 			t.Fatalf("retryable %v for %q", c.Retryable, c.Class)
@@ -267,6 +378,8 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add([]byte(`{"error":{"code":1.5e3,"type":"a\u0062c"},"type":"error"}`))
 	f.Add([]byte(`{"object":"error","message":"x","type":"rate_limited","code":"1300"}`))
+	f.Add([]byte(`{"error":{"code":"a","code":"b","type":"t","metadata":{"raw":"{\"error\":{\"code\":\"c\"}}"}}}`))
+	f.Add([]byte(`{"error":{"metadata":{"raw":{"data":"x"},"raw":"y"}},"error":{"type":"z"}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		var ef errorFields
 		ef.parse(body) // must not panic on anything
@@ -315,6 +428,11 @@ func FuzzParse(f *testing.F) {
 		check("type", ef.typ, ef.typEscaped, e["type"])
 		check("message", ef.message, bytes.IndexByte(ef.message, '\\') >= 0, e["message"])
 		check("status", ef.status, bytes.IndexByte(ef.status, '\\') >= 0, e["status"])
+		if md, ok := e["metadata"].(map[string]any); ok {
+			if raw, ok := md["raw"].(string); ok {
+				check("metadata.raw", ef.raw, ef.rawEscaped, raw)
+			}
+		}
 	})
 }
 
@@ -363,6 +481,29 @@ func BenchmarkClassify(b *testing.B) {
 		c := Classify(429, header, body)
 		if c.Class != ClassRateLimited {
 			b.Fatal(c)
+		}
+	}
+}
+
+// BenchmarkClassifyCorpus classifies every real answer of the corpus once
+// per iteration: the cost across shapes, nested bodies and message rules.
+func BenchmarkClassifyCorpus(b *testing.B) {
+	type answer struct {
+		status int
+		header http.Header
+		body   []byte
+	}
+	var answers []answer
+	size := 0
+	for _, s := range loadCorpus(b) {
+		answers = append(answers, answer{s.Status, s.header(), []byte(s.Body)})
+		size += len(s.Body)
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(size))
+	for b.Loop() {
+		for _, a := range answers {
+			Classify(a.status, a.header, a.body)
 		}
 	}
 }

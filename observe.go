@@ -767,10 +767,7 @@ func streamErrorStatus(numeric int, code, typ string) int {
 		if k == "" {
 			continue
 		}
-		if c, ok := codeClasses[k]; ok {
-			return classStatus(c)
-		}
-		if c, ok := typeClasses[k]; ok {
+		if c := meaningOf(k); c != "" {
 			return classStatus(c)
 		}
 		switch k {

@@ -20,14 +20,22 @@ type errorFields struct {
 	innerCode          []byte // Azure's error.innererror.code
 	reason             []byte // Google's error.details[].reason
 	detailCode         []byte // Anthropic's error.details.error_code
+	raw                []byte // a gateway's error.metadata.raw: the upstream body as a JSON string
 	codePresent        bool   // a "code" member exists, even as null
 	codeEscaped        bool   // code holds JSON escapes
 	typEscaped         bool
+	typPresent         bool
+	rawEscaped         bool
 	anthropic          bool // {"type":"error","error":{...}}
 	google             bool // error.status present, as in Google's APIs
 	errorObject        bool // an "error" member that is an object or a string
 	errorString        bool // ... a string
 	flat               bool // error fields at the top level ({"object":"error",...})
+	// conflict: the body repeats "error", or repeats "code" or "type" in
+	// one object with different values. SDKs disagree on which one counts
+	// (openai-go reads the first, go-openai the last), so such a body never
+	// trips a latch.
+	conflict bool
 }
 
 // parse fills f from body. Provider shapes it knows:
@@ -37,6 +45,7 @@ type errorFields struct {
 //	{"error":{"code":429,"message":..,"status":"RESOURCE_EXHAUSTED"}} Google, also wrapped in [ ]
 //	{"object":"error","message":..,"type":..,"code":..}               Mistral, vLLM
 //	{"error":"message"}, {"message":..}, {"detail":..}                  assorted gateways
+//	{"error":{"message":..,"code":402,"metadata":{"raw":"{...}"}}}     OpenRouter, wrapping an upstream answer
 func (f *errorFields) parse(body []byte) {
 	s := scanner{b: body}
 	s.ws()
@@ -52,16 +61,22 @@ func (f *errorFields) parse(body []byte) {
 		return
 	}
 	var top struct {
-		typ, message, code, object []byte
-		typEscaped, codeEscaped    bool
-		codePresent, detail        bool
+		typ, message, code, object, raw []byte
+		typEscaped, codeEscaped         bool
+		codePresent, typPresent, detail bool
+		rawEscaped                      bool
 	}
+	errorCount := 0
 	s.object(func(key []byte) bool {
 		switch string(key) {
 		case "error":
+			// A later duplicate replaces an earlier one, as in encoding/json;
+			// SDKs that read the first one see something else.
+			if errorCount++; errorCount > 1 {
+				f.conflict = true
+			}
 			switch s.peek() {
 			case '{':
-				// A later duplicate replaces an earlier one, as in encoding/json.
 				f.resetError()
 				f.errorObject = true
 				return s.object(func(key []byte) bool { return f.errorMember(&s, key) })
@@ -74,17 +89,22 @@ func (f *errorFields) parse(body []byte) {
 			f.resetError()
 			return s.skip()
 		case "type":
-			top.typ, top.typEscaped = s.stringValue()
+			v, esc := s.stringValue()
+			f.conflict = f.conflict || (top.typPresent && !bytes.Equal(v, top.typ))
+			top.typ, top.typEscaped, top.typPresent = v, esc, true
 		case "message":
 			top.message, _ = s.stringValue()
 		case "detail": // FastAPI-style gateways
 			top.detail = true
 			top.message, _ = s.stringValue()
 		case "code":
-			top.codePresent = true
-			top.code, top.codeEscaped = s.scalarValue()
+			v, esc := s.scalarValue()
+			f.conflict = f.conflict || (top.codePresent && !bytes.Equal(v, top.code))
+			top.code, top.codeEscaped, top.codePresent = v, esc, true
 		case "object":
 			top.object, _ = s.stringValue()
+		case "metadata": // a gateway's error flattened by an SDK
+			top.raw, top.rawEscaped = metadataRaw(&s)
 		default:
 			return s.skip()
 		}
@@ -94,20 +114,22 @@ func (f *errorFields) parse(body []byte) {
 	case f.errorObject && f.errorString:
 		// {"error":"message","code":...}: xAI, Ollama
 		f.code, f.codeEscaped, f.codePresent = top.code, top.codeEscaped, top.codePresent
-		f.typ, f.typEscaped = top.typ, top.typEscaped
+		f.typ, f.typEscaped, f.typPresent = top.typ, top.typEscaped, top.typPresent
 	case f.errorObject:
 		f.anthropic = string(top.typ) == "error" && !top.typEscaped && !f.google
 	case len(top.message) > 0 || top.detail || string(top.object) == "error":
 		f.flat = true
 		f.code, f.codeEscaped, f.codePresent = top.code, top.codeEscaped, top.codePresent
-		f.typ, f.typEscaped = top.typ, top.typEscaped
+		f.typ, f.typEscaped, f.typPresent = top.typ, top.typEscaped, top.typPresent
 		f.message = top.message
+		f.raw, f.rawEscaped = top.raw, top.rawEscaped
 	}
 }
 
 func (f *errorFields) resetError() {
 	f.code, f.typ, f.message, f.status, f.innerCode, f.reason, f.detailCode = nil, nil, nil, nil, nil, nil, nil
-	f.codePresent, f.codeEscaped, f.typEscaped = false, false, false
+	f.raw, f.rawEscaped = nil, false
+	f.codePresent, f.codeEscaped, f.typEscaped, f.typPresent = false, false, false, false
 	f.google, f.errorObject, f.errorString = false, false, false
 }
 
@@ -115,10 +137,16 @@ func (f *errorFields) resetError() {
 func (f *errorFields) errorMember(s *scanner, key []byte) bool {
 	switch string(key) {
 	case "code":
-		f.codePresent = true
-		f.code, f.codeEscaped = s.scalarValue()
+		v, esc := s.scalarValue()
+		f.conflict = f.conflict || (f.codePresent && !bytes.Equal(v, f.code))
+		f.code, f.codeEscaped, f.codePresent = v, esc, true
 	case "type":
-		f.typ, f.typEscaped = s.stringValue()
+		v, esc := s.stringValue()
+		f.conflict = f.conflict || (f.typPresent && !bytes.Equal(v, f.typ))
+		f.typ, f.typEscaped, f.typPresent = v, esc, true
+	case "metadata": // OpenRouter and gateways like it
+		f.raw, f.rawEscaped = metadataRaw(s)
+		return !s.bad
 	case "message":
 		f.message, _ = s.stringValue()
 	case "status":
@@ -168,6 +196,43 @@ func (f *errorFields) errorMember(s *scanner, key []byte) bool {
 		return s.skip()
 	}
 	return !s.bad
+}
+
+// metadataRaw reads a gateway's metadata object and returns its "raw"
+// member: the upstream provider's answer, itself usually JSON, as a string,
+// or (OpenRouter in early 2025) as {"__kind":"OK","data":"<answer>"}.
+func metadataRaw(s *scanner) (raw []byte, escaped bool) {
+	if s.peek() != '{' {
+		s.skip()
+		return nil, false
+	}
+	s.object(func(key []byte) bool {
+		if string(key) != "raw" {
+			return s.skip()
+		}
+		if s.peek() != '{' {
+			raw, escaped = s.stringValue()
+			return !s.bad
+		}
+		return s.object(func(key []byte) bool {
+			if string(key) == "data" {
+				raw, escaped = s.stringValue()
+				return !s.bad
+			}
+			return s.skip()
+		})
+	})
+	return raw, escaped
+}
+
+// parseNested fills f from a gateway's metadata.raw: the raw contents of a
+// JSON string holding the upstream answer. It reads one level only; a raw
+// member inside the upstream answer is left alone by Classify.
+func (f *errorFields) parseNested(raw []byte, escaped bool) {
+	if escaped {
+		raw = unescape(raw)
+	}
+	f.parse(raw)
 }
 
 func isUpperSnake(b []byte) bool {
