@@ -29,10 +29,9 @@ const (
 // a ping goes unanswered for Options.PingInterval, so a Redis that hangs is
 // noticed too, and then calls fn with a ChangeDisconnected (once, however
 // many attempts fail after it). A message it cannot read also yields a
-// ChangeResync. A fn
-// that is slow to return delays later changes; if Redis drops the
-// subscription because of it (its client-output-buffer-limit for pubsub), a
-// ChangeResync follows.
+// ChangeResync. A fn that is slow to return delays later changes; if Redis
+// drops the subscription because of it (its client-output-buffer-limit for
+// pubsub), a ChangeDisconnected and a ChangeResync follow.
 func (s *Store) Watch(ctx context.Context, fn func(Change)) error {
 	if fn == nil {
 		return errors.New("redisstore: watch: nil func")
