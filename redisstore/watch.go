@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"time"
@@ -17,8 +18,9 @@ const (
 )
 
 // Watch calls fn for every change made through any Store with the same
-// prefix, until ctx is done; then it returns nil. fn is called on Watch's
-// goroutine, one change at a time.
+// prefix, until ctx is done; then it returns nil. It returns an error only
+// when it cannot watch at all: fn is nil, or the client is closed. fn is
+// called on Watch's goroutine, one change at a time.
 //
 // Watch subscribes to the changes channel on a connection of its own. It
 // calls fn with a ChangeResync each time the subscription is confirmed: at
@@ -27,10 +29,9 @@ const (
 // a ping goes unanswered for Options.PingInterval, so a Redis that hangs is
 // noticed too, and then calls fn with a ChangeDisconnected (once, however
 // many attempts fail after it). A message it cannot read also yields a
-// ChangeResync. A fn
-// that is slow to return delays later changes; if Redis drops the
-// subscription because of it (its client-output-buffer-limit for pubsub), a
-// ChangeResync follows.
+// ChangeResync. A fn that is slow to return delays later changes; if Redis
+// drops the subscription because of it (its client-output-buffer-limit for
+// pubsub), a ChangeDisconnected and a ChangeResync follow.
 func (s *Store) Watch(ctx context.Context, fn func(Change)) error {
 	if fn == nil {
 		return errors.New("redisstore: watch: nil func")
@@ -38,7 +39,11 @@ func (s *Store) Watch(ctx context.Context, fn func(Change)) error {
 	w := watcher{s: s, fn: fn}
 	backoff := minBackoff
 	for ctx.Err() == nil {
-		if w.once(ctx) {
+		confirmed, err := w.once(ctx)
+		if err != nil {
+			return err
+		}
+		if confirmed {
 			backoff = minBackoff
 		}
 		if ctx.Err() != nil {
@@ -67,8 +72,9 @@ type watcher struct {
 }
 
 // once holds one subscription until it fails or ctx is done, and reports
-// whether it was ever confirmed.
-func (w *watcher) once(ctx context.Context) (confirmed bool) {
+// whether it was ever confirmed. Its error is for what no retry can mend: a
+// closed client.
+func (w *watcher) once(ctx context.Context) (confirmed bool, err error) {
 	s := w.s
 	// Every step gets a deadline: while Redis hangs, a dial or a handshake
 	// would otherwise wait for the client's own timeouts, and Close, which
@@ -87,8 +93,13 @@ func (w *watcher) once(ctx context.Context) (confirmed bool) {
 		msg, err := ps.ReceiveTimeout(rctx, s.pingInterval)
 		cancel()
 		if err != nil {
+			if ctx.Err() == nil && errors.Is(err, redis.ErrClosed) {
+				// Only the client's Close makes this, since the
+				// subscription is closed only once ctx is done.
+				return confirmed, fmt.Errorf("redisstore: watch: %w", err)
+			}
 			if ctx.Err() != nil || !isTimeout(err) || pinged {
-				return confirmed
+				return confirmed, nil
 			}
 			// Silence: ask for a pong; if none comes within another
 			// interval, the connection is dead even if TCP says not.
@@ -96,7 +107,7 @@ func (w *watcher) once(ctx context.Context) (confirmed bool) {
 			err := ps.Ping(pctx)
 			cancel()
 			if err != nil {
-				return confirmed
+				return confirmed, nil
 			}
 			pinged = true
 			continue

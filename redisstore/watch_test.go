@@ -219,3 +219,41 @@ func TestWatchStopsWhileHung(t *testing.T) {
 		t.Fatalf("Watch did not return within %v of its context's end", hang)
 	}
 }
+
+// A closed client cannot watch: Watch says so instead of retrying forever.
+func TestWatchClosedClient(t *testing.T) {
+	srv := redistest.Start(t)
+	client := srv.Client()
+	s, err := redisstore.New(client, redisstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	resync := make(chan struct{}, 1)
+	go func() {
+		done <- s.Watch(context.Background(), func(ch redisstore.Change) {
+			if ch.Kind == redisstore.ChangeResync {
+				select {
+				case resync <- struct{}{}:
+				default:
+				}
+			}
+		})
+	}()
+	select {
+	case <-resync:
+	case <-time.After(hang):
+		t.Fatalf("no resync within %v", hang)
+	}
+	if err := client.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("Watch on a closed client returned nil")
+		}
+	case <-time.After(hang):
+		t.Fatalf("Watch did not return within %v of its client's Close", hang)
+	}
+}

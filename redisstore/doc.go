@@ -1,0 +1,38 @@
+// Package redisstore keeps quotabreaker's latches, and the spend of its
+// budgets, in Redis, so that every replica of a service shares them: a trip
+// in one replica opens the scope in all of them, a reset anywhere closes it
+// everywhere, and exactly one replica pages for each trip.
+//
+// It lives in a module of its own so that the quotabreaker package keeps its
+// small import graph. A Store implements the quotabreaker.Store contract:
+//
+//	client := redis.NewClient(&redis.Options{Addr: "localhost:6379", ContextTimeoutEnabled: true})
+//	store, err := redisstore.New(client, redisstore.Options{})
+//
+// # What it keeps in Redis
+//
+// Under a prefix ("quotabreaker:" by default):
+//
+//	open                 hash: scope -> the open trip's JSON; no expiry
+//	epochs               hash: scope -> its reset epoch; no expiry
+//	changes              pub/sub channel of opens and clears
+//	spend:<period>       hash: budget key -> micro-dollars
+//	thresholds:<period>  set: "<pct>:<budget key>" per claimed threshold
+//	periods              sorted set of the periods held
+//
+// Claim, Clear and ClearAll are Lua scripts (EVALSHA, falling back to EVAL
+// after a restart emptied the script cache): each compares, writes and
+// publishes in one atomic step. Snapshot and the budget calls are MULTI/EXEC
+// transactions. Every call is bounded by Options.Timeout on top of the
+// caller's context, so it returns when Redis is down or hung.
+//
+// # What Redis must be
+//
+// Latches never expire, so that they survive restarts: run Redis with
+// persistence (appendonly yes; appendfsync always or everysec) and with a
+// maxmemory-policy that never evicts keys without expiry (noeviction or a
+// volatile-* policy). On a Redis Cluster, put a hash tag in the prefix
+// ("{quotabreaker}:") so that the scripts' keys share a slot.
+//
+// The command in cmd/quotabreaker lists and resets the latches from a shell.
+package redisstore
