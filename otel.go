@@ -168,8 +168,9 @@ func (tel *telemetry) init(t *Transport) {
 	}
 	tel.budgetRatio = ratio
 
+	// No unit: with "1" the Prometheus exporter would name it
+	// quotabreaker_store_up_ratio.
 	storeUp, err := meter.Int64Gauge("quotabreaker.store.up",
-		metric.WithUnit("1"),
 		metric.WithDescription("1 while the Transport's store answers, 0 while it is unreachable and latches are decided by this process alone."))
 	if err != nil {
 		otel.Handle(err)
