@@ -422,6 +422,14 @@ func TestObserverCRLF(t *testing.T) {
 	}
 }
 
+func TestContainsError(t *testing.T) {
+	for _, s := range []string{"", "error\"", "rror\"", "xerror\"", "errorr\"", "error", "\"rr\"error\"x", "error'", "erro\"", "eerror\"", "rrr"} {
+		if got, want := containsError([]byte(s)), bytes.Contains([]byte(s), keyError); got != want {
+			t.Errorf("containsError(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
+
 // FuzzObserver feeds arbitrary bodies, as an event stream and as JSON: no
 // panic, and the result of one write equals the result of the same bytes
 // fed one at a time or in uneven pieces. The usage-chunk filter is held to
@@ -457,6 +465,9 @@ func FuzzObserver(f *testing.F) {
 		}
 		if got := filterAll(body, sizes...); !bytes.Equal(got, whole) {
 			t.Fatalf("filter in pieces %v:\n%q\nwant\n%q", sizes, got, whole)
+		}
+		if containsError(body) != bytes.Contains(body, keyError) {
+			t.Fatal("containsError disagrees with bytes.Contains")
 		}
 		if !bytes.Contains(body, keyUsage) && !bytes.Equal(whole, body) {
 			t.Fatalf("a stream without usage changed:\n%q\nwant\n%q", whole, body)
