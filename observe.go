@@ -207,10 +207,17 @@ func (o *observer) lineHead(p []byte, i int) int {
 		o.dispatch()
 		return i + 1
 	}
-	if o.plen == 0 && !o.rawOn && len(p)-i >= len("data:") && string(p[i:i+len("data:")]) == "data:" {
-		o.kind, o.valStart = lineData, true
-		o.dataStarts()
-		return i + len("data:")
+	if o.plen == 0 && !o.rawOn && len(p)-i >= len("event:") {
+		switch {
+		case string(p[i:i+len("data:")]) == "data:":
+			o.kind, o.valStart = lineData, true
+			o.dataStarts()
+			return i + len("data:")
+		case string(p[i:i+len("event:")]) == "event:":
+			o.kind = lineEvent
+			o.ev.nameLen, o.ev.nameLong = 0, false
+			return i + len("event:")
+		}
 	}
 	for ; i < len(p); i++ {
 		b := p[i]
@@ -297,17 +304,17 @@ func (o *observer) eventLine(p []byte, i int) int {
 	if e >= 0 {
 		end = i + e
 	}
-	for _, b := range p[i:end] {
-		switch {
-		case !ev.nameSeen && b == ' ':
-			// The one space after the colon.
-		case ev.nameLen == len(ev.name):
-			ev.nameLong = true
-		default:
-			ev.name[ev.nameLen] = b
-			ev.nameLen++
-		}
+	v := p[i:end]
+	if !ev.nameSeen && len(v) > 0 {
 		ev.nameSeen = true
+		if v[0] == ' ' { // the one space after the colon
+			v = v[1:]
+		}
+	}
+	if n := copy(ev.name[ev.nameLen:], v); n < len(v) {
+		ev.nameLong = true
+	} else {
+		ev.nameLen += n
 	}
 	if e < 0 {
 		return len(p)
@@ -437,18 +444,38 @@ var (
 )
 
 // mayMatter reports whether the first data line v of an event is read: the
-// stream's first event (for the model), an event named error, one whose
-// line names an error, or usage with a value other than null, and one whose
-// line is not a whole JSON object (its JSON continues on the next data:
-// line). The rest, nearly every event of a long stream, are skipped after a
+// stream's first event (for the model), an event named error, and, unless
+// its name is a quiet one, one whose line names an error, or usage with a
+// value other than null, and one whose line is not a whole JSON object (its
+// JSON continues on the next data: line). The rest, nearly every event of a long stream, are skipped after a
 // search or two. A key written with escapes is not "usage" to jsonCapture
 // either, so the search never skips what apply would use; and apply takes
 // nothing from an event without usage or an error but the first, so
 // reading more events, as track does, changes nothing.
 func (o *observer) mayMatter(v []byte) bool {
-	return o.events == 0 || o.errorEvent() ||
-		containsError(v) || usageNotNull(v) ||
-		lastNonSpace(v) != '}'
+	if o.events == 0 || o.errorEvent() {
+		return true
+	}
+	return !o.quietEvent() && (containsError(v) || usageNotNull(v) || lastNonSpace(v) != '}')
+}
+
+// quietEvent reports whether the current event's name is one that never
+// carries usage or an error: Anthropic's content blocks and pings, and the
+// Responses API's events other than its terminal ones. Most events of those
+// streams are such, and are skipped without a search.
+func (o *observer) quietEvent() bool {
+	ev := &o.ev
+	if ev.nameLong {
+		return false
+	}
+	name := ev.name[:ev.nameLen]
+	switch {
+	case string(name) == "ping", bytes.HasPrefix(name, []byte("content_block_")):
+		return true
+	case bytes.HasPrefix(name, []byte("response.")):
+		return !terminalEvent(name)
+	}
+	return false
 }
 
 // containsError is bytes.Contains(v, keyError), three times faster on JSON:
@@ -578,7 +605,8 @@ func (o *observer) decide() {
 		o.terminated = true
 		ev.examine = false
 	default:
-		ev.examine = o.events == 0 || o.errorEvent() || ev.mayMatter || ev.last != '}'
+		ev.examine = o.events == 0 || o.errorEvent() ||
+			!o.quietEvent() && (ev.mayMatter || ev.last != '}')
 	}
 	if !ev.examine {
 		o.doc.reset()

@@ -57,7 +57,7 @@ func BenchmarkStream1MiB(b *testing.B) {
 		stream := bigStream(b, s.file, s.head, s.tail, 1<<20)
 		h := http.Header{"Content-Type": {"text/event-stream"}}
 		buf := make([]byte, 32<<10)
-		b.Run(s.name+"/bare", func(b *testing.B) {
+		b.Run("api="+s.name+"/read=bare", func(b *testing.B) {
 			b.SetBytes(int64(len(stream)))
 			b.ReportAllocs()
 			for b.Loop() {
@@ -66,7 +66,7 @@ func BenchmarkStream1MiB(b *testing.B) {
 				io.CopyBuffer(io.Discard, struct{ io.Reader }{bytes.NewReader(stream)}, buf)
 			}
 		})
-		b.Run(s.name+"/observed", func(b *testing.B) {
+		b.Run("api="+s.name+"/read=observed", func(b *testing.B) {
 			b.SetBytes(int64(len(stream)))
 			b.ReportAllocs()
 			for b.Loop() {
@@ -77,7 +77,7 @@ func BenchmarkStream1MiB(b *testing.B) {
 				}
 			}
 		})
-		b.Run(s.name+"/observed+filtered", func(b *testing.B) {
+		b.Run("api="+s.name+"/read=observed+filtered", func(b *testing.B) {
 			b.SetBytes(int64(len(stream)))
 			b.ReportAllocs()
 			for b.Loop() {
@@ -103,9 +103,9 @@ func BenchmarkStreamHTTP(b *testing.B) {
 	defer srv.Close()
 	buf := make([]byte, 32<<10)
 	for _, observed := range []bool{false, true} {
-		name := "bare"
+		name := "read=bare"
 		if observed {
-			name = "observed"
+			name = "read=observed"
 		}
 		b.Run(name, func(b *testing.B) {
 			b.SetBytes(int64(len(stream)))
