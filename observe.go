@@ -26,8 +26,12 @@ type observed struct {
 	// them all.
 	StreamErr  *streamError
 	StreamErrs int
-	Events     int  // server-sent events that carried data; 0 for a plain JSON body
-	Terminated bool // the answer reached its own end marker (see observer.terminal)
+	Events     int // server-sent events that carried data; 0 for a plain JSON body
+	// Terminated reports that the answer reached its own end: a JSON body
+	// whose value closed, or a stream that sent data: [DONE], Anthropic's
+	// message_stop or a Responses API terminal event. A stream cut short
+	// (the caller closed it early, or the connection broke) has false.
+	Terminated bool
 }
 
 // streamError is an error a provider sent inside a successful answer.
@@ -50,10 +54,22 @@ const (
 // read to the end or closed the body.
 //
 // It reads two kinds of body, chosen by Content-Type: server-sent events
-// (text/event-stream) and anything else as one JSON value. Its memory is
-// bounded whatever the body's size or shape (see capLimits), and a line or
-// value of any length costs no more. A Content-Encoding it cannot see through
-// (the caller asked for gzip itself) makes it read nothing.
+// (text/event-stream) and anything else as one JSON value. Of a JSON body it
+// reads the top-level usage, model, id, service_tier and error. Of a stream
+// it reads each event's data the same way, and also the object under
+// "response" (Responses API events) or "message" (Anthropic's message_start);
+// usage objects are merged field by field, a later one replacing the fields
+// it carries (Anthropic's cumulative message_delta); errors are classified
+// with Classify (see streamErr); and a JSON value outside any data: line, as
+// Gemini appends when it fails mid-stream, is read as an error too. Events
+// named as never carrying usage or errors (see quietEvent), and other events
+// that do not mention either, are skipped after a search or two. Gemini's own
+// usageMetadata is not read.
+//
+// Its memory is bounded whatever the body's size or shape (see capLimits),
+// and a line or value of any length costs no more. A Content-Encoding it
+// cannot see through (the caller asked for gzip itself) makes it read
+// nothing.
 //
 // An observer is not safe for concurrent use; the body it watches is not
 // either.
