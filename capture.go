@@ -71,6 +71,7 @@ type jsonCapture struct {
 	str   bool // inside a string
 	esc   bool // inside a string, right after a backslash
 	done  bool // the top-level value ended
+	dirty bool // written since the last reset
 
 	inner   bool // depth 2 is the object under "response" or "message"
 	descend bool // the value about to start may be that object
@@ -103,6 +104,9 @@ type jsonCapture struct {
 
 // reset readies c for a new value, keeping its buffers.
 func (c *jsonCapture) reset() {
+	if !c.dirty {
+		return
+	}
 	vals := c.vals
 	*c = jsonCapture{}
 	for i := range vals {
@@ -175,9 +179,10 @@ func (c *jsonCapture) tracked(d int) bool {
 
 // write feeds the next piece of the value.
 func (c *jsonCapture) write(p []byte) {
-	if c.done {
+	if c.done || len(p) == 0 {
 		return
 	}
+	c.dirty = true
 	c.nextQuote = -1
 	i := 0
 	for i < len(p) && !c.done {

@@ -421,3 +421,56 @@ func TestObserverCRLF(t *testing.T) {
 		})
 	}
 }
+
+func TestContainsError(t *testing.T) {
+	for _, s := range []string{"", "error\"", "rror\"", "xerror\"", "errorr\"", "error", "\"rr\"error\"x", "error'", "erro\"", "eerror\"", "rrr"} {
+		if got, want := containsError([]byte(s)), bytes.Contains([]byte(s), keyError); got != want {
+			t.Errorf("containsError(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
+
+// FuzzObserver feeds arbitrary bodies, as an event stream and as JSON: no
+// panic, and the result of one write equals the result of the same bytes
+// fed one at a time or in uneven pieces. The usage-chunk filter is held to
+// the same: its output does not depend on how its input was cut, and a
+// stream without "usage" in it passes unchanged.
+func FuzzObserver(f *testing.F) {
+	files, _ := filepath.Glob(filepath.Join("testdata", "streams", "*.*"))
+	for _, file := range files {
+		if b, err := os.ReadFile(file); err == nil && !strings.HasSuffix(file, ".md") {
+			if len(b) > 8<<10 {
+				b = b[len(b)-8<<10:] // the end holds the usage and errors
+			}
+			f.Add(b, uint8(len(b)))
+		}
+	}
+	f.Add([]byte("data: {\"usage\":{\"prompt_tokens\":1}}\r\n\r\ndata: [DONE]"), uint8(3))
+	f.Add([]byte("{\n  \"error\": {\n    \"code\": 429\n  }\n}\ndata: {\"choices\":[]}\n\n"), uint8(5))
+	f.Fuzz(func(t *testing.T, body []byte, cut uint8) {
+		sizes := []int{1 + int(cut%7), 1 + int(cut/7)}
+		for _, ct := range []string{"text/event-stream", "application/json"} {
+			h := http.Header{"Content-Type": {ct}}
+			want := comparable(observe(h, body))
+			if got := comparable(observe(h, body, 1)); !reflect.DeepEqual(got, want) {
+				t.Fatalf("%s byte by byte: %+v\nwant %+v", ct, got, want)
+			}
+			if got := comparable(observe(h, body, sizes...)); !reflect.DeepEqual(got, want) {
+				t.Fatalf("%s in pieces %v: %+v\nwant %+v", ct, sizes, got, want)
+			}
+		}
+		whole := filterAll(body)
+		if got := filterAll(body, 1); !bytes.Equal(got, whole) {
+			t.Fatalf("filter byte by byte:\n%q\nwant\n%q", got, whole)
+		}
+		if got := filterAll(body, sizes...); !bytes.Equal(got, whole) {
+			t.Fatalf("filter in pieces %v:\n%q\nwant\n%q", sizes, got, whole)
+		}
+		if containsError(body) != bytes.Contains(body, keyError) {
+			t.Fatal("containsError disagrees with bytes.Contains")
+		}
+		if !bytes.Contains(body, keyUsage) && !bytes.Equal(whole, body) {
+			t.Fatalf("a stream without usage changed:\n%q\nwant\n%q", whole, body)
+		}
+	})
+}

@@ -179,9 +179,16 @@ func (f *usageChunkFilter) filter(dst, p []byte) []byte {
 			piece = p[:e+1]
 		}
 		p = p[len(piece):]
-		if f.pass {
+		switch {
+		case f.pass:
 			dst = append(dst, piece...)
 			f.lineStart = e >= 0
+			continue
+		case e >= 0 && len(f.held) == 0:
+			// A whole line in one piece, the common case: decide
+			// without copying it.
+			dst = f.line(dst, piece)
+			f.lineStart = true
 			continue
 		}
 		// Hold the line's bytes until it is known to be neither a usage
@@ -189,38 +196,43 @@ func (f *usageChunkFilter) filter(dst, p []byte) []byte {
 		f.held = append(f.held, piece...)
 		if !f.stillHeld() {
 			dst = append(dst, f.held...)
-			f.otherLine()
+			f.otherLine(f.held)
 			f.held = f.held[:0]
 			f.pass = true
 			f.lineStart = e >= 0
 			continue
 		}
-		if e < 0 {
-			return dst
+		if e >= 0 {
+			dst = f.line(dst, f.held)
+			f.held = f.held[:0]
+			f.lineStart = true
 		}
-		f.lineStart = true
-		switch line := f.held; {
-		case isBlank(line):
-			if !f.dropped {
-				dst = append(dst, line...)
-			}
-			f.dropped, f.inEvent = false, false
-		case f.usageOnly(line):
-			f.dropped = true
-		default:
+	}
+	return dst
+}
+
+// line decides on a whole line and appends it to dst unless it is dropped.
+func (f *usageChunkFilter) line(dst, line []byte) []byte {
+	switch {
+	case isBlank(line):
+		if !f.dropped {
 			dst = append(dst, line...)
-			f.otherLine()
 		}
-		f.held = f.held[:0]
+		f.dropped, f.inEvent = false, false
+	case !f.inEvent && !f.dropped && f.usageOnly(line):
+		f.dropped = true
+	default:
+		dst = append(dst, line...)
+		f.otherLine(line)
 	}
 	return dst
 }
 
 // otherLine notes a line that passes and is not blank: a field of the
 // current event, or a comment, which belongs to none.
-func (f *usageChunkFilter) otherLine() {
+func (f *usageChunkFilter) otherLine(line []byte) {
 	f.dropped = false
-	if len(f.held) > 0 && f.held[0] != ':' {
+	if len(line) > 0 && line[0] != ':' {
 		f.inEvent = true
 	}
 }
@@ -255,8 +267,11 @@ func isBlank(line []byte) bool {
 // usageOnly reports whether line, a whole data: line starting an event, is
 // a usage-only chunk.
 func (f *usageChunkFilter) usageOnly(line []byte) bool {
-	v := line[len("data:"):]
-	if !bytes.Contains(v, keyUsage) || !bytes.Contains(v, []byte(`"choices"`)) {
+	v, ok := bytes.CutPrefix(line, []byte("data:"))
+	if !ok {
+		return false
+	}
+	if !bytes.Contains(v, keyUsage) || !bytes.Contains(v, []byte(`choices"`)) {
 		return false
 	}
 	f.doc.reset()
