@@ -15,6 +15,8 @@ require (
 	go.uber.org/goleak v1.3.0
 )
 
+require go.uber.org/atomic v1.12.0 // indirect
+
 require (
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/coder/websocket v1.8.15 // indirect
@@ -23,6 +25,8 @@ require (
 	github.com/go-logr/stdr v1.2.2 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/hashicorp/go-cleanhttp v0.5.2 // indirect
+	github.com/quotabreaker/quotabreaker/redisstore v0.0.0-00010101000000-000000000000
+	github.com/redis/go-redis/v9 v9.23.0
 	github.com/sony/gobreaker/v2 v2.4.0 // indirect
 	github.com/tidwall/gjson v1.20.0 // indirect
 	github.com/tidwall/match v1.1.1 // indirect
@@ -35,3 +39,5 @@ require (
 )
 
 replace github.com/quotabreaker/quotabreaker => ../
+
+replace github.com/quotabreaker/quotabreaker/redisstore => ../redisstore

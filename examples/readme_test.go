@@ -2,9 +2,7 @@ package examples_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"log"
 	"net/http"
 	"os"
@@ -15,10 +13,12 @@ import (
 	"github.com/hashicorp/go-retryablehttp"
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
+	"github.com/redis/go-redis/v9"
 	goopenai "github.com/sashabaranov/go-openai"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 
 	"github.com/quotabreaker/quotabreaker"
+	"github.com/quotabreaker/quotabreaker/redisstore"
 )
 
 // The functions below hold the README's Go blocks verbatim, so that the
@@ -64,32 +64,40 @@ func readmeNetHTTP(req *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
-func readmeOperations(mux *http.ServeMux, qb *quotabreaker.Transport) {
-	mux.HandleFunc("GET /quotabreaker", func(w http.ResponseWriter, r *http.Request) {
-		trips, err := qb.OpenLatches(r.Context())
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		json.NewEncoder(w).Encode(trips) // [] when no latch is open
-	})
-	mux.HandleFunc("POST /quotabreaker/reset", func(w http.ResponseWriter, r *http.Request) {
-		if scope := r.FormValue("scope"); scope != "" {
-			ok, err := qb.Reset(r.Context(), scope)
-			if err != nil {
-				http.Error(w, err.Error(), http.StatusInternalServerError)
-				return
-			}
-			fmt.Fprintln(w, ok)
-			return
-		}
-		n, err := qb.ResetAll(r.Context())
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		fmt.Fprintln(w, n)
-	})
+func readmeObserve() *quotabreaker.Transport {
+	qb := quotabreaker.New(http.DefaultTransport, quotabreaker.WithMode(quotabreaker.ModeObserve))
+	// A week of quotabreaker.trips and spans later:
+	qb.SetMode(quotabreaker.ModeEnforce)
+	return qb
+}
+
+func readmeBudget() *quotabreaker.Transport {
+	qb := quotabreaker.New(http.DefaultTransport,
+		quotabreaker.WithBudget(quotabreaker.Budget{
+			Name:       "monthly",
+			Limit:      500, // dollars per key and calendar month (UTC)
+			Thresholds: []float64{0.5, 0.8, 0.95},
+			HardLimit:  true,
+		}),
+		quotabreaker.OnBudget(func(ctx context.Context, st quotabreaker.BudgetStatus) {
+			log.Printf("budget %s for %s: %.0f%% spent ($%.2f of $%.2f)", st.Budget, st.Key, st.Threshold*100, st.Spent, st.Limit)
+		}),
+		quotabreaker.WithStreamUsage())
+	return qb
+}
+
+func readmeFleet() {
+	rdb := redis.NewClient(&redis.Options{Addr: "redis:6379", ContextTimeoutEnabled: true})
+	store, err := redisstore.New(rdb, redisstore.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	qb := quotabreaker.New(http.DefaultTransport, quotabreaker.WithStore(store))
+	defer qb.Close()
+}
+
+func readmeOperations(mux *http.ServeMux, qb *quotabreaker.Transport, requireOperator func(http.Handler) http.Handler) {
+	mux.Handle("/admin/quotabreaker", requireOperator(qb.Handler()))
 }
 
 func readmeOtelhttp() http.RoundTripper {
@@ -109,7 +117,7 @@ func readmeRetryablehttp() *retryablehttp.Client {
 	return rc
 }
 
-var _ = []any{readmeOpenAIGo, readmeGoOpenAI, readmeNetHTTP, readmeOperations, readmeOtelhttp, readmeRetryablehttp}
+var _ = []any{readmeOpenAIGo, readmeGoOpenAI, readmeNetHTTP, readmeObserve, readmeBudget, readmeFleet, readmeOperations, readmeOtelhttp, readmeRetryablehttp}
 
 // normalize drops indentation and blank lines, which differ between a
 // README block and the function body holding it.
