@@ -92,6 +92,9 @@ func (e *OpenError) Unwrap() error { return ErrOpen }
 // dropping it is free; open latches are never dropped.
 const maxIdleLatches = 4096
 
+// maxIDsPerLatch bounds the ids that find one latch.
+const maxIDsPerLatch = 8
+
 // latch is one scope's breaker. It leaves the registry only when it is
 // reset (a fresh one replaces it on the next request) or, while closed and
 // unused, to bound memory.
@@ -186,8 +189,14 @@ func (ls *latches) acquire(id uint64, name func() string) *latch {
 		if l = ls.byName[n]; l == nil {
 			l = ls.newLatchLocked(n)
 		}
-		l.ids = append(l.ids, id)
-		ls.byID[id] = l
+		// Requests whose ids differ only where the name cannot show it (an
+		// overlong or invalid organization header) share one latch; past a
+		// few such ids, the others take this slow path every time rather
+		// than make an open latch grow without bound.
+		if len(l.ids) < maxIDsPerLatch {
+			l.ids = append(l.ids, id)
+			ls.byID[id] = l
+		}
 	}
 	l.inflight.Add(1)
 	return l
