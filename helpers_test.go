@@ -281,12 +281,16 @@ func (r *recording) metrics(tb testing.TB) metricdata.ResourceMetrics {
 	return rm
 }
 
+// scopeName is the instrumentation scope of the Transport's spans and
+// metrics.
+const scopeName = "github.com/quotabreaker/quotabreaker"
+
 // ours returns the ended spans that the Transport made (not those of a
 // test's own tracer).
 func (r *recording) ours() []sdktrace.ReadOnlySpan {
 	var out []sdktrace.ReadOnlySpan
 	for _, s := range r.spans.Ended() {
-		if s.InstrumentationScope().Name == instrumentationName {
+		if s.InstrumentationScope().Name == scopeName {
 			out = append(out, s)
 		}
 	}
