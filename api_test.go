@@ -93,8 +93,8 @@ func TestObserveMode(t *testing.T) {
 	m := collect(t, rec)
 	for k, want := range map[string]int64{
 		"quotabreaker.trips{error.type=quota_exhausted,quotabreaker.error.code=insufficient_quota,quotabreaker.mode=observe}": 1,
-		"quotabreaker.short_circuits{error.type=quota_exhausted,quotabreaker.mode=observe}":                                 n - 1,
-		"quotabreaker.errors{error.type=quota_exhausted,quotabreaker.error.code=insufficient_quota}":                         n,
+		"quotabreaker.short_circuits{error.type=quota_exhausted,quotabreaker.mode=observe}":                                   n - 1,
+		"quotabreaker.errors{error.type=quota_exhausted,quotabreaker.error.code=insufficient_quota}":                          n,
 		"quotabreaker.open_latches": 1,
 	} {
 		if m[k] != want {

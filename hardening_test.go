@@ -366,32 +366,44 @@ func TestPanickingHooks(t *testing.T) {
 
 // TestNoRequestAfterTripRecorded: once OpenLatches lists a trip, no new
 // request of its scope reaches the base. Many goroutines loop: look at
-// OpenLatches, then send; a request sent after seeing the trip must be
-// refused. It is repeated, since it races by design; on correct code it
-// cannot fail.
+// OpenLatches, then send, until they have seen the trip; a request sent
+// after seeing it must be refused. One more request, sent while they run,
+// draws the quota answer that trips. It is repeated, since it races by
+// design; on correct code it cannot fail.
 func TestNoRequestAfterTripRecorded(t *testing.T) {
 	type reachedKey struct{}
+	const url = "https://api.openai.com/v1/chat/completions"
 	quota := quotaAnswer(t)
 	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
-		r.Context().Value(reachedKey{}).(*atomic.Bool).Store(true)
-		return quota.response(r), nil
+		if reached, ok := r.Context().Value(reachedKey{}).(*atomic.Bool); ok {
+			reached.Store(true)
+		}
+		if r.Header.Get("X-Trip") != "" {
+			return quota.response(r), nil
+		}
+		return ok().response(r), nil
 	})
-	const rounds, workers, loops = 20, 200, 5
+	const rounds, workers = 20, 200
 	for round := 0; round < rounds; round++ {
 		tr := New(base)
-		var slipped atomic.Int64
+		var slipped, iters atomic.Int64
 		var wg sync.WaitGroup
+		start, warm := make(chan struct{}), make(chan struct{})
 		for w := 0; w < workers; w++ {
 			wg.Go(func() {
-				for i := 0; i < loops; i++ {
+				<-start
+				for seen := 0; seen < 3; {
 					trips, err := tr.OpenLatches(context.Background())
 					if err != nil {
 						t.Error(err)
 						return
 					}
 					open := len(trips) > 0
+					if open {
+						seen++
+					}
 					reached := new(atomic.Bool)
-					req := chatRequest(t, "https://api.openai.com/v1/chat/completions", "sk-a")
+					req := chatRequest(t, url, "sk-a")
 					req = req.WithContext(context.WithValue(req.Context(), reachedKey{}, reached))
 					if _, _, err := trySend(tr, req); err != nil {
 						t.Error(err)
@@ -400,9 +412,17 @@ func TestNoRequestAfterTripRecorded(t *testing.T) {
 					if open && reached.Load() {
 						slipped.Add(1)
 					}
+					if iters.Add(1) == workers {
+						close(warm)
+					}
 				}
 			})
 		}
+		close(start)
+		<-warm // the workers are sending
+		trip := chatRequest(t, url, "sk-a")
+		trip.Header.Set("X-Trip", "1")
+		sendReq(t, tr, trip)
 		wg.Wait()
 		if n := slipped.Load(); n > 0 {
 			t.Fatalf("round %d: %d requests reached the base after OpenLatches listed the trip", round, n)
