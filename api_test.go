@@ -35,7 +35,7 @@ func headerDiff(got, want http.Header) string {
 
 func hasAttr(kvs []attribute.KeyValue, key attribute.Key, value string) bool {
 	for _, kv := range kvs {
-		if kv.Key == key && kv.Value.Emit() == value {
+		if kv.Key == key && kv.Value.String() == value {
 			return true
 		}
 	}
