@@ -70,7 +70,7 @@ func (a corpusAnswer) response(r *http.Request) *http.Response {
 		Status:     strconv.Itoa(a.status) + " " + http.StatusText(a.status),
 		StatusCode: a.status, Header: a.header.Clone(), Request: r,
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Body: io.NopCloser(strings.NewReader(a.body)),
+		Body: io.NopCloser(strings.NewReader(a.body)), ContentLength: int64(len(a.body)),
 	}
 }
 
