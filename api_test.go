@@ -451,3 +451,34 @@ func TestSpanKind(t *testing.T) {
 		}
 	}
 }
+
+// TestUnknownModeIgnored: a Mode other than ModeEnforce and ModeObserve
+// (a bad config value, say) leaves the mode as it was, and no request
+// panics on it.
+func TestUnknownModeIgnored(t *testing.T) {
+	const url = "https://api.openai.com/v1/chat/completions"
+	base := newProvider(func(*http.Request) corpusAnswer { return quotaAnswer(t) })
+	tr := New(base, WithMode(Mode(7)))
+	if tr.Mode() != ModeEnforce {
+		t.Errorf("WithMode(Mode(7)): Mode() = %v, want the default", tr.Mode())
+	}
+	send(t, tr, url, "sk-a") // trips
+	for _, tt := range []struct {
+		set, bad Mode
+		refused  bool
+	}{
+		{ModeEnforce, Mode(-1), true},
+		{ModeObserve, Mode(2), false},
+	} {
+		tr.SetMode(tt.set)
+		tr.SetMode(tt.bad)
+		if tr.Mode() != tt.set {
+			t.Errorf("SetMode(%d) after SetMode(%v): Mode() = %v", int32(tt.bad), tt.set, tr.Mode())
+		}
+		before := base.hits.Load()
+		resp, _ := send(t, tr, url, "sk-a")
+		if shortCircuited(resp) != tt.refused || (base.hits.Load() == before) != tt.refused {
+			t.Errorf("in %v after SetMode(%d): short-circuited %v, %d hits", tt.set, int32(tt.bad), shortCircuited(resp), base.hits.Load()-before)
+		}
+	}
+}
