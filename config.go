@@ -109,9 +109,14 @@ func OnReset(fn func(ctx context.Context, tr Trip)) Option {
 }
 
 // WithMode sets the mode a Transport starts in: ModeEnforce (the default)
-// or ModeObserve. Transport.SetMode changes it at run time.
+// or ModeObserve; other values are ignored. Transport.SetMode changes it at
+// run time.
 func WithMode(m Mode) Option {
-	return optionFunc(func(c *config) { c.mode = m })
+	return optionFunc(func(c *config) {
+		if m == ModeEnforce || m == ModeObserve {
+			c.mode = m
+		}
+	})
 }
 
 // Mode says whether a Transport enforces its latches.
