@@ -651,3 +651,48 @@ func TestFingerprintIsSHA256OfKey(t *testing.T) {
 		})
 	}
 }
+
+// TestVariedHeadersKeepNoMemory: requests that differ only in what the
+// printable scope name cannot show (an OpenAI-Organization header past its
+// 128 bytes, or invalid UTF-8 in it) cost no memory that stays, whether
+// they share the open latch or make scopes of their own. A caller of a
+// proxy that forwards headers controls these bytes, and a refused request
+// costs it nothing.
+func TestVariedHeadersKeepNoMemory(t *testing.T) {
+	const url = "https://api.openai.com/v1/chat/completions"
+	quota := quotaAnswer(t)
+	tr := New(roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		if r.Header.Get("X-Trip") != "" {
+			return quota.response(r), nil
+		}
+		return ok().response(r), nil
+	}))
+	org := "org-" + strings.Repeat("o", 124)
+	req := chatRequest(t, url, "sk-a")
+	req.Header.Set("OpenAI-Organization", org+"-trip")
+	req.Header.Set("X-Trip", "1")
+	sendReq(t, tr, req)
+	if len(openLatches(t, tr)) != 1 {
+		t.Fatal("the latch did not open")
+	}
+	req.Header.Del("X-Trip")
+	const n = 200000
+	variant := func(i int) string {
+		if i%2 == 0 {
+			return org + strconv.Itoa(i) // past the 128 bytes a name shows
+		}
+		// Continuation bytes with no lead: one invalid run, shown as U+FFFD.
+		return "org-" + string([]byte{0x80 | byte(i&63), 0x80 | byte(i>>6&63), 0x80 | byte(i>>12&63)})
+	}
+	before := heapAlloc()
+	for i := 0; i < n; i++ {
+		req.Header.Set("OpenAI-Organization", variant(i))
+		req.Body = http.NoBody
+		sendReq(t, tr, req)
+	}
+	after := heapAlloc()
+	if perRequest := (int64(after) - int64(before)) / n; perRequest > 16 {
+		t.Errorf("each request keeps %d bytes (%d requests, heap %d -> %d)", perRequest, n, before, after)
+	}
+	runtime.KeepAlive(tr)
+}
