@@ -91,15 +91,22 @@ func TestObserveMode(t *testing.T) {
 		t.Errorf("trip JSON %s does not say observe", b)
 	}
 	m := collect(t, rec)
-	for k, want := range map[string]int64{
-		"quotabreaker.trips{error.type=quota_exhausted,quotabreaker.error.code=insufficient_quota,quotabreaker.mode=observe}": 1,
-		"quotabreaker.short_circuits{error.type=quota_exhausted,quotabreaker.mode=observe}":                                   n - 1,
-		"quotabreaker.errors{error.type=quota_exhausted,quotabreaker.error.code=insufficient_quota}":                          n,
-		"quotabreaker.open_latches": 1,
+	for _, c := range []struct {
+		name  string
+		attrs []string
+		want  int64
+	}{
+		{"quotabreaker.trips", []string{"error.type=quota_exhausted", "quotabreaker.error.code=insufficient_quota", "quotabreaker.mode=observe"}, 1},
+		{"quotabreaker.short_circuits", []string{"error.type=quota_exhausted", "quotabreaker.mode=observe"}, n - 1},
+		{"quotabreaker.errors", []string{"error.type=quota_exhausted", "quotabreaker.error.code=insufficient_quota"}, n},
+		{"quotabreaker.open_latches", nil, 1},
 	} {
-		if m[k] != want {
-			t.Errorf("%s = %d, want %d (collected %v)", k, m[k], want, m)
+		if got := metricValue(m, c.name, c.attrs...); got != c.want {
+			t.Errorf("%s%v = %d, want %d (collected %v)", c.name, c.attrs, got, c.want, m)
 		}
+	}
+	if got := metricValue(m, "quotabreaker.trips", "quotabreaker.mode=enforce") + metricValue(m, "quotabreaker.short_circuits", "quotabreaker.mode=enforce"); got != 0 {
+		t.Errorf("%d trips or short circuits counted as enforced", got)
 	}
 	spans := rec.ours()
 	if len(spans) != n {
@@ -126,7 +133,7 @@ func TestObserveMode(t *testing.T) {
 	if got := srv.hits.Load(); got != 1+n {
 		t.Error("after SetMode(ModeEnforce) the request reached the server")
 	}
-	if got := collect(t, rec)["quotabreaker.short_circuits{error.type=quota_exhausted,quotabreaker.mode=enforce}"]; got != 1 {
+	if got := metricValue(collect(t, rec), "quotabreaker.short_circuits", "error.type=quota_exhausted", "quotabreaker.mode=enforce"); got != 1 {
 		t.Errorf("enforced short circuits = %d, want 1", got)
 	}
 	if trips := openLatches(t, tr); len(trips) != 1 || trips[0].Mode != ModeObserve {

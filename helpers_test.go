@@ -335,6 +335,30 @@ func collect(tb testing.TB, rec *recording) map[string]int64 {
 	return out
 }
 
+// metricValue sums the series of the metric name, in what collect
+// returned, whose attributes include every one of attrs ("key=value").
+func metricValue(collected map[string]int64, name string, attrs ...string) int64 {
+	var sum int64
+	for k, v := range collected {
+		n, kv, _ := strings.Cut(strings.TrimSuffix(k, "}"), "{")
+		if n != name {
+			continue
+		}
+		have := map[string]bool{}
+		for _, a := range strings.Split(kv, ",") {
+			have[a] = true
+		}
+		all := true
+		for _, a := range attrs {
+			all = all && have[a]
+		}
+		if all {
+			sum += v
+		}
+	}
+	return sum
+}
+
 // otelErrors collects what otel.Handle reports during a test.
 type otelErrors struct {
 	mu   sync.Mutex
