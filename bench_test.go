@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -120,4 +121,40 @@ func BenchmarkTransport(b *testing.B) {
 		base := &http.Transport{}
 		loopback(b, New(base, WithTracerProvider(tracenoop.NewTracerProvider())), base)
 	})
+}
+
+// BenchmarkNewScope measures a new scope's first request (a new tenant's
+// key) with no latch open and with 20,000 open, as a proxy forwarding its
+// callers' keys could be made to hold. The second row should stay within a
+// few times the first.
+//
+//	go test -run '^$' -bench NewScope -benchmem -count 10 . | tee scope.txt
+//	benchstat -col /open scope.txt
+func BenchmarkNewScope(b *testing.B) {
+	quota := quotaAnswer(b)
+	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		if strings.HasPrefix(r.Header.Get("Authorization"), "Bearer sk-exhausted-") {
+			return quota.response(r), nil
+		}
+		return stubBase(r)
+	})
+	for _, open := range []int{0, 20000} {
+		b.Run("open="+strconv.Itoa(open), func(b *testing.B) {
+			tr, req := New(base, WithTracerProvider(tracenoop.NewTracerProvider())), benchRequest()
+			for i := range open {
+				req.Header.Set("Authorization", "Bearer sk-exhausted-"+strconv.Itoa(i))
+				roundTrip(b, tr, req)
+			}
+			if trips, _ := tr.OpenLatches(b.Context()); len(trips) != open {
+				b.Fatalf("%d latches open, want %d", len(trips), open)
+			}
+			i := 0
+			b.ReportAllocs()
+			for b.Loop() {
+				req.Header.Set("Authorization", "Bearer sk-new-"+strconv.Itoa(i))
+				i++
+				roundTrip(b, tr, req)
+			}
+		})
+	}
 }

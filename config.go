@@ -234,9 +234,14 @@ func WithLogger(l *slog.Logger) Option {
 }
 
 // WithMode sets the mode a Transport starts in: ModeEnforce (the default)
-// or ModeObserve. Transport.SetMode changes it at run time.
+// or ModeObserve; other values are ignored. Transport.SetMode changes it at
+// run time.
 func WithMode(m Mode) Option {
-	return optionFunc(func(c *config) { c.mode = m })
+	return optionFunc(func(c *config) {
+		if m == ModeEnforce || m == ModeObserve {
+			c.mode = m
+		}
+	})
 }
 
 // Mode says whether a Transport enforces its latches.

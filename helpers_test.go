@@ -70,7 +70,7 @@ func (a corpusAnswer) response(r *http.Request) *http.Response {
 		Status:     strconv.Itoa(a.status) + " " + http.StatusText(a.status),
 		StatusCode: a.status, Header: a.header.Clone(), Request: r,
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Body: io.NopCloser(strings.NewReader(a.body)),
+		Body: io.NopCloser(strings.NewReader(a.body)), ContentLength: int64(len(a.body)),
 	}
 }
 
@@ -281,12 +281,16 @@ func (r *recording) metrics(tb testing.TB) metricdata.ResourceMetrics {
 	return rm
 }
 
+// scopeName is the instrumentation scope of the Transport's spans and
+// metrics.
+const scopeName = "github.com/quotabreaker/quotabreaker"
+
 // ours returns the ended spans that the Transport made (not those of a
 // test's own tracer).
 func (r *recording) ours() []sdktrace.ReadOnlySpan {
 	var out []sdktrace.ReadOnlySpan
 	for _, s := range r.spans.Ended() {
-		if s.InstrumentationScope().Name == instrumentationName {
+		if s.InstrumentationScope().Name == scopeName {
 			out = append(out, s)
 		}
 	}
@@ -329,6 +333,30 @@ func collect(tb testing.TB, rec *recording) map[string]int64 {
 		}
 	}
 	return out
+}
+
+// metricValue sums the series of the metric name, in what collect
+// returned, whose attributes include every one of attrs ("key=value").
+func metricValue(collected map[string]int64, name string, attrs ...string) int64 {
+	var sum int64
+	for k, v := range collected {
+		n, kv, _ := strings.Cut(strings.TrimSuffix(k, "}"), "{")
+		if n != name {
+			continue
+		}
+		have := map[string]bool{}
+		for _, a := range strings.Split(kv, ",") {
+			have[a] = true
+		}
+		all := true
+		for _, a := range attrs {
+			all = all && have[a]
+		}
+		if all {
+			sum += v
+		}
+	}
+	return sum
 }
 
 // otelErrors collects what otel.Handle reports during a test.

@@ -101,11 +101,15 @@ func New(base http.RoundTripper, opts ...Option) *Transport {
 // Mode returns the Transport's current mode.
 func (t *Transport) Mode() Mode { return Mode(t.mode.Load()) }
 
-// SetMode switches the Transport between ModeEnforce and ModeObserve. It
-// takes effect from the next request: latches opened while observing refuse
-// requests as soon as the mode is ModeEnforce, and open latches stay open
-// (and listed) while observing.
-func (t *Transport) SetMode(m Mode) { t.mode.Store(int32(m)) }
+// SetMode switches the Transport between ModeEnforce and ModeObserve; other
+// values are ignored. It takes effect from the next request: latches opened
+// while observing refuse requests as soon as the mode is ModeEnforce, and
+// open latches stay open (and listed) while observing.
+func (t *Transport) SetMode(m Mode) {
+	if m == ModeEnforce || m == ModeObserve {
+		t.mode.Store(int32(m))
+	}
+}
 
 // RoundTrip implements http.RoundTripper.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {

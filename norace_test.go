@@ -1,0 +1,7 @@
+//go:build !race
+
+package quotabreaker
+
+// raceEnabled: the race detector checks every byte copied, so tests that
+// move gigabytes scale down under it.
+const raceEnabled = false
