@@ -253,9 +253,10 @@ const (
 	ModeEnforce Mode = iota
 	// ModeObserve classifies, records, pages and reports exactly as
 	// ModeEnforce does, but refuses nothing and changes no answer: a
-	// request that ModeEnforce would refuse is sent, and its span says
-	// quotabreaker.short_circuit=false with quotabreaker.mode=observe. It is
-	// for watching production before enforcing.
+	// request that ModeEnforce would refuse is sent, its span says
+	// quotabreaker.breaker.state=open with quotabreaker.mode=observe, and
+	// quotabreaker.short_circuits counts it with quotabreaker.mode=observe.
+	// It is for watching production before enforcing.
 	ModeObserve
 )
 

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 )
 
 // The default scope is the credentials that made a call: the target host,
@@ -125,8 +126,16 @@ func Fingerprint(key string) string {
 	return hex.EncodeToString(sum[:6])
 }
 
-// printable bounds an organization or project id taken from a header.
-func printable(s string) string { return fieldString([]byte(s), false) }
+// printable shows an organization or project id taken from a header as it
+// is, unless it is too long, not valid UTF-8 or holds a '/', none of which a
+// real id does: then it shows as the fingerprint of the value, so that two
+// ids never print alike.
+func printable(s string) string {
+	if len(s) > 128 || !utf8.ValidString(s) || strings.ContainsAny(s, "/\x00") {
+		return "~" + Fingerprint(s)
+	}
+	return s
+}
 
 // eachCredential calls fn with every API key req carries: in a credential
 // header, in the URL's user info, or in a credential query parameter.
