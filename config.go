@@ -105,10 +105,12 @@ func WithTripClasses(classes ...Class) Option {
 // ctx is the tripping request's context without its cancellation, so the
 // hook can reach the request's trace and values (a tenant, say) after the
 // request ended. It runs on the goroutine of that request, before its
-// RoundTrip returns, with no lock held. It may call Reset or OpenLatches,
-// but it delays that one request for as long as it runs: hand slow work,
-// such as a call to a paging service, to another goroutine. A panic in it
-// is recovered and reported to otel.Handle; the latch stays open.
+// RoundTrip returns (for an error inside a stream, in the Read or Close of
+// the body that found it; with WithStore, on the store's goroutine once the
+// fleet-wide claim is made), with no lock held. It may call Reset or
+// OpenLatches, but it delays that request for as long as it runs: hand slow
+// work, such as a call to a paging service, to another goroutine. A panic in
+// it is recovered and reported to otel.Handle; the latch stays open.
 func OnTrip(fn func(ctx context.Context, tr Trip)) Option {
 	return optionFunc(func(c *config) { c.onTrip = fn })
 }
