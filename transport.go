@@ -38,19 +38,22 @@ var errNotNew = errors.New("quotabreaker: Transport used without New; create it 
 // request whose answer says the quota is exhausted, and refuses that scope's
 // later requests without reaching the network until Reset.
 //
-// Answers below 400 pass through unchanged and undelayed. Error answers are
-// classified from a bounded prefix of their body and reach the caller byte
-// for byte as sent; rate limits and every other retryable answer pass
-// through unchanged, for the caller's retry logic. Transport errors pass
-// through unchanged and never trip a latch.
+// Answers below 400 reach the caller unchanged and undelayed; the body of a
+// 2xx answer is read as the caller reads it, for its usage and for errors
+// inside a stream (see WithUsage), never buffered or held back. Error
+// answers are classified from a bounded prefix of their body and reach the
+// caller byte for byte as sent; rate limits and every other retryable
+// answer pass through unchanged, for the caller's retry logic. Transport
+// errors pass through unchanged and never trip a latch.
 //
 // A Transport must be made with New: the zero Transport answers every
 // request with an error that says so. It is safe for concurrent use, and
-// its mode can be switched at run time with SetMode. On the success path it
+// its mode can be switched at run time with SetMode. Deciding a request
 // costs a keyed hash of the scope's headers, a map lookup under a read lock
-// and two operations on the scope's breaker mutex (which concurrent requests
-// of one scope share), and no allocation; tracing costs what the tracer
-// provider charges.
+// and two operations on the scope's breaker mutex (which concurrent
+// requests of one scope share), and no allocation; reading a 2xx body for
+// its usage costs one small allocation and a pass over the bytes the
+// caller reads; tracing costs what the tracer provider charges.
 type Transport struct {
 	base    http.RoundTripper
 	cfg     config
