@@ -38,16 +38,18 @@ type spend struct {
 // follow wraps a network answer's body so that its findings are settled and
 // its span ends once the caller is done with it. A body nobody needs to
 // watch (tracing off, nothing to observe) is left as it is.
-func (t *Transport) follow(resp *http.Response, at *attempt) {
+func (t *Transport) follow(resp *http.Response, a attempt) {
 	var obs *observer
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 && resp.Body != nil && resp.Body != http.NoBody &&
 		(!t.cfg.noUsage || isEventStream(resp.Header)) {
 		obs = newObserver(resp.Header)
 	}
-	if obs == nil && !at.span.IsRecording() {
-		at.span.End()
+	if obs == nil && !a.span.IsRecording() {
+		a.span.End()
 		return
 	}
+	at := new(attempt) // only now does the attempt outlive RoundTrip
+	*at = a
 	resp.Body = newAnswerBody(resp.Body, obs, func(seen *observed) {
 		if seen != nil {
 			t.settle(at, seen)

@@ -193,7 +193,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		t.announce(ctx, span, first)
 	}
 	t.tel.answer(span, req, resp, c, l.scope, l.state(), mode, refusedBy)
-	t.follow(resp, &attempt{req: req, span: span, latch: l, epoch: epoch, filterUsage: filterUsage})
+	t.follow(resp, attempt{req: req, span: span, latch: l, epoch: epoch, filterUsage: filterUsage})
 	return resp, nil
 }
 
