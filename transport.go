@@ -131,28 +131,26 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	l, done, refusedBy := t.admit(t.latches.acquire(id, name), id, name)
 	epoch := l.epoch.Load() // the scope's reset epoch as the request is sent
 	ctx, span := t.tel.start(req, refusedBy != nil && mode == ModeEnforce)
-	// Until RoundTrip hands them on, the span is ended and the breaker told
-	// "no trip" here, should the base panic.
-	handedOff := false
+	// The breaker hears "no trip" of every outcome but a tripping answer,
+	// and the span ends here unless something took it over, should the
+	// base panic.
+	spanTaken := false
 	defer func() {
 		l.release()
-		if !handedOff {
-			if done != nil {
-				done(nil)
-			}
+		if done != nil {
+			done(nil)
+		}
+		if !spanTaken {
 			span.End()
 		}
 	}()
 	if refusedBy != nil && mode == ModeEnforce {
-		handedOff = true
+		spanTaken = true
 		return t.shortCircuit(req, refusedBy, span)
 	}
 	if len(t.budgets) > 0 {
 		if b, key := t.budgets.refusing(req, l.scope, t.cfg.now()); b != nil && mode == ModeEnforce {
-			handedOff = true
-			if done != nil {
-				done(nil)
-			}
+			spanTaken = true
 			return t.refuseBudget(req, b, key, span)
 		}
 	}
@@ -163,10 +161,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if t.cfg.streamUsage {
 		var err error
 		if req, filterUsage, err = askStreamUsage(req); err != nil {
-			handedOff = true
-			if done != nil {
-				done(nil)
-			}
+			spanTaken = true
 			t.tel.transportError(span, err, l.state(), mode)
 			return nil, err
 		}
@@ -174,24 +169,19 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 	resp, err := t.roundTrip(req)
 	if err != nil {
-		handedOff = true
-		if done != nil {
-			done(nil)
-		}
+		spanTaken = true
 		t.tel.transportError(span, err, l.state(), mode)
 		return nil, err
 	}
 	var c Classification
 	var first *opened
 	if resp.StatusCode >= 400 {
-		c, first = t.judge(req, resp, l, epoch, done, mode)
-	} else if done != nil {
-		done(nil)
+		if c, first = t.judge(req, resp, l, epoch, done, mode); first != nil {
+			done = nil // told of the trip
+			t.announce(ctx, span, first)
+		}
 	}
-	handedOff = true
-	if first != nil {
-		t.announce(ctx, span, first)
-	}
+	spanTaken = true
 	t.tel.answer(span, req, resp, c, l.scope, l.state(), mode, refusedBy)
 	t.follow(resp, attempt{req: req, span: span, latch: l, epoch: epoch, filterUsage: filterUsage})
 	return resp, nil
@@ -240,8 +230,9 @@ func (t *Transport) admit(l *latch, id uint64, name func() string) (*latch, func
 }
 
 // judge classifies an error answer, marks it when it cannot succeed, and
-// opens l's latch when its class trips. It tells the breaker the outcome
-// through done and returns the new trip when this answer opened the latch.
+// opens l's latch when its class trips. It returns the new trip when this
+// answer opened the latch; then, and only then, it has told the breaker
+// through done.
 func (t *Transport) judge(req *http.Request, resp *http.Response, l *latch, epoch uint64, done func(error), mode Mode) (Classification, *opened) {
 	c, body, complete := t.inspect(req, resp)
 	enforce := mode == ModeEnforce
@@ -251,14 +242,14 @@ func (t *Transport) judge(req *http.Request, resp *http.Response, l *latch, epoc
 			// says; this one cannot succeed later.
 			resp.Header.Set(HeaderShouldRetry, "false")
 		}
-		if done != nil {
-			done(nil)
-		}
 		return c, nil
 	}
 	if enforce {
 		resp.Header.Set(HeaderShouldRetry, "false")
 		resp.Status = statusLine(resp.StatusCode, c.Class)
+	}
+	if done == nil {
+		return c, nil // observed past an open latch: open already
 	}
 	o := &opened{Trip: Trip{
 		Scope:      l.scope,
@@ -275,13 +266,8 @@ func (t *Transport) judge(req *http.Request, resp *http.Response, l *latch, epoc
 	}}
 	o.answer = replayAnswer(resp, &o.Trip, body, complete)
 	o.shortCircuits = shortCircuitAttrs(o.Trip)
-	if done == nil || !t.latches.record(l, o, done) {
-		// Already open, or reset since this request was sent: the answer
-		// is stale and opens nothing.
-		if done != nil {
-			done(nil)
-		}
-		return c, nil
+	if !t.latches.record(l, o, done) {
+		return c, nil // already open, or reset since this request was sent
 	}
 	return c, o
 }
