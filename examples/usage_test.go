@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -617,4 +618,44 @@ func TestGoOpenAIStreamUsageAdded(t *testing.T) {
 
 	// gpt-4o (dated 2024-08-06): 14 × 2.50 + 30 × 10 = 335 µ$.
 	tel.check(t, spent{input: 14, output: 30, responseModel: "gpt-4o-2024-08-06", requestModel: "gpt-4o", usd: 0.000335, priced: true})
+}
+
+// A hard budget refuses the next call with a 402 that openai-go raises
+// without retrying it: one attempt, and the server is not reached.
+func TestOpenAIGoBudgetRefusal(t *testing.T) {
+	h := newAPIHost(t, func([]byte) string { return "openai-chat-reasoning.json" })
+	var fired []float64
+	// One o3-mini answer costs 2089 µ$ (see TestUsageThroughSDKs); the
+	// limit is spent by the second.
+	qb := quotabreaker.New(h.base,
+		quotabreaker.WithBudget(quotabreaker.Budget{Name: "daily", Limit: 0.004, HardLimit: true}),
+		quotabreaker.OnBudget(func(_ context.Context, st quotabreaker.BudgetStatus) { fired = append(fired, st.Threshold) }))
+	attempts := &recorder{next: qb}
+	client := openaiClient(h, attempts)
+	params := openai.ChatCompletionNewParams{
+		Model:    "o3-mini",
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("What is the capital of France?")},
+	}
+	for i := range 2 {
+		if _, err := client.Chat.Completions.New(context.Background(), params); err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	_, err := client.Chat.Completions.New(context.Background(), params)
+	var apiErr *openai.Error
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusPaymentRequired || apiErr.Code != "budget_exhausted" {
+		t.Fatalf("third call: %v, want openai-go's 402 budget_exhausted", err)
+	}
+	if got := apiErr.Response.Header.Get(quotabreaker.HeaderBudget); got != "daily" {
+		t.Errorf("%s = %q, want daily", quotabreaker.HeaderBudget, got)
+	}
+	if got := attempts.attempts(); got != 3 {
+		t.Errorf("SDK attempts = %d, want 3 (the refusal is not retried)", got)
+	}
+	if got := h.hits.Load(); got != 2 {
+		t.Errorf("server hits = %d, want 2", got)
+	}
+	if want := []float64{0.5, 0.8, 0.95, 1}; !slices.Equal(fired, want) {
+		t.Errorf("OnBudget thresholds %v, want %v", fired, want)
+	}
 }
