@@ -2,6 +2,7 @@ package quotabreaker
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"errors"
 	"hash"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -404,5 +406,49 @@ func readSomeThenClose(t *testing.T, tr *Transport, url string, rec *recording) 
 	}
 	if a := attrs(rec.ours()[0]); a["gen_ai.response.model"].AsString() != "gpt-4o-2024-08-06" {
 		t.Errorf("span attributes %v, want the stream's model", a)
+	}
+}
+
+// A stream outlives its RoundTrip. While it is read, so many other scopes
+// come and go that idle closed latches are evicted, its own among them;
+// the quota error at its end must still open its scope's latch, listed and
+// refusing the next request, not an orphan that nothing consults.
+func TestStreamQuotaErrorAfterEviction(t *testing.T) {
+	quota, h := readStream(t, "openai-responses-stream-error-insufficient-quota.sse")
+	p := newProvider(func(r *http.Request) corpusAnswer {
+		if bearerKey(r) == "sk-streaming" {
+			return corpusAnswer{200, h, string(quota)}
+		}
+		return ok()
+	})
+	var trips atomic.Int32
+	tr := New(p, OnTrip(func(context.Context, Trip) { trips.Add(1) }))
+	url := "https://api.openai.com/v1/responses"
+	resp, err := tr.RoundTrip(chatRequest(t, url, "sk-streaming"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 * maxIdleLatches {
+		send(t, tr, url, "sk-other-"+strconv.Itoa(i))
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+
+	if n := trips.Load(); n != 1 {
+		t.Errorf("OnTrip fired %d times, want 1", n)
+	}
+	latches := openLatches(t, tr)
+	if len(latches) != 1 || latches[0].Cause != CauseStream || latches[0].Scope != DefaultScope(chatRequest(t, url, "sk-streaming")) {
+		t.Fatalf("OpenLatches() = %+v, want the streaming scope's latch", latches)
+	}
+	before := p.hits.Load()
+	if resp, _ := send(t, tr, url, "sk-streaming"); !shortCircuited(resp) || p.hits.Load() != before {
+		t.Error("the next request of the tripped scope reached the provider")
+	}
+	if !reset(t, tr, latches[0].Scope) {
+		t.Error("Reset found no latch")
+	}
+	if resp, _ := send(t, tr, url, "sk-streaming"); shortCircuited(resp) {
+		t.Error("refused after Reset")
 	}
 }
