@@ -44,7 +44,7 @@ func spanUsage(tb testing.TB, rec *recording) (Usage, bool) {
 	if !known {
 		for _, k := range usageKeys {
 			if v, ok := a[k]; ok {
-				tb.Errorf("usage unknown, yet the span has %s = %s", k, v.Emit())
+				tb.Errorf("usage unknown, yet the span has %s = %s", k, v.String())
 			}
 		}
 	}

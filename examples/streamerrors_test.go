@@ -79,7 +79,7 @@ func TestErrorsInsideStreams(t *testing.T) {
 			}
 			a := map[attribute.Key]string{}
 			for _, kv := range spans[0].Attributes() {
-				a[kv.Key] = kv.Value.Emit()
+				a[kv.Key] = kv.Value.String()
 			}
 			if a["error.type"] != string(tt.class) || a["quotabreaker.cause"] != "stream" || a["quotabreaker.error.code"] != tt.code ||
 				a["http.response.status_code"] != "200" {

@@ -205,7 +205,7 @@ func (tel *telemetry) check(t *testing.T, want spent) {
 	}
 	for k, n := range ints {
 		if v, ok := a[k]; !ok || v.Type() != attribute.INT64 || v.AsInt64() != n {
-			t.Errorf("span %s = %v (present %v), want %d", k, v.Emit(), ok, n)
+			t.Errorf("span %s = %v (present %v), want %d", k, v.String(), ok, n)
 		}
 	}
 	if got := a["gen_ai.response.model"].AsString(); got != want.responseModel {
@@ -217,9 +217,9 @@ func (tel *telemetry) check(t *testing.T, want spent) {
 	cost, ok := a["quotabreaker.cost.usd"]
 	switch {
 	case want.priced && (!ok || cost.Type() != attribute.FLOAT64 || cost.AsFloat64() != want.usd):
-		t.Errorf("span quotabreaker.cost.usd = %v (present %v), want %v", cost.Emit(), ok, want.usd)
+		t.Errorf("span quotabreaker.cost.usd = %v (present %v), want %v", cost.String(), ok, want.usd)
 	case !want.priced && ok:
-		t.Errorf("span quotabreaker.cost.usd = %v for an unpriced model, want no attribute (unpriced is not zero)", cost.Emit())
+		t.Errorf("span quotabreaker.cost.usd = %v for an unpriced model, want no attribute (unpriced is not zero)", cost.String())
 	}
 
 	var sawTokens, sawCost bool
@@ -292,7 +292,7 @@ func anthropicClient(h *apiHost, rt http.RoundTripper) *anthropic.Client {
 }
 
 var anthropicParams = anthropic.MessageNewParams{
-	Model:     anthropic.ModelClaudeSonnet4_5_20250929,
+	Model:     "claude-sonnet-4-5-20250929", // the model of the recorded answer
 	MaxTokens: 1024,
 	Messages:  []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("Say hello."))},
 }
