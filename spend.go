@@ -125,7 +125,11 @@ func (t *Transport) streamError(ctx context.Context, at *attempt, e *streamError
 	if !t.trips(c.Class) {
 		return
 	}
-	l := at.latch
+	l := t.latches.holding(at.latch)
+	if l == nil {
+		return // reset since the request was sent: its answer opens nothing
+	}
+	defer l.release()
 	done, err := l.cb.Allow()
 	if err != nil {
 		return // open already
@@ -155,6 +159,24 @@ func (t *Transport) streamError(ctx context.Context, at *attempt, e *streamError
 		return
 	}
 	t.announce(ctx, at.span, o)
+}
+
+// holding returns the latch that stands for l's scope now, counted in
+// flight until its release, or nil when l was reset. A stream outlives its
+// RoundTrip, which released l: closed and idle, l may have been evicted
+// since, and a trip recorded on it would reach no later request.
+func (ls *latches) holding(l *latch) *latch {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if l.reset.Load() {
+		return nil
+	}
+	cur := ls.byName[l.scope]
+	if cur == nil {
+		cur = ls.newLatchLocked(l.scope)
+	}
+	cur.inflight.Add(1)
+	return cur
 }
 
 // requestModel reads the "model" member of a JSON request body, from the
