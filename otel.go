@@ -403,7 +403,7 @@ func (tel *telemetry) spent(ctx context.Context, span trace.Span, provider Provi
 
 // budget records a budget key's spent share.
 func (tel *telemetry) budget(ctx context.Context, b *budget, key string, k *budgetKey) {
-	ratio := float64(k.spent.Load()) / float64(b.limit.Load())
+	ratio := float64(k.effective(b.shared)) / float64(b.limit.Load())
 	tel.budgetRatio.Record(ctx, ratio, metric.WithAttributes(attrBudget.String(b.Name), attrBudgetKey.String(key)))
 }
 
