@@ -249,8 +249,10 @@ func (t *Transport) flush() {
 			f.mu.Unlock()
 			continue
 		}
+		// The store's total is the truth, lower too after a reset in
+		// another process.
 		s.k.flushed.Add(s.micros)
-		storeMax(&s.k.fleet, total)
+		s.k.fleet.Store(total)
 		t.claimThresholds(sk, s.k)
 	}
 }
@@ -278,15 +280,6 @@ func (t *Transport) claimThresholds(sk spendKey, k *budgetKey) {
 		}
 		if k.fired.Or(bit)&bit == 0 && claimed {
 			callHook("OnBudget", t.cfg.onBudget, context.Background(), b.status(sk.key, k, th))
-		}
-	}
-}
-
-func storeMax(a *atomic.Int64, v int64) {
-	for {
-		old := a.Load()
-		if v <= old || a.CompareAndSwap(old, v) {
-			return
 		}
 	}
 }
@@ -392,22 +385,51 @@ func (t *Transport) closeUnlessQueued(scope string, queued map[*opened]bool) {
 	}
 }
 
-// applySpend takes the fleet's totals for the budget keys this process
-// tracks, so that a hard limit holds against the fleet's spend.
+// applySpend takes the fleet's totals, as the store holds them now, for
+// this process's budgets, so that a hard limit holds against the fleet's
+// spend: a key this process has not spent on yet starts from the fleet's
+// total, and a key whose spend was reset in another process (absent from
+// the store) counts only what this process spent since its last write.
+// Thresholds follow the store's claims, so that those a reset forgot can
+// fire again. It runs on the loop's goroutine, as flush does, so no write
+// of this process's spend is under way.
 func (t *Transport) applySpend(spends []Spend) {
-	for _, s := range spends {
-		for _, b := range t.budgets {
+	now := t.cfg.now()
+	for _, b := range t.budgets {
+		start, end := b.Period(now)
+		if !end.After(start) {
+			continue // b.state counts such a period on its own
+		}
+		seen := make(map[string]bool)
+		for _, s := range spends {
 			key, ok := cutPrefix(s.Key, b.Name+"/")
-			if !ok {
+			if !ok || !s.Period.Start.Equal(start) || !s.Period.End.Equal(end) {
 				continue
 			}
-			b.mu.RLock()
-			k := b.keys[key]
-			b.mu.RUnlock()
-			if k != nil && k.start.Equal(s.Period.Start) {
-				storeMax(&k.fleet, s.Micros)
+			k := b.state(key, now)
+			if !k.start.Equal(start) {
+				continue
+			}
+			seen[key] = true
+			k.fleet.Store(s.Micros)
+			var fired uint64
+			for _, pct := range s.Thresholds {
+				for i, th := range b.thresholds {
+					if int(math.Round(th*100)) == pct {
+						fired |= 1 << i
+					}
+				}
+			}
+			k.fired.Store(fired)
+		}
+		b.mu.RLock()
+		for key, k := range b.keys {
+			if !seen[key] && k.start.Equal(start) {
+				k.fleet.Store(0)
+				k.fired.Store(0)
 			}
 		}
+		b.mu.RUnlock()
 	}
 }
 
