@@ -221,12 +221,17 @@ func (t *Transport) flush() {
 			if t.latches.markPaging(o) {
 				t.page(context.Background(), o)
 			}
-		case cur.Open:
-			t.latches.quiet(o) // another process paged for it
 		default:
-			// Stale: the scope was reset after this request was sent.
-			t.latches.quiet(o)
-			t.applyCleared(cur.Scope, cur.Epoch)
+			// Another process paged for it, or it is stale: the scope
+			// was reset after this request was sent. A reset that came
+			// here first left its telemetry to whoever announced the
+			// trip, which is now this quiet end.
+			if t.latches.quiet(o) {
+				t.resetDone(context.Background(), o)
+			}
+			if !cur.Open {
+				t.applyCleared(cur.Scope, cur.Epoch)
+			}
 		}
 	}
 

@@ -1,0 +1,87 @@
+package redisstore_test
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/quotabreaker/quotabreaker"
+	"github.com/quotabreaker/quotabreaker/redisstore"
+	"github.com/quotabreaker/quotabreaker/redisstore/internal/redistest"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+)
+
+// gatedStore holds every Claim until gate is closed, as a slow store would.
+type gatedStore struct {
+	*redisstore.Store
+	gate chan struct{}
+}
+
+func (g *gatedStore) Claim(ctx context.Context, tr quotabreaker.Trip) (bool, quotabreaker.ScopeState, error) {
+	select {
+	case <-g.gate:
+	case <-ctx.Done():
+		return false, quotabreaker.ScopeState{}, ctx.Err()
+	}
+	return g.Store.Claim(ctx, tr)
+}
+
+// openLatches reads the quotabreaker.open_latches metric.
+func openLatches(t testing.TB, r *sdkmetric.ManualReader) int64 {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := r.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if sum, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == "quotabreaker.open_latches" {
+				for _, dp := range sum.DataPoints {
+					n += dp.Value
+				}
+			}
+		}
+	}
+	return n
+}
+
+// A latch reset elsewhere while its trip waits to be claimed leaves the
+// open_latches metric at zero once the claim is found stale: the alert on
+// that metric must not fire for a latch that no replica holds.
+func TestFleetResetBeforeClaim(t *testing.T) {
+	srv := redistest.Start(t)
+	p := newFakeProvider(t)
+	g := &gatedStore{Store: newStore(t, srv, redisstore.Options{}), gate: make(chan struct{})}
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
+	base := &http.Transport{}
+	defer base.CloseIdleConnections()
+	tr := quotabreaker.New(base, quotabreaker.WithStore(g), quotabreaker.WithStoreTimeout(time.Minute), quotabreaker.WithMeterProvider(mp))
+	defer tr.Close()
+	r := &replica{Transport: tr, hc: &http.Client{Transport: tr}}
+
+	p.quota.Store(true)
+	r.call(t, p, "sk-gated")
+	scope := r.scope(t, p, "sk-gated")
+	if n := openLatches(t, reader); n != 1 {
+		t.Fatalf("open_latches after the trip = %d, want 1", n)
+	}
+	// The operator resets the scope while the trip's claim is held.
+	if _, err := newStore(t, srv, redisstore.Options{}).Clear(context.Background(), scope); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the reset reaches the Transport", func() bool { return len(openScopes(t, r)) == 0 })
+	close(g.gate)
+	waitFor(t, "open_latches back to 0", func() bool { return openLatches(t, reader) == 0 })
+	snap, err := g.Snapshot(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Open) != 0 {
+		t.Errorf("the stale claim opened %+v", snap.Open)
+	}
+}
