@@ -307,18 +307,27 @@ func (t *Transport) resync() {
 	for scope, epoch := range snap.Epochs {
 		t.applyCleared(scope, epoch)
 	}
-	// A latch open here that the store does not hold was closed
-	// elsewhere, unless its claim is still queued.
-	queued := make(map[*opened]bool)
+	// A latch open here that the store does not hold, at an epoch the
+	// store has not passed (applyCleared closed those), is one the store
+	// lost: Redis restarted without its data, say. A latch never closes
+	// on its own, and a reset always advances the epoch, so it is claimed
+	// again, which pages nobody twice. A latch that opened after the
+	// Snapshot was read is claimed again too, which changes nothing.
 	f.mu.Lock()
+	queued := make(map[*opened]bool, len(f.claims))
 	for _, o := range f.claims {
 		queued[o] = true
 	}
-	f.mu.Unlock()
-	for _, tr := range t.latches.openLatches() {
-		if !open[tr.Scope] {
-			t.closeUnlessQueued(tr.Scope, queued)
+	n := len(f.claims)
+	for _, o := range t.latches.opened() {
+		if !open[o.Scope] && !queued[o] {
+			f.claims = append(f.claims, o)
 		}
+	}
+	more := len(f.claims) > n
+	f.mu.Unlock()
+	if more {
+		signal(f.wake)
 	}
 	var spends []Spend
 	if t.call(func(ctx context.Context) (err error) {
@@ -382,12 +391,17 @@ func (t *Transport) applyCleared(scope string, epoch uint64) {
 	}
 }
 
-// closeUnlessQueued closes scope's latch here unless its trip waits to be
-// claimed.
-func (t *Transport) closeUnlessQueued(scope string, queued map[*opened]bool) {
-	for _, o := range t.latches.resetIf(scope, func(o *opened) bool { return !queued[o] }) {
-		t.resetDone(context.Background(), o)
+// opened returns the records of the open latches.
+func (ls *latches) opened() []*opened {
+	ls.mu.RLock()
+	defer ls.mu.RUnlock()
+	var out []*opened
+	for _, l := range ls.byName {
+		if o := l.trip.Load(); o != nil {
+			out = append(out, o)
+		}
 	}
+	return out
 }
 
 // applySpend takes the fleet's totals, as the store holds them now, for

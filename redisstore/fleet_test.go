@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -477,4 +478,53 @@ func TestFleetRequestsDoNotWaitOnRedis(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("Close waited on a hung Redis")
 	}
+}
+
+// A Redis that restarts without its data (no persistence) does not close
+// the fleet's latches: a latch closes only by a reset. The replicas write
+// their open latches back, with no second page and no OnReset.
+func TestFleetStoreLosesItsData(t *testing.T) {
+	srv := redistest.Start(t)
+	p := newFakeProvider(t)
+	var pages, resets atomic.Int64
+	hooks := []quotabreaker.Option{
+		quotabreaker.OnTrip(func(context.Context, quotabreaker.Trip) { pages.Add(1) }),
+		quotabreaker.OnReset(func(context.Context, quotabreaker.Trip) { resets.Add(1) }),
+	}
+	a, b := newReplica(t, srv, hooks...), newReplica(t, srv, hooks...)
+	store := newStore(t, srv, redisstore.Options{})
+	const key = "sk-lost"
+	scope := a.scope(t, p, key)
+
+	p.quota.Store(true)
+	a.call(t, p, key)
+	waitFor(t, "b opens", func() bool { return len(openScopes(t, b)) == 1 })
+	waitFor(t, "a pages", func() bool { return pages.Load() == 1 })
+
+	srv.Kill()
+	for _, f := range []string{"appendonlydir", "dump.rdb"} {
+		if err := os.RemoveAll(filepath.Join(srv.Dir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv.Restart()
+	waitFor(t, "the latch is written back", func() bool {
+		snap, err := store.Snapshot(context.Background())
+		return err == nil && len(snap.Open) == 1 && snap.Open[0].Scope == scope
+	})
+	for name, r := range map[string]*replica{"a": a, "b": b} {
+		if s := openScopes(t, r); len(s) != 1 || s[0] != scope {
+			t.Errorf("%s lists %v after Redis lost its data, want [%s]", name, s, scope)
+		}
+	}
+	if pages.Load() != 1 || resets.Load() != 0 {
+		t.Errorf("pages, resets = %d, %d; want 1, 0", pages.Load(), resets.Load())
+	}
+
+	// A reset still closes it everywhere.
+	if ok, err := b.Reset(context.Background(), scope); !ok || err != nil {
+		t.Fatalf("Reset = %v, %v", ok, err)
+	}
+	waitFor(t, "a closes", func() bool { return len(openScopes(t, a)) == 0 })
+	waitFor(t, "OnReset where it paged", func() bool { return resets.Load() == 1 })
 }
