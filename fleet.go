@@ -203,12 +203,18 @@ func (t *Transport) flush() {
 			claimed, cur, err = f.store.Claim(ctx, o.Trip)
 			return err
 		}) {
-			// Page now rather than after the store returns: one page per
-			// process is better than none. The claim is retried, and
-			// pages nobody twice.
 			f.mu.Lock()
 			f.claims = append(claims[i:], f.claims...)
 			f.mu.Unlock()
+			if f.ctx.Err() != nil {
+				// Close interrupted the claim of a store that may well
+				// be answering, and another process paging: Close drops
+				// what it has not written.
+				return
+			}
+			// The store is unreachable. Page now rather than after it
+			// returns: one page per process is better than none. The
+			// claim is retried, and pages nobody twice.
 			for _, o := range claims[i:] {
 				if t.latches.markPaging(o) {
 					t.page(context.Background(), o)

@@ -3,6 +3,7 @@ package redisstore_test
 import (
 	"context"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,9 +18,12 @@ import (
 type gatedStore struct {
 	*redisstore.Store
 	gate chan struct{}
+	held atomic.Int64 // Claims waiting at the gate
 }
 
 func (g *gatedStore) Claim(ctx context.Context, tr quotabreaker.Trip) (bool, quotabreaker.ScopeState, error) {
+	g.held.Add(1)
+	defer g.held.Add(-1)
 	select {
 	case <-g.gate:
 	case <-ctx.Done():
@@ -83,5 +87,29 @@ func TestFleetResetBeforeClaim(t *testing.T) {
 	}
 	if len(snap.Open) != 0 {
 		t.Errorf("the stale claim opened %+v", snap.Open)
+	}
+}
+
+// Close does not page for a trip whose claim it interrupts: the store was
+// answering, so another replica may be paging for it; Close drops what it
+// has not written, as it says.
+func TestFleetCloseDoesNotPage(t *testing.T) {
+	srv := redistest.Start(t)
+	p := newFakeProvider(t)
+	g := &gatedStore{Store: newStore(t, srv, redisstore.Options{}), gate: make(chan struct{})}
+	var pages atomic.Int64
+	base := &http.Transport{}
+	defer base.CloseIdleConnections()
+	tr := quotabreaker.New(base, quotabreaker.WithStore(g), quotabreaker.WithStoreTimeout(time.Minute),
+		quotabreaker.OnTrip(func(context.Context, quotabreaker.Trip) { pages.Add(1) }))
+	r := &replica{Transport: tr, hc: &http.Client{Transport: tr}}
+	p.quota.Store(true)
+	r.call(t, p, "sk-closing")
+	waitFor(t, "the claim is held", func() bool { return g.held.Load() == 1 })
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := pages.Load(); n != 0 {
+		t.Errorf("OnTrip ran %d times during Close", n)
 	}
 }
