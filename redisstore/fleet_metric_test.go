@@ -67,6 +67,17 @@ func TestFleetResetBeforeClaim(t *testing.T) {
 	tr := quotabreaker.New(base, quotabreaker.WithStore(g), quotabreaker.WithStoreTimeout(time.Minute), quotabreaker.WithMeterProvider(mp))
 	defer tr.Close()
 	r := &replica{Transport: tr, hc: &http.Client{Transport: tr}}
+	operator := newStore(t, srv, redisstore.Options{})
+	// Wait until the Transport watches the store: the held claim will
+	// hold its resyncs, so only the change feed can bring it the reset.
+	if _, _, err := operator.Claim(context.Background(), trip("warm-up", 0, "r")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the Transport watches", func() bool { return len(openScopes(t, r)) == 1 })
+	if _, err := operator.Clear(context.Background(), "warm-up"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the warm-up latch closes", func() bool { return len(openScopes(t, r)) == 0 })
 
 	p.quota.Store(true)
 	r.call(t, p, "sk-gated")
@@ -75,7 +86,7 @@ func TestFleetResetBeforeClaim(t *testing.T) {
 		t.Fatalf("open_latches after the trip = %d, want 1", n)
 	}
 	// The operator resets the scope while the trip's claim is held.
-	if _, err := newStore(t, srv, redisstore.Options{}).Clear(context.Background(), scope); err != nil {
+	if _, err := operator.Clear(context.Background(), scope); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the reset reaches the Transport", func() bool { return len(openScopes(t, r)) == 0 })
