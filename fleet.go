@@ -22,6 +22,9 @@ import (
 const (
 	defaultStoreTimeout = 2 * time.Second
 	defaultStoreResync  = 10 * time.Second
+	// spendDelay is how long spend waits to be written with the spend
+	// that follows it.
+	spendDelay = 100 * time.Millisecond
 )
 
 // fleet is a Transport's link to its Store.
@@ -35,7 +38,8 @@ type fleet struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   sync.WaitGroup
-	wake   chan struct{} // work is queued; buffered, never blocks a sender
+	wake   chan struct{} // a claim is queued; buffered, never blocks a sender
+	spent  chan struct{} // spend is queued; buffered
 	kick   chan struct{} // a resync is wanted; buffered
 
 	mu     sync.Mutex
@@ -68,6 +72,7 @@ func (t *Transport) startFleet() {
 	f := t.fleet
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 	f.wake = make(chan struct{}, 1)
+	f.spent = make(chan struct{}, 1)
 	f.kick = make(chan struct{}, 1)
 	f.spends = make(map[spendKey]*fleetSpend)
 	f.up.Store(true)
@@ -108,16 +113,31 @@ func (t *Transport) fleetLoop() {
 	f := t.fleet
 	tick := time.NewTicker(f.resync)
 	defer tick.Stop()
+	// Spend is written at most every spendDelay, not once per answer, so
+	// that a busy fleet costs Redis a few calls a second per process.
+	spend := time.NewTimer(spendDelay)
+	spend.Stop()
+	spendDue := false
 	for {
 		select {
 		case <-f.ctx.Done():
+			spend.Stop()
 			return
 		case <-f.wake:
+		case <-f.spent:
+			if !spendDue {
+				spendDue = true
+				spend.Reset(spendDelay)
+			}
+			continue
+		case <-spend.C:
 		case <-f.kick:
 			t.resync()
 		case <-tick.C:
 			t.resync()
 		}
+		spendDue = false
+		spend.Stop()
 		t.flush()
 	}
 }
@@ -185,7 +205,7 @@ func (t *Transport) addSpend(b *budget, key string, k *budgetKey, micros int64) 
 	}
 	s.micros += micros
 	f.mu.Unlock()
-	signal(f.wake)
+	signal(f.spent)
 }
 
 // flush writes the queued trips and spend. What the store does not take
