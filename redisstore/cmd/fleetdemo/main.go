@@ -241,7 +241,7 @@ func tell(ctx context.Context, w io.Writer, addr string) (facts, error) {
 		return f, err
 	}
 	if _, err := op.Snapshot(ctx); err != nil {
-		return f, fmt.Errorf("Redis at %s: %w", addr, err)
+		return f, fmt.Errorf("no Redis at %s: %w", addr, err)
 	}
 	if _, err := op.ClearAll(ctx); err != nil { // the demo's own latches, from an earlier run
 		return f, err
@@ -299,7 +299,7 @@ func tell(ctx context.Context, w io.Writer, addr string) (facts, error) {
 		return f, err
 	}
 	if len(open.Open) != 1 {
-		return f, fmt.Errorf("Redis holds %d open latches, want 1", len(open.Open))
+		return f, fmt.Errorf("the store holds %d open latches, want 1", len(open.Open))
 	}
 	scope := open.Open[0].Scope
 	s.say("\n4. Billing is fixed. The operator resets the latch once, for every replica:")
