@@ -198,6 +198,7 @@ func (t *Transport) addSpend(b *budget, key string, k *budgetKey, micros int64) 
 	f := t.fleet
 	sk := spendKey{budget: b, key: key, period: Period{Start: k.start, End: k.end}}
 	f.mu.Lock()
+	first := len(f.spends) == 0
 	s := f.spends[sk]
 	if s == nil {
 		s = &fleetSpend{k: k}
@@ -205,7 +206,12 @@ func (t *Transport) addSpend(b *budget, key string, k *budgetKey, micros int64) 
 	}
 	s.micros += micros
 	f.mu.Unlock()
-	signal(f.spent)
+	// Only the first spend of a batch wakes the loop: a wake per answer
+	// would cost a busy process a goroutine switch per request. Spend
+	// left after a failed write goes with the next resync or claim.
+	if first {
+		signal(f.spent)
+	}
 }
 
 // flush writes the queued trips and spend. What the store does not take
