@@ -354,20 +354,6 @@ func (ls *latches) clearEpoch(scope string, epoch uint64) []*opened {
 	return ls.resetLocked(scope, l, nil)
 }
 
-// resetIf closes scope's open latch if keep(its trip) is false.
-func (ls *latches) resetIf(scope string, close func(*opened) bool) []*opened {
-	ls.mu.Lock()
-	defer ls.mu.Unlock()
-	l := ls.byName[scope]
-	if l == nil {
-		return nil
-	}
-	if o := l.trip.Load(); o == nil || !close(o) {
-		return nil
-	}
-	return ls.resetLocked(scope, l, nil)
-}
-
 // reset removes the open latch named scope (or every open latch when all
 // is set). It returns how many it removed and the trips whose reset is due
 // now; the others are still being announced, and whoever announces them

@@ -22,6 +22,9 @@ import (
 const (
 	defaultStoreTimeout = 2 * time.Second
 	defaultStoreResync  = 10 * time.Second
+	// spendDelay is how long spend waits to be written with the spend
+	// that follows it.
+	spendDelay = 100 * time.Millisecond
 )
 
 // fleet is a Transport's link to its Store.
@@ -35,7 +38,8 @@ type fleet struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   sync.WaitGroup
-	wake   chan struct{} // work is queued; buffered, never blocks a sender
+	wake   chan struct{} // a claim is queued; buffered, never blocks a sender
+	spent  chan struct{} // spend is queued; buffered
 	kick   chan struct{} // a resync is wanted; buffered
 
 	mu     sync.Mutex
@@ -68,6 +72,7 @@ func (t *Transport) startFleet() {
 	f := t.fleet
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 	f.wake = make(chan struct{}, 1)
+	f.spent = make(chan struct{}, 1)
 	f.kick = make(chan struct{}, 1)
 	f.spends = make(map[spendKey]*fleetSpend)
 	f.up.Store(true)
@@ -108,16 +113,31 @@ func (t *Transport) fleetLoop() {
 	f := t.fleet
 	tick := time.NewTicker(f.resync)
 	defer tick.Stop()
+	// Spend is written at most every spendDelay, not once per answer, so
+	// that a busy fleet costs Redis a few calls a second per process.
+	spend := time.NewTimer(spendDelay)
+	spend.Stop()
+	spendDue := false
 	for {
 		select {
 		case <-f.ctx.Done():
+			spend.Stop()
 			return
 		case <-f.wake:
+		case <-f.spent:
+			if !spendDue {
+				spendDue = true
+				spend.Reset(spendDelay)
+			}
+			continue
+		case <-spend.C:
 		case <-f.kick:
 			t.resync()
 		case <-tick.C:
 			t.resync()
 		}
+		spendDue = false
+		spend.Stop()
 		t.flush()
 	}
 }
@@ -178,6 +198,7 @@ func (t *Transport) addSpend(b *budget, key string, k *budgetKey, micros int64) 
 	f := t.fleet
 	sk := spendKey{budget: b, key: key, period: Period{Start: k.start, End: k.end}}
 	f.mu.Lock()
+	first := len(f.spends) == 0
 	s := f.spends[sk]
 	if s == nil {
 		s = &fleetSpend{k: k}
@@ -185,7 +206,12 @@ func (t *Transport) addSpend(b *budget, key string, k *budgetKey, micros int64) 
 	}
 	s.micros += micros
 	f.mu.Unlock()
-	signal(f.wake)
+	// Only the first spend of a batch wakes the loop: a wake per answer
+	// would cost a busy process a goroutine switch per request. Spend
+	// left after a failed write goes with the next resync or claim.
+	if first {
+		signal(f.spent)
+	}
 }
 
 // flush writes the queued trips and spend. What the store does not take
@@ -203,12 +229,18 @@ func (t *Transport) flush() {
 			claimed, cur, err = f.store.Claim(ctx, o.Trip)
 			return err
 		}) {
-			// Page now rather than after the store returns: one page per
-			// process is better than none. The claim is retried, and
-			// pages nobody twice.
 			f.mu.Lock()
 			f.claims = append(claims[i:], f.claims...)
 			f.mu.Unlock()
+			if f.ctx.Err() != nil {
+				// Close interrupted the claim of a store that may well
+				// be answering, and another process paging: Close drops
+				// what it has not written.
+				return
+			}
+			// The store is unreachable. Page now rather than after it
+			// returns: one page per process is better than none. The
+			// claim is retried, and pages nobody twice.
 			for _, o := range claims[i:] {
 				if t.latches.markPaging(o) {
 					t.page(context.Background(), o)
@@ -224,7 +256,8 @@ func (t *Transport) flush() {
 		default:
 			// Another process paged for it, or it is stale: the scope
 			// was reset after this request was sent. A reset that came
-			// first is still owed its telemetry.
+			// here first left its telemetry to whoever announced the
+			// trip, which is now this quiet end.
 			if t.latches.quiet(o) {
 				t.resetDone(context.Background(), o)
 			}
@@ -253,8 +286,10 @@ func (t *Transport) flush() {
 			f.mu.Unlock()
 			continue
 		}
+		// The store's total is the truth, lower too after a reset in
+		// another process.
 		s.k.flushed.Add(s.micros)
-		storeMax(&s.k.fleet, total)
+		s.k.fleet.Store(total)
 		t.claimThresholds(sk, s.k)
 	}
 }
@@ -286,15 +321,6 @@ func (t *Transport) claimThresholds(sk spendKey, k *budgetKey) {
 	}
 }
 
-func storeMax(a *atomic.Int64, v int64) {
-	for {
-		old := a.Load()
-		if v <= old || a.CompareAndSwap(old, v) {
-			return
-		}
-	}
-}
-
 // resync reconciles the registry with a snapshot of the store.
 func (t *Transport) resync() {
 	f := t.fleet
@@ -313,18 +339,27 @@ func (t *Transport) resync() {
 	for scope, epoch := range snap.Epochs {
 		t.applyCleared(scope, epoch)
 	}
-	// A latch open here that the store does not hold was closed
-	// elsewhere, unless its claim is still queued.
-	queued := make(map[*opened]bool)
+	// A latch open here that the store does not hold, at an epoch the
+	// store has not passed (applyCleared closed those), is one the store
+	// lost: Redis restarted without its data, say. A latch never closes
+	// on its own, and a reset always advances the epoch, so it is claimed
+	// again, which pages nobody twice. A latch that opened after the
+	// Snapshot was read is claimed again too, which changes nothing.
 	f.mu.Lock()
+	queued := make(map[*opened]bool, len(f.claims))
 	for _, o := range f.claims {
 		queued[o] = true
 	}
-	f.mu.Unlock()
-	for _, tr := range t.latches.openLatches() {
-		if !open[tr.Scope] {
-			t.closeUnlessQueued(tr.Scope, queued)
+	n := len(f.claims)
+	for _, o := range t.latches.opened() {
+		if !open[o.Scope] && !queued[o] {
+			f.claims = append(f.claims, o)
 		}
+	}
+	more := len(f.claims) > n
+	f.mu.Unlock()
+	if more {
+		signal(f.wake)
 	}
 	var spends []Spend
 	if t.call(func(ctx context.Context) (err error) {
@@ -388,30 +423,64 @@ func (t *Transport) applyCleared(scope string, epoch uint64) {
 	}
 }
 
-// closeUnlessQueued closes scope's latch here unless its trip waits to be
-// claimed.
-func (t *Transport) closeUnlessQueued(scope string, queued map[*opened]bool) {
-	for _, o := range t.latches.resetIf(scope, func(o *opened) bool { return !queued[o] }) {
-		t.resetDone(context.Background(), o)
+// opened returns the records of the open latches.
+func (ls *latches) opened() []*opened {
+	ls.mu.RLock()
+	defer ls.mu.RUnlock()
+	var out []*opened
+	for _, l := range ls.byName {
+		if o := l.trip.Load(); o != nil {
+			out = append(out, o)
+		}
 	}
+	return out
 }
 
-// applySpend takes the fleet's totals for the budget keys this process
-// tracks, so that a hard limit holds against the fleet's spend.
+// applySpend takes the fleet's totals, as the store holds them now, for
+// this process's budgets, so that a hard limit holds against the fleet's
+// spend: a key this process has not spent on yet starts from the fleet's
+// total, and a key whose spend was reset in another process (absent from
+// the store) counts only what this process spent since its last write.
+// Thresholds follow the store's claims, so that those a reset forgot can
+// fire again. It runs on the loop's goroutine, as flush does, so no write
+// of this process's spend is under way.
 func (t *Transport) applySpend(spends []Spend) {
-	for _, s := range spends {
-		for _, b := range t.budgets {
+	now := t.cfg.now()
+	for _, b := range t.budgets {
+		start, end := b.Period(now)
+		if !end.After(start) {
+			continue // b.state counts such a period on its own
+		}
+		seen := make(map[string]bool)
+		for _, s := range spends {
 			key, ok := cutPrefix(s.Key, b.Name+"/")
-			if !ok {
+			if !ok || !s.Period.Start.Equal(start) || !s.Period.End.Equal(end) {
 				continue
 			}
-			b.mu.RLock()
-			k := b.keys[key]
-			b.mu.RUnlock()
-			if k != nil && k.start.Equal(s.Period.Start) {
-				storeMax(&k.fleet, s.Micros)
+			k := b.state(key, now)
+			if !k.start.Equal(start) {
+				continue
+			}
+			seen[key] = true
+			k.fleet.Store(s.Micros)
+			var fired uint64
+			for _, pct := range s.Thresholds {
+				for i, th := range b.thresholds {
+					if int(math.Round(th*100)) == pct {
+						fired |= 1 << i
+					}
+				}
+			}
+			k.fired.Store(fired)
+		}
+		b.mu.RLock()
+		for key, k := range b.keys {
+			if !seen[key] && k.start.Equal(start) {
+				k.fleet.Store(0)
+				k.fired.Store(0)
 			}
 		}
+		b.mu.RUnlock()
 	}
 }
 
