@@ -206,7 +206,9 @@ func OnBudget(fn func(ctx context.Context, st BudgetStatus)) Option {
 // every 10 seconds and after every reconnection), and OnTrip runs on that
 // goroutine once the trip is claimed. If the store is unreachable, requests
 // keep flowing on this process's latches, a trip pages from this process
-// at once, and trips and spend are written when the store is back; the
+// as soon as its claim fails (at once when the store refuses connections,
+// after WithStoreTimeout when it hangs), and trips and spend are written
+// when the store is back; the
 // outage is logged once per change of state, recorded in the
 // quotabreaker.store.up metric and on every span. Call Close to stop the
 // background work.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"math"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,7 +64,11 @@ type fleetSpend struct {
 
 // storeKey is the key under which a budget key's spend is shared: budgets
 // of one Transport may count the same key.
-func (sk spendKey) storeKey() string { return sk.budget.Name + "/" + sk.key }
+// The budget's name goes first with its length, so that budget "a" with key
+// "b/c" and budget "a/b" with key "c" never share a spend.
+func (sk spendKey) storeKey() string { return budgetPrefix(sk.budget.Name) + sk.key }
+
+func budgetPrefix(name string) string { return strconv.Itoa(len(name)) + ":" + name + "/" }
 
 // startFleet connects t to its store: it loads the fleet's open latches
 // (waiting up to the store's timeout, so that a new replica starts with the
@@ -453,7 +459,7 @@ func (t *Transport) applySpend(spends []Spend) {
 		}
 		seen := make(map[string]bool)
 		for _, s := range spends {
-			key, ok := cutPrefix(s.Key, b.Name+"/")
+			key, ok := strings.CutPrefix(s.Key, budgetPrefix(b.Name))
 			if !ok || !s.Period.Start.Equal(start) || !s.Period.End.Equal(end) {
 				continue
 			}
@@ -482,11 +488,4 @@ func (t *Transport) applySpend(spends []Spend) {
 		}
 		b.mu.RUnlock()
 	}
-}
-
-func cutPrefix(s, prefix string) (string, bool) {
-	if len(s) >= len(prefix) && s[:len(prefix)] == prefix {
-		return s[len(prefix):], true
-	}
-	return s, false
 }
