@@ -100,12 +100,12 @@ const maxIDsPerLatch = 8
 // unused, to bound memory.
 type latch struct {
 	scope    string
-	ids      []uint64 // the ids that find it; guarded by latches.mu
-	cb       *gobreaker.TwoStepCircuitBreaker[struct{}]
-	inflight atomic.Int64           // requests between acquire and release
-	trip     atomic.Pointer[opened] // set under latches.mu, in the step that opens cb
-	reset    atomic.Bool            // set under latches.mu when Reset removed it
-	epoch    atomic.Uint64          // the scope's reset epoch in the Store
+	ids      []uint64                            // the ids that find it; guarded by latches.mu
+	cb       *gobreaker.CircuitBreaker[struct{}] // the gate: open refuses
+	inflight atomic.Int64                        // requests between acquire and release
+	trip     atomic.Pointer[opened]              // set under latches.mu, in the step that opens cb
+	reset    atomic.Bool                         // set under latches.mu when Reset removed it
+	epoch    atomic.Uint64                       // the scope's reset epoch in the Store
 }
 
 func (l *latch) release() { l.inflight.Add(-1) }
@@ -133,10 +133,11 @@ type opened struct {
 	quiet     bool // another process paged for it: no OnTrip, no OnReset here
 }
 
-// breakerSettings make a gobreaker breaker into a latch: only a tripping
-// answer is a failure (not a transport error, nor a panic in the base), it
-// opens on the first one, and since its open timeout is about 292 years it
-// never goes half-open, so only Reset, which replaces it, closes it.
+// breakerSettings make a gobreaker breaker into a latch: it is told only
+// of tripping outcomes (never of transport errors, successes or panics in
+// the base), it opens on the first one, and since its open timeout is about
+// 292 years it never goes half-open, so only Reset, which replaces it,
+// closes it. Requests ask its State before they are sent.
 func breakerSettings(name string) gobreaker.Settings {
 	return gobreaker.Settings{
 		Name:         name,
@@ -212,7 +213,7 @@ func (ls *latches) newLatchLocked(n string) *latch {
 	if ls.closed >= max(ls.evictAt, maxIdleLatches) {
 		ls.evictIdleLocked()
 	}
-	l := &latch{scope: n, cb: gobreaker.NewTwoStepCircuitBreaker[struct{}](breakerSettings(n))}
+	l := &latch{scope: n, cb: gobreaker.NewCircuitBreaker[struct{}](breakerSettings(n))}
 	l.epoch.Store(ls.epochs[n])
 	ls.byName[n] = l
 	ls.closed++
@@ -240,23 +241,32 @@ func (ls *latches) removeLocked(name string, l *latch) {
 	}
 }
 
-// record stores o as l's trip and opens l's breaker by reporting the
-// tripping answer through done, in one step under ls.mu: a request that
-// finds the trip recorded (OpenLatches lists it) also finds the breaker
-// open. It reports false, storing nothing, when l already tripped or was
-// reset since the request started, so exactly one caller per trip sees true.
-func (ls *latches) record(l *latch, o *opened, done func(error)) bool {
+// record stores o as l's trip and opens l's breaker, in one step under
+// ls.mu: a request that finds the trip recorded (OpenLatches lists it) also
+// finds the breaker open. It reports false, storing nothing, when l already
+// tripped or was reset since the request started, so exactly one caller
+// per trip sees true.
+func (ls *latches) record(l *latch, o *opened) bool {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	if l.reset.Load() || l.trip.Load() != nil {
 		return false
 	}
-	l.trip.Store(o)
-	done(errTripped)
-	ls.closed--
-	ls.open.Add(1)
+	ls.openLocked(l, o)
 	return true
 }
+
+// openLocked stores o as l's trip and opens l's breaker by reporting one
+// tripping outcome to it; it requires that ls.mu is held for writing.
+func (ls *latches) openLocked(l *latch, o *opened) {
+	l.trip.Store(o)
+	l.cb.Execute(tripped)
+	ls.closed--
+	ls.open.Add(1)
+}
+
+// tripped is the outcome that opens a latch's breaker.
+func tripped() (struct{}, error) { return struct{}{}, errTripped }
 
 // announced records that OnTrip for o has returned, and reports whether a
 // reset came first and left its OnReset to the caller.
@@ -310,15 +320,8 @@ func (ls *latches) openQuiet(o *opened) bool {
 	if l.trip.Load() != nil {
 		return false
 	}
-	done, err := l.cb.Allow()
-	if err != nil {
-		return false
-	}
 	o.quiet, o.announced = true, true
-	l.trip.Store(o)
-	done(errTripped)
-	ls.closed--
-	ls.open.Add(1)
+	ls.openLocked(l, o)
 	return true
 }
 

@@ -41,10 +41,10 @@ const (
 )
 
 // defaultScopeParts calls fn with each part of req's default scope, in a
-// fixed order: the host, every credential (bare: "Bearer " removed), the
-// organization and the project.
+// fixed order: the host (as the request spells it), every credential (bare:
+// "Bearer " removed), the organization and the project.
 func defaultScopeParts(req *http.Request, fn func(kind byte, v string)) {
-	fn(partHost, strings.ToLower(requestHost(req)))
+	fn(partHost, requestHost(req))
 	eachCredential(req, func(v string) { fn(partCredential, v) })
 	if v := firstValue(req.Header, "Openai-Organization"); v != "" {
 		fn(partOrg, v)
@@ -99,7 +99,9 @@ func DefaultScope(req *http.Request) string {
 	defaultScopeParts(req, func(kind byte, v string) {
 		switch kind {
 		case partHost:
-			b.WriteString(v)
+			// Hosts are case-insensitive: requests to API.openai.com and
+			// api.openai.com share the latch named by the lower case.
+			b.WriteString(strings.ToLower(v))
 		case partCredential:
 			if keys == 0 {
 				b.WriteString("/key:")
@@ -181,8 +183,18 @@ func eachCredentialHeader(h http.Header, fn func(v string)) {
 // bareCredential removes an Authorization header's scheme ("Bearer sk-..."
 // becomes "sk-..."), so a key's fingerprint depends on the key alone.
 func bareCredential(v string) string {
-	if scheme, rest, ok := strings.Cut(v, " "); ok && scheme != "" && !strings.ContainsAny(scheme, "=:") {
-		return strings.TrimLeft(rest, " ")
+	// An auth-scheme is a token: it ends at the first space and holds no
+	// '=' or ':', which a bare key or a Basic credential may.
+	for i := 0; i < len(v); i++ {
+		switch v[i] {
+		case ' ':
+			if i == 0 {
+				return v
+			}
+			return strings.TrimLeft(v[i+1:], " ")
+		case '=', ':':
+			return v
+		}
 	}
 	return v
 }

@@ -130,10 +130,6 @@ func (t *Transport) streamError(ctx context.Context, at *attempt, e *streamError
 		return // reset since the request was sent: its answer opens nothing
 	}
 	defer l.release()
-	done, err := l.cb.Allow()
-	if err != nil {
-		return // open already
-	}
 	o := &opened{Trip: Trip{
 		Scope:      l.scope,
 		Cause:      CauseStream,
@@ -154,9 +150,8 @@ func (t *Transport) streamError(ctx context.Context, at *attempt, e *streamError
 		body:        syntheticBody(&o.Trip),
 	}
 	o.shortCircuits = shortCircuitAttrs(o.Trip)
-	if !t.latches.record(l, o, done) {
-		done(nil)
-		return
+	if !t.latches.record(l, o) {
+		return // open already
 	}
 	t.announce(ctx, at.span, o)
 }

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync/atomic"
 
+	"github.com/sony/gobreaker/v2"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -128,18 +129,14 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return DefaultScope(req)
 	}
 	mode := t.Mode()
-	l, done, refusedBy := t.admit(t.latches.acquire(id, name), id, name)
+	l, refusedBy := t.admit(t.latches.acquire(id, name), id, name)
 	epoch := l.epoch.Load() // the scope's reset epoch as the request is sent
 	ctx, span := t.tel.start(req, refusedBy != nil && mode == ModeEnforce)
-	// The breaker hears "no trip" of every outcome but a tripping answer,
-	// and the span ends here unless something took it over, should the
-	// base panic.
+	// The span ends here unless something took it over, should the base
+	// panic.
 	spanTaken := false
 	defer func() {
 		l.release()
-		if done != nil {
-			done(nil)
-		}
 		if !spanTaken {
 			span.End()
 		}
@@ -176,8 +173,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	var c Classification
 	var first *opened
 	if resp.StatusCode >= 400 {
-		if c, first = t.judge(req, resp, l, epoch, done, mode); first != nil {
-			done = nil // told of the trip
+		if c, first = t.judge(req, resp, l, epoch, refusedBy != nil, mode); first != nil {
 			t.announce(ctx, span, first)
 		}
 	}
@@ -209,31 +205,27 @@ func (t *Transport) page(ctx context.Context, o *opened) {
 	}
 }
 
-// admit asks l's breaker for leave to send. It returns the latch the
-// request counts on, done to tell the breaker the outcome (nil when it did
-// not admit the request), and, when the latch is open, its record. A latch
-// reset since the request took it is swapped for its fresh successor:
-// gobreaker stays the gate, and never disagrees with Reset.
-func (t *Transport) admit(l *latch, id uint64, name func() string) (*latch, func(error), *opened) {
-	for {
-		done, err := l.cb.Allow()
-		if err == nil {
-			return l, done, nil
-		}
+// admit asks l's breaker whether the request may be sent. It returns the
+// latch the request counts on and, when its breaker is open, the trip that
+// opened it. A latch reset since the request took it is swapped for its
+// fresh successor: gobreaker stays the gate, and never disagrees with Reset.
+func (t *Transport) admit(l *latch, id uint64, name func() string) (*latch, *opened) {
+	for l.cb.State() == gobreaker.StateOpen {
 		if !l.reset.Load() {
 			// The trip is stored before the breaker opens, in one step.
-			return l, nil, l.trip.Load()
+			return l, l.trip.Load()
 		}
 		l.release()
 		l = t.latches.acquire(id, name)
 	}
+	return l, nil
 }
 
 // judge classifies an error answer, marks it when it cannot succeed, and
-// opens l's latch when its class trips. It returns the new trip when this
-// answer opened the latch; then, and only then, it has told the breaker
-// through done.
-func (t *Transport) judge(req *http.Request, resp *http.Response, l *latch, epoch uint64, done func(error), mode Mode) (Classification, *opened) {
+// opens l's latch when its class trips (unless it was open already when
+// the request was sent, as in ModeObserve). It returns the new trip when
+// this answer opened the latch.
+func (t *Transport) judge(req *http.Request, resp *http.Response, l *latch, epoch uint64, wasOpen bool, mode Mode) (Classification, *opened) {
 	c, body, complete := t.inspect(req, resp)
 	enforce := mode == ModeEnforce
 	if !t.trips(c.Class) {
@@ -248,8 +240,8 @@ func (t *Transport) judge(req *http.Request, resp *http.Response, l *latch, epoc
 		resp.Header.Set(HeaderShouldRetry, "false")
 		resp.Status = statusLine(resp.StatusCode, c.Class)
 	}
-	if done == nil {
-		return c, nil // observed past an open latch: open already
+	if wasOpen {
+		return c, nil // observed past an open latch
 	}
 	o := &opened{Trip: Trip{
 		Scope:      l.scope,
@@ -266,7 +258,7 @@ func (t *Transport) judge(req *http.Request, resp *http.Response, l *latch, epoc
 	}}
 	o.answer = replayAnswer(resp, &o.Trip, body, complete)
 	o.shortCircuits = shortCircuitAttrs(o.Trip)
-	if !t.latches.record(l, o, done) {
+	if !t.latches.record(l, o) {
 		return c, nil // already open, or reset since this request was sent
 	}
 	return c, o
