@@ -1,6 +1,7 @@
 package prices
 
 import (
+	"github.com/quotabreaker/quotabreaker/internal/modelname"
 	"slices"
 	"sort"
 	"strings"
@@ -120,27 +121,9 @@ func fineTuneBase(model string) (string, bool) {
 	return model[:len("ft:")+len(base)], true
 }
 
-// undated strips a date suffix, -YYYY-MM-DD or -YYYYMMDD, from a model name.
-// It must agree with the function of the same name in genprices.
-func undated(model string) (string, bool) {
-	digits := func(s string) bool {
-		for i := 0; i < len(s); i++ {
-			if s[i] < '0' || s[i] > '9' {
-				return false
-			}
-		}
-		return true
-	}
-	n := len(model)
-	if n > 11 && model[n-11] == '-' && model[n-6] == '-' && model[n-3] == '-' &&
-		digits(model[n-10:n-6]) && digits(model[n-5:n-3]) && digits(model[n-2:]) {
-		return model[:n-11], true
-	}
-	if n > 9 && model[n-9] == '-' && digits(model[n-8:]) {
-		return model[:n-9], true
-	}
-	return "", false
-}
+// undated strips a date suffix from a model name; the generator and the
+// lookup share it.
+func undated(model string) (string, bool) { return modelname.Undated(model) }
 
 // Table holds prices of one's own, keyed by model name. Its Lookup gives a
 // key's price to every provider and tier; write a Func to price them apart.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/quotabreaker/quotabreaker/internal/modelname"
 	"go/format"
 	"math/big"
 	"regexp"
@@ -438,27 +439,9 @@ func (t *table) borrowTiers() {
 	}
 }
 
-// undated strips a date suffix, -YYYY-MM-DD or -YYYYMMDD, from a model name.
-// It must agree with the function of the same name in package prices.
-func undated(model string) (string, bool) {
-	digits := func(s string) bool {
-		for i := 0; i < len(s); i++ {
-			if s[i] < '0' || s[i] > '9' {
-				return false
-			}
-		}
-		return true
-	}
-	n := len(model)
-	if n > 11 && model[n-11] == '-' && model[n-6] == '-' && model[n-3] == '-' &&
-		digits(model[n-10:n-6]) && digits(model[n-5:n-3]) && digits(model[n-2:]) {
-		return model[:n-11], true
-	}
-	if n > 9 && model[n-9] == '-' && digits(model[n-8:]) {
-		return model[:n-9], true
-	}
-	return "", false
-}
+// undated strips a date suffix from a model name; the generator and the
+// lookup share it.
+func undated(model string) (string, bool) { return modelname.Undated(model) }
 
 var picoPerDollar = new(big.Rat).SetInt64(1e12)
 
