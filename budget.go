@@ -33,7 +33,9 @@ type Budget struct {
 	// request's latch scope (DefaultScope or WithScope's). It is called on
 	// every request, on the caller's goroutine, must be fast and safe for
 	// concurrent use, and its result appears in hooks and metrics, so it must
-	// not contain a secret.
+	// not contain a secret. A budget tracks at most 65,536 keys in a period:
+	// the spend of keys beyond that is not counted, so a key function should
+	// map to tenants, not to requests.
 	Key func(*http.Request) string
 	// Period returns the period that contains t. nil means the calendar
 	// month in UTC (MonthlyUTC). Spend and fired thresholds start from zero
