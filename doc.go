@@ -51,6 +51,7 @@
 //	gen_ai.usage.cache_read.input_tokens, gen_ai.usage.cache_creation.input_tokens,
 //	gen_ai.usage.reasoning.output_tokens
 //	quotabreaker.cost.usd           the answer's cost in dollars; absent when its model has no price
+//	quotabreaker.store.up           with WithStore: whether the store answered at the last call
 //
 // The tripping attempt's span has a quotabreaker.trip event. A reset is a
 // span of its own, quotabreaker.reset, with quotabreaker.scope and
@@ -65,7 +66,8 @@
 //	quotabreaker.open_latches    up-down counter {latch}: open latches; above 0 means traffic is refused
 //	gen_ai.client.token.usage    histogram {token}: tokens per answer, by gen_ai.token.type
 //	quotabreaker.cost            counter {USD}: dollars spent, by gen_ai.provider.name and gen_ai.response.model
-//	quotabreaker.budget.spent_ratio  gauge 1: spent share of each budget key's limit
+//	quotabreaker.budget.spent_ratio  gauge 1: spent share of each budget key's limit, by quotabreaker.budget and quotabreaker.budget.key
+//	quotabreaker.store.up        gauge: 1 while the store answers, 0 while it is unreachable
 //
 // A metric's quotabreaker.error.code is the provider's code only when it is
 // one the package knows, and "_OTHER" otherwise, so that a server cannot
