@@ -393,6 +393,37 @@ func (ls *latches) resetLocked(name string, l *latch, due []*opened) []*opened {
 	return due
 }
 
+// holding returns the latch that stands for l's scope now, counted in
+// flight until its release, or nil when l was reset. A stream outlives its
+// RoundTrip, which released l: closed and idle, l may have been evicted
+// since, and a trip recorded on it would reach no later request.
+func (ls *latches) holding(l *latch) *latch {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if l.reset.Load() {
+		return nil
+	}
+	cur := ls.byName[l.scope]
+	if cur == nil {
+		cur = ls.newLatchLocked(l.scope)
+	}
+	cur.inflight.Add(1)
+	return cur
+}
+
+// opened returns the records of the open latches.
+func (ls *latches) opened() []*opened {
+	ls.mu.RLock()
+	defer ls.mu.RUnlock()
+	var out []*opened
+	for _, l := range ls.byName {
+		if o := l.trip.Load(); o != nil {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
 // openLatches returns the trips of all open latches, oldest first; never nil.
 func (ls *latches) openLatches() []Trip {
 	out := []Trip{}

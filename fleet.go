@@ -429,19 +429,6 @@ func (t *Transport) applyCleared(scope string, epoch uint64) {
 	}
 }
 
-// opened returns the records of the open latches.
-func (ls *latches) opened() []*opened {
-	ls.mu.RLock()
-	defer ls.mu.RUnlock()
-	var out []*opened
-	for _, l := range ls.byName {
-		if o := l.trip.Load(); o != nil {
-			out = append(out, o)
-		}
-	}
-	return out
-}
-
 // applySpend takes the fleet's totals, as the store holds them now, for
 // this process's budgets, so that a hard limit holds against the fleet's
 // spend: a key this process has not spent on yet starts from the fleet's

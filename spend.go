@@ -156,24 +156,6 @@ func (t *Transport) streamError(ctx context.Context, at *attempt, e *streamError
 	t.announce(ctx, at.span, o)
 }
 
-// holding returns the latch that stands for l's scope now, counted in
-// flight until its release, or nil when l was reset. A stream outlives its
-// RoundTrip, which released l: closed and idle, l may have been evicted
-// since, and a trip recorded on it would reach no later request.
-func (ls *latches) holding(l *latch) *latch {
-	ls.mu.Lock()
-	defer ls.mu.Unlock()
-	if l.reset.Load() {
-		return nil
-	}
-	cur := ls.byName[l.scope]
-	if cur == nil {
-		cur = ls.newLatchLocked(l.scope)
-	}
-	cur.inflight.Add(1)
-	return cur
-}
-
 // requestModel reads the "model" member of a JSON request body, from the
 // first 64 KiB of a fresh copy (GetBody), "" when it has none there.
 func requestModel(req *http.Request) string {
