@@ -61,7 +61,7 @@ func Lookup(provider, model, tier string) (Price, bool) {
 	if base, ok := fineTuneBase(m); ok {
 		return find(provider, base, tier)
 	}
-	if u, ok := undated(m); ok {
+	if u, ok := modelname.Undated(m); ok {
 		return find(provider, u, tier)
 	}
 	return Price{}, false
@@ -121,10 +121,6 @@ func fineTuneBase(model string) (string, bool) {
 	return model[:len("ft:")+len(base)], true
 }
 
-// undated strips a date suffix from a model name; the generator and the
-// lookup share it.
-func undated(model string) (string, bool) { return modelname.Undated(model) }
-
 // Table holds prices of one's own, keyed by model name. Its Lookup gives a
 // key's price to every provider and tier; write a Func to price them apart.
 // Keys should be lower case: Lookup tries the model name as the answer spells
@@ -144,7 +140,7 @@ func (t Table) Lookup(provider, model, tier string) (Price, bool) {
 	if p, ok := t[m]; ok {
 		return p, true
 	}
-	if u, ok := undated(m); ok {
+	if u, ok := modelname.Undated(m); ok {
 		p, ok := t[u]
 		return p, ok
 	}

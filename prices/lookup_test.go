@@ -252,31 +252,6 @@ func TestSnapshotInvariants(t *testing.T) {
 	}
 }
 
-func TestUndated(t *testing.T) {
-	tests := []struct {
-		in, want string
-		ok       bool
-	}{
-		{"gpt-4o-2024-08-06", "gpt-4o", true},
-		{"claude-sonnet-4-5-20250929", "claude-sonnet-4-5", true},
-		{"gpt-4o", "", false},
-		{"grok-4-0709", "", false},
-		{"mistral-large-2411", "", false},
-		{"-2024-08-06", "", false},
-		{"x-2024-08-0a", "", false},
-		{"x-2024_08-06", "", false},
-		{"x-2024080a", "", false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.in, func(t *testing.T) {
-			got, ok := undated(tt.in)
-			if got != tt.want || ok != tt.ok {
-				t.Errorf("undated(%q) = %q, %v; want %q, %v", tt.in, got, ok, tt.want, tt.ok)
-			}
-		})
-	}
-}
-
 func TestTable(t *testing.T) {
 	mine := Price{Input: 1_000_000, Output: 2_000_000}
 	table := Table{"gpt-4o": mine, "my-model": mine}

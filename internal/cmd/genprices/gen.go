@@ -420,7 +420,7 @@ func (t *table) borrowTiers() {
 		if r.tier != "" {
 			continue
 		}
-		alias, ok := undated(r.model)
+		alias, ok := modelname.Undated(r.model)
 		if !ok {
 			continue
 		}
@@ -438,10 +438,6 @@ func (t *table) borrowTiers() {
 		}
 	}
 }
-
-// undated strips a date suffix from a model name; the generator and the
-// lookup share it.
-func undated(model string) (string, bool) { return modelname.Undated(model) }
 
 var picoPerDollar = new(big.Rat).SetInt64(1e12)
 

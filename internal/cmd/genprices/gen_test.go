@@ -268,32 +268,6 @@ func TestModelName(t *testing.T) {
 	}
 }
 
-func TestUndated(t *testing.T) {
-	// The same cases as package prices' TestUndated: the two must agree.
-	tests := []struct {
-		in, want string
-		ok       bool
-	}{
-		{"gpt-4o-2024-08-06", "gpt-4o", true},
-		{"claude-sonnet-4-5-20250929", "claude-sonnet-4-5", true},
-		{"gpt-4o", "", false},
-		{"grok-4-0709", "", false},
-		{"mistral-large-2411", "", false},
-		{"-2024-08-06", "", false},
-		{"x-2024-08-0a", "", false},
-		{"x-2024_08-06", "", false},
-		{"x-2024080a", "", false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.in, func(t *testing.T) {
-			got, ok := undated(tt.in)
-			if got != tt.want || ok != tt.ok {
-				t.Errorf("undated(%q) = %q, %v; want %q, %v", tt.in, got, ok, tt.want, tt.ok)
-			}
-		})
-	}
-}
-
 func TestBuildErrors(t *testing.T) {
 	good := meta{Commit: sampleCommit, Date: "2026-02-27"}
 	entry := func(fields string) string {
