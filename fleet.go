@@ -2,6 +2,7 @@ package quotabreaker
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"math"
 	"strconv"
@@ -394,11 +395,7 @@ func (t *Transport) applyChange(ch Change) {
 }
 
 // errWatchLost is what the log says when Watch reports a lost connection.
-var errWatchLost = &storeError{"the store's change feed was lost"}
-
-type storeError struct{ msg string }
-
-func (e *storeError) Error() string { return e.msg }
+var errWatchLost = errors.New("the store's change feed was lost")
 
 // applyOpened opens the latch of tr.Scope quietly: another process paged.
 func (t *Transport) applyOpened(tr Trip, epoch uint64) {
