@@ -123,7 +123,7 @@ func (l *latch) state() string {
 type opened struct {
 	Trip
 	answer        answer
-	shortCircuits [2]metric.MeasurementOption // the short-circuit counter's attributes, by Mode
+	shortCircuits [2][]metric.AddOption // the short-circuit counter's attributes, by Mode
 
 	// OnReset must not overtake OnTrip: a pager would resolve an incident
 	// before opening it. These fields are guarded by latches.mu.

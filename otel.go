@@ -266,7 +266,7 @@ func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Resp
 		tel.errors.Add(ctx, 1, metric.WithAttributes(metricAttrs(c.Class, c.Code, c.Provider)...))
 	}
 	if refusedBy != nil {
-		tel.shortCircuits.Add(ctx, 1, refusedBy.shortCircuits[mode])
+		tel.shortCircuits.Add(ctx, 1, refusedBy.shortCircuits[mode]...)
 	}
 	if !span.IsRecording() {
 		return
@@ -340,7 +340,7 @@ func (tel *telemetry) tripped(ctx context.Context, span trace.Span, tr Trip) {
 // shortCircuit records a request answered by an open latch; resp is nil
 // when the Transport returns an *OpenError instead.
 func (tel *telemetry) shortCircuit(ctx context.Context, span trace.Span, resp *http.Response, o *opened) {
-	tel.shortCircuits.Add(ctx, 1, o.shortCircuits[ModeEnforce])
+	tel.shortCircuits.Add(ctx, 1, o.shortCircuits[ModeEnforce]...)
 	tr := &o.Trip
 	if span.IsRecording() {
 		attrs := make([]attribute.KeyValue, 0, 10)
@@ -451,11 +451,13 @@ func (tel *telemetry) budgetRefusal(ctx context.Context, span trace.Span, tr Tri
 // shortCircuitAttrs are the short-circuit counter's attributes for a trip,
 // one set per mode, built once per trip rather than once per refused
 // request.
-func shortCircuitAttrs(tr Trip) (sets [2]metric.MeasurementOption) {
+func shortCircuitAttrs(tr Trip) (sets [2][]metric.AddOption) {
 	for _, m := range [...]Mode{ModeEnforce, ModeObserve} {
 		attrs := append(metricAttrs(tr.Class, "", tr.Provider),
 			attrMode.String(m.String()), attrCause.String(string(tr.Cause)))
-		sets[m] = metric.WithAttributeSet(attribute.NewSet(attrs...))
+		// A slice made once: passing one option would allocate its
+		// variadic slice on every refused request.
+		sets[m] = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attrs...))}
 	}
 	return sets
 }
