@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quotabreaker/quotabreaker/classify"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
@@ -80,7 +81,7 @@ func TestObserveMode(t *testing.T) {
 	if got := srv.hits.Load(); got != 1+n {
 		t.Errorf("the server saw %d of %d requests", got-1, n)
 	}
-	if len(pages) != 1 || pages[0].Mode != ModeObserve || pages[0].Class != ClassQuotaExhausted {
+	if len(pages) != 1 || pages[0].Mode != ModeObserve || pages[0].Class != classify.QuotaExhausted {
 		t.Errorf("OnTrip got %+v, want one observe trip", pages)
 	}
 	trips := openLatches(t, tr)
@@ -304,11 +305,11 @@ func TestHookContexts(t *testing.T) {
 // print the status say so; the code and the body are unchanged.
 func TestStatusLineSaysInsufficientQuota(t *testing.T) {
 	for _, s := range loadCorpus(t) {
-		a := corpusAnswer{s.Status, s.header(), s.Body}
-		if Classify(a.status, a.header, []byte(a.body)).Class != ClassQuotaExhausted {
+		a := corpusAnswer{s.Status, s.Header(), s.Body}
+		if classify.Answer(a.status, a.header, []byte(a.body)).Class != classify.QuotaExhausted {
 			continue
 		}
-		t.Run(s.name, func(t *testing.T) {
+		t.Run(s.Name, func(t *testing.T) {
 			srv := newServer(t, func(string, int) corpusAnswer { return a })
 			tr := New(nil)
 			want := fmt.Sprintf("%d Insufficient Quota", a.status)

@@ -13,6 +13,9 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/quotabreaker/quotabreaker/classify"
+	"github.com/quotabreaker/quotabreaker/internal/jsonscan"
 )
 
 // This file holds what the Transport does with answer bodies: reading an
@@ -29,7 +32,7 @@ const maxReplayBody = 2 << 10
 // inspect classifies an error answer from a bounded prefix of its body and
 // puts back a body that yields exactly the bytes the server sent. It returns
 // the decoded prefix and whether that prefix is the whole body.
-func (t *Transport) inspect(req *http.Request, resp *http.Response) (c Classification, body []byte, complete bool) {
+func (t *Transport) inspect(req *http.Request, resp *http.Response) (c classify.Result, body []byte, complete bool) {
 	if resp.Body != nil && resp.Body != http.NoBody {
 		var rerr error
 		body, complete, rerr = readPrefix(resp.Body, t.cfg.maxErrorBody, resp.ContentLength)
@@ -40,7 +43,7 @@ func (t *Transport) inspect(req *http.Request, resp *http.Response) (c Classific
 	if enc := resp.Header.Get("Content-Encoding"); enc != "" && !resp.Uncompressed && len(body) > 0 {
 		body, complete = decode(enc, body, complete, t.cfg.maxErrorBody)
 	}
-	c = Classify(resp.StatusCode, resp.Header, body)
+	c = classify.Answer(resp.StatusCode, resp.Header, body)
 	if p := requestProvider(req); p != "" {
 		c.Provider = p
 	}
@@ -232,10 +235,10 @@ func replayAnswer(resp *http.Response, tr *Trip, body []byte, complete bool) ans
 // the code stays, and the reason phrase says what the answer means, so that
 // logs which print the status say "429 Insufficient Quota", not "429 Too
 // Many Requests".
-func statusLine(code int, c Class) string {
+func statusLine(code int, c classify.Class) string {
 	text := http.StatusText(code)
 	switch c {
-	case ClassQuotaExhausted:
+	case classify.QuotaExhausted:
 		text = "Insufficient Quota"
 	}
 	return strconv.Itoa(code) + " " + text
@@ -315,7 +318,7 @@ func syntheticBody(tr *Trip) []byte {
 func requestID(h http.Header) string {
 	for _, name := range [...]string{"X-Request-Id", "Request-Id", "Apim-Request-Id"} {
 		if v := h.Get(name); v != "" {
-			return fieldString([]byte(v), false)
+			return jsonscan.Text([]byte(v), false)
 		}
 	}
 	return ""

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/quotabreaker/quotabreaker/classify"
 	"github.com/sony/gobreaker/v2"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
@@ -19,7 +20,7 @@ import (
 // ErrOpen is the error a Transport made with WithShortCircuitError returns,
 // wrapped in an *OpenError, for a request it refuses. It is the only
 // sentinel, as gobreaker has only ErrOpenState: the *OpenError's Trip says
-// what opened the latch (its Class, Cause and Code).
+// what opened the latch (its classify.Class, Cause and Code).
 var ErrOpen = errors.New("quotabreaker: latch open")
 
 // Cause says what opened a latch.
@@ -47,11 +48,11 @@ type Trip struct {
 	// Mode is the Transport's mode when the latch opened: in ModeObserve
 	// it was recorded and reported, but refused nothing.
 	Mode Mode `json:"mode"`
-	// Class is the class of the answer or event that opened the latch; it
+	// classify.Class is the class of the answer or event that opened the latch; it
 	// is the error.type attribute of its span.
-	Class Class `json:"class"`
-	// Provider is the provider that answered, when known.
-	Provider Provider `json:"provider,omitempty"`
+	Class classify.Class `json:"class"`
+	// classify.Provider is the provider that answered, when known.
+	Provider classify.Provider `json:"provider,omitempty"`
 	// Code and Type are the provider's own error code and type, verbatim
 	// (quotabreaker.error.code and quotabreaker.error.type).
 	Code string `json:"error_code,omitempty"`

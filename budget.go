@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/quotabreaker/quotabreaker/classify"
 )
 
 // A Budget counts what the answers of one key cost in a period, warns as
@@ -386,7 +388,7 @@ func budgetRefusal(req *http.Request, b *budget, key string, at time.Time) (*htt
 		Scope:      key,
 		Cause:      CauseBudget,
 		Mode:       ModeEnforce,
-		Class:      ClassQuotaExhausted,
+		Class:      classify.QuotaExhausted,
 		Code:       "budget_exhausted",
 		Type:       "budget_exhausted",
 		StatusCode: http.StatusPaymentRequired,

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/quotabreaker/quotabreaker/classify"
 	"github.com/quotabreaker/quotabreaker/prices"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
@@ -17,7 +18,7 @@ import (
 // applies the options.
 type config struct {
 	scope        func(*http.Request) string
-	tripClasses  []Class
+	tripClasses  []classify.Class
 	onTrip       func(context.Context, Trip)
 	onReset      func(context.Context, Trip)
 	mode         Mode
@@ -39,7 +40,7 @@ type config struct {
 
 func newConfig(opts []Option) config {
 	c := config{
-		tripClasses:  []Class{ClassQuotaExhausted},
+		tripClasses:  []classify.Class{classify.QuotaExhausted},
 		tracerProv:   otel.GetTracerProvider(),
 		meterProv:    otel.GetMeterProvider(),
 		now:          time.Now,
@@ -81,16 +82,16 @@ func WithScope(scope func(*http.Request) string) Option {
 }
 
 // WithTripClasses sets which classes open a latch, replacing the default,
-// ClassQuotaExhausted alone. Adding ClassAuthentication makes a revoked key
+// classify.QuotaExhausted alone. Adding classify.Authentication makes a revoked key
 // stop its traffic too. Retryable classes (rate limits, overload, server
-// errors) and ClassOther are ignored here: the first heal by themselves and
-// must reach the caller's retry logic, and ClassOther is too vague to stop
+// errors) and classify.Other are ignored here: the first heal by themselves and
+// must reach the caller's retry logic, and classify.Other is too vague to stop
 // traffic on. Given no class it accepts, the Transport never trips.
-func WithTripClasses(classes ...Class) Option {
+func WithTripClasses(classes ...classify.Class) Option {
 	return optionFunc(func(c *config) {
 		c.tripClasses = c.tripClasses[:0:0]
 		for _, cl := range classes {
-			if !cl.retryable(0) && cl != ClassOther {
+			if !cl.Retryable(0) && cl != classify.Other {
 				c.tripClasses = append(c.tripClasses, cl)
 			}
 		}
@@ -140,7 +141,7 @@ func WithUsage(on bool) Option {
 }
 
 // WithPrices sets how answers are priced: fn returns the price of a model
-// for a provider (a Provider value as a string, "" when unknown) and a
+// for a provider (a classify.Provider value as a string, "" when unknown) and a
 // service tier. The default is prices.Lookup, a dated snapshot of public
 // prices; prices.Chain(myTable.Lookup, prices.Lookup) overrides some of
 // them, and myTable.Lookup alone replaces them. An answer whose model has no

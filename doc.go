@@ -10,7 +10,7 @@
 // A Transport is an http.RoundTripper to set as the transport of any
 // OpenAI-compatible SDK's http.Client (openai-go, go-openai, langchaingo, the
 // Azure and Anthropic SDKs). It classifies every error answer with Classify;
-// the first answer whose class trips (by default ClassQuotaExhausted) opens
+// the first answer whose class trips (by default classify.QuotaExhausted) opens
 // the latch of the credentials that made the call, a gobreaker circuit
 // breaker that never closes on its own. OnTrip pages once; until Reset, no
 // request of that scope reaches the network, and each gets an answer its SDK
@@ -33,8 +33,8 @@
 // ends when the caller closes the body or reads it to the end. These
 // attributes are the package's contract:
 //
-//	error.type                      the Class of an error answer or stream error ("quota_exhausted", "rate_limited", ...)
-//	gen_ai.provider.name            the Provider, where known
+//	error.type                      the classify.Class of an error answer or stream error ("quota_exhausted", "rate_limited", ...)
+//	gen_ai.provider.name            the classify.Provider, where known
 //	quotabreaker.error.code         the provider's code, verbatim
 //	quotabreaker.error.type         the provider's type, verbatim
 //	quotabreaker.breaker.state      "closed" or "open"

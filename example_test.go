@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/quotabreaker/quotabreaker"
+	"github.com/quotabreaker/quotabreaker/classify"
 )
 
 // outOfQuota stands in for api.openai.com after the money ran out: it
@@ -58,19 +59,6 @@ func Example() {
 	// 429 Insufficient Quota, X-Should-Retry: false, short-circuited: false
 	// 429 Insufficient Quota, X-Should-Retry: false, short-circuited: true
 	// 429 Insufficient Quota, X-Should-Retry: false, short-circuited: true
-}
-
-func ExampleClassify() {
-	body := []byte(`{"error":{"message":"You exceeded your current quota, please check your plan and billing details.","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}`)
-	c := quotabreaker.Classify(http.StatusTooManyRequests, nil, body)
-	fmt.Println(c.Class, c.Code, c.Retryable)
-
-	body = []byte(`{"error":{"message":"Rate limit reached for gpt-4o on tokens per min (TPM): Limit 30000, Used 29000, Requested 2000.","type":"tokens","param":null,"code":"rate_limit_exceeded"}}`)
-	c = quotabreaker.Classify(http.StatusTooManyRequests, nil, body)
-	fmt.Println(c.Class, c.Code, c.Retryable)
-	// Output:
-	// quota_exhausted insufficient_quota false
-	// rate_limited rate_limit_exceeded true
 }
 
 type tenantKey struct{}
@@ -184,8 +172,8 @@ func ExampleTrip() {
 		Scope:      "api.openai.com/key:3c6e0b8a9c15/project:proj_abc",
 		Cause:      quotabreaker.CauseAnswer,
 		Mode:       quotabreaker.ModeEnforce,
-		Class:      quotabreaker.ClassQuotaExhausted,
-		Provider:   quotabreaker.ProviderOpenAI,
+		Class:      classify.QuotaExhausted,
+		Provider:   classify.ProviderOpenAI,
 		Code:       "insufficient_quota",
 		Type:       "insufficient_quota",
 		StatusCode: http.StatusTooManyRequests,

@@ -6,12 +6,14 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 
+	"github.com/quotabreaker/quotabreaker/internal/corpus"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -34,7 +36,17 @@ type roundTripperFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
-// corpusAnswer is one real answer from testdata/corpus, served as sent.
+// loadCorpus reads the classifier's corpus of real answers.
+func loadCorpus(tb testing.TB) []corpus.Sample {
+	tb.Helper()
+	out, err := corpus.Load(filepath.Join("classify", "testdata", "corpus"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}
+
+// corpusAnswer is one real answer from classify/testdata/corpus, served as sent.
 type corpusAnswer struct {
 	status int
 	header http.Header
@@ -45,8 +57,8 @@ type corpusAnswer struct {
 func answerFrom(tb testing.TB, name string) corpusAnswer {
 	tb.Helper()
 	for _, s := range loadCorpus(tb) {
-		if s.name == name {
-			return corpusAnswer{s.Status, s.header(), s.Body}
+		if s.Name == name {
+			return corpusAnswer{s.Status, s.Header(), s.Body}
 		}
 	}
 	tb.Fatalf("no corpus sample %q", name)

@@ -3,8 +3,10 @@ package quotabreaker
 import (
 	"bytes"
 	"net/http"
-	"strconv"
 	"strings"
+
+	"github.com/quotabreaker/quotabreaker/classify"
+	"github.com/quotabreaker/quotabreaker/internal/jsonscan"
 )
 
 // This file holds the body observer: it reads usage, the model and errors
@@ -36,7 +38,7 @@ type observed struct {
 
 // streamError is an error a provider sent inside a successful answer.
 type streamError struct {
-	Classification Classification
+	Classification classify.Result
 	// Status is the status the classification was made with: the error's
 	// own numeric code when it has one from 400 to 599, otherwise the
 	// status the same error is sent with outside a stream (see
@@ -184,12 +186,12 @@ func (o *observer) result() observed {
 		StreamErrs:  o.errs,
 		Events:      o.events,
 		Terminated:  o.terminated,
-		Model:       fieldString(o.model, false),
-		ResponseID:  fieldString(o.id, false),
-		ServiceTier: fieldString(o.tier, false),
+		Model:       jsonscan.Text(o.model, false),
+		ResponseID:  jsonscan.Text(o.id, false),
+		ServiceTier: jsonscan.Text(o.tier, false),
 	}
 	if r.ServiceTier == "" {
-		r.ServiceTier = fieldString(o.usage.tier, false)
+		r.ServiceTier = jsonscan.Text(o.usage.tier, false)
 	}
 	r.Usage, r.UsageKnown = o.usage.usage()
 	return r
@@ -758,121 +760,10 @@ func flatErrorBody(code, msg []byte) []byte {
 
 // streamErr classifies one error found inside the answer.
 func (o *observer) streamErr(body []byte) {
-	var f errorFields
-	f.parse(body)
-	status := streamErrorStatus(errorNumber(body), f.codeString(), f.typeString())
-	e := &streamError{Classification: Classify(status, o.header, body), Status: status}
+	c, status := classify.StreamError(o.header, body)
+	e := &streamError{Classification: c, Status: status}
 	o.errs++
-	if o.worst == nil || errorRank(e.Classification.Class) < errorRank(o.worst.Classification.Class) {
+	if o.worst == nil || classify.MoreSevere(c.Class, o.worst.Classification.Class) {
 		o.worst = e
 	}
-}
-
-// errorRank orders classes for StreamErr, most severe first: the classes
-// that can stop traffic (exhausted quota, then bad credentials) come before
-// the ones that heal by themselves, so a tripping error is never hidden
-// behind a later, milder one. Equal ranks keep the first.
-func errorRank(c Class) int {
-	switch c {
-	case ClassQuotaExhausted:
-		return 0
-	case ClassAuthentication:
-		return 1
-	case ClassPermission:
-		return 2
-	case ClassRateLimited:
-		return 3
-	case ClassOverloaded:
-		return 4
-	case ClassServerError:
-		return 5
-	case ClassContextLengthExceeded:
-		return 6
-	case ClassModelNotFound:
-		return 7
-	case ClassContentFilter:
-		return 8
-	case ClassInvalidRequest:
-		return 9
-	}
-	return 10
-}
-
-// errorNumber returns the numeric status an error object carries in
-// error.status_code (Groq), error.code (Google, OpenRouter) or error.status,
-// 0 when none.
-func errorNumber(body []byte) int {
-	s := scanner{b: body}
-	n := 0
-	s.object(func(key []byte) bool {
-		if string(key) != "error" || s.peek() != '{' {
-			return s.skip()
-		}
-		return s.object(func(key []byte) bool {
-			switch string(key) {
-			case "status_code", "code", "status":
-				if c := s.peek(); c >= '1' && c <= '9' {
-					start := s.i
-					if s.skip() {
-						if v, err := strconv.Atoi(string(s.b[start:s.i])); err == nil && v >= 400 && v <= 599 && n == 0 {
-							n = v
-						}
-					}
-					return !s.bad
-				}
-			}
-			return s.skip()
-		})
-	})
-	return n
-}
-
-// streamErrorStatus chooses the status an error inside a successful answer
-// is classified with: its own numeric code when it has one from 400 to 599;
-// otherwise the status the provider sends the same error with outside a
-// stream, found from its code or type through Classify's tables (a quota or
-// rate-limit code is a 429, an overloaded one a 503, an authentication one a
-// 401, and so on); otherwise, for an error nothing recognises, 500: the
-// provider failed mid-answer, which is a server error.
-func streamErrorStatus(numeric int, code, typ string) int {
-	if numeric >= 400 && numeric <= 599 {
-		return numeric
-	}
-	for _, k := range [...]string{code, typ} {
-		if k == "" {
-			continue
-		}
-		if c := meaningOf(k); c != "" {
-			return classStatus(c)
-		}
-		switch k {
-		case "invalid_request_error", "invalid_request":
-			return http.StatusBadRequest
-		case "not_found_error":
-			return http.StatusNotFound
-		case "request_too_large":
-			return http.StatusRequestEntityTooLarge
-		}
-	}
-	return http.StatusInternalServerError
-}
-
-// classStatus is the status a provider typically sends with an error of
-// class c.
-func classStatus(c Class) int {
-	switch c {
-	case ClassQuotaExhausted, ClassRateLimited:
-		return http.StatusTooManyRequests
-	case ClassOverloaded:
-		return http.StatusServiceUnavailable
-	case ClassAuthentication:
-		return http.StatusUnauthorized
-	case ClassPermission:
-		return http.StatusForbidden
-	case ClassModelNotFound:
-		return http.StatusNotFound
-	case ClassContextLengthExceeded, ClassInvalidRequest, ClassContentFilter:
-		return http.StatusBadRequest
-	}
-	return http.StatusInternalServerError
 }

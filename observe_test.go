@@ -10,6 +10,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/quotabreaker/quotabreaker/classify"
 )
 
 // streamCase is one real answer from testdata/streams (sources in
@@ -25,7 +27,7 @@ type streamCase struct {
 	terminated bool
 	events     int
 	// The most severe error inside the answer, if any.
-	errClass  Class
+	errClass  classify.Class
 	errCode   string
 	errStatus int
 	errs      int
@@ -82,22 +84,22 @@ var streamCases = []streamCase{
 
 	// Errors inside 200 streams.
 	{file: "anthropic-stream-error-overloaded-docs.sse", events: 1,
-		errClass: ClassOverloaded, errCode: "overloaded_error", errStatus: 503, errs: 1},
+		errClass: classify.Overloaded, errCode: "overloaded_error", errStatus: 503, errs: 1},
 	{file: "anthropic-stream-error-api-error.sse", events: 3,
-		errClass: ClassServerError, errCode: "api_error", errStatus: 500, errs: 1},
+		errClass: classify.ServerError, errCode: "api_error", errStatus: 500, errs: 1},
 	{file: "openai-responses-stream-error-insufficient-quota.sse", events: 1,
-		errClass: ClassQuotaExhausted, errCode: "insufficient_quota", errStatus: 429, errs: 1},
+		errClass: classify.QuotaExhausted, errCode: "insufficient_quota", errStatus: 429, errs: 1},
 	{file: "openai-responses-stream-error-docs.sse", events: 1,
-		errClass: ClassServerError, errCode: "ERR_SOMETHING", errStatus: 500, errs: 1},
+		errClass: classify.ServerError, errCode: "ERR_SOMETHING", errStatus: 500, errs: 1},
 	{file: "openai-responses-stream-failed-docs.sse", events: 1, terminated: true,
 		model: "gpt-4o-mini-2024-07-18", id: "resp_123",
-		errClass: ClassServerError, errCode: "server_error", errStatus: 500, errs: 1},
+		errClass: classify.ServerError, errCode: "server_error", errStatus: 500, errs: 1},
 	{file: "groq-chat-stream-error-tool-use-failed.sse", events: 95,
 		model: "openai/gpt-oss-120b", id: "chatcmpl-4f39f3af-3267-4ac1-a0cf-6aa7451877dc",
-		errClass: ClassInvalidRequest, errCode: "tool_use_failed", errStatus: 400, errs: 1},
+		errClass: classify.InvalidRequest, errCode: "tool_use_failed", errStatus: 400, errs: 1},
 	// Gemini's raw JSON error after its data: lines, with its own code.
 	{file: "gemini-stream-trailing-error.sse", events: 2,
-		errClass: ClassOverloaded, errCode: "UNAVAILABLE", errStatus: 503, errs: 1},
+		errClass: classify.Overloaded, errCode: "UNAVAILABLE", errStatus: 503, errs: 1},
 }
 
 func readStream(tb testing.TB, name string) ([]byte, http.Header) {
@@ -390,11 +392,11 @@ func TestObserverStreamErrorRank(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		body []byte
-		want Class
+		want classify.Class
 	}{
-		{"quota then server error", append(bytes.Clone(quota), failed...), ClassQuotaExhausted},
-		{"server error then quota", append(bytes.Clone(failed), quota...), ClassQuotaExhausted},
-		{"overloaded then server error", append(bytes.Clone(overloaded), failed...), ClassOverloaded},
+		{"quota then server error", append(bytes.Clone(quota), failed...), classify.QuotaExhausted},
+		{"server error then quota", append(bytes.Clone(failed), quota...), classify.QuotaExhausted},
+		{"overloaded then server error", append(bytes.Clone(overloaded), failed...), classify.Overloaded},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := observe(h, c.body)

@@ -3,7 +3,6 @@ package quotabreaker
 import (
 	"context"
 	"encoding/hex"
-	"math"
 	"net/http"
 	"net/url"
 	"reflect"
@@ -13,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/quotabreaker/quotabreaker/classify"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -50,46 +50,6 @@ const (
 	attrRemainingRequests = attribute.Key("quotabreaker.ratelimit.remaining_requests")
 	attrRemainingTokens   = attribute.Key("quotabreaker.ratelimit.remaining_tokens")
 )
-
-// otherCode replaces, in metrics, a provider code outside metricCodes.
-const otherCode = "_OTHER"
-
-// metricCodes are the provider codes that metrics carry verbatim. A server
-// can send any code at all, and each distinct value would be a new metric
-// series, so any other code is counted as otherCode, as OpenTelemetry's
-// conventions do for unknown values. Spans keep the verbatim code.
-var metricCodes = map[string]bool{
-	"": true,
-	// OpenAI and the providers that copy its codes.
-	"insufficient_quota": true, "credit_balance_exhausted": true,
-	"organization_spend_limit_exceeded": true, "project_spend_limit_exceeded": true,
-	"organization_usage_limit_exceeded": true, "billing_hard_limit_reached": true,
-	"billing_not_active": true, "rate_limit_exceeded": true, "slow_down": true,
-	"server_is_overloaded": true, "engine_overloaded": true, "server_error": true,
-	"context_length_exceeded": true, "model_not_found": true, "invalid_api_key": true,
-	"invalid_authentication": true, "account_deactivated": true, "invalid_organization": true,
-	"no_such_organization": true, "unsupported_country_region_territory": true,
-	"access_terminated": true, "content_filter": true, "content_policy_violation": true,
-	"invalid_request_error": true, "insufficient_user_quota": true, "payment_required": true,
-	// Anthropic's types and details.
-	"enforced_spend_limit_reached": true, "billing_error": true, "rate_limit_error": true,
-	"overloaded_error": true, "authentication_error": true, "permission_error": true,
-	"not_found_error": true, "api_error": true, "request_too_large": true,
-	// Google's canonical statuses.
-	"RESOURCE_EXHAUSTED": true, "UNAVAILABLE": true, "UNAUTHENTICATED": true,
-	"PERMISSION_DENIED": true, "INTERNAL": true, "INVALID_ARGUMENT": true,
-	"NOT_FOUND": true, "DEADLINE_EXCEEDED": true, "FAILED_PRECONDITION": true,
-	// Others.
-	"DeploymentNotFound": true, "organization_restricted": true,
-	"exceeded_current_quota_error": true, "1113": true, "30011": true,
-}
-
-func metricCode(code string) string {
-	if metricCodes[code] {
-		return code
-	}
-	return otherCode
-}
 
 // telemetry records a Transport's spans and metrics.
 type telemetry struct {
@@ -260,7 +220,7 @@ func tracedOutside(ctx context.Context, h http.Header) bool {
 // answer records an answer that came from the network. refusedBy is the
 // open latch that ModeObserve let the request past. The span ends later,
 // when the caller is done with the body (see Transport.follow).
-func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Response, c Classification, scope, state string, mode Mode, refusedBy *opened) {
+func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Response, c classify.Result, scope, state string, mode Mode, refusedBy *opened) {
 	ctx := req.Context()
 	if c.Class != "" {
 		tel.errors.Add(ctx, 1, metric.WithAttributes(metricAttrs(c.Class, c.Code, c.Provider)...))
@@ -299,8 +259,8 @@ func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Resp
 	}
 	if c.Class != "" {
 		attrs = appendClassAttrs(attrs, c.Class, c.Code, c.Type)
-		if c.Class == ClassRateLimited {
-			if d, ok := retryAfter(resp.Header, tel.now()); ok {
+		if c.Class == classify.RateLimited {
+			if d, ok := classify.RetryAfter(resp.Header, tel.now()); ok {
 				attrs = append(attrs, attrRetryAfterMS.Int64(d.Milliseconds()))
 			}
 		}
@@ -311,7 +271,7 @@ func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Resp
 	}
 }
 
-func appendClassAttrs(attrs []attribute.KeyValue, class Class, code, typ string) []attribute.KeyValue {
+func appendClassAttrs(attrs []attribute.KeyValue, class classify.Class, code, typ string) []attribute.KeyValue {
 	attrs = append(attrs, semconv.ErrorTypeKey.String(string(class)))
 	if code != "" {
 		attrs = append(attrs, attrErrorCode.String(code))
@@ -367,7 +327,7 @@ func (tel *telemetry) shortCircuit(ctx context.Context, span trace.Span, resp *h
 }
 
 // spent records what an answer used and cost, on its span and in metrics.
-func (tel *telemetry) spent(ctx context.Context, span trace.Span, provider Provider, s *spend) {
+func (tel *telemetry) spent(ctx context.Context, span trace.Span, provider classify.Provider, s *spend) {
 	u := &s.usage
 	attrs := make([]attribute.KeyValue, 0, 4)
 	if provider != "" {
@@ -409,7 +369,7 @@ func (tel *telemetry) budget(ctx context.Context, b *budget, key string, k *budg
 
 // streamError records an error that arrived inside a successful answer on
 // its span, as error attributes of the attempt, and in the error counter.
-func (tel *telemetry) streamError(ctx context.Context, span trace.Span, c Classification) {
+func (tel *telemetry) streamError(ctx context.Context, span trace.Span, c classify.Result) {
 	attrs := append(metricAttrs(c.Class, c.Code, c.Provider), attrCause.String(string(CauseStream)))
 	tel.errors.Add(ctx, 1, metric.WithAttributes(attrs...))
 	if span.IsRecording() {
@@ -463,13 +423,13 @@ func shortCircuitAttrs(tr Trip) (sets [2][]metric.AddOption) {
 }
 
 // metricAttrs are a class's metric attributes: all of low cardinality (a
-// code outside metricCodes is otherCode), and the provider only where
+// code outside classify.MetricCode's table is classify.OtherCode), and the provider only where
 // known. An empty code is left out.
-func metricAttrs(class Class, code string, provider Provider) []attribute.KeyValue {
+func metricAttrs(class classify.Class, code string, provider classify.Provider) []attribute.KeyValue {
 	attrs := make([]attribute.KeyValue, 0, 4)
 	attrs = append(attrs, semconv.ErrorTypeKey.String(string(class)))
 	if code != "" {
-		attrs = append(attrs, attrErrorCode.String(metricCode(code)))
+		attrs = append(attrs, attrErrorCode.String(classify.MetricCode(code)))
 	}
 	if provider != "" {
 		attrs = append(attrs, semconv.GenAIProviderNameKey.String(string(provider)))
@@ -620,40 +580,4 @@ func headerInt(h http.Header, name string) (int64, bool) {
 	}
 	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
 	return n, err == nil
-}
-
-// retryAfter reads how long a rate-limited answer asks the caller to wait,
-// in the order OpenAI's SDKs read it: retry-after-ms, then Retry-After in
-// seconds or as an HTTP date, then OpenAI's x-ratelimit-reset-* durations
-// (of the exhausted limit when the answer says which).
-func retryAfter(h http.Header, now time.Time) (time.Duration, bool) {
-	if v := h.Get("Retry-After-Ms"); v != "" {
-		if ms, err := strconv.ParseFloat(v, 64); err == nil && ms >= 0 && ms < math.MaxInt64/float64(time.Millisecond) {
-			return time.Duration(ms * float64(time.Millisecond)), true
-		}
-	}
-	if v := h.Get("Retry-After"); v != "" {
-		if s, err := strconv.ParseFloat(v, 64); err == nil && s >= 0 && s < math.MaxInt64/float64(time.Second) {
-			return time.Duration(s * float64(time.Second)), true
-		}
-		if t, err := http.ParseTime(v); err == nil {
-			return max(t.Sub(now), 0), true
-		}
-	}
-	var best time.Duration
-	found := false
-	for _, kind := range [...]string{"Requests", "Tokens"} {
-		d, err := time.ParseDuration(h.Get("X-Ratelimit-Reset-" + kind))
-		if err != nil || d < 0 {
-			continue
-		}
-		if h.Get("X-Ratelimit-Remaining-"+kind) == "0" {
-			return d, true
-		}
-		if d > best {
-			best = d
-		}
-		found = true
-	}
-	return best, found
 }

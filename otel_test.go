@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quotabreaker/quotabreaker/classify"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
@@ -21,21 +22,21 @@ import (
 func TestSpanPerClass(t *testing.T) {
 	tests := []struct {
 		sample, url, provider string
-		class                 Class
+		class                 classify.Class
 	}{
-		{"openai-insufficient-quota-429-status-shown", "https://api.openai.com/v1/chat/completions", "openai", ClassQuotaExhausted},
-		{"openai-rate-limit-tokens-tpm", "https://api.openai.com/v1/chat/completions", "openai", ClassRateLimited},
-		{"openai-model-overloaded-503", "https://api.openai.com/v1/chat/completions", "openai", ClassOverloaded},
-		{"openai-server-error-500", "https://api.openai.com/v1/chat/completions", "openai", ClassServerError},
-		{"openai-context-length-exceeded", "https://api.openai.com/v1/chat/completions", "openai", ClassContextLengthExceeded},
-		{"openai-model-not-found-404-learn-more", "https://api.openai.com/v1/chat/completions", "openai", ClassModelNotFound},
-		{"openai-invalid-api-key-401", "https://api.openai.com/v1/chat/completions", "openai", ClassAuthentication},
-		{"openai-unsupported-country-403", "https://api.openai.com/v1/chat/completions", "openai", ClassPermission},
-		{"openai-unsupported-parameter-400", "https://api.openai.com/v1/chat/completions", "openai", ClassInvalidRequest},
-		{"azure-content-filter-400", "https://x.openai.azure.com/openai/deployments/d/chat/completions?api-version=2024-02-01", "azure.ai.openai", ClassContentFilter},
-		{"anthropic-overloaded-529-headers", "https://api.anthropic.com/v1/messages", "anthropic", ClassOverloaded},
-		{"deepseek-insufficient-balance-402", "https://api.deepseek.com/chat/completions", "deepseek", ClassQuotaExhausted},
-		{"gemini-429-free-tier-quotafailure", "https://localhost:8443/v1beta/models/m:generateContent", "gcp.gemini", ClassRateLimited},
+		{"openai-insufficient-quota-429-status-shown", "https://api.openai.com/v1/chat/completions", "openai", classify.QuotaExhausted},
+		{"openai-rate-limit-tokens-tpm", "https://api.openai.com/v1/chat/completions", "openai", classify.RateLimited},
+		{"openai-model-overloaded-503", "https://api.openai.com/v1/chat/completions", "openai", classify.Overloaded},
+		{"openai-server-error-500", "https://api.openai.com/v1/chat/completions", "openai", classify.ServerError},
+		{"openai-context-length-exceeded", "https://api.openai.com/v1/chat/completions", "openai", classify.ContextLengthExceeded},
+		{"openai-model-not-found-404-learn-more", "https://api.openai.com/v1/chat/completions", "openai", classify.ModelNotFound},
+		{"openai-invalid-api-key-401", "https://api.openai.com/v1/chat/completions", "openai", classify.Authentication},
+		{"openai-unsupported-country-403", "https://api.openai.com/v1/chat/completions", "openai", classify.Permission},
+		{"openai-unsupported-parameter-400", "https://api.openai.com/v1/chat/completions", "openai", classify.InvalidRequest},
+		{"azure-content-filter-400", "https://x.openai.azure.com/openai/deployments/d/chat/completions?api-version=2024-02-01", "azure.ai.openai", classify.ContentFilter},
+		{"anthropic-overloaded-529-headers", "https://api.anthropic.com/v1/messages", "anthropic", classify.Overloaded},
+		{"deepseek-insufficient-balance-402", "https://api.deepseek.com/chat/completions", "deepseek", classify.QuotaExhausted},
+		{"gemini-429-free-tier-quotafailure", "https://localhost:8443/v1beta/models/m:generateContent", "gcp.gemini", classify.RateLimited},
 	}
 	for _, tt := range tests {
 		t.Run(tt.sample, func(t *testing.T) {
@@ -49,9 +50,9 @@ func TestSpanPerClass(t *testing.T) {
 			}
 			s := spans[0]
 			m := attrs(s)
-			want := Classify(a.status, a.header, []byte(a.body))
+			want := classify.Answer(a.status, a.header, []byte(a.body))
 			state := "closed"
-			if tt.class == ClassQuotaExhausted {
+			if tt.class == classify.QuotaExhausted {
 				state = "open"
 			}
 			checks := map[attribute.Key]any{

@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/quotabreaker/quotabreaker/classify"
 )
 
 // The default scope is the credentials that made a call: the target host,
@@ -240,4 +242,28 @@ func firstValue(h http.Header, canonicalKey string) string {
 		return v[0]
 	}
 	return ""
+}
+
+// requestProvider names the provider a request is sent to, by its host.
+func requestProvider(req *http.Request) classify.Provider {
+	host, _ := hostPort(requestHost(req))
+	return classify.HostProvider(host)
+}
+
+// requestHost is the host a request goes to, with its port if any.
+func requestHost(req *http.Request) string {
+	if req.URL != nil && req.URL.Host != "" {
+		return req.URL.Host
+	}
+	return req.Host
+}
+
+// hostPort splits a URL's host[:port] without net.SplitHostPort's
+// allocation for a missing port; IPv6 literals lose their brackets.
+func hostPort(hostport string) (host, port string) {
+	host = hostport
+	if i := strings.LastIndexByte(hostport, ':'); i >= 0 && !strings.HasSuffix(hostport, "]") {
+		host, port = hostport[:i], hostport[i+1:]
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"), port
 }

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/quotabreaker/quotabreaker/classify"
+	"github.com/quotabreaker/quotabreaker/internal/jsonscan"
 	"github.com/quotabreaker/quotabreaker/prices"
 	semconv "go.opentelemetry.io/otel/semconv/v1.41.0"
 	"go.opentelemetry.io/otel/trace"
@@ -181,7 +183,7 @@ func askStreamUsage(req *http.Request) (*http.Request, bool, error) {
 		return req, false, nil
 	}
 	switch requestProvider(req) {
-	case ProviderOpenAI, ProviderDeepSeek:
+	case classify.ProviderOpenAI, classify.ProviderDeepSeek:
 	default:
 		return req, false, nil
 	}
@@ -211,19 +213,19 @@ func askStreamUsage(req *http.Request) (*http.Request, bool, error) {
 // topLevelString returns the string member name of the JSON object in b,
 // which may be a prefix of the whole text; "" when it is not there.
 func topLevelString(b []byte, name string) string {
-	s := scanner{b: b}
-	s.ws()
-	if s.peek() != '{' {
+	s := jsonscan.Scanner{B: b}
+	s.SkipSpace()
+	if s.Peek() != '{' {
 		return ""
 	}
 	var v []byte
 	var escaped bool
-	s.object(func(key []byte) bool {
+	s.Object(func(key []byte) bool {
 		if v == nil && string(key) == name {
-			v, escaped = s.stringValue()
-			return !s.bad
+			v, escaped = s.StringValue()
+			return !s.Bad
 		}
-		return s.skip()
+		return s.Skip()
 	})
-	return fieldString(v, escaped)
+	return jsonscan.Text(v, escaped)
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+
+	"github.com/quotabreaker/quotabreaker/internal/jsonscan"
 )
 
 // This file holds the two halves of "streams without usage": a request
@@ -31,9 +33,9 @@ func requestStreamUsage(body []byte) (out []byte, changed, asked bool) {
 	if len(body) > maxRewriteBody || !json.Valid(body) {
 		return body, false, false
 	}
-	s := scanner{b: body}
-	s.ws()
-	if s.peek() != '{' {
+	s := jsonscan.Scanner{B: body}
+	s.SkipSpace()
+	if s.Peek() != '{' {
 		return body, false, false
 	}
 	var (
@@ -44,29 +46,29 @@ func requestStreamUsage(body []byte) (out []byte, changed, asked bool) {
 		doubt         bool
 		closing       int // the top-level object's closing brace
 	)
-	s.object(func(key []byte) bool {
-		start := s.i
+	s.Object(func(key []byte) bool {
+		start := s.I
 		switch {
 		case string(key) == "stream":
 			streams++
-			ok := s.skip()
-			streamTrue = string(body[start:s.i]) == "true"
+			ok := s.Skip()
+			streamTrue = string(body[start:s.I]) == "true"
 			return ok
 		case string(key) == "stream_options":
 			opts++
 			optStart = start
-			ok := s.skip()
-			optEnd = s.i
+			ok := s.Skip()
+			optEnd = s.I
 			return ok
 		case bytes.EqualFold(key, []byte("stream")), bytes.EqualFold(key, []byte("stream_options")):
 			doubt = true
 		}
-		return s.skip()
+		return s.Skip()
 	})
-	if s.bad || doubt || streams != 1 || opts > 1 || !streamTrue {
+	if s.Bad || doubt || streams != 1 || opts > 1 || !streamTrue {
 		return body, false, false
 	}
-	closing = s.i - 1
+	closing = s.I - 1
 	if optStart < 0 {
 		out = make([]byte, 0, len(body)+40)
 		out = append(out, body[:closing]...)
@@ -81,26 +83,26 @@ func requestStreamUsage(body []byte) (out []byte, changed, asked bool) {
 	if opt[0] != '{' {
 		return body, false, false
 	}
-	o := scanner{b: opt}
+	o := jsonscan.Scanner{B: opt}
 	var (
 		includes       int
 		valStart, vEnd int
 		inner          bool
 	)
-	o.object(func(key []byte) bool {
+	o.Object(func(key []byte) bool {
 		switch {
 		case string(key) == "include_usage":
 			includes++
-			valStart = o.i
-			ok := o.skip()
-			vEnd = o.i
+			valStart = o.I
+			ok := o.Skip()
+			vEnd = o.I
 			return ok
 		case bytes.EqualFold(key, []byte("include_usage")):
 			inner = true
 		}
-		return o.skip()
+		return o.Skip()
 	})
-	if o.bad || inner || includes > 1 {
+	if o.Bad || inner || includes > 1 {
 		return body, false, false
 	}
 	if includes == 1 {

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync/atomic"
 
+	"github.com/quotabreaker/quotabreaker/classify"
 	"github.com/sony/gobreaker/v2"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -170,7 +171,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		t.tel.transportError(span, err, l.state(), mode)
 		return nil, err
 	}
-	var c Classification
+	var c classify.Result
 	var first *opened
 	if resp.StatusCode >= 400 {
 		if c, first = t.judge(req, resp, l, epoch, refusedBy != nil, mode); first != nil {
@@ -225,11 +226,11 @@ func (t *Transport) admit(l *latch, id uint64, name func() string) (*latch, *ope
 // opens l's latch when its class trips (unless it was open already when
 // the request was sent, as in ModeObserve). It returns the new trip when
 // this answer opened the latch.
-func (t *Transport) judge(req *http.Request, resp *http.Response, l *latch, epoch uint64, wasOpen bool, mode Mode) (Classification, *opened) {
+func (t *Transport) judge(req *http.Request, resp *http.Response, l *latch, epoch uint64, wasOpen bool, mode Mode) (classify.Result, *opened) {
 	c, body, complete := t.inspect(req, resp)
 	enforce := mode == ModeEnforce
 	if !t.trips(c.Class) {
-		if enforce && !c.Retryable && sdkRetries(resp.StatusCode) {
+		if enforce && !c.Retryable && classify.SDKRetries(resp.StatusCode) {
 			// The SDKs retry 408, 409, 429 and 5xx whatever the body
 			// says; this one cannot succeed later.
 			resp.Header.Set(HeaderShouldRetry, "false")
@@ -264,13 +265,6 @@ func (t *Transport) judge(req *http.Request, resp *http.Response, l *latch, epoc
 	return c, o
 }
 
-// sdkRetries reports whether OpenAI's SDKs retry an answer of this status
-// when no X-Should-Retry header says otherwise.
-func sdkRetries(status int) bool {
-	return status == http.StatusRequestTimeout || status == http.StatusConflict ||
-		status == http.StatusTooManyRequests || status >= 500
-}
-
 // roundTrip calls the base and holds it to the RoundTripper contract the
 // rest of RoundTrip relies on: a response or an error, and a header map.
 func (t *Transport) roundTrip(req *http.Request) (*http.Response, error) {
@@ -286,7 +280,7 @@ func (t *Transport) roundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
-func (t *Transport) trips(c Class) bool {
+func (t *Transport) trips(c classify.Class) bool {
 	for _, tc := range t.cfg.tripClasses {
 		if c == tc {
 			return true

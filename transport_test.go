@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/quotabreaker/quotabreaker/classify"
 )
 
 func TestQuotaOpensLatchAndShortCircuits(t *testing.T) {
@@ -68,7 +70,7 @@ func TestQuotaOpensLatchAndShortCircuits(t *testing.T) {
 		Scope:      DefaultScope(chatRequest(t, srv.URL, "sk-a")),
 		Cause:      CauseAnswer,
 		Mode:       ModeEnforce,
-		Class:      ClassQuotaExhausted,
+		Class:      classify.QuotaExhausted,
 		Code:       "insufficient_quota",
 		Type:       "insufficient_quota",
 		StatusCode: 429,
@@ -316,7 +318,7 @@ func TestShortCircuitError(t *testing.T) {
 		t.Fatalf("err = %v, want ErrOpen", err)
 	}
 	var oe *OpenError
-	if !errors.As(err, &oe) || oe.Trip.Code != "insufficient_quota" || oe.Trip.Class != ClassQuotaExhausted || oe.Trip != openLatches(t, tr)[0] {
+	if !errors.As(err, &oe) || oe.Trip.Code != "insufficient_quota" || oe.Trip.Class != classify.QuotaExhausted || oe.Trip != openLatches(t, tr)[0] {
 		t.Fatalf("errors.As: %+v", oe)
 	}
 	if oe.ErrorType() != "quota_exhausted" {
@@ -434,7 +436,7 @@ func TestTripClasses(t *testing.T) {
 		t.Fatal("authentication tripped with default classes")
 	}
 
-	tr = New(nil, WithTripClasses(ClassQuotaExhausted, ClassAuthentication, ClassRateLimited))
+	tr = New(nil, WithTripClasses(classify.QuotaExhausted, classify.Authentication, classify.RateLimited))
 	resp, _ := send(t, tr, srv.URL, "sk-a")
 	if resp.Header.Get(HeaderShouldRetry) != "false" {
 		t.Error("tripping 401 not marked X-Should-Retry: false")
@@ -444,13 +446,13 @@ func TestTripClasses(t *testing.T) {
 		t.Errorf("revoked key reached the server %d times after its trip", srv.hits.Load()-2)
 	}
 	trips := openLatches(t, tr)
-	if len(trips) != 1 || trips[0].Class != ClassAuthentication {
+	if len(trips) != 1 || trips[0].Class != classify.Authentication {
 		t.Fatalf("trips = %+v", trips)
 	}
 
 	// The retryable class given to WithTripClasses is ignored.
 	rate := newProvider(func(*http.Request) corpusAnswer { return answerFrom(t, "openai-rate-limit-tokens-tpm") })
-	tr = New(rate, WithTripClasses(ClassQuotaExhausted, ClassAuthentication, ClassRateLimited))
+	tr = New(rate, WithTripClasses(classify.QuotaExhausted, classify.Authentication, classify.RateLimited))
 	for i := 0; i < 3; i++ {
 		if resp, _ := send(t, tr, "https://api.openai.com/v1/chat/completions", "sk-a"); resp.StatusCode != 429 || shortCircuited(resp) {
 			t.Fatalf("rate-limited answer %d %v", resp.StatusCode, resp.Header)

@@ -1,5 +1,7 @@
 package quotabreaker
 
+import "github.com/quotabreaker/quotabreaker/internal/jsonscan"
+
 // Usage is what one answer says it used, in tokens, in one shape for every
 // provider. The totals count everything: InputTokens includes the tokens read
 // from and written to the provider's prompt cache (as OpenTelemetry's GenAI
@@ -87,13 +89,13 @@ func (f *usageFields) merge(g *usageFields) {
 // parseUsage reads the usage object raw (a complete JSON value) into f. It
 // reports false, leaving f alone, when raw is not an object or is malformed.
 func parseUsage(raw []byte, f *usageFields) bool {
-	s := scanner{b: raw}
-	s.ws()
-	if s.peek() != '{' {
+	s := jsonscan.Scanner{B: raw}
+	s.SkipSpace()
+	if s.Peek() != '{' {
 		return false
 	}
 	var g usageFields
-	s.object(func(key []byte) bool {
+	s.Object(func(key []byte) bool {
 		switch string(key) {
 		case "prompt_tokens":
 			g.count(&s, uPrompt)
@@ -130,13 +132,13 @@ func parseUsage(raw []byte, f *usageFields) bool {
 				return 0, false
 			})
 		case "service_tier":
-			g.tier, _ = s.stringValue()
+			g.tier, _ = s.StringValue()
 		default:
-			return s.skip()
+			return s.Skip()
 		}
-		return !s.bad
+		return !s.Bad
 	})
-	if s.bad {
+	if s.Bad {
 		return false
 	}
 	f.merge(&g)
@@ -144,31 +146,31 @@ func parseUsage(raw []byte, f *usageFields) bool {
 }
 
 // count reads a token count at s into field k.
-func (f *usageFields) count(s *scanner, k usageField) {
-	if c := s.peek(); c < '0' || c > '9' {
-		s.skip()
+func (f *usageFields) count(s *jsonscan.Scanner, k usageField) {
+	if c := s.Peek(); c < '0' || c > '9' {
+		s.Skip()
 		return
 	}
-	start := s.i
-	if !s.skip() {
+	start := s.I
+	if !s.Skip() {
 		return
 	}
-	if n, ok := tokenCount(s.b[start:s.i]); ok {
+	if n, ok := tokenCount(s.B[start:s.I]); ok {
 		f.put(k, n)
 	}
 }
 
 // details reads a *_details object, whose members field maps to counters.
-func (f *usageFields) details(s *scanner, field func(key []byte) (usageField, bool)) bool {
-	if s.peek() != '{' {
-		return s.skip()
+func (f *usageFields) details(s *jsonscan.Scanner, field func(key []byte) (usageField, bool)) bool {
+	if s.Peek() != '{' {
+		return s.Skip()
 	}
-	return s.object(func(key []byte) bool {
+	return s.Object(func(key []byte) bool {
 		if k, ok := field(key); ok {
 			f.count(s, k)
-			return !s.bad
+			return !s.Bad
 		}
-		return s.skip()
+		return s.Skip()
 	})
 }
 

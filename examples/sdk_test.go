@@ -20,6 +20,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/quotabreaker/quotabreaker"
+	"github.com/quotabreaker/quotabreaker/classify"
 	"github.com/quotabreaker/quotabreaker/examples/internal/fakeopenai"
 )
 
@@ -235,7 +236,7 @@ func TestOpenAIGoQuotaStopsRetries(t *testing.T) {
 		t.Fatalf("OpenLatches() = %v, want one open latch", tripped)
 	}
 	tr := tripped[0]
-	if tr.Code != "insufficient_quota" || tr.Class != quotabreaker.ClassQuotaExhausted || tr.StatusCode != 429 ||
+	if tr.Code != "insufficient_quota" || tr.Class != classify.QuotaExhausted || tr.StatusCode != 429 ||
 		tr.Cause != quotabreaker.CauseAnswer || tr.Mode != quotabreaker.ModeEnforce || !strings.HasPrefix(tr.RequestID, "req_") {
 		t.Errorf("trip = %+v, want insufficient_quota, quota_exhausted, 429, cause answer, mode enforce, a req_ request id", tr)
 	}
@@ -403,7 +404,7 @@ func TestOpenAIGoObserveMode(t *testing.T) {
 		t.Errorf("OnTrip fired %d times, want 1", n)
 	}
 	tripped := e.openLatches(t)
-	if len(tripped) != 1 || tripped[0].Mode != quotabreaker.ModeObserve || tripped[0].Class != quotabreaker.ClassQuotaExhausted {
+	if len(tripped) != 1 || tripped[0].Mode != quotabreaker.ModeObserve || tripped[0].Class != classify.QuotaExhausted {
 		t.Fatalf("OpenLatches() = %+v, want one quota_exhausted trip in observe mode", tripped)
 	}
 

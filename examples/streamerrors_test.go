@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/quotabreaker/quotabreaker"
+	"github.com/quotabreaker/quotabreaker/classify"
 )
 
 // A 200 stream can still fail. Each real stream below carries an error
@@ -27,40 +28,40 @@ func TestErrorsInsideStreams(t *testing.T) {
 	for _, tt := range []struct {
 		fixture string
 		url     string
-		class   quotabreaker.Class
+		class   classify.Class
 		code    string
 		trips   bool
 	}{
 		// Anthropic's documented overloaded_error event.
 		{"anthropic-stream-error-overloaded-docs.sse", "http://api.anthropic.com/v1/messages",
-			quotabreaker.ClassOverloaded, "overloaded_error", false},
+			classify.Overloaded, "overloaded_error", false},
 		// A recorded Anthropic stream that fails after message_start: an
 		// api_error whose message says "Overloaded".
 		{"anthropic-stream-error-mid-stream.sse", "http://api.anthropic.com/v1/messages",
-			quotabreaker.ClassOverloaded, "api_error", false},
+			classify.Overloaded, "api_error", false},
 		// The end of a real Anthropic stream, pasted in an issue.
 		{"anthropic-stream-error-api-error.sse", "http://api.anthropic.com/v1/messages",
-			quotabreaker.ClassServerError, "api_error", false},
+			classify.ServerError, "api_error", false},
 		// The Responses API's documented response.failed, with its code.
 		{"openai-responses-stream-failed-docs.sse", "http://api.openai.com/v1/responses",
-			quotabreaker.ClassServerError, "server_error", false},
+			classify.ServerError, "server_error", false},
 		// The Responses API's documented error event.
 		{"openai-responses-stream-error-docs.sse", "http://api.openai.com/v1/responses",
-			quotabreaker.ClassServerError, "ERR_SOMETHING", false},
+			classify.ServerError, "ERR_SOMETHING", false},
 		// A recorded Chat Completions stream ending in a data: {"error":...}
 		// chunk.
 		{"openai-chat-stream-error-chunk.sse", "http://api.openai.com/v1/chat/completions",
-			quotabreaker.ClassServerError, "server_error", false},
+			classify.ServerError, "server_error", false},
 		// Groq's event: error with its own status_code 400.
 		{"groq-chat-stream-error-tool-use-failed.sse", "http://api.groq.com/openai/v1/chat/completions",
-			quotabreaker.ClassInvalidRequest, "tool_use_failed", false},
+			classify.InvalidRequest, "tool_use_failed", false},
 		// Gemini's raw JSON error after its data: lines.
 		{"gemini-stream-trailing-error.sse", "http://generativelanguage.googleapis.com/v1beta/models/gemma-4-31b-it:streamGenerateContent?alt=sse",
-			quotabreaker.ClassOverloaded, "UNAVAILABLE", false},
+			classify.Overloaded, "UNAVAILABLE", false},
 		// The in-band insufficient_quota event OpenAI sent when credit ran
 		// out: it trips.
 		{"openai-responses-stream-error-insufficient-quota.sse", "http://api.openai.com/v1/responses",
-			quotabreaker.ClassQuotaExhausted, "insufficient_quota", true},
+			classify.QuotaExhausted, "insufficient_quota", true},
 	} {
 		t.Run(tt.fixture, func(t *testing.T) {
 			h := newAPIHost(t, func([]byte) string { return tt.fixture })
@@ -158,7 +159,7 @@ func postRead(t *testing.T, client *http.Client, url string) []byte {
 
 // streamErrorsCounted returns the error counter's value for class with
 // quotabreaker.cause=stream.
-func streamErrorsCounted(t *testing.T, tel *telemetry, class quotabreaker.Class) int64 {
+func streamErrorsCounted(t *testing.T, tel *telemetry, class classify.Class) int64 {
 	t.Helper()
 	var n int64
 	for _, m := range tel.collect(t) {

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quotabreaker/quotabreaker"
+	"github.com/quotabreaker/quotabreaker/classify"
 	"github.com/quotabreaker/quotabreaker/redisstore"
 	"github.com/quotabreaker/quotabreaker/redisstore/internal/redistest"
 	"github.com/redis/go-redis/v9"
@@ -33,7 +33,7 @@ func trip(scope string, epoch uint64, requestID string) redisstore.Trip {
 	return redisstore.Trip{
 		Scope:      scope,
 		Cause:      redisstore.CauseAnswer,
-		Class:      quotabreaker.ClassQuotaExhausted,
+		Class:      classify.QuotaExhausted,
 		Provider:   "openai",
 		Code:       "insufficient_quota",
 		Type:       "insufficient_quota",
@@ -69,7 +69,7 @@ func TestTripJSON(t *testing.T) {
 	s := newStore(t, srv, redisstore.Options{})
 	full := trip("api.openai.com/key:0123456789ab", 7, "req_1")
 	full.Mode = redisstore.ModeObserve
-	bare := redisstore.Trip{Scope: "bare", Class: quotabreaker.ClassQuotaExhausted, Cause: redisstore.CauseBudget,
+	bare := redisstore.Trip{Scope: "bare", Class: classify.QuotaExhausted, Cause: redisstore.CauseBudget,
 		At: time.Date(2026, 1, 2, 3, 4, 5, 6, time.FixedZone("CET", 3600))}
 	tests := []struct {
 		name string

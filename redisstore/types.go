@@ -3,13 +3,16 @@ package redisstore
 // The store's types are the root package's: a Store keeps a
 // quotabreaker.Trip as its JSON, and speaks quotabreaker.Change.
 
-import "github.com/quotabreaker/quotabreaker"
+import (
+	"github.com/quotabreaker/quotabreaker"
+	"github.com/quotabreaker/quotabreaker/classify"
+)
 
 type (
 	Trip       = quotabreaker.Trip
 	Cause      = quotabreaker.Cause
 	Mode       = quotabreaker.Mode
-	Provider   = quotabreaker.Provider
+	Provider   = classify.Provider
 	ScopeState = quotabreaker.ScopeState
 	Snapshot   = quotabreaker.Snapshot
 	ChangeKind = quotabreaker.ChangeKind

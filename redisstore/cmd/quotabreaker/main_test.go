@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quotabreaker/quotabreaker"
+	"github.com/quotabreaker/quotabreaker/classify"
 	"github.com/quotabreaker/quotabreaker/redisstore"
 	"github.com/quotabreaker/quotabreaker/redisstore/internal/redistest"
 	"go.uber.org/goleak"
@@ -38,13 +38,13 @@ func fleet(t *testing.T) (*redistest.Server, *redisstore.Store) {
 var (
 	tripA = redisstore.Trip{
 		Scope: "api.openai.com/key:0123456789ab", Cause: redisstore.CauseAnswer,
-		Class: quotabreaker.ClassQuotaExhausted, Provider: "openai",
+		Class: classify.QuotaExhausted, Provider: "openai",
 		Code: "insufficient_quota", Type: "insufficient_quota", StatusCode: 429,
 		RequestID: "req_abc", At: time.Date(2026, 11, 29, 9, 57, 3, 0, time.UTC),
 	}
 	tripB = redisstore.Trip{
 		Scope: "api.anthropic.com/key:fedcba987654", Cause: redisstore.CauseAnswer,
-		Class: quotabreaker.ClassQuotaExhausted, Provider: "anthropic",
+		Class: classify.QuotaExhausted, Provider: "anthropic",
 		Code: "invalid_request_error", StatusCode: 400,
 		At: time.Date(2026, 11, 28, 23, 0, 0, 0, time.UTC), Epoch: 2,
 	}
@@ -213,7 +213,7 @@ func TestReset(t *testing.T) {
 		t.Errorf("a usage error reset something: %+v, %v", snap, err)
 	}
 
-	claim(t, s, redisstore.Trip{Scope: "-dash", Class: quotabreaker.ClassQuotaExhausted, At: time.Now()})
+	claim(t, s, redisstore.Trip{Scope: "-dash", Class: classify.QuotaExhausted, At: time.Now()})
 	if code, _, errOut := runCmd(t, addr, "reset", "--", "-dash"); code != 0 {
 		t.Errorf("reset -- -dash: exit %d, %q", code, errOut)
 	}

@@ -1,4 +1,4 @@
-package quotabreaker
+package classify
 
 import (
 	"net/http"
@@ -8,7 +8,7 @@ import (
 // Provider names an LLM provider. Its values are those of OpenTelemetry's
 // gen_ai.provider.name attribute where the conventions define one, and a
 // lower-case name otherwise; the same value appears in spans, metrics, Trip
-// and Classification. New providers may be added.
+// and Result. New providers may be added.
 type Provider string
 
 // The providers the Transport recognises from the request's host or from
@@ -66,10 +66,10 @@ var knownHosts = [...]struct {
 	{"api.cohere.ai", false, ProviderCohere},
 }
 
-// hostProvider names the provider of a well-known API host, "" for others
-// (a relay, a self-hosted server).
-func hostProvider(host string) Provider {
-	host, _ = hostPort(host)
+// HostProvider names the provider of a well-known API host (a host name
+// without its port, in any case), "" for others: a relay, a self-hosted
+// server.
+func HostProvider(host string) Provider {
 	host = strings.ToLower(host)
 	for _, p := range knownHosts {
 		if host == p.host || (p.suffix && strings.HasSuffix(host, "."+p.host)) {
@@ -77,11 +77,6 @@ func hostProvider(host string) Provider {
 		}
 	}
 	return ""
-}
-
-// requestProvider names the provider a request is sent to, by its host.
-func requestProvider(req *http.Request) Provider {
-	return hostProvider(requestHost(req))
 }
 
 // detectProvider names the provider from what the answer itself shows:
@@ -101,22 +96,4 @@ func detectProvider(h http.Header, f *errorFields) Provider {
 		return ProviderGroq
 	}
 	return ""
-}
-
-// requestHost is the host a request goes to, with its port if any.
-func requestHost(req *http.Request) string {
-	if req.URL != nil && req.URL.Host != "" {
-		return req.URL.Host
-	}
-	return req.Host
-}
-
-// hostPort splits a URL's host[:port] without net.SplitHostPort's
-// allocation for a missing port; IPv6 literals lose their brackets.
-func hostPort(hostport string) (host, port string) {
-	host = hostport
-	if i := strings.LastIndexByte(hostport, ':'); i >= 0 && !strings.HasSuffix(hostport, "]") {
-		host, port = hostport[:i], hostport[i+1:]
-	}
-	return strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"), port
 }

@@ -1,10 +1,10 @@
-package quotabreaker
+package classify
 
 import (
 	"bytes"
 	"net/http"
-	"strings"
-	"unicode/utf8"
+
+	"github.com/quotabreaker/quotabreaker/internal/jsonscan"
 )
 
 // Class is a provider-neutral error class. The values are a public contract:
@@ -14,33 +14,33 @@ type Class string
 
 // The classes Classify returns for an error answer.
 const (
-	// ClassQuotaExhausted: credit, quota or a spend cap is exhausted. Retrying
+	// QuotaExhausted: credit, quota or a spend cap is exhausted. Retrying
 	// never helps; only a person fixing billing does.
-	ClassQuotaExhausted Class = "quota_exhausted"
-	// ClassRateLimited: a per-minute or per-day rate limit. Later is fine.
-	ClassRateLimited Class = "rate_limited"
-	// ClassOverloaded: the provider is overloaded or out of capacity.
-	ClassOverloaded Class = "overloaded"
-	// ClassServerError: any other 5xx answer from the provider.
-	ClassServerError Class = "server_error"
-	// ClassContextLengthExceeded: prompt plus completion exceed the model's window.
-	ClassContextLengthExceeded Class = "context_length_exceeded"
-	// ClassModelNotFound: an unknown, retired or inaccessible model.
-	ClassModelNotFound Class = "model_not_found"
-	// ClassAuthentication: missing, invalid, revoked or deactivated credentials.
-	ClassAuthentication Class = "authentication"
-	// ClassPermission: forbidden, for example by region or organization.
-	ClassPermission Class = "permission"
-	// ClassInvalidRequest: any other 4xx answer the caller must fix.
-	ClassInvalidRequest Class = "invalid_request"
-	// ClassContentFilter: refused by a content policy.
-	ClassContentFilter Class = "content_filter"
-	// ClassOther: an error status with nothing recognisable in the answer.
-	ClassOther Class = "other"
+	QuotaExhausted Class = "quota_exhausted"
+	// RateLimited: a per-minute or per-day rate limit. Later is fine.
+	RateLimited Class = "rate_limited"
+	// Overloaded: the provider is overloaded or out of capacity.
+	Overloaded Class = "overloaded"
+	// ServerError: any other 5xx answer from the provider.
+	ServerError Class = "server_error"
+	// ContextLengthExceeded: prompt plus completion exceed the model's window.
+	ContextLengthExceeded Class = "context_length_exceeded"
+	// ModelNotFound: an unknown, retired or inaccessible model.
+	ModelNotFound Class = "model_not_found"
+	// Authentication: missing, invalid, revoked or deactivated credentials.
+	Authentication Class = "authentication"
+	// Permission: forbidden, for example by region or organization.
+	Permission Class = "permission"
+	// InvalidRequest: any other 4xx answer the caller must fix.
+	InvalidRequest Class = "invalid_request"
+	// ContentFilter: refused by a content policy.
+	ContentFilter Class = "content_filter"
+	// Other: an error status with nothing recognisable in the answer.
+	Other Class = "other"
 )
 
-// Classification is what Classify makes of one HTTP answer.
-type Classification struct {
+// Result is what Classify makes of one HTTP answer.
+type Result struct {
 	Class     Class    // provider-neutral class; "" for a status below 400
 	Provider  Provider // "" when unknown
 	Code      string   // the provider's own error code, verbatim ("insufficient_quota")
@@ -48,18 +48,14 @@ type Classification struct {
 	Retryable bool     // whether sending the same request later can succeed
 }
 
-// maxFieldLen bounds Code and Type, which end up as span and metric
-// attributes; real codes are a few dozen bytes at most.
-const maxFieldLen = 128
-
 // maxMessageScan bounds how much of an error message the text rules look
 // at; the phrases they need come first in every real message.
 const maxMessageScan = 4 << 10
 
-// Classify turns an HTTP answer into a provider-neutral Classification.
+// Classify turns an HTTP answer into a provider-neutral Result.
 // It is pure and safe for concurrent use; body may be a prefix of the real
 // body, in any encoding (non-JSON, truncated and empty bodies fall back to the
-// status). A status below 400 yields the zero Classification.
+// status). A status below 400 yields the zero Result.
 //
 // Classify reads the meaning of the provider's structured fields first:
 // code, then Anthropic's details.error_code, type, Google's ErrorInfo reason,
@@ -74,14 +70,14 @@ const maxMessageScan = 4 << 10
 // when the message speaks of a rate limit (per minute or day, RPM/TPM,
 // concurrency, "try again in", ...), and a body that repeats its code or type
 // with different values is never a quota verdict. A 429 Classify cannot place
-// is ClassRateLimited.
+// is RateLimited.
 //
 // A gateway's answer that wraps the upstream provider's body in
 // error.metadata.raw (OpenRouter's "Provider returned error") is classified
 // by the upstream body, one level deep; Code and Type are then the upstream's.
-func Classify(status int, header http.Header, body []byte) Classification {
+func Answer(status int, header http.Header, body []byte) Result {
 	if status < 400 {
-		return Classification{}
+		return Result{}
 	}
 	var f errorFields
 	f.parse(body)
@@ -97,11 +93,11 @@ func Classify(status int, header http.Header, body []byte) Classification {
 // metadata.raw, if that is a provider error; the outer answer still names
 // the provider and counts for conflicting duplicates. It stands apart so
 // that the common path does not pay for a second errorFields.
-func classifyNested(status int, header http.Header, outer *errorFields) (Classification, bool) {
+func classifyNested(status int, header http.Header, outer *errorFields) (Result, bool) {
 	var inner errorFields
 	inner.parseNested(outer.raw, outer.rawEscaped)
 	if !inner.structured() {
-		return Classification{}, false
+		return Result{}, false
 	}
 	inner.conflict = inner.conflict || outer.conflict
 	return inner.classification(status, header, outer), true
@@ -109,28 +105,15 @@ func classifyNested(status int, header http.Header, outer *errorFields) (Classif
 
 // classification is Classify's verdict from the fields in f; outer is the
 // answer as received, which names the provider.
-func (f *errorFields) classification(status int, header http.Header, outer *errorFields) Classification {
-	c := Classification{
+func (f *errorFields) classification(status int, header http.Header, outer *errorFields) Result {
+	c := Result{
 		Provider: detectProvider(header, outer),
 		Code:     f.codeString(),
 		Type:     f.typeString(),
 		Class:    f.class(status),
 	}
-	c.Retryable = c.Class.retryable(status)
+	c.Retryable = c.Class.Retryable(status)
 	return c
-}
-
-// retryable reports whether an answer of class c and the given status can
-// succeed when sent again later.
-func (c Class) retryable(status int) bool {
-	switch c {
-	case ClassRateLimited, ClassOverloaded, ClassServerError:
-		return true
-	case ClassOther:
-		return status == http.StatusRequestTimeout || status == http.StatusConflict ||
-			status == http.StatusTooManyRequests || status >= 500
-	}
-	return false
 }
 
 // hintRateLimit is the meaning of OpenAI's rate-limit types "requests" and
@@ -145,12 +128,12 @@ const hintRateLimit Class = "rate_limit_hint"
 // models a free tier does not include ("limit: 0"), which the same key can
 // live without.
 var googleStatusClasses = map[string]Class{
-	"RESOURCE_EXHAUSTED": ClassRateLimited,
-	"UNAVAILABLE":        ClassOverloaded,
-	"UNAUTHENTICATED":    ClassAuthentication,
-	"PERMISSION_DENIED":  ClassPermission,
-	"INTERNAL":           ClassServerError,
-	"DEADLINE_EXCEEDED":  ClassServerError,
+	"RESOURCE_EXHAUSTED": RateLimited,
+	"UNAVAILABLE":        Overloaded,
+	"UNAUTHENTICATED":    Authentication,
+	"PERMISSION_DENIED":  Permission,
+	"INTERNAL":           ServerError,
+	"DEADLINE_EXCEEDED":  ServerError,
 }
 
 // meaning is the class the structured fields name, most specific first:
@@ -160,36 +143,22 @@ var googleStatusClasses = map[string]Class{
 func (f *errorFields) meaning() Class {
 	var t token
 	if !f.codeProse() {
-		if t.set(f.code, f.codeEscaped); t.n > 0 {
-			if m := t.meaning(); m != "" {
-				return m
-			}
-		}
-	}
-	if t.set(f.detailCode, false); t.n > 0 {
-		if m := t.meaning(); m != "" {
+		if m := t.fieldMeaning(f.code, f.codeEscaped); m != "" {
 			return m
 		}
 	}
-	if t.set(f.typ, f.typEscaped); t.n > 0 {
-		if m := t.meaning(); m != "" {
-			return m
-		}
-	}
-	if t.set(f.reason, false); t.n > 0 {
-		if m := t.meaning(); m != "" {
-			return m
-		}
-	}
-	if t.set(f.innerCode, false); t.n > 0 {
-		if m := t.meaning(); m != "" {
+	for _, v := range [...]struct {
+		raw     []byte
+		escaped bool
+	}{{f.detailCode, false}, {f.typ, f.typEscaped}, {f.reason, false}, {f.innerCode, false}} {
+		if m := t.fieldMeaning(v.raw, v.escaped); m != "" {
 			return m
 		}
 	}
 	if f.google && string(f.status) == "RESOURCE_EXHAUSTED" {
 		// Google's rate limits and per-day quotas: its message may say
 		// "quota" and "billing" but never means money.
-		return ClassRateLimited
+		return RateLimited
 	}
 	return ""
 }
@@ -203,14 +172,14 @@ func (f *errorFields) codeProse() bool {
 // class decides the Class of an error answer with the given status.
 func (f *errorFields) class(status int) Class {
 	switch m := f.meaning(); m {
-	case ClassQuotaExhausted:
+	case QuotaExhausted:
 		return f.quota(status)
-	case ClassRateLimited, hintRateLimit:
+	case RateLimited, hintRateLimit:
 		if c, ok := f.rateRefinement(status); ok {
 			return c
 		}
-		if m == ClassRateLimited || status == http.StatusTooManyRequests {
-			return ClassRateLimited
+		if m == RateLimited || status == http.StatusTooManyRequests {
+			return RateLimited
 		}
 		return statusClass(status, f.structured())
 	case "":
@@ -221,7 +190,7 @@ func (f *errorFields) class(status int) Class {
 			return c
 		}
 		c := statusClass(status, f.structured())
-		if c == ClassQuotaExhausted {
+		if c == QuotaExhausted {
 			return f.quota(status)
 		}
 		return c
@@ -230,21 +199,21 @@ func (f *errorFields) class(status int) Class {
 	}
 }
 
-// quota returns ClassQuotaExhausted for an answer whose words say credit,
+// quota returns QuotaExhausted for an answer whose words say credit,
 // balance or a spend cap ran out, unless its message speaks of a rate limit
 // or its fields contradict each other. A vetoed verdict is a rate limit
 // under 429 and the status's class otherwise.
 func (f *errorFields) quota(status int) Class {
 	rate := rateWords(f.scanMessage())
 	if !f.conflict && !rate {
-		return ClassQuotaExhausted
+		return QuotaExhausted
 	}
 	c := statusClass(status, f.structured())
 	switch {
 	case rate && status < 500:
-		return ClassRateLimited
-	case c == ClassQuotaExhausted: // a 402 whose fields contradict each other
-		return ClassOther
+		return RateLimited
+	case c == QuotaExhausted: // a 402 whose fields contradict each other
+		return Other
 	}
 	return c
 }
@@ -259,9 +228,9 @@ func (f *errorFields) rateRefinement(status int) (Class, bool) {
 	tooLarge, overload := headPhrases(f.message)
 	switch {
 	case tooLarge && (status == http.StatusTooManyRequests || status == http.StatusRequestEntityTooLarge):
-		return ClassInvalidRequest, true
+		return InvalidRequest, true
 	case overload && (status == http.StatusTooManyRequests || status >= 500):
-		return ClassOverloaded, true
+		return Overloaded, true
 	}
 	return "", false
 }
@@ -376,32 +345,32 @@ func (f *errorFields) textClass(status int) (Class, bool) {
 	switch {
 	case status >= 500:
 		if containsAnyFold(msg, overloadPhrases) {
-			return ClassOverloaded, true
+			return Overloaded, true
 		}
 	case status == http.StatusBadRequest || status == http.StatusRequestEntityTooLarge:
 		if containsFold(msg, "maximum context length") || // OpenAI before code context_length_exceeded
 			containsFold(msg, "prompt is too long") || // Anthropic
 			(containsFold(msg, "input token count") && containsFold(msg, "exceeds the maximum")) { // Gemini
-			return ClassContextLengthExceeded, true
+			return ContextLengthExceeded, true
 		}
 	case status == http.StatusNotFound:
 		if f.anthropic && bytes.HasPrefix(msg, []byte("model:")) {
-			return ClassModelNotFound, true
+			return ModelNotFound, true
 		}
 		if containsFold(msg, "model") && (containsFold(msg, "does not exist") || containsFold(msg, "not found")) {
-			return ClassModelNotFound, true
+			return ModelNotFound, true
 		}
 	}
 	if status == http.StatusBadRequest || status == http.StatusForbidden || status == http.StatusUnprocessableEntity {
 		switch {
 		case containsAnyFold(msg, contentPhrases):
-			return ClassContentFilter, true
+			return ContentFilter, true
 		case containsAnyFold(msg, locationPhrases):
-			return ClassPermission, true
+			return Permission, true
 		case containsFold(msg, "api key was reported as leaked"): // Gemini revokes such keys
-			return ClassAuthentication, true
+			return Authentication, true
 		case containsAnyFold(msg, modelGonePhrases) && containsFold(msg, "model"):
-			return ClassModelNotFound, true
+			return ModelNotFound, true
 		}
 	}
 	return "", false
@@ -410,36 +379,36 @@ func (f *errorFields) textClass(status int) (Class, bool) {
 // statusClass is the fallback when the body names nothing more specific.
 // structured reports whether the body was a recognisable provider error:
 // then any other 4xx is the caller's to fix; otherwise (an HTML page from a
-// proxy, an empty body) it is ClassOther. A 5xx is a server error either way,
+// proxy, an empty body) it is Other. A 5xx is a server error either way,
 // and a provider's own 503 means it is overloaded.
 func statusClass(status int, structured bool) Class {
 	switch status {
 	case http.StatusTooManyRequests:
-		return ClassRateLimited
+		return RateLimited
 	case http.StatusUnauthorized:
-		return ClassAuthentication
+		return Authentication
 	case http.StatusForbidden:
-		return ClassPermission
+		return Permission
 	case http.StatusRequestEntityTooLarge:
-		return ClassInvalidRequest
+		return InvalidRequest
 	case 529: // Anthropic's "overloaded"
-		return ClassOverloaded
+		return Overloaded
 	case http.StatusRequestTimeout, http.StatusConflict:
-		return ClassOther
+		return Other
 	}
 	switch {
 	case status == http.StatusPaymentRequired && structured:
 		// "Payment Required" from the provider itself; an HTML page from
 		// something in between is not enough to stop all traffic.
-		return ClassQuotaExhausted
+		return QuotaExhausted
 	case status == http.StatusServiceUnavailable && structured:
-		return ClassOverloaded
+		return Overloaded
 	case status >= 500:
-		return ClassServerError
+		return ServerError
 	case structured:
-		return ClassInvalidRequest
+		return InvalidRequest
 	}
-	return ClassOther
+	return Other
 }
 
 func (f *errorFields) structured() bool {
@@ -467,29 +436,16 @@ func (f *errorFields) typeString() string {
 	return fieldString(f.typ, f.typEscaped)
 }
 
-// fieldString copies a raw JSON string body (or number literal) into a valid
-// UTF-8 string of at most maxFieldLen bytes.
+// fieldString returns a code or type as a bounded string; the common ones
+// are constants, which spares the hot path (an ordinary 429) its
+// allocations.
 func fieldString(raw []byte, escaped bool) string {
-	if len(raw) == 0 {
-		return ""
-	}
-	if escaped {
-		raw = unescape(raw)
-	} else if s, ok := intern(raw); ok {
-		return s
-	}
-	s := string(raw)
-	if !utf8.ValidString(s) {
-		s = strings.ToValidUTF8(s, "\uFFFD")
-	}
-	if len(s) > maxFieldLen {
-		cut := maxFieldLen
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
+	if !escaped {
+		if s, ok := intern(raw); ok {
+			return s
 		}
-		s = s[:cut]
 	}
-	return s
+	return jsonscan.Text(raw, escaped)
 }
 
 func containsAnyFold(s []byte, substrs []string) bool {
@@ -574,7 +530,7 @@ func (t *token) set(raw []byte, escaped bool) {
 		return
 	}
 	if escaped {
-		raw = unescape(raw)
+		raw = jsonscan.Unescape(raw)
 	}
 	const (
 		sep = iota
@@ -623,16 +579,31 @@ func (t *token) put(c byte) {
 	t.n++
 }
 
+// fieldMeaning is the class one code or type names: the table's, as it
+// was sent or normalised, else its words'; "" when it names none.
+func (t *token) fieldMeaning(raw []byte, escaped bool) Class {
+	if len(raw) == 0 {
+		return ""
+	}
+	if m, ok := codeMeaning(raw); ok && m != "" {
+		return m
+	}
+	if t.set(raw, escaped); t.n == 0 {
+		return ""
+	}
+	return t.meaning()
+}
+
 // meaningOf is the class a single code or type names by its words, as
 // Classify reads it, and "" when it names none: "insufficient_quota" and
-// "AccountOverdueError" name ClassQuotaExhausted, "requests" and
-// "rate_limit_error" ClassRateLimited.
+// "AccountOverdueError" name QuotaExhausted, "requests" and
+// "rate_limit_error" RateLimited.
 func meaningOf(k string) Class {
 	var t token
 	t.set([]byte(k), false)
 	switch m := t.meaning(); m {
 	case hintRateLimit:
-		return ClassRateLimited
+		return RateLimited
 	default:
 		return m
 	}
@@ -644,38 +615,33 @@ func meaningOf(k string) Class {
 // per-minute throttle.
 func (t *token) meaning() Class {
 	w := t.b[:t.n]
-	switch string(w) {
-	case "rate_limit_exceeded":
-		return ClassRateLimited
-	case "insufficient_quota", "organization_usage_limit_exceeded":
-		return ClassQuotaExhausted
-	case "requests", "tokens": // OpenAI's rate-limit types
-		return hintRateLimit
+	if m, ok := codeMeaning(w); ok && m != "" {
+		return m
 	}
 	switch {
 	case has(w, "rate_limit") || has(w, "ratelimit") || has(w, "throttl") ||
 		has(w, "too_many_requests") || has(w, "slow_down") || has(w, "concurren"):
-		return ClassRateLimited
+		return RateLimited
 	case has(w, "overload") || has(w, "capacity") || has(w, "service_unavailable"):
-		return ClassOverloaded
+		return Overloaded
 	case quotaWords(w):
-		return ClassQuotaExhausted
+		return QuotaExhausted
 	case has(w, "context_length"):
-		return ClassContextLengthExceeded
+		return ContextLengthExceeded
 	case has(w, "model_not_found") || has(w, "deployment_not_found") || has(w, "decommission") ||
 		(has(w, "model") && (has(w, "not_found") || has(w, "not_exist") || has(w, "deprecated"))):
-		return ClassModelNotFound
+		return ModelNotFound
 	case has(w, "authentic") || has(w, "unauthorized") || has(w, "deactivated") || has(w, "invalid_key") ||
 		(has(w, "api_key") && (has(w, "invalid") || has(w, "expired") || has(w, "revoked") || has(w, "leaked"))) ||
 		has(w, "invalid_organization") || has(w, "no_such_organization"):
-		return ClassAuthentication
+		return Authentication
 	case has(w, "permission") || has(w, "access_terminated") || has(w, "access_denied") ||
 		has(w, "unsupported_country") || has(w, "restricted") || has(w, "request_forbidden"):
-		return ClassPermission
+		return Permission
 	case has(w, "content_filter") || has(w, "content_policy") || has(w, "policy_violation") ||
 		has(w, "responsible_ai") || has(w, "inspection") || has(w, "sensitive") ||
 		has(w, "moderation") || has(w, "safety") || has(w, "unsafe"):
-		return ClassContentFilter
+		return ContentFilter
 	}
 	return ""
 }

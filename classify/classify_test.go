@@ -1,59 +1,24 @@
-package quotabreaker
+package classify
 
 import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/quotabreaker/quotabreaker/internal/corpus"
+	"github.com/quotabreaker/quotabreaker/internal/jsonscan"
 )
 
-// sample is one real provider answer from testdata/corpus.
-type sample struct {
-	Provider string            `json:"provider"`
-	Status   int               `json:"status"`
-	Headers  map[string]string `json:"headers"`
-	Body     string            `json:"body"`
-	Expected Class             `json:"expected"`
-	Code     string            `json:"code"`
-	Source   string            `json:"source"`
-	Note     string            `json:"note"`
-
-	name string
-}
-
-func (s sample) header() http.Header {
-	h := make(http.Header, len(s.Headers))
-	for k, v := range s.Headers {
-		h.Set(k, v)
-	}
-	return h
-}
-
-func loadCorpus(tb testing.TB) []sample {
+func loadCorpus(tb testing.TB) []corpus.Sample {
 	tb.Helper()
-	files, err := filepath.Glob(filepath.Join("testdata", "corpus", "*.json"))
+	out, err := corpus.Load(filepath.Join("testdata", "corpus"))
 	if err != nil {
 		tb.Fatal(err)
-	}
-	var out []sample
-	for _, file := range files {
-		data, err := os.ReadFile(file)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		var s sample
-		dec := json.NewDecoder(bytes.NewReader(data))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&s); err != nil {
-			tb.Fatalf("%s: %v", file, err)
-		}
-		s.name = strings.TrimSuffix(filepath.Base(file), ".json")
-		out = append(out, s)
 	}
 	return out
 }
@@ -65,30 +30,30 @@ func TestClassifyCorpus(t *testing.T) {
 	}
 	var agree, quota, recalled, falseQuota int
 	for _, s := range corpus {
-		got := Classify(s.Status, s.header(), []byte(s.Body))
+		got := Answer(s.Status, s.Header(), []byte(s.Body))
 		switch {
-		case got.Class == s.Expected:
+		case got.Class == Class(s.Expected):
 			agree++
-		case got.Class == ClassQuotaExhausted:
+		case got.Class == QuotaExhausted:
 			falseQuota++
 		}
-		if s.Expected == ClassQuotaExhausted {
+		if Class(s.Expected) == QuotaExhausted {
 			quota++
-			if got.Class == ClassQuotaExhausted {
+			if got.Class == QuotaExhausted {
 				recalled++
 			}
 		}
-		t.Run(s.name, func(t *testing.T) {
+		t.Run(s.Name, func(t *testing.T) {
 			if !strings.HasPrefix(s.Source, "https://") {
 				t.Errorf("sample has no source URL: %q", s.Source)
 			}
-			if got.Class != s.Expected {
-				t.Errorf("Classify(%d, %s) class = %q, want %q\nnote: %s", s.Status, s.Body, got.Class, s.Expected, s.Note)
+			if got.Class != Class(s.Expected) {
+				t.Errorf("Answer(%d, %s) class = %q, want %q\nnote: %s", s.Status, s.Body, got.Class, s.Expected, s.Note)
 			}
 			if got.Code != s.Code {
 				t.Errorf("code = %q, want %q", got.Code, s.Code)
 			}
-			if got.Retryable != wantRetryable(s.Expected, s.Status) {
+			if got.Retryable != wantRetryable(Class(s.Expected), s.Status) {
 				t.Errorf("retryable = %v for class %q status %d", got.Retryable, got.Class, s.Status)
 			}
 		})
@@ -106,57 +71,57 @@ func TestClassifyQuotaPrecision(t *testing.T) {
 		body   string
 		want   Class
 	}{
-		{"429 with nothing recognisable", 429, `<html><body>Too Many Requests</body></html>`, ClassRateLimited},
-		{"429 empty", 429, ``, ClassRateLimited},
-		{"429 JSON without fields", 429, `{}`, ClassRateLimited},
+		{"429 with nothing recognisable", 429, `<html><body>Too Many Requests</body></html>`, RateLimited},
+		{"429 empty", 429, ``, RateLimited},
+		{"429 JSON without fields", 429, `{}`, RateLimited},
 		{"rate limit asking for a payment method", 429,
 			`{"error":{"message":"Rate limit reached for default-gpt-3.5-turbo in organization org-x on requests per min. Limit: 3 / min. Please add a payment method to your account to increase your rate limit. Visit https://platform.openai.com/account/billing to add a payment method.","type":"requests","param":null,"code":"rate_limit_exceeded"}}`,
-			ClassRateLimited},
+			RateLimited},
 		{"quota wording with a rate-limit code", 429,
 			`{"error":{"message":"You exceeded your current quota, please check your plan and billing details.","type":"tokens","code":"rate_limit_exceeded"}}`,
-			ClassRateLimited},
-		{"code wins over type", 429, `{"error":{"type":"insufficient_quota","code":"rate_limit_exceeded"}}`, ClassRateLimited},
+			RateLimited},
+		{"code wins over type", 429, `{"error":{"type":"insufficient_quota","code":"rate_limit_exceeded"}}`, RateLimited},
 		{"quota message text alone is not enough", 429,
 			`{"error":{"message":"You exceeded your current quota, please check your plan and billing details.","type":"requests","code":null}}`,
-			ClassRateLimited},
+			RateLimited},
 		{"Gemini RESOURCE_EXHAUSTED says quota", 429,
 			`[{"error":{"code":429,"message":"You exceeded your current quota, please check your plan and billing details.","status":"RESOURCE_EXHAUSTED"}}]`,
-			ClassRateLimited},
-		{"insufficient_quota on a 5xx is believed", 500, `{"error":{"type":"insufficient_quota","code":"insufficient_quota"}}`, ClassQuotaExhausted},
-		{"billing words on an HTML 5xx", 502, `<html>insufficient balance</html>`, ClassServerError},
-		{"insufficient_quota inside a message only", 400, `{"error":{"message":"upstream said insufficient_quota","type":"invalid_request_error"}}`, ClassInvalidRequest},
-		{"insufficient_quota as a key", 429, `{"insufficient_quota":true}`, ClassRateLimited},
-		{"insufficient_quota under another member", 429, `{"detail_error":{"code":"insufficient_quota"}}`, ClassRateLimited},
-		{"credit text under a generic type", 400, `{"error":{"message":"Your credit balance is too low","type":"invalid_request_error"}}`, ClassQuotaExhausted},
-		{"billing code with a per-minute message", 429, `{"error":{"message":"Quota exceeded: 60 requests per minute","code":"insufficient_quota"}}`, ClassRateLimited},
-		{"balance words with try again in", 429, `{"error":{"message":"Insufficient balance for burst; try again in 20s","code":"1113"}}`, ClassRateLimited},
-		{"Chinese per-minute limit", 429, `{"error":{"message":"余额不足，每分钟请求次数超限"}}`, ClassRateLimited},
-		{"TPM as a word", 429, `{"error":{"message":"insufficient quota (TPM)","type":"quota"}}`, ClassRateLimited},
-		{"https is not TPS", 402, `{"error":{"message":"Insufficient credits, see https://example.com","code":402}}`, ClassQuotaExhausted},
-		{"quota message text with a rate type", 403, `{"error":{"message":"insufficient balance","type":"requests"}}`, ClassPermission},
-		{"duplicate code, first billing", 429, `{"error":{"code":"insufficient_quota","code":"rate_limit_exceeded"}}`, ClassRateLimited},
-		{"duplicate code, last billing", 429, `{"error":{"code":"rate_limit_exceeded","code":"insufficient_quota"}}`, ClassRateLimited},
-		{"duplicate type, null code", 429, `{"error":{"type":"requests","type":"insufficient_quota","code":null}}`, ClassRateLimited},
-		{"duplicate code in a flat body", 429, `{"code":"INSUFFICIENT_BALANCE","message":"m","code":"RATE_LIMITED"}`, ClassRateLimited},
-		{"duplicate code on a 402", 402, `{"error":{"code":"insufficient_quota","code":"x"}}`, ClassOther},
-		{"duplicate error objects", 429, `{"error":{"code":"rate_limit_exceeded"},"error":{"code":"insufficient_quota"}}`, ClassRateLimited},
-		{"same code twice", 429, `{"error":{"code":"insufficient_quota","code":"insufficient_quota"}}`, ClassQuotaExhausted},
-		{"duplicate inside a nested body", 429, `{"error":{"message":"Provider returned error","code":429,"metadata":{"raw":"{\"error\":{\"code\":\"insufficient_quota\",\"code\":\"x\"}}"}}}`, ClassRateLimited},
-		{"nested body one level only", 429, `{"error":{"code":429,"metadata":{"raw":"{\"error\":{\"code\":429,\"metadata\":{\"raw\":\"{\\\"error\\\":{\\\"code\\\":\\\"insufficient_quota\\\"}}\"}}}"}}}`, ClassRateLimited},
-		{"nested plain text with billing words", 429, `{"error":{"message":"Provider returned error","code":429,"metadata":{"raw":"insufficient balance"}}}`, ClassRateLimited},
-		{"outer code wins over nested", 429, `{"error":{"code":"rate_limit_exceeded","metadata":{"raw":"{\"error\":{\"code\":\"insufficient_quota\"}}"}}}`, ClassRateLimited},
-		{"escaped code", 429, `{"error":{"code":"insufficient\u005fquota"}}`, ClassQuotaExhausted},
-		{"HTML 402 from something in between", 402, `<html>Payment Required</html>`, ClassOther},
-		{"empty 402", 402, ``, ClassOther},
-		{"structured 402 speaking of a rate limit", 402, `{"error":{"message":"Rate limit exceeded, try again in 5s","code":402}}`, ClassRateLimited},
-		{"structured 402", 402, `{"error":{"message":"Insufficient credits","code":402}}`, ClassQuotaExhausted},
-		{"truncated quota body", 429, `{"error":{"message":"You exceeded","type":"insufficient_quota","pa`, ClassQuotaExhausted},
+			RateLimited},
+		{"insufficient_quota on a 5xx is believed", 500, `{"error":{"type":"insufficient_quota","code":"insufficient_quota"}}`, QuotaExhausted},
+		{"billing words on an HTML 5xx", 502, `<html>insufficient balance</html>`, ServerError},
+		{"insufficient_quota inside a message only", 400, `{"error":{"message":"upstream said insufficient_quota","type":"invalid_request_error"}}`, InvalidRequest},
+		{"insufficient_quota as a key", 429, `{"insufficient_quota":true}`, RateLimited},
+		{"insufficient_quota under another member", 429, `{"detail_error":{"code":"insufficient_quota"}}`, RateLimited},
+		{"credit text under a generic type", 400, `{"error":{"message":"Your credit balance is too low","type":"invalid_request_error"}}`, QuotaExhausted},
+		{"billing code with a per-minute message", 429, `{"error":{"message":"Quota exceeded: 60 requests per minute","code":"insufficient_quota"}}`, RateLimited},
+		{"balance words with try again in", 429, `{"error":{"message":"Insufficient balance for burst; try again in 20s","code":"1113"}}`, RateLimited},
+		{"Chinese per-minute limit", 429, `{"error":{"message":"余额不足，每分钟请求次数超限"}}`, RateLimited},
+		{"TPM as a word", 429, `{"error":{"message":"insufficient quota (TPM)","type":"quota"}}`, RateLimited},
+		{"https is not TPS", 402, `{"error":{"message":"Insufficient credits, see https://example.com","code":402}}`, QuotaExhausted},
+		{"quota message text with a rate type", 403, `{"error":{"message":"insufficient balance","type":"requests"}}`, Permission},
+		{"duplicate code, first billing", 429, `{"error":{"code":"insufficient_quota","code":"rate_limit_exceeded"}}`, RateLimited},
+		{"duplicate code, last billing", 429, `{"error":{"code":"rate_limit_exceeded","code":"insufficient_quota"}}`, RateLimited},
+		{"duplicate type, null code", 429, `{"error":{"type":"requests","type":"insufficient_quota","code":null}}`, RateLimited},
+		{"duplicate code in a flat body", 429, `{"code":"INSUFFICIENT_BALANCE","message":"m","code":"RATE_LIMITED"}`, RateLimited},
+		{"duplicate code on a 402", 402, `{"error":{"code":"insufficient_quota","code":"x"}}`, Other},
+		{"duplicate error objects", 429, `{"error":{"code":"rate_limit_exceeded"},"error":{"code":"insufficient_quota"}}`, RateLimited},
+		{"same code twice", 429, `{"error":{"code":"insufficient_quota","code":"insufficient_quota"}}`, QuotaExhausted},
+		{"duplicate inside a nested body", 429, `{"error":{"message":"Provider returned error","code":429,"metadata":{"raw":"{\"error\":{\"code\":\"insufficient_quota\",\"code\":\"x\"}}"}}}`, RateLimited},
+		{"nested body one level only", 429, `{"error":{"code":429,"metadata":{"raw":"{\"error\":{\"code\":429,\"metadata\":{\"raw\":\"{\\\"error\\\":{\\\"code\\\":\\\"insufficient_quota\\\"}}\"}}}"}}}`, RateLimited},
+		{"nested plain text with billing words", 429, `{"error":{"message":"Provider returned error","code":429,"metadata":{"raw":"insufficient balance"}}}`, RateLimited},
+		{"outer code wins over nested", 429, `{"error":{"code":"rate_limit_exceeded","metadata":{"raw":"{\"error\":{\"code\":\"insufficient_quota\"}}"}}}`, RateLimited},
+		{"escaped code", 429, `{"error":{"code":"insufficient\u005fquota"}}`, QuotaExhausted},
+		{"HTML 402 from something in between", 402, `<html>Payment Required</html>`, Other},
+		{"empty 402", 402, ``, Other},
+		{"structured 402 speaking of a rate limit", 402, `{"error":{"message":"Rate limit exceeded, try again in 5s","code":402}}`, RateLimited},
+		{"structured 402", 402, `{"error":{"message":"Insufficient credits","code":402}}`, QuotaExhausted},
+		{"truncated quota body", 429, `{"error":{"message":"You exceeded","type":"insufficient_quota","pa`, QuotaExhausted},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := Classify(tt.status, nil, []byte(tt.body))
+			got := Answer(tt.status, nil, []byte(tt.body))
 			if got.Class != tt.want {
-				t.Errorf("Classify(%d, %s) = %q, want %q", tt.status, tt.body, got.Class, tt.want)
+				t.Errorf("Answer(%d, %s) = %q, want %q", tt.status, tt.body, got.Class, tt.want)
 			}
 		})
 	}
@@ -179,37 +144,37 @@ func TestClassifyFallback(t *testing.T) {
 	}{
 		{"2xx is not an error", 200, []byte(`{"error":{"code":"insufficient_quota"}}`), "", false},
 		{"3xx is not an error", 302, nil, "", false},
-		{"HTML 502 from a proxy", 502, []byte("<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"), ClassServerError, true},
-		{"HTML 503", 503, []byte("<html>Service Unavailable</html>"), ClassServerError, true},
-		{"structured 503", 503, []byte(`{"error":{"message":"Service Unavailable","type":"server_error"}}`), ClassOverloaded, true},
-		{"empty 500", 500, nil, ClassServerError, true},
-		{"HTML 404", 404, []byte("<html>Not Found</html>"), ClassOther, false},
-		{"HTML 413", 413, []byte("<html>Request Entity Too Large</html>"), ClassInvalidRequest, false},
-		{"empty 418", 418, nil, ClassOther, false},
-		{"empty 401", 401, nil, ClassAuthentication, false},
-		{"empty 403", 403, nil, ClassPermission, false},
-		{"empty 404", 404, nil, ClassOther, false},
-		{"empty 408", 408, nil, ClassOther, true},
-		{"empty 409", 409, nil, ClassOther, true},
-		{"empty 529", 529, nil, ClassOverloaded, true},
-		{"structured 404", 404, []byte(`{"error":{"message":"Invalid URL (POST /v1/chat/completion)","type":"invalid_request_error","param":null,"code":null}}`), ClassInvalidRequest, false},
-		{"structured 422", 422, []byte(`{"detail":"Unprocessable"}`), ClassInvalidRequest, false},
-		{"structured 502", 502, []byte(`{"error":{"message":"Bad gateway.","type":"cf_bad_gateway","code":502}}`), ClassServerError, true},
-		{"gzip bytes", 429, gz(`{"error":{"code":"insufficient_quota"}}`), ClassRateLimited, true},
-		{"binary junk", 400, []byte{0xff, 0xfe, 0x00, '{', '"'}, ClassOther, false},
-		{"code as number", 429, []byte(`{"error":{"code":429,"message":"slow"}}`), ClassRateLimited, true},
-		{"code as object", 400, []byte(`{"error":{"code":{"x":1},"message":"m"}}`), ClassInvalidRequest, false},
-		{"error as number", 400, []byte(`{"error":5}`), ClassOther, false},
-		{"error as null", 400, []byte(`{"error":null}`), ClassOther, false},
-		{"deep nesting", 400, []byte(strings.Repeat("[", 1<<20)), ClassOther, false},
-		{"deep nesting inside error", 400, []byte(`{"error":{"x":` + strings.Repeat(`{"a":`, 100000)), ClassInvalidRequest, false},
-		{"unterminated string", 429, []byte(`{"error":{"code":"insufficient_quota`), ClassRateLimited, true},
+		{"HTML 502 from a proxy", 502, []byte("<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"), ServerError, true},
+		{"HTML 503", 503, []byte("<html>Service Unavailable</html>"), ServerError, true},
+		{"structured 503", 503, []byte(`{"error":{"message":"Service Unavailable","type":"server_error"}}`), Overloaded, true},
+		{"empty 500", 500, nil, ServerError, true},
+		{"HTML 404", 404, []byte("<html>Not Found</html>"), Other, false},
+		{"HTML 413", 413, []byte("<html>Request Entity Too Large</html>"), InvalidRequest, false},
+		{"empty 418", 418, nil, Other, false},
+		{"empty 401", 401, nil, Authentication, false},
+		{"empty 403", 403, nil, Permission, false},
+		{"empty 404", 404, nil, Other, false},
+		{"empty 408", 408, nil, Other, true},
+		{"empty 409", 409, nil, Other, true},
+		{"empty 529", 529, nil, Overloaded, true},
+		{"structured 404", 404, []byte(`{"error":{"message":"Invalid URL (POST /v1/chat/completion)","type":"invalid_request_error","param":null,"code":null}}`), InvalidRequest, false},
+		{"structured 422", 422, []byte(`{"detail":"Unprocessable"}`), InvalidRequest, false},
+		{"structured 502", 502, []byte(`{"error":{"message":"Bad gateway.","type":"cf_bad_gateway","code":502}}`), ServerError, true},
+		{"gzip bytes", 429, gz(`{"error":{"code":"insufficient_quota"}}`), RateLimited, true},
+		{"binary junk", 400, []byte{0xff, 0xfe, 0x00, '{', '"'}, Other, false},
+		{"code as number", 429, []byte(`{"error":{"code":429,"message":"slow"}}`), RateLimited, true},
+		{"code as object", 400, []byte(`{"error":{"code":{"x":1},"message":"m"}}`), InvalidRequest, false},
+		{"error as number", 400, []byte(`{"error":5}`), Other, false},
+		{"error as null", 400, []byte(`{"error":null}`), Other, false},
+		{"deep nesting", 400, []byte(strings.Repeat("[", 1<<20)), Other, false},
+		{"deep nesting inside error", 400, []byte(`{"error":{"x":` + strings.Repeat(`{"a":`, 100000)), InvalidRequest, false},
+		{"unterminated string", 429, []byte(`{"error":{"code":"insufficient_quota`), RateLimited, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := Classify(tt.status, nil, tt.body)
+			got := Answer(tt.status, nil, tt.body)
 			if got.Class != tt.want || got.Retryable != tt.retryable {
-				t.Errorf("Classify(%d, %q) = %q retryable %v, want %q retryable %v", tt.status, trim(tt.body), got.Class, got.Retryable, tt.want, tt.retryable)
+				t.Errorf("Answer(%d, %q) = %q retryable %v, want %q retryable %v", tt.status, trim(tt.body), got.Class, got.Retryable, tt.want, tt.retryable)
 			}
 		})
 	}
@@ -228,31 +193,31 @@ func TestClassifyFields(t *testing.T) {
 		status int
 		header http.Header
 		body   string
-		want   Classification
+		want   Result
 	}{
 		{"openai", 429, http.Header{"Openai-Version": {"2020-10-01"}},
 			`{"error":{"message":"m","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}`,
-			Classification{ClassQuotaExhausted, "openai", "insufficient_quota", "insufficient_quota", false}},
+			Result{QuotaExhausted, "openai", "insufficient_quota", "insufficient_quota", false}},
 		{"anthropic", 529, nil, `{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}`,
-			Classification{ClassOverloaded, "anthropic", "overloaded_error", "overloaded_error", true}},
+			Result{Overloaded, "anthropic", "overloaded_error", "overloaded_error", true}},
 		{"google", 503, nil, `{"error":{"code":503,"message":"The model is overloaded.","status":"UNAVAILABLE"}}`,
-			Classification{ClassOverloaded, ProviderGemini, "UNAVAILABLE", "", true}},
+			Result{Overloaded, ProviderGemini, "UNAVAILABLE", "", true}},
 		{"azure", 429, http.Header{"Apim-Request-Id": {"x"}}, `{"error":{"code":"429","message":"Requests have exceeded token rate limit"}}`,
-			Classification{ClassRateLimited, ProviderAzure, "429", "", true}},
+			Result{RateLimited, ProviderAzure, "429", "", true}},
 		{"numeric code kept verbatim", 402, nil, `{"error":{"message":"Insufficient credits","code":402}}`,
-			Classification{ClassQuotaExhausted, "", "402", "", false}},
+			Result{QuotaExhausted, "", "402", "", false}},
 		{"escapes applied", 400, nil, `{"error":{"code":"a\"b\u00e9","type":"t\\u"}}`,
-			Classification{ClassInvalidRequest, "", "a\"bé", `t\u`, false}},
+			Result{InvalidRequest, "", "a\"bé", `t\u`, false}},
 		{"long code bounded", 400, nil, `{"error":{"code":"` + strings.Repeat("é", 200) + `"}}`,
-			Classification{ClassInvalidRequest, "", strings.Repeat("é", maxFieldLen/2), "", false}},
+			Result{InvalidRequest, "", strings.Repeat("é", jsonscan.MaxText/2), "", false}},
 		{"invalid UTF-8 replaced", 400, nil, "{\"error\":{\"code\":\"a\xffb\"}}",
-			Classification{ClassInvalidRequest, "", "a\uFFFDb", "", false}},
+			Result{InvalidRequest, "", "a\uFFFDb", "", false}},
 		{"later duplicate wins", 429, nil, `{"error":{"code":"insufficient_quota"},"error":{"message":"m"}}`,
-			Classification{ClassRateLimited, "", "", "", true}},
+			Result{RateLimited, "", "", "", true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := Classify(tt.status, tt.header, []byte(tt.body)); got != tt.want {
+			if got := Answer(tt.status, tt.header, []byte(tt.body)); got != tt.want {
 				t.Errorf("Classify = %+v, want %+v", got, tt.want)
 			}
 		})
@@ -264,39 +229,39 @@ func TestClassifyNested(t *testing.T) {
 		name   string
 		status int
 		body   string
-		want   Classification
+		want   Result
 	}{
 		{"upstream billing type", 429,
 			`{"error":{"message":"Provider returned error","code":429,"metadata":{"raw":"{\"error\":{\"message\":\"suspended due to insufficient balance\",\"type\":\"exceeded_current_quota_error\"}}","is_byok":true}}}`,
-			Classification{ClassQuotaExhausted, "", "exceeded_current_quota_error", "exceeded_current_quota_error", false}},
+			Result{QuotaExhausted, "", "exceeded_current_quota_error", "exceeded_current_quota_error", false}},
 		{"upstream Anthropic credit", 400,
 			`{"error":{"message":"Provider returned error","code":400,"metadata":{"raw":"{\"type\":\"error\",\"error\":{\"type\":\"invalid_request_error\",\"message\":\"Your credit balance is too low to access the Anthropic API.\"}}","provider_name":"Anthropic"}}}`,
-			Classification{ClassQuotaExhausted, "", "invalid_request_error", "invalid_request_error", false}},
+			Result{QuotaExhausted, "", "invalid_request_error", "invalid_request_error", false}},
 		{"upstream string error", 402,
 			`{"error":{"message":"Provider returned error","code":402,"metadata":{"raw":"{\"error\":\"API key USD spend limit exceeded.\"}"}}}`,
-			Classification{ClassQuotaExhausted, "", "", "", false}},
+			Result{QuotaExhausted, "", "", "", false}},
 		{"upstream rate limit", 429,
 			`{"error":{"message":"Provider returned error","code":429,"metadata":{"raw":"{\"error\":{\"code\":\"rate_limit_exceeded\",\"message\":\"slow\"}}"}}}`,
-			Classification{ClassRateLimited, "", "rate_limit_exceeded", "", true}},
+			Result{RateLimited, "", "rate_limit_exceeded", "", true}},
 		{"raw as an object with data", 429,
 			`{"error":{"message":"Provider returned error","code":429,"metadata":{"raw":{"__kind":"OK","data":"{\"error\":{\"code\":\"insufficient_quota\"}}"}}}}`,
-			Classification{ClassQuotaExhausted, "", "insufficient_quota", "", false}},
+			Result{QuotaExhausted, "", "insufficient_quota", "", false}},
 		{"raw not JSON", 429,
 			`{"error":{"message":"Provider returned error","code":429,"metadata":{"raw":"upstream busy"}}}`,
-			Classification{ClassRateLimited, "", "429", "", true}},
+			Result{RateLimited, "", "429", "", true}},
 		{"raw truncated", 429,
 			`{"error":{"message":"Provider returned error","code":429,"metadata":{"raw":"{\"error\":{\"code\":\"insuff`,
-			Classification{ClassRateLimited, "", "429", "", true}},
+			Result{RateLimited, "", "429", "", true}},
 		{"flat body with metadata", 402,
 			`{"message":"Provider returned error","code":402,"metadata":{"raw":"{\"error\":{\"code\":\"insufficient_quota\"}}"}}`,
-			Classification{ClassQuotaExhausted, "", "insufficient_quota", "", false}},
+			Result{QuotaExhausted, "", "insufficient_quota", "", false}},
 		{"a specific outer code wins", 400,
 			`{"error":{"code":"context_length_exceeded","metadata":{"raw":"{\"error\":{\"code\":\"insufficient_quota\"}}"}}}`,
-			Classification{ClassContextLengthExceeded, "", "context_length_exceeded", "", false}},
+			Result{ContextLengthExceeded, "", "context_length_exceeded", "", false}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := Classify(tt.status, nil, []byte(tt.body)); got != tt.want {
+			if got := Answer(tt.status, nil, []byte(tt.body)); got != tt.want {
 				t.Errorf("Classify = %+v, want %+v", got, tt.want)
 			}
 		})
@@ -343,9 +308,9 @@ func FuzzClassify(f *testing.F) {
 	f.Add(402, []byte(`{"error":{"message":"Provider returned error","code":402,"metadata":{"raw":"{\"error\":{\"type\":\"AccountOverdueError\",\"message\":\"余额不足\"}}"}}}`))
 	f.Add(429, []byte(`{"error":{"code":429,"metadata":{"raw":{"__kind":"OK","data":"{\"error\":{\"code\":\"Throttling.AllocationQuota\"}}"}}}}`))
 	f.Fuzz(func(t *testing.T, status int, body []byte) {
-		c := Classify(status, nil, body)
+		c := Answer(status, nil, body)
 		if status < 400 {
-			if c != (Classification{}) {
+			if c != (Result{}) {
 				t.Fatalf("status %d classified as %+v", status, c)
 			}
 			return
@@ -354,11 +319,11 @@ func FuzzClassify(f *testing.F) {
 			t.Fatalf("unknown class %q", c.Class)
 		}
 		for _, s := range []string{c.Code, c.Type} {
-			if len(s) > maxFieldLen || !utf8.ValidString(s) {
+			if len(s) > jsonscan.MaxText || !utf8.ValidString(s) {
 				t.Fatalf("field %q not bounded valid UTF-8", s)
 			}
 		}
-		if c.Class == ClassQuotaExhausted {
+		if c.Class == QuotaExhausted {
 			var f errorFields
 			if f.parse(body); !f.structured() {
 				t.Fatalf("quota verdict on a body with no provider error in it: %q", body)
@@ -438,7 +403,7 @@ func FuzzParse(f *testing.F) {
 
 func maybeUnescape(raw []byte, escaped bool) []byte {
 	if escaped {
-		return unescape(raw)
+		return jsonscan.Unescape(raw)
 	}
 	return raw
 }
@@ -447,9 +412,9 @@ func maybeUnescape(raw []byte, escaped bool) []byte {
 // Class.retryable so that a change there shows here.
 func wantRetryable(c Class, status int) bool {
 	switch c {
-	case ClassRateLimited, ClassOverloaded, ClassServerError:
+	case RateLimited, Overloaded, ServerError:
 		return true
-	case ClassOther:
+	case Other:
 		return status == 408 || status == 409 || status == 429 || status >= 500
 	}
 	return false
@@ -457,9 +422,9 @@ func wantRetryable(c Class, status int) bool {
 
 func knownClass(c Class) bool {
 	switch c {
-	case ClassQuotaExhausted, ClassRateLimited, ClassOverloaded, ClassServerError,
-		ClassContextLengthExceeded, ClassModelNotFound, ClassAuthentication,
-		ClassPermission, ClassInvalidRequest, ClassContentFilter, ClassOther:
+	case QuotaExhausted, RateLimited, Overloaded, ServerError,
+		ContextLengthExceeded, ModelNotFound, Authentication,
+		Permission, InvalidRequest, ContentFilter, Other:
 		return true
 	}
 	return false
@@ -478,8 +443,8 @@ func BenchmarkClassify(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
-		c := Classify(429, header, body)
-		if c.Class != ClassRateLimited {
+		c := Answer(429, header, body)
+		if c.Class != RateLimited {
 			b.Fatal(c)
 		}
 	}
@@ -496,14 +461,14 @@ func BenchmarkClassifyCorpus(b *testing.B) {
 	var answers []answer
 	size := 0
 	for _, s := range loadCorpus(b) {
-		answers = append(answers, answer{s.Status, s.header(), []byte(s.Body)})
+		answers = append(answers, answer{s.Status, s.Header(), []byte(s.Body)})
 		size += len(s.Body)
 	}
 	b.ReportAllocs()
 	b.SetBytes(int64(size))
 	for b.Loop() {
 		for _, a := range answers {
-			Classify(a.status, a.header, a.body)
+			Answer(a.status, a.header, a.body)
 		}
 	}
 }

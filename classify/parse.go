@@ -1,8 +1,9 @@
-package quotabreaker
+package classify
 
 import (
 	"bytes"
-	"encoding/json"
+
+	"github.com/quotabreaker/quotabreaker/internal/jsonscan"
 )
 
 // This file reads the few fields Classify needs from an error body. It is a
@@ -47,17 +48,17 @@ type errorFields struct {
 //	{"error":"message"}, {"message":..}, {"detail":..}                  assorted gateways
 //	{"error":{"message":..,"code":402,"metadata":{"raw":"{...}"}}}     OpenRouter, wrapping an upstream answer
 func (f *errorFields) parse(body []byte) {
-	s := scanner{b: body}
-	s.ws()
-	if bytes.HasPrefix(s.b[s.i:], []byte("\xef\xbb\xbf")) {
-		s.i += 3
-		s.ws()
+	s := jsonscan.Scanner{B: body}
+	s.SkipSpace()
+	if bytes.HasPrefix(s.B[s.I:], []byte("\xef\xbb\xbf")) {
+		s.I += 3
+		s.SkipSpace()
 	}
-	if s.peek() == '[' { // Google's array-wrapped errors: read the first element
-		s.i++
-		s.ws()
+	if s.Peek() == '[' { // Google's array-wrapped errors: read the first element
+		s.I++
+		s.SkipSpace()
 	}
-	if s.peek() != '{' {
+	if s.Peek() != '{' {
 		return
 	}
 	var top struct {
@@ -67,7 +68,7 @@ func (f *errorFields) parse(body []byte) {
 		rawEscaped                      bool
 	}
 	errorCount := 0
-	s.object(func(key []byte) bool {
+	s.Object(func(key []byte) bool {
 		switch string(key) {
 		case "error":
 			// A later duplicate replaces an earlier one, as in encoding/json;
@@ -75,40 +76,40 @@ func (f *errorFields) parse(body []byte) {
 			if errorCount++; errorCount > 1 {
 				f.conflict = true
 			}
-			switch s.peek() {
+			switch s.Peek() {
 			case '{':
 				f.resetError()
 				f.errorObject = true
-				return s.object(func(key []byte) bool { return f.errorMember(&s, key) })
+				return s.Object(func(key []byte) bool { return f.errorMember(&s, key) })
 			case '"':
 				f.resetError()
 				f.errorObject, f.errorString = true, true
-				f.message, _ = s.str()
-				return !s.bad
+				f.message, _ = s.Str()
+				return !s.Bad
 			}
 			f.resetError()
-			return s.skip()
+			return s.Skip()
 		case "type":
-			v, esc := s.stringValue()
+			v, esc := s.StringValue()
 			f.conflict = f.conflict || (top.typPresent && !bytes.Equal(v, top.typ))
 			top.typ, top.typEscaped, top.typPresent = v, esc, true
 		case "message":
-			top.message, _ = s.stringValue()
+			top.message, _ = s.StringValue()
 		case "detail": // FastAPI-style gateways
 			top.detail = true
-			top.message, _ = s.stringValue()
+			top.message, _ = s.StringValue()
 		case "code":
-			v, esc := s.scalarValue()
+			v, esc := s.ScalarValue()
 			f.conflict = f.conflict || (top.codePresent && !bytes.Equal(v, top.code))
 			top.code, top.codeEscaped, top.codePresent = v, esc, true
 		case "object":
-			top.object, _ = s.stringValue()
+			top.object, _ = s.StringValue()
 		case "metadata": // a gateway's error flattened by an SDK
 			top.raw, top.rawEscaped = metadataRaw(&s)
 		default:
-			return s.skip()
+			return s.Skip()
 		}
-		return !s.bad
+		return !s.Bad
 	})
 	switch {
 	case f.errorObject && f.errorString:
@@ -134,92 +135,92 @@ func (f *errorFields) resetError() {
 }
 
 // errorMember reads one member of the "error" object.
-func (f *errorFields) errorMember(s *scanner, key []byte) bool {
+func (f *errorFields) errorMember(s *jsonscan.Scanner, key []byte) bool {
 	switch string(key) {
 	case "code":
-		v, esc := s.scalarValue()
+		v, esc := s.ScalarValue()
 		f.conflict = f.conflict || (f.codePresent && !bytes.Equal(v, f.code))
 		f.code, f.codeEscaped, f.codePresent = v, esc, true
 	case "type":
-		v, esc := s.stringValue()
+		v, esc := s.StringValue()
 		f.conflict = f.conflict || (f.typPresent && !bytes.Equal(v, f.typ))
 		f.typ, f.typEscaped, f.typPresent = v, esc, true
 	case "metadata": // OpenRouter and gateways like it
 		f.raw, f.rawEscaped = metadataRaw(s)
-		return !s.bad
+		return !s.Bad
 	case "message":
-		f.message, _ = s.stringValue()
+		f.message, _ = s.StringValue()
 	case "status":
-		f.status, _ = s.stringValue()
+		f.status, _ = s.StringValue()
 		f.google = isUpperSnake(f.status)
 	case "innererror":
 		f.innerCode = nil
-		if s.peek() != '{' {
-			return s.skip()
+		if s.Peek() != '{' {
+			return s.Skip()
 		}
-		return s.object(func(key []byte) bool {
+		return s.Object(func(key []byte) bool {
 			if string(key) == "code" {
-				f.innerCode, _ = s.stringValue()
-				return !s.bad
+				f.innerCode, _ = s.StringValue()
+				return !s.Bad
 			}
-			return s.skip()
+			return s.Skip()
 		})
 	case "details":
 		f.reason, f.detailCode = nil, nil
-		switch s.peek() {
+		switch s.Peek() {
 		case '{': // Anthropic: {"error_code": ...}
-			return s.object(func(key []byte) bool {
+			return s.Object(func(key []byte) bool {
 				if string(key) == "error_code" {
-					f.detailCode, _ = s.stringValue()
-					return !s.bad
+					f.detailCode, _ = s.StringValue()
+					return !s.Bad
 				}
-				return s.skip()
+				return s.Skip()
 			})
 		case '[': // Google: [{"@type": ..., "reason": ...}, ...]
-			return s.array(func() bool {
-				if s.peek() != '{' {
-					return s.skip()
+			return s.Array(func() bool {
+				if s.Peek() != '{' {
+					return s.Skip()
 				}
-				return s.object(func(key []byte) bool {
+				return s.Object(func(key []byte) bool {
 					if string(key) == "reason" {
-						if r, _ := s.stringValue(); f.reason == nil {
+						if r, _ := s.StringValue(); f.reason == nil {
 							f.reason = r
 						}
-						return !s.bad
+						return !s.Bad
 					}
-					return s.skip()
+					return s.Skip()
 				})
 			})
 		}
-		return s.skip()
+		return s.Skip()
 	default:
-		return s.skip()
+		return s.Skip()
 	}
-	return !s.bad
+	return !s.Bad
 }
 
 // metadataRaw reads a gateway's metadata object and returns its "raw"
 // member: the upstream provider's answer, itself usually JSON, as a string,
 // or (OpenRouter in early 2025) as {"__kind":"OK","data":"<answer>"}.
-func metadataRaw(s *scanner) (raw []byte, escaped bool) {
-	if s.peek() != '{' {
-		s.skip()
+func metadataRaw(s *jsonscan.Scanner) (raw []byte, escaped bool) {
+	if s.Peek() != '{' {
+		s.Skip()
 		return nil, false
 	}
-	s.object(func(key []byte) bool {
+	s.Object(func(key []byte) bool {
 		if string(key) != "raw" {
-			return s.skip()
+			return s.Skip()
 		}
-		if s.peek() != '{' {
-			raw, escaped = s.stringValue()
-			return !s.bad
+		if s.Peek() != '{' {
+			raw, escaped = s.StringValue()
+			return !s.Bad
 		}
-		return s.object(func(key []byte) bool {
+		return s.Object(func(key []byte) bool {
 			if string(key) == "data" {
-				raw, escaped = s.stringValue()
-				return !s.bad
+				raw, escaped = s.StringValue()
+				return !s.Bad
 			}
-			return s.skip()
+			return s.Skip()
 		})
 	})
 	return raw, escaped
@@ -230,7 +231,7 @@ func metadataRaw(s *scanner) (raw []byte, escaped bool) {
 // member inside the upstream answer is left alone by Classify.
 func (f *errorFields) parseNested(raw []byte, escaped bool) {
 	if escaped {
-		raw = unescape(raw)
+		raw = jsonscan.Unescape(raw)
 	}
 	f.parse(raw)
 }
@@ -242,218 +243,4 @@ func isUpperSnake(b []byte) bool {
 		}
 	}
 	return len(b) > 0
-}
-
-// scanner walks JSON text without building values. Once bad is set every
-// method returns at once; the caller keeps what it read before.
-type scanner struct {
-	b   []byte
-	i   int
-	bad bool
-}
-
-func (s *scanner) peek() byte {
-	if s.i < len(s.b) {
-		return s.b[s.i]
-	}
-	return 0
-}
-
-func (s *scanner) ws() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
-			return
-		}
-	}
-}
-
-// fail marks the input malformed and returns false, for use in returns.
-func (s *scanner) fail() bool {
-	s.bad = true
-	s.i = len(s.b)
-	return false
-}
-
-// str reads the string at s.i and returns its raw contents (between the
-// quotes, escapes left in place) and whether it holds any escape.
-func (s *scanner) str() (raw []byte, escaped bool) {
-	if s.peek() != '"' {
-		s.fail()
-		return nil, false
-	}
-	start := s.i + 1
-	for j := start; ; {
-		k := bytes.IndexByte(s.b[j:], '"')
-		if k < 0 {
-			s.fail()
-			return nil, false
-		}
-		end := j + k
-		// The quote ends the string unless an odd run of backslashes escapes it.
-		n := 0
-		for p := end - 1; p >= start && s.b[p] == '\\'; p-- {
-			n++
-		}
-		if n%2 == 0 {
-			s.i = end + 1
-			raw = s.b[start:end]
-			return raw, bytes.IndexByte(raw, '\\') >= 0
-		}
-		j = end + 1
-	}
-}
-
-// stringValue reads a value that should be a string; any other value is
-// skipped and reads as absent.
-func (s *scanner) stringValue() (raw []byte, escaped bool) {
-	if s.peek() == '"' {
-		return s.str()
-	}
-	s.skip()
-	return nil, false
-}
-
-// scalarValue reads a string or a number, which providers use alike for
-// codes ("429", 429); null and anything else read as absent.
-func (s *scanner) scalarValue() (raw []byte, escaped bool) {
-	switch c := s.peek(); {
-	case c == '"':
-		return s.str()
-	case c == '-' || ('0' <= c && c <= '9'):
-		start := s.i
-		s.skip()
-		return s.b[start:s.i], false
-	}
-	s.skip()
-	return nil, false
-}
-
-// skip passes over one value of any kind. Containers are skipped by counting
-// brackets outside strings, so depth costs no stack.
-func (s *scanner) skip() bool {
-	if s.bad {
-		return false
-	}
-	switch s.peek() {
-	case '"':
-		s.str()
-		return !s.bad
-	case '{', '[':
-		depth := 0
-		for s.i < len(s.b) {
-			switch s.b[s.i] {
-			case '"':
-				if s.str(); s.bad {
-					return false
-				}
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					s.i++
-					return true
-				}
-			}
-			s.i++
-		}
-		return s.fail()
-	}
-	start := s.i
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ',', '}', ']', ' ', '\t', '\n', '\r':
-			return s.i > start || s.fail()
-		}
-		s.i++
-	}
-	return s.i > start || s.fail()
-}
-
-// object reads the object at s.i, calling member with each key and s placed
-// at the value, which member must consume.
-func (s *scanner) object(member func(key []byte) bool) bool {
-	if s.peek() != '{' {
-		return s.fail()
-	}
-	s.i++
-	s.ws()
-	if s.peek() == '}' {
-		s.i++
-		return true
-	}
-	for {
-		s.ws()
-		key, escaped := s.str()
-		if s.bad {
-			return false
-		}
-		if escaped {
-			key = unescape(key)
-		}
-		s.ws()
-		if s.peek() != ':' {
-			return s.fail()
-		}
-		s.i++
-		s.ws()
-		if !member(key) || s.bad {
-			return s.fail()
-		}
-		s.ws()
-		switch s.peek() {
-		case ',':
-			s.i++
-		case '}':
-			s.i++
-			return true
-		default:
-			return s.fail()
-		}
-	}
-}
-
-// array reads the array at s.i, calling elem with s placed at each element.
-func (s *scanner) array(elem func() bool) bool {
-	if s.peek() != '[' {
-		return s.fail()
-	}
-	s.i++
-	s.ws()
-	if s.peek() == ']' {
-		s.i++
-		return true
-	}
-	for {
-		s.ws()
-		if !elem() || s.bad {
-			return s.fail()
-		}
-		s.ws()
-		switch s.peek() {
-		case ',':
-			s.i++
-		case ']':
-			s.i++
-			return true
-		default:
-			return s.fail()
-		}
-	}
-}
-
-// unescape applies JSON escapes to the raw contents of a string. Escaped keys
-// and codes are rare enough that encoding/json may do it.
-func unescape(raw []byte) []byte {
-	quoted := make([]byte, 0, len(raw)+2)
-	quoted = append(append(append(quoted, '"'), raw...), '"')
-	var s string
-	if json.Unmarshal(quoted, &s) != nil {
-		return raw
-	}
-	return []byte(s)
 }

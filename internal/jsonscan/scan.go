@@ -1,0 +1,258 @@
+// Package jsonscan walks JSON text without building values: a small,
+// allocation-free reader for the few fields the classifier and the usage
+// reader need. It takes any bytes at all (HTML, truncated or hostile JSON)
+// in bounded time and memory: it never recurses on input depth, skips
+// everything it is not asked for, and stops at the first malformed byte,
+// keeping what was read before it.
+package jsonscan
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"unicode/utf8"
+)
+
+// Scanner walks JSON text without building values. Once Bad is set every
+// method returns at once; the caller keeps what it read before.
+type Scanner struct {
+	B   []byte
+	I   int
+	Bad bool
+}
+
+// Peek returns the byte at s.I, 0 at the end.
+func (s *Scanner) Peek() byte {
+	if s.I < len(s.B) {
+		return s.B[s.I]
+	}
+	return 0
+}
+
+// SkipSpace moves s.I past JSON white space.
+func (s *Scanner) SkipSpace() {
+	for s.I < len(s.B) {
+		switch s.B[s.I] {
+		case ' ', '\t', '\n', '\r':
+			s.I++
+		default:
+			return
+		}
+	}
+}
+
+// Fail marks the input malformed and returns false, for use in returns.
+func (s *Scanner) Fail() bool {
+	s.Bad = true
+	s.I = len(s.B)
+	return false
+}
+
+// Str reads the string at s.I and returns its raw contents (between the
+// quotes, escapes left in place) and whether it holds any escape.
+func (s *Scanner) Str() (raw []byte, escaped bool) {
+	if s.Peek() != '"' {
+		s.Fail()
+		return nil, false
+	}
+	start := s.I + 1
+	for j := start; ; {
+		k := bytes.IndexByte(s.B[j:], '"')
+		if k < 0 {
+			s.Fail()
+			return nil, false
+		}
+		end := j + k
+		// The quote ends the string unless an odd run of backslashes escapes it.
+		n := 0
+		for p := end - 1; p >= start && s.B[p] == '\\'; p-- {
+			n++
+		}
+		if n%2 == 0 {
+			s.I = end + 1
+			raw = s.B[start:end]
+			return raw, bytes.IndexByte(raw, '\\') >= 0
+		}
+		j = end + 1
+	}
+}
+
+// StringValue reads a value that should be a string; any other value is
+// skipped and reads as absent.
+func (s *Scanner) StringValue() (raw []byte, escaped bool) {
+	if s.Peek() == '"' {
+		return s.Str()
+	}
+	s.Skip()
+	return nil, false
+}
+
+// ScalarValue reads a string or a number, which providers use alike for
+// codes ("429", 429); null and anything else read as absent.
+func (s *Scanner) ScalarValue() (raw []byte, escaped bool) {
+	switch c := s.Peek(); {
+	case c == '"':
+		return s.Str()
+	case c == '-' || ('0' <= c && c <= '9'):
+		start := s.I
+		s.Skip()
+		return s.B[start:s.I], false
+	}
+	s.Skip()
+	return nil, false
+}
+
+// Skip passes over one value of any kind. Containers are skipped by counting
+// brackets outside strings, so depth costs no stack.
+func (s *Scanner) Skip() bool {
+	if s.Bad {
+		return false
+	}
+	switch s.Peek() {
+	case '"':
+		s.Str()
+		return !s.Bad
+	case '{', '[':
+		depth := 0
+		for s.I < len(s.B) {
+			switch s.B[s.I] {
+			case '"':
+				if s.Str(); s.Bad {
+					return false
+				}
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					s.I++
+					return true
+				}
+			}
+			s.I++
+		}
+		return s.Fail()
+	}
+	start := s.I
+	for s.I < len(s.B) {
+		switch s.B[s.I] {
+		case ',', '}', ']', ' ', '\t', '\n', '\r':
+			return s.I > start || s.Fail()
+		}
+		s.I++
+	}
+	return s.I > start || s.Fail()
+}
+
+// Object reads the object at s.I, calling member with each key and s placed
+// at the value, which member must consume.
+func (s *Scanner) Object(member func(key []byte) bool) bool {
+	if s.Peek() != '{' {
+		return s.Fail()
+	}
+	s.I++
+	s.SkipSpace()
+	if s.Peek() == '}' {
+		s.I++
+		return true
+	}
+	for {
+		s.SkipSpace()
+		key, escaped := s.Str()
+		if s.Bad {
+			return false
+		}
+		if escaped {
+			key = Unescape(key)
+		}
+		s.SkipSpace()
+		if s.Peek() != ':' {
+			return s.Fail()
+		}
+		s.I++
+		s.SkipSpace()
+		if !member(key) || s.Bad {
+			return s.Fail()
+		}
+		s.SkipSpace()
+		switch s.Peek() {
+		case ',':
+			s.I++
+		case '}':
+			s.I++
+			return true
+		default:
+			return s.Fail()
+		}
+	}
+}
+
+// Array reads the array at s.I, calling elem with s placed at each element.
+func (s *Scanner) Array(elem func() bool) bool {
+	if s.Peek() != '[' {
+		return s.Fail()
+	}
+	s.I++
+	s.SkipSpace()
+	if s.Peek() == ']' {
+		s.I++
+		return true
+	}
+	for {
+		s.SkipSpace()
+		if !elem() || s.Bad {
+			return s.Fail()
+		}
+		s.SkipSpace()
+		switch s.Peek() {
+		case ',':
+			s.I++
+		case ']':
+			s.I++
+			return true
+		default:
+			return s.Fail()
+		}
+	}
+}
+
+// Unescape applies JSON escapes to the raw contents of a string. Escaped keys
+// and codes are rare enough that encoding/json may do it.
+func Unescape(raw []byte) []byte {
+	quoted := make([]byte, 0, len(raw)+2)
+	quoted = append(append(append(quoted, '"'), raw...), '"')
+	var s string
+	if json.Unmarshal(quoted, &s) != nil {
+		return raw
+	}
+	return []byte(s)
+}
+
+// MaxText bounds a string that Text returns: such strings (codes, types,
+// model names, ids) end up as span and metric attributes, and real ones are
+// a few dozen bytes at most.
+const MaxText = 128
+
+// Text returns the raw contents of a JSON string as valid UTF-8 of at most
+// MaxText bytes, cut at a rune boundary; "" for none.
+func Text(raw []byte, escaped bool) string {
+	if len(raw) == 0 {
+		return ""
+	}
+	if escaped {
+		raw = Unescape(raw)
+	}
+	s := string(raw)
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
+	if len(s) > MaxText {
+		cut := MaxText
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut]
+	}
+	return s
+}
