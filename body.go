@@ -16,6 +16,7 @@ import (
 
 	"github.com/quotabreaker/quotabreaker/classify"
 	"github.com/quotabreaker/quotabreaker/internal/jsonscan"
+	"github.com/quotabreaker/quotabreaker/usage"
 )
 
 // This file holds what the Transport does with answer bodies: reading an
@@ -144,16 +145,16 @@ func decode(encoding string, b []byte, complete bool, limit int) ([]byte, bool) 
 // measured whole. It never changes, holds back or reorders a byte.
 type answerBody struct {
 	rc    io.ReadCloser
-	end   func(seen *observed) // seen is nil without an observer
+	end   func(seen *usage.Result) // seen is nil without an observer
 	ended atomic.Bool
 
 	mu  sync.Mutex // guards obs: Close may race a Read in another goroutine
-	obs *observer
+	obs *usage.Observer
 }
 
 // newAnswerBody wraps rc so that end runs once the caller is done with it.
 // A nil body ends at once.
-func newAnswerBody(rc io.ReadCloser, obs *observer, end func(*observed)) io.ReadCloser {
+func newAnswerBody(rc io.ReadCloser, obs *usage.Observer, end func(*usage.Result)) io.ReadCloser {
 	if rc == nil {
 		end(nil)
 		return rc
@@ -170,10 +171,10 @@ func (b *answerBody) finish() {
 	if !b.ended.CompareAndSwap(false, true) {
 		return
 	}
-	var seen *observed
+	var seen *usage.Result
 	if b.obs != nil {
 		b.mu.Lock()
-		r := b.obs.result()
+		r := b.obs.Result()
 		b.mu.Unlock()
 		seen = &r
 	}
@@ -184,7 +185,7 @@ func (b *answerBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	if n > 0 && b.obs != nil {
 		b.mu.Lock()
-		b.obs.write(p[:n])
+		b.obs.Write(p[:n])
 		b.mu.Unlock()
 	}
 	if err == io.EOF {
