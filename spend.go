@@ -132,26 +132,8 @@ func (t *Transport) streamError(ctx context.Context, at *attempt, e *usage.Strea
 		return // reset since the request was sent: its answer opens nothing
 	}
 	defer l.release()
-	o := &opened{Trip: Trip{
-		Scope:      l.scope,
-		Cause:      CauseStream,
-		Mode:       t.Mode(),
-		Class:      c.Class,
-		Provider:   c.Provider,
-		Code:       c.Code,
-		Type:       c.Type,
-		StatusCode: e.Status,
-		At:         t.cfg.now().Round(0),
-		Epoch:      at.epoch,
-	}}
-	o.answer = answer{
-		status:      e.Status,
-		statusLine:  statusLine(e.Status, c.Class),
-		contentType: "application/json",
-		scope:       l.scope,
-		body:        syntheticBody(&o.Trip),
-	}
-	o.shortCircuits = shortCircuitAttrs(o.Trip)
+	tr := t.newTrip(l.scope, CauseStream, t.Mode(), c, e.Status, "", at.epoch)
+	o := newOpened(tr, "", nil, false)
 	if !t.latches.record(l, o) {
 		return // open already
 	}
