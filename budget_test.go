@@ -166,7 +166,7 @@ func TestBudgetThresholdsThenHardLimit(t *testing.T) {
 // says the budget refused it.
 func TestBudgetRefusalAsError(t *testing.T) {
 	p := pricedProvider(t)
-	tr := New(p, WithShortCircuitError(), WithBudget(Budget{Name: "tiny", Limit: 0.000001, HardLimit: true}))
+	tr := New(p, WithShortCircuitError(true), WithBudget(Budget{Name: "tiny", Limit: 0.000001, HardLimit: true}))
 	send(t, tr, budgetURL, "sk-tiny")
 	_, err := tr.RoundTrip(chatRequest(t, budgetURL, "sk-tiny"))
 	var oe *OpenError

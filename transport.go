@@ -65,7 +65,13 @@ type Transport struct {
 	budgets budgets
 	fleet   *fleet // nil without WithStore
 	tel     telemetry
+	// mark: base is not a plain *http.Transport, so it may hold another
+	// Transport, which must see that this one handles the request.
+	mark bool
 }
+
+// handledKey marks a request's context with the Transport that handles it.
+type handledKey struct{}
 
 var _ http.RoundTripper = (*Transport)(nil)
 
@@ -78,6 +84,8 @@ func New(base http.RoundTripper, opts ...Option) *Transport {
 		base = http.DefaultTransport
 	}
 	t := &Transport{base: base, cfg: newConfig(opts), seed: maphash.MakeSeed()}
+	_, plain := base.(*http.Transport)
+	t.mark = !plain
 	t.mode.Store(int32(t.cfg.mode))
 	for _, b := range t.cfg.budgets {
 		bs, err := newBudget(b)
@@ -117,10 +125,18 @@ func (t *Transport) SetMode(m Mode) {
 }
 
 // RoundTrip implements http.RoundTripper.
+//
+// A request that another Transport handles already (New(New(base)), or a
+// Transport under otelhttp under a Transport) passes through this one
+// untouched, so that wrapping twice pages once, counts a cost once and
+// records one span per attempt: the outer Transport is the one that acts.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if t.base == nil {
 		closeRequestBody(req)
 		return nil, errNotNew
+	}
+	if outer, _ := req.Context().Value(handledKey{}).(*Transport); outer != nil && outer != t {
+		return t.base.RoundTrip(req)
 	}
 	id, custom := t.scopeID(req)
 	name := func() string {
@@ -151,6 +167,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			spanTaken = true
 			return t.refuseBudget(req, b, key, span)
 		}
+	}
+	if t.mark {
+		ctx = context.WithValue(ctx, handledKey{}, t)
 	}
 	if ctx != req.Context() {
 		req = req.WithContext(ctx)

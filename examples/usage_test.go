@@ -544,7 +544,7 @@ func TestGoOpenAIStreamUsageAdded(t *testing.T) {
 		return "openai-chat-stream-no-usage.sse"
 	})
 	tel := newTelemetry(t)
-	qb := quotabreaker.New(h.base, append(tel.options(), quotabreaker.WithStreamUsage())...)
+	qb := quotabreaker.New(h.base, append(tel.options(), quotabreaker.WithStreamUsage(true))...)
 	rec := &recordingTransport{next: qb}
 	cfg := goopenai.DefaultConfig("sk-proj-gostream")
 	cfg.BaseURL = "http://api.openai.com/v1"
