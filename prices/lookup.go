@@ -74,16 +74,17 @@ func LookupAt(provider, model, tier string, at time.Time) (Price, bool) {
 
 // lookup is LookupAt, at time.Now() when at is zero.
 func lookup(provider, model string, at time.Time) (Price, bool) {
-	q := query{name: normalize(model)}
-	if q.name == "" {
+	var q query
+	q.names[0] = normalize(model)
+	if q.names[0] == "" {
 		return Price{}, false
 	}
-	name := q.name
+	name := q.names[0]
 	if strings.IndexByte(name, '@') >= 0 {
-		q.dashed = strings.ReplaceAll(name, "@", "-")
-		name = q.dashed
+		q.names[1] = strings.ReplaceAll(name, "@", "-")
+		name = q.names[1]
 	}
-	q.undated, _ = modelname.Undated(name)
+	q.names[2], _ = modelname.Undated(name)
 
 	m := -1
 	if p, ok := providerIndex(provider); ok {
@@ -100,7 +101,7 @@ func lookup(provider, model string, at time.Time) (Price, bool) {
 			if m >= 0 {
 				break
 			}
-			if providers[p].maker.match(q.name) {
+			if providers[p].maker.match(q.names[0]) {
 				m = q.at(p)
 			}
 		}
@@ -117,50 +118,70 @@ func lookup(provider, model string, at time.Time) (Price, bool) {
 	return priceOf(m, at), true
 }
 
-// query is one model name, normalised, and the spellings it is tried in.
+// query is one model name, normalised, and the spellings it is tried in:
+// as it is, with '@' read as '-', and without a date suffix ("" when the
+// same or none).
 type query struct {
-	name, dashed, undated string
-	tried                 uint64 // a bit per provider index
+	names  [3]string
+	exacts [3][]exactName // the rows of exact for each name, once looked up
+	found  uint8          // a bit per name whose rows are looked up
+	tried  uint64         // a bit per provider index
 }
 
 // at returns the index in models of the first model of provider p that
-// accepts the name, or -1. It tries each provider once.
+// accepts one of the names, or -1. It tries each provider once.
 func (q *query) at(p int) int {
 	if q.tried&(1<<p) != 0 {
 		return -1
 	}
 	q.tried |= 1 << p
-	for _, name := range [...]string{q.name, q.dashed, q.undated} {
+	for i, name := range q.names {
 		if name == "" {
 			continue
 		}
-		if m := find(p, name); m >= 0 {
+		if q.found&(1<<i) == 0 {
+			q.exacts[i] = exactRows(name)
+			q.found |= 1 << i
+		}
+		if m := findIn(p, name, q.exacts[i]); m >= 0 {
 			return m
 		}
 	}
 	return -1
 }
 
+// exactRows returns the rows of exact for name, of every provider.
+func exactRows(name string) []exactName {
+	i := sort.Search(len(exact), func(i int) bool { return exact[i].name >= name })
+	j := i
+	for j < len(exact) && exact[j].name == name {
+		j++
+	}
+	return exact[i:j]
+}
+
 // find returns the index in models of the first model of provider p whose
-// matcher accepts name, or -1. The generator splits each matcher into the
-// exact names it accepts, kept in the sorted table exact, and rules for the
-// rest, kept in model order; so the first model is the one of least index
-// among the exact hit and the rules.
-func find(p int, name string) int {
+// matcher accepts name, or -1.
+func find(p int, name string) int { return findIn(p, name, exactRows(name)) }
+
+// findIn is find with the rows of exact for name, of every provider. The
+// generator splits each matcher into the exact names it accepts, kept in the
+// sorted table exact, and rules for the rest, kept in model order; so the
+// first model is the one of least index among the exact hit and the rules.
+func findIn(p int, name string, rows []exactName) int {
 	best := -1
-	i := sort.Search(len(exact), func(i int) bool {
-		e := &exact[i]
-		return e.name > name || e.name == name && int(e.provider) >= p
-	})
-	if i < len(exact) && exact[i].name == name && int(exact[i].provider) == p {
-		best = int(exact[i].model)
+	for _, e := range rows {
+		if int(e.provider) == p {
+			best = int(e.model)
+			break
+		}
 	}
 	pr := &providers[p]
 	for _, r := range rules[pr.rules[0]:pr.rules[1]] {
 		if best >= 0 && int(r.model) > best {
 			break
 		}
-		if r.match.match(name) {
+		if len(name) >= int(r.min) && r.match.match(name) {
 			return int(r.model)
 		}
 	}
@@ -210,25 +231,23 @@ func (c *change) applies(at time.Time) bool {
 
 // providerIndex finds a provider's index in providers by its name.
 func providerIndex(name string) (int, bool) {
-	if name == "" {
-		return 0, false
+	p, ok := providerNames[name]
+	if !ok {
+		p, ok = providerNames[strings.ToLower(strings.TrimSpace(name))]
 	}
-	name = strings.ToLower(strings.TrimSpace(name))
-	i := sort.Search(len(providerNames), func(i int) bool { return providerNames[i].name >= name })
-	if i < len(providerNames) && providerNames[i].name == name {
-		return int(providerNames[i].provider), true
-	}
-	return 0, false
+	return int(p), ok
 }
 
 // Providers returns the provider names that Lookup knows, sorted: the
-// OpenTelemetry gen_ai.provider.name of each provider of the source data,
-// and the source data's own ids.
+// OpenTelemetry gen_ai.provider.name of each provider of the source data
+// (or, for a provider the conventions do not name, a name of the same
+// kind), and the source data's own ids.
 func Providers() []string {
-	names := make([]string, len(providerNames))
-	for i, n := range providerNames {
-		names[i] = n.name
+	names := make([]string, 0, len(providerNames))
+	for n := range providerNames {
+		names = append(names, n)
 	}
+	slices.Sort(names)
 	return names
 }
 
@@ -246,12 +265,6 @@ type provider struct {
 	fallback []uint8   // indexes in providers of its fallback_model_providers
 }
 
-// providerName gives the index in providers of a provider name.
-type providerName struct {
-	name     string
-	provider uint8
-}
-
 // exactName says that the first model of provider that accepts name exactly
 // is models[model].
 type exactName struct {
@@ -263,6 +276,7 @@ type exactName struct {
 // rule is the part of a model's matcher that is not an exact name.
 type rule struct {
 	model uint16
+	min   uint16 // no name shorter than this matches
 	match clause
 }
 

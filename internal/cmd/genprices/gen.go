@@ -347,7 +347,8 @@ func split(c clause) (names []string, rest *clause) {
 
 // readClause reads a matcher. The source matches strings without regard to
 // case and regular expressions with it; Lookup matches a lower-case name,
-// so strings are kept in lower case and expressions made case-insensitive.
+// so strings are kept in lower case and expressions with an upper-case
+// letter made case-insensitive.
 func (t *table) readClause(raw json.RawMessage) (clause, error) {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &m); err != nil {
@@ -364,7 +365,12 @@ func (t *table) readClause(raw json.RawMessage) (clause, error) {
 				return clause{}, fmt.Errorf("%s: %w", op, err)
 			}
 			if op == "regex" {
-				s = "(?i)" + s
+				// An expression without an upper-case letter means the same
+				// to a lower-case name with or without (?i), and without it
+				// the regexp package can skip names by a literal prefix.
+				if s != strings.ToLower(s) {
+					s = "(?i)" + s
+				}
 				if _, err := regexp.Compile(s); err != nil {
 					return clause{}, err
 				}
@@ -651,14 +657,14 @@ var providers = [...]provider{
 		}
 		fmt.Fprintf(&b, "}, // %d\n", slices.IndexFunc(t.providers, func(q provider) bool { return q.id == p.id }))
 	}
-	b.WriteString("}\n\n// providerNames are the names of the providers, sorted.\nvar providerNames = [...]providerName{\n")
+	b.WriteString("}\n\n// providerNames gives the index in providers of each name of a provider.\nvar providerNames = map[string]uint8{\n")
 	names := make([]string, 0, len(t.names))
 	for n := range t.names {
 		names = append(names, n)
 	}
 	slices.Sort(names)
 	for _, n := range names {
-		fmt.Fprintf(&b, "{%q, %d},\n", n, t.names[n])
+		fmt.Fprintf(&b, "%q: %d,\n", n, t.names[n])
 	}
 	fmt.Fprintf(&b, "}\n\n// preference orders the providers for a model that the caller's provider\n// does not price: makers first, OpenRouter last.\nvar preference = [...]uint8{%s}\n\n", ints(t.preferred))
 
@@ -668,7 +674,7 @@ var providers = [...]provider{
 	}
 	fmt.Fprintf(&b, "}\n\n// rules holds the %d matchers, or parts of matchers, that are not exact\n// names: each provider's in the order of its models.\nvar rules = [...]rule{\n", len(t.rules))
 	for _, r := range t.rules {
-		fmt.Fprintf(&b, "{%d, %s},\n", r.model, goClause(r.match))
+		fmt.Fprintf(&b, "{%d, %d, %s},\n", r.model, minLen(r.match), goClause(r.match))
 	}
 	fmt.Fprintf(&b, "}\n\n// models holds the %d models of the source, each with its id and its first\n// price, under a comment giving the index of its provider's first model.\nvar models = [...]model{\n", len(t.models))
 	for i, m := range t.models {
@@ -708,6 +714,30 @@ func ints(xs []int) string {
 		s[i] = strconv.Itoa(x)
 	}
 	return strings.Join(s, ", ")
+}
+
+// minLen is the length of the shortest name that c may accept: 0 for a
+// regular expression.
+func minLen(c clause) int {
+	switch c.op {
+	case "regex":
+		return 0
+	case "or":
+		n := -1
+		for _, s := range c.sub {
+			if m := minLen(s); n < 0 || m < n {
+				n = m
+			}
+		}
+		return n
+	case "and":
+		n := 0
+		for _, s := range c.sub {
+			n = max(n, minLen(s))
+		}
+		return n
+	}
+	return len(c.s)
 }
 
 // goClause writes a matcher as a composite literal of prices' clause.

@@ -133,6 +133,7 @@ func TestMatchers(t *testing.T) {
 		`gpt-4o clause{op: opPrefix, s: "gpt-4o-"}`,
 		`gpt-4o-audio clause{op: opAnd, sub: []clause{{op: opPrefix, s: "gpt-4o"}, {op: opContains, s: "audio"}}}`,
 		`grok-ish clause{op: opRegex, s: "(?i)^GPT-X\\.\\d-\\d{8}$", re: regexp.MustCompile("(?i)^GPT-X\\.\\d-\\d{8}$")}`,
+		`gpt-5 clause{op: opRegex, s: "^gpt-5\\.\\d$", re: regexp.MustCompile("^gpt-5\\.\\d$")}`,
 		`moderation clause{op: opPrefix, s: "omni-moderation"}`,
 		`gpt-long clause{op: opSuffix, s: "-long"}`,
 	}
@@ -147,6 +148,19 @@ func TestMatchers(t *testing.T) {
 	}
 	if tb.names["azure.ai.openai"] != prov("azure") || tb.names["azure"] != prov("azure") {
 		t.Errorf("azure's names: %v", tb.names)
+	}
+}
+
+func TestMinLen(t *testing.T) {
+	c := clause{op: "or", sub: []clause{
+		{op: "starts_with", s: "claude-sonnet-4-5"},
+		{op: "and", sub: []clause{{op: "contains", s: "audio"}, {op: "ends_with", s: "-preview"}}},
+	}}
+	if n := minLen(c); n != 8 {
+		t.Errorf("minLen = %d; want 8, the and's longest", n)
+	}
+	if n := minLen(clause{op: "or", sub: []clause{{op: "equals", s: "abc"}, {op: "regex", s: "x"}}}); n != 0 {
+		t.Errorf("minLen with a regex = %d; want 0", n)
 	}
 }
 
