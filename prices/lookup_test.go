@@ -46,6 +46,12 @@ func TestLookupKnownModels(t *testing.T) {
 			},
 		},
 		{
+			// anthropic claude-3-haiku: input 0.25, cache_write 0.3 (1.2 times), cache_read 0.03,
+			// output 1.25; the one-hour write derived as twice the input, 0.5
+			name: "claude-3-haiku one-hour write", provider: "anthropic", model: "claude-3-haiku-20240307",
+			want: Price{Input: 250_000, CachedInput: 30_000, CacheWrite: 300_000, CacheWrite1h: 500_000, Output: 1_250_000},
+		},
+		{
 			// google gemini-2.5-pro: input {1.25, [{200000, 2.5}]}, cache_read {0.125, 0.25}, output {10, 15}
 			name: "gemini-2.5-pro", provider: "gcp.gemini", model: "models/gemini-2.5-pro",
 			want: Price{
@@ -302,8 +308,8 @@ func TestSnapshotInvariants(t *testing.T) {
 		}
 	}
 	for _, e := range exact {
-		if e.name != normalize(e.name) && !strings.HasPrefix(e.name, "models/") {
-			t.Errorf("exact name %q is not lower case", e.name)
+		if e.name != normalize(e.name) || strings.Contains(e.name, "@") {
+			t.Errorf("exact name %q is not normalised", e.name)
 		}
 		if int(e.provider) >= len(providers) || int(e.model) >= len(models) {
 			t.Errorf("exact name %q: out of range", e.name)

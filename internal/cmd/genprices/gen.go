@@ -564,21 +564,16 @@ func (t *table) readPrice(raw json.RawMessage, id, where string) (p price, price
 }
 
 // derive1h gives a Claude model the one-hour cache write price that the
-// source data lacks. Anthropic bills a five-minute cache write at 1.25 times
-// the base input price and a one-hour write at twice it, and so do the
-// clouds and routers that resell Claude (Vertex AI, Bedrock, OpenRouter):
-// where the source's cache write price is exactly 1.25 times the input
-// price, at base and past the tier alike, the one-hour price is twice the
-// input price. Elsewhere the one-hour price stays zero, and Cost charges a
-// one-hour write at the five-minute rate.
+// source data lacks. Anthropic bills a one-hour cache write at twice the
+// base input price, whatever the model (its five-minute write is 1.25 times
+// it, but for Claude Haiku 3, 1.2 times), and so do the clouds and routers
+// that resell Claude (Vertex AI, Bedrock, OpenRouter). So a model whose id
+// names Claude and which has a cache write price gets twice its input
+// price, at base and past its prompt-size tier alike. Elsewhere the one-hour
+// price stays zero, and Cost charges a one-hour write at the five-minute
+// rate.
 func (t *table) derive1h(p *price, id string) {
-	if !strings.Contains(strings.ToLower(id), "claude") || p.Input == 0 || p.CacheWrite*4 != p.Input*5 {
-		return
-	}
-	if p.LongContext != 0 && (p.LongInput == 0) != (p.LongCacheWrite == 0) {
-		return
-	}
-	if p.LongInput != 0 && p.LongCacheWrite*4 != p.LongInput*5 {
+	if !strings.Contains(strings.ToLower(id), "claude") || p.Input == 0 || p.CacheWrite == 0 {
 		return
 	}
 	p.CacheWrite1h = 2 * p.Input

@@ -54,9 +54,9 @@ func TestBuildSample(t *testing.T) {
 			Input: 3_000_000, CachedInput: 300_000, CacheWrite: 3_750_000, CacheWrite1h: 6_000_000, Output: 15_000_000,
 			LongContext: 200_000, LongInput: 6_000_000, LongCachedInput: 600_000, LongCacheWrite: 7_500_000, LongCacheWrite1h: 12_000_000, LongOutput: 22_500_000,
 		}},
-		// cache write 0.3 is 1.2 times the input 0.25, not Anthropic's 1.25: no one-hour price
-		{"claude-3-haiku", true, price{Input: 250_000, CachedInput: 30_000, CacheWrite: 300_000, Output: 1_250_000}},
-		// the first of conditional prices (the one-hour prices derived: 4 in all, the change included)
+		// cache write 0.3 is 1.2 times the input 0.25; the one-hour write is still twice it
+		{"claude-3-haiku", true, price{Input: 250_000, CachedInput: 30_000, CacheWrite: 300_000, CacheWrite1h: 500_000, Output: 1_250_000}},
+		// the first of conditional prices (the one-hour prices derived: 5 in all, the change included)
 		{"claude-sonnet-5", true, price{Input: 2_000_000, CachedInput: 200_000, CacheWrite: 2_500_000, CacheWrite1h: 4_000_000, Output: 10_000_000}},
 		{"deepseek-chat", true, price{Input: 135_000, CachedInput: 35_000, Output: 550_000}},
 		// audio prices left out
@@ -89,7 +89,7 @@ func TestBuildSample(t *testing.T) {
 	if want := []change{{from: 1800, to: 59400, price: price{Input: 270_000, CachedInput: 70_000, Output: 1_100_000}}}; !slices.Equal(deepseek.changes, want) {
 		t.Errorf("deepseek-chat changes %+v; want %+v", deepseek.changes, want)
 	}
-	if tb.rounded != 1 || tb.derived1h != 4 || tb.dated != 2 || tb.tiers != 2 || len(tb.ignored) != 2 || len(tb.unpriced) != 1 {
+	if tb.rounded != 1 || tb.derived1h != 5 || tb.dated != 2 || tb.tiers != 2 || len(tb.ignored) != 2 || len(tb.unpriced) != 1 {
 		t.Errorf("rounded %d, derived1h %d, dated %d, tiers %d, ignored %v, unpriced %v",
 			tb.rounded, tb.derived1h, tb.dated, tb.tiers, tb.ignored, tb.unpriced)
 	}
