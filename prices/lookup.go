@@ -36,10 +36,10 @@ func Lookup(provider, model, tier string) (Price, bool) {
 // expression, or any and all of these), without regard to case, with
 // Gemini's "models/" prefix and surrounding spaces ignored. Within a
 // provider, the first of its models (in the source's order) whose matcher
-// accepts the name gives the price. A name no model accepts is tried again
-// with Vertex AI's '@' before a date read as '-', and then without a date
-// suffix, -YYYY-MM-DD or -YYYYMMDD: "gpt-4.1-mini-2099-01-01" is priced as
-// "gpt-4.1-mini". OpenRouter's, Groq's and Together's names keep their
+// accepts the name gives the price. A name that none of a provider's models
+// accepts is tried again at that provider with Vertex AI's '@' before a date
+// read as '-', and then without a date suffix, -YYYY-MM-DD or -YYYYMMDD:
+// "gpt-4.1-mini-2099-01-01" is priced as "gpt-4.1-mini". OpenRouter's, Groq's and Together's names keep their
 // organisation ("openai/gpt-oss-120b",
 // "meta-llama/llama-4-scout-17b-16e-instruct"), Fireworks' their path
 // ("accounts/fireworks/models/...").
