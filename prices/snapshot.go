@@ -21,42 +21,43 @@ const SnapshotCommit = "47df840a5ab10bbcffb8e5ac01b9899032245d1b"
 // Source is the address of the file that the built-in prices come from.
 const Source = "https://github.com/pydantic/genai-prices/blob/47df840a5ab10bbcffb8e5ac01b9899032245d1b/prices/data.json"
 
-// providers are the 34 providers of the source, in its order.
+// providers are the 34 providers of the source, in its order, each with
+// its index and its name for Lookup in a comment.
 var providers = [...]provider{
-	{id: "anthropic", rules: [2]uint16{0, 20}, maker: clause{op: opContains, s: "claude"}},                       // 0
-	{id: "avian", rules: [2]uint16{20, 20}},                                                                      // 1
-	{id: "aws", rules: [2]uint16{20, 99}},                                                                        // 2
-	{id: "azure", rules: [2]uint16{99, 100}, fallback: []uint8{26, 0}},                                           // 3
-	{id: "cerebras", rules: [2]uint16{100, 104}, maker: clause{op: opContains, s: "cerebras"}},                   // 4
-	{id: "cohere", rules: [2]uint16{104, 105}, maker: clause{op: opPrefix, s: "command-"}},                       // 5
-	{id: "deepseek", rules: [2]uint16{105, 109}, maker: clause{op: opContains, s: "deepseek"}},                   // 6
-	{id: "doubleword", rules: [2]uint16{109, 109}},                                                               // 7
-	{id: "fireworks", rules: [2]uint16{109, 109}, maker: clause{op: opPrefix, s: "accounts/fireworks/models/"}},  // 8
-	{id: "google", rules: [2]uint16{109, 140}, maker: clause{op: opContains, s: "gemini"}, fallback: []uint8{0}}, // 9
-	{id: "groq", rules: [2]uint16{140, 140}},                                                                     // 10
-	{id: "huggingface_cerebras", rules: [2]uint16{140, 140}},                                                     // 11
-	{id: "huggingface_fireworks-ai", rules: [2]uint16{140, 140}},                                                 // 12
-	{id: "huggingface_groq", rules: [2]uint16{140, 140}},                                                         // 13
-	{id: "huggingface_hyperbolic", rules: [2]uint16{140, 140}},                                                   // 14
-	{id: "huggingface_nebius", rules: [2]uint16{140, 140}},                                                       // 15
-	{id: "huggingface_novita", rules: [2]uint16{140, 140}},                                                       // 16
-	{id: "huggingface_nscale", rules: [2]uint16{140, 140}},                                                       // 17
-	{id: "huggingface_ovhcloud", rules: [2]uint16{140, 140}},                                                     // 18
-	{id: "huggingface_publicai", rules: [2]uint16{140, 140}},                                                     // 19
-	{id: "huggingface_sambanova", rules: [2]uint16{140, 140}},                                                    // 20
-	{id: "huggingface_together", rules: [2]uint16{140, 140}},                                                     // 21
-	{id: "minimax", rules: [2]uint16{140, 143}, maker: clause{op: opOr, sub: []clause{{op: opPrefix, s: "minimax-m"}, {op: opPrefix, s: "minimax-m"}, {op: opEquals, s: "minimax-01"}, {op: opEquals, s: "m2-her"}, {op: opEquals, s: "m2-her"}}}}, // 22
-	{id: "mistral", rules: [2]uint16{143, 148}, maker: clause{op: opRegex, s: "(?:mi|code|dev|magi|mini)stral", re: regexp.MustCompile("(?:mi|code|dev|magi|mini)stral")}},                                                                         // 23
-	{id: "moonshotai", rules: [2]uint16{148, 151}, maker: clause{op: opOr, sub: []clause{{op: opPrefix, s: "kimi"}, {op: opPrefix, s: "moonshot"}}}},                                                                                               // 24
-	{id: "novita", rules: [2]uint16{151, 151}}, // 25
-	{id: "openai", rules: [2]uint16{151, 165}, maker: clause{op: opOr, sub: []clause{{op: opPrefix, s: "gpt-"}, {op: opRegex, s: "^o[134]", re: regexp.MustCompile("^o[134]")}}}}, // 26
-	{id: "openrouter", rules: [2]uint16{165, 167}},                                                                                            // 27
-	{id: "ovhcloud", rules: [2]uint16{167, 167}},                                                                                              // 28
-	{id: "perplexity", rules: [2]uint16{167, 167}},                                                                                            // 29
-	{id: "together", rules: [2]uint16{167, 167}},                                                                                              // 30
-	{id: "voyageai", rules: [2]uint16{167, 167}, maker: clause{op: opPrefix, s: "voyage-"}},                                                   // 31
-	{id: "x-ai", rules: [2]uint16{167, 169}, maker: clause{op: opContains, s: "grok"}},                                                        // 32
-	{id: "zhipuai", rules: [2]uint16{169, 169}, maker: clause{op: opOr, sub: []clause{{op: opPrefix, s: "glm-"}, {op: opPrefix, s: "glm-"}}}}, // 33
+	{id: "anthropic", rules: [2]uint16{0, 20}, maker: clause{op: opContains, s: "claude"}},                       // 0: anthropic
+	{id: "avian", rules: [2]uint16{20, 20}},                                                                      // 1: avian
+	{id: "aws", rules: [2]uint16{20, 99}},                                                                        // 2: aws.bedrock
+	{id: "azure", rules: [2]uint16{99, 100}, fallback: []uint8{26, 0}},                                           // 3: azure.ai.openai
+	{id: "cerebras", rules: [2]uint16{100, 104}, maker: clause{op: opContains, s: "cerebras"}},                   // 4: cerebras
+	{id: "cohere", rules: [2]uint16{104, 105}, maker: clause{op: opPrefix, s: "command-"}},                       // 5: cohere
+	{id: "deepseek", rules: [2]uint16{105, 109}, maker: clause{op: opContains, s: "deepseek"}},                   // 6: deepseek
+	{id: "doubleword", rules: [2]uint16{109, 109}},                                                               // 7: doubleword
+	{id: "fireworks", rules: [2]uint16{109, 109}, maker: clause{op: opPrefix, s: "accounts/fireworks/models/"}},  // 8: fireworks
+	{id: "google", rules: [2]uint16{109, 140}, maker: clause{op: opContains, s: "gemini"}, fallback: []uint8{0}}, // 9: gcp.gemini
+	{id: "groq", rules: [2]uint16{140, 140}},                                                                     // 10: groq
+	{id: "huggingface_cerebras", rules: [2]uint16{140, 140}},                                                     // 11: huggingface.cerebras
+	{id: "huggingface_fireworks-ai", rules: [2]uint16{140, 140}},                                                 // 12: huggingface.fireworks-ai
+	{id: "huggingface_groq", rules: [2]uint16{140, 140}},                                                         // 13: huggingface.groq
+	{id: "huggingface_hyperbolic", rules: [2]uint16{140, 140}},                                                   // 14: huggingface.hyperbolic
+	{id: "huggingface_nebius", rules: [2]uint16{140, 140}},                                                       // 15: huggingface.nebius
+	{id: "huggingface_novita", rules: [2]uint16{140, 140}},                                                       // 16: huggingface.novita
+	{id: "huggingface_nscale", rules: [2]uint16{140, 140}},                                                       // 17: huggingface.nscale
+	{id: "huggingface_ovhcloud", rules: [2]uint16{140, 140}},                                                     // 18: huggingface.ovhcloud
+	{id: "huggingface_publicai", rules: [2]uint16{140, 140}},                                                     // 19: huggingface.publicai
+	{id: "huggingface_sambanova", rules: [2]uint16{140, 140}},                                                    // 20: huggingface.sambanova
+	{id: "huggingface_together", rules: [2]uint16{140, 140}},                                                     // 21: huggingface.together
+	{id: "minimax", rules: [2]uint16{140, 143}, maker: clause{op: opOr, sub: []clause{{op: opPrefix, s: "minimax-m"}, {op: opPrefix, s: "minimax-m"}, {op: opEquals, s: "minimax-01"}, {op: opEquals, s: "m2-her"}, {op: opEquals, s: "m2-her"}}}}, // 22: minimax
+	{id: "mistral", rules: [2]uint16{143, 148}, maker: clause{op: opRegex, s: "(?:mi|code|dev|magi|mini)stral", re: regexp.MustCompile("(?:mi|code|dev|magi|mini)stral")}},                                                                         // 23: mistral_ai
+	{id: "moonshotai", rules: [2]uint16{148, 151}, maker: clause{op: opOr, sub: []clause{{op: opPrefix, s: "kimi"}, {op: opPrefix, s: "moonshot"}}}},                                                                                               // 24: moonshot
+	{id: "novita", rules: [2]uint16{151, 151}}, // 25: novita
+	{id: "openai", rules: [2]uint16{151, 165}, maker: clause{op: opOr, sub: []clause{{op: opPrefix, s: "gpt-"}, {op: opRegex, s: "^o[134]", re: regexp.MustCompile("^o[134]")}}}}, // 26: openai
+	{id: "openrouter", rules: [2]uint16{165, 167}},                                                                                            // 27: openrouter
+	{id: "ovhcloud", rules: [2]uint16{167, 167}},                                                                                              // 28: ovhcloud
+	{id: "perplexity", rules: [2]uint16{167, 167}},                                                                                            // 29: perplexity
+	{id: "together", rules: [2]uint16{167, 167}},                                                                                              // 30: together
+	{id: "voyageai", rules: [2]uint16{167, 167}, maker: clause{op: opPrefix, s: "voyage-"}},                                                   // 31: voyageai
+	{id: "x-ai", rules: [2]uint16{167, 169}, maker: clause{op: opContains, s: "grok"}},                                                        // 32: x_ai
+	{id: "zhipuai", rules: [2]uint16{169, 169}, maker: clause{op: opOr, sub: []clause{{op: opPrefix, s: "glm-"}, {op: opPrefix, s: "glm-"}}}}, // 33: zhipu
 }
 
 // providerNames gives the index in providers of each name of a provider.

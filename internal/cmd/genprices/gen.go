@@ -639,10 +639,11 @@ const SnapshotCommit = %[1]q
 // Source is the address of the file that the built-in prices come from.
 const Source = %[3]q
 
-// providers are the %[4]d providers of the source, in its order.
+// providers are the %[4]d providers of the source, in its order, each with
+// its index and its name for Lookup in a comment.
 var providers = [...]provider{
 `, t.Commit, t.Date, t.URL, len(t.providers))
-	for _, p := range t.providers {
+	for i, p := range t.providers {
 		fmt.Fprintf(&b, "{id: %q, rules: [2]uint16{%d, %d}", p.id, p.rules[0], p.rules[1])
 		if p.maker != nil {
 			fmt.Fprintf(&b, ", maker: %s", goClause(*p.maker))
@@ -650,7 +651,7 @@ var providers = [...]provider{
 		if len(p.fallback) > 0 {
 			fmt.Fprintf(&b, ", fallback: []uint8{%s}", ints(p.fallback))
 		}
-		fmt.Fprintf(&b, "}, // %d\n", slices.IndexFunc(t.providers, func(q provider) bool { return q.id == p.id }))
+		fmt.Fprintf(&b, "}, // %d: %s\n", i, p.name)
 	}
 	b.WriteString("}\n\n// providerNames gives the index in providers of each name of a provider.\nvar providerNames = map[string]uint8{\n")
 	names := make([]string, 0, len(t.names))
