@@ -86,7 +86,7 @@ type Forecast struct {
 	// HoursLeft is how long Left lasts at Rate, from now; zero when it
 	// has run out.
 	HoursLeft float64
-	// Empty is when: now plus HoursLeft.
+	// Empty is when: now plus HoursLeft, to the second.
 	Empty time.Time
 	// Rate is the rate the forecast assumes.
 	Rate Rate
@@ -119,7 +119,7 @@ func Predict(b Balance, r Rate, now time.Time) (Forecast, error) {
 	f.Left = Amount(math.Round(left))
 	f.HoursLeft = left / r.PerHour
 	if d := f.HoursLeft * float64(time.Hour); d < float64(math.MaxInt64) {
-		f.Empty = now.Add(time.Duration(d))
+		f.Empty = now.Add(time.Duration(d).Round(time.Second))
 	} else {
 		f.Empty = now.Add(math.MaxInt64)
 	}
