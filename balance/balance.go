@@ -203,6 +203,13 @@ func (e endpoint) get(ctx context.Context, c *http.Client, u string, h http.Head
 	if c == nil {
 		c = http.DefaultClient
 	}
+	// No redirect is followed: the documented endpoints answer in place,
+	// and a client forwards custom key headers (Anthropic's x-api-key) to
+	// whatever host a redirect names. A 3xx comes back as a *StatusError.
+	// The copy shares c's Transport, and so its connections.
+	cc := *c
+	cc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	c = &cc
 	timeout := e.timeout
 	if timeout <= 0 {
 		timeout = DefaultTimeout

@@ -386,3 +386,42 @@ func TestRetryAfter(t *testing.T) {
 		t.Errorf("err = %#v, want a 429 with RetryAfter 30s", err)
 	}
 }
+
+// TestNoRedirect: a redirect is not followed, so no key header (bearer or
+// x-api-key) reaches the host it names.
+func TestNoRedirect(t *testing.T) {
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Errorf("the redirect was followed, with headers %v", r.Header)
+	}))
+	defer elsewhere.Close()
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, elsewhere.URL+r.URL.Path, http.StatusFound)
+	}))
+	defer s.Close()
+	_, err := DeepSeek{Key: canaryKey, BaseURL: s.URL}.Balances(context.Background(), s.Client())
+	var se *StatusError
+	if !errors.As(err, &se) || se.StatusCode != http.StatusFound {
+		t.Errorf("err = %v, want a 302 *StatusError", err)
+	}
+	_, err = AnthropicCosts{Key: canaryKey, BaseURL: s.URL}.Daily(context.Background(), s.Client(), t0, t0)
+	if !errors.As(err, &se) || se.StatusCode != http.StatusFound {
+		t.Errorf("err = %v, want a 302 *StatusError", err)
+	}
+}
+
+// TestKeyReadAtEachPoll: a rotated key is used, and named, at the next read.
+func TestKeyReadAtEachPoll(t *testing.T) {
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, deepseekDoc)
+	}))
+	defer s.Close()
+	keys := []string{"sk-old", "sk-new"}
+	calls := 0
+	p := DeepSeek{Key: func() (string, error) { calls++; return keys[calls-1], nil }, BaseURL: s.URL}
+	for _, k := range keys {
+		bs, err := p.Balances(context.Background(), s.Client())
+		if err != nil || bs[0].Fingerprint != Fingerprint(k) {
+			t.Errorf("after rotating to %s: %+v, %v", k, bs, err)
+		}
+	}
+}

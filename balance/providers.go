@@ -134,7 +134,7 @@ func decodeOpenRouterKey(body []byte) ([]Balance, error) {
 		return nil, shapeError(p, "no data.limit")
 	}
 	if isNull(d.Limit) {
-		return nil, fmt.Errorf("balance: openrouter: %w (limit is null): OpenRouterCredits reads the account's credits", ErrNoLimit)
+		return nil, fmt.Errorf("%w: openrouter's limit is null; OpenRouterCredits reads the account's credits", ErrNoLimit)
 	}
 	b := Balance{Currency: "USD"}
 	var err error
@@ -212,7 +212,9 @@ func decodeOpenRouterCredits(body []byte) ([]Balance, error) {
 //
 // Shape: https://platform.moonshot.cn/docs/api/balance (CNY); the
 // international platform's OpenAPI description, unit USD:
-// https://raw.githubusercontent.com/api-evangelist/moonshot-ai/refs/heads/main/openapi/moonshot-ai-billing-api-openapi.yml
+// https://raw.githubusercontent.com/api-evangelist/moonshot-ai/refs/heads/main/openapi/moonshot-ai-billing-api-openapi.yml;
+// the host decides the currency as in
+// https://docs.rs/ai-usagebar/0.19.0/ai_usagebar/usage/struct.MoonshotSnapshot.html
 type Moonshot struct {
 	Key      KeyFunc
 	BaseURL  string // default "https://api.moonshot.cn"
