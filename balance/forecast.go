@@ -97,7 +97,7 @@ type Forecast struct {
 // the rate holds (the window's average: no daily cycle, no growth), that
 // nothing else spends from the account, that the balance has fallen at r
 // since it was read, and that no top-up comes. It returns ErrNoSpend when r
-// is not positive and ErrCurrency when r is not in b's currency (compared
+// is not a positive, finite rate and ErrCurrency when r is not in b's currency (compared
 // without regard to case: OpenAI writes "usd").
 func Predict(b Balance, r Rate, now time.Time) (Forecast, error) {
 	if !strings.EqualFold(r.Currency, b.Currency) {

@@ -61,7 +61,7 @@ func (OpenAICosts) Provider() string { return "openai" }
 func (r OpenAICosts) Daily(ctx context.Context, c *http.Client, start, end time.Time) ([]Day, error) {
 	e := endpoint{provider: "openai", key: r.Key, base: r.BaseURL, def: "https://api.openai.com", timeout: r.Timeout}
 	start, end = utcDay(start), utcDay(end)
-	return e.pages(ctx, c, "/v1/organization/costs", func(page string) url.Values {
+	return e.pages(ctx, c, "/v1/organization/costs", start, end, func(page string) url.Values {
 		q := url.Values{
 			"start_time":   {strconv.FormatInt(start.Unix(), 10)},
 			"end_time":     {strconv.FormatInt(end.Unix(), 10)},
@@ -154,10 +154,13 @@ func (AnthropicCosts) Provider() string { return "anthropic" }
 func (r AnthropicCosts) Daily(ctx context.Context, c *http.Client, start, end time.Time) ([]Day, error) {
 	e := endpoint{provider: "anthropic", key: r.Key, base: r.BaseURL, def: "https://api.anthropic.com", timeout: r.Timeout}
 	start, end = utcDay(start), utcDay(end)
-	return e.pages(ctx, c, "/v1/organizations/cost_report", func(page string) url.Values {
+	return e.pages(ctx, c, "/v1/organizations/cost_report", start, end, func(page string) url.Values {
 		q := url.Values{
-			"starting_at":  {start.Format(time.RFC3339)},
-			"ending_at":    {end.Format(time.RFC3339)},
+			"starting_at": {start.Format(time.RFC3339)},
+			// "Time buckets that end before this timestamp": a second past
+			// end keeps the bucket that ends at end, whether "before" is
+			// strict or not, and no later one.
+			"ending_at":    {end.Add(time.Second).Format(time.RFC3339)},
 			"bucket_width": {"1d"},
 			"limit":        {"31"},
 		}
@@ -221,8 +224,8 @@ func decodeAnthropicCosts(body []byte) (days []Day, next string, err error) {
 }
 
 // pages reads a report page after page, following next_page, and merges
-// the days.
-func (e endpoint) pages(ctx context.Context, c *http.Client, path string,
+// the days from start (included) to end (excluded).
+func (e endpoint) pages(ctx context.Context, c *http.Client, path string, start, end time.Time,
 	query func(page string) url.Values,
 	auth func(key string) http.Header,
 	decode func(body []byte) ([]Day, string, error)) ([]Day, error) {
@@ -249,7 +252,10 @@ func (e endpoint) pages(ctx context.Context, c *http.Client, path string,
 			return nil, err
 		}
 		for _, d := range days {
-			byDay[d.Start] += d.USD
+			// Only the days asked for, whatever the server sends.
+			if !d.Start.Before(start) && d.Start.Before(end) {
+				byDay[d.Start] += d.USD
+			}
 		}
 		if next == "" {
 			break

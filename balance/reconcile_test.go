@@ -22,13 +22,15 @@ func day(s string) time.Time {
 
 func TestOpenAICosts(t *testing.T) {
 	// Page one is the documented answer with has_more set; page two adds a
-	// second day and a second result on the first.
+	// second day, a second result on the first, and a day not asked for.
 	page1 := strings.Replace(openaiCostsDoc, `"has_more": false,
 "next_page": null`, `"has_more": true, "next_page": "page_AAAA"`, 1)
 	page2 := `{"object":"page","data":[
 	  {"object":"bucket","start_time":1730419200,"end_time":1730505600,"results":[
 	    {"object":"organization.costs.result","amount":{"value":1.5,"currency":"usd"},"line_item":null,"project_id":"proj_abc"}]},
-	  {"object":"bucket","start_time":1730505600,"end_time":1730592000,"results":[]}],
+	  {"object":"bucket","start_time":1730505600,"end_time":1730592000,"results":[]},
+	  {"object":"bucket","start_time":1730592000,"end_time":1730678400,"results":[
+	    {"object":"organization.costs.result","amount":{"value":9,"currency":"usd"}}]}],
 	  "has_more":false,"next_page":null}`
 	var queries []string
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -65,7 +67,7 @@ func TestAnthropicCosts(t *testing.T) {
 		q := r.URL.Query()
 		if r.URL.Path != "/v1/organizations/cost_report" || r.Header.Get("X-Api-Key") != canary ||
 			r.Header.Get("Anthropic-Version") != "2023-06-01" || r.Header.Get("Authorization") != "" ||
-			q.Get("starting_at") != "2025-08-01T00:00:00Z" || q.Get("ending_at") != "2025-08-02T00:00:00Z" ||
+			q.Get("starting_at") != "2025-08-01T00:00:00Z" || q.Get("ending_at") != "2025-08-02T00:00:01Z" ||
 			q.Get("bucket_width") != "1d" {
 			t.Errorf("request %s %v %v", r.URL, r.Header.Get("Anthropic-Version"), r.Header.Get("X-Api-Key") != "")
 			http.Error(w, "no", http.StatusNotFound)
