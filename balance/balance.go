@@ -23,6 +23,11 @@ type Probe interface {
 	// Provider names the provider as the Transport's provider attribute
 	// does: "deepseek", "openrouter", "moonshot", "siliconflow", "xai".
 	Provider() string
+	// Scope returns the scope the balance belongs to, as Balance.Scope
+	// names it, reading the key but sending nothing: a Transport keys its
+	// polls by it (one poll per scope and interval across a fleet) before
+	// the first answer comes. It reads the key anew at each call.
+	Scope() (string, error)
 	// Balances reads the account's balance now: one Balance per currency
 	// the provider states (DeepSeek can hold CNY and USD at once). It
 	// reads the key anew at each call.
@@ -275,6 +280,19 @@ func shapeError(provider, format string, args ...any) error {
 // bearer returns the headers of a bearer key.
 func bearer(key string) http.Header {
 	return http.Header{"Authorization": {"Bearer " + key}}
+}
+
+// scope returns Scope(host, key) for the base URL's host and the key.
+func (e endpoint) scope() (string, error) {
+	key, err := e.readKey()
+	if err != nil {
+		return "", err
+	}
+	_, host, err := e.url("", nil)
+	if err != nil {
+		return "", err
+	}
+	return Scope(host, key), nil
 }
 
 // readBalance is what every probe does: read the key, send the request and

@@ -126,6 +126,9 @@ func TestProbesReadTheDocumentedAnswers(t *testing.T) {
 				}
 				got[i].Read = time.Time{}
 			}
+			if scope, err := p.Scope(); err != nil || scope != host+"/key:"+Fingerprint(canary) {
+				t.Errorf("Scope() = %q, %v", scope, err)
+			}
 			want := make([]Balance, len(c.want))
 			for i, b := range c.want {
 				b.Provider = p.Provider()

@@ -31,10 +31,16 @@ type DeepSeek struct {
 // Provider returns "deepseek".
 func (DeepSeek) Provider() string { return "deepseek" }
 
+// Scope returns the scope of the key, for the base URL's host.
+func (p DeepSeek) Scope() (string, error) { return p.endpoint().scope() }
+
+func (p DeepSeek) endpoint() endpoint {
+	return endpoint{provider: "deepseek", key: p.Key, base: p.BaseURL, def: "https://api.deepseek.com", timeout: p.Timeout}
+}
+
 // Balances reads the account's balance in each of its currencies.
 func (p DeepSeek) Balances(ctx context.Context, c *http.Client) ([]Balance, error) {
-	e := endpoint{provider: "deepseek", key: p.Key, base: p.BaseURL, def: "https://api.deepseek.com", timeout: p.Timeout}
-	return e.readBalance(ctx, c, "/user/balance", decodeDeepSeek)
+	return p.endpoint().readBalance(ctx, c, "/user/balance", decodeDeepSeek)
 }
 
 // decodeDeepSeek reads
@@ -102,10 +108,16 @@ type OpenRouter struct {
 // Provider returns "openrouter".
 func (OpenRouter) Provider() string { return "openrouter" }
 
+// Scope returns the scope of the key, for the base URL's host.
+func (p OpenRouter) Scope() (string, error) { return p.endpoint().scope() }
+
+func (p OpenRouter) endpoint() endpoint {
+	return endpoint{provider: "openrouter", key: p.Key, base: p.BaseURL, def: "https://openrouter.ai", timeout: p.Timeout}
+}
+
 // Balances reads what is left of the key's limit.
 func (p OpenRouter) Balances(ctx context.Context, c *http.Client) ([]Balance, error) {
-	e := endpoint{provider: "openrouter", key: p.Key, base: p.BaseURL, def: "https://openrouter.ai", timeout: p.Timeout}
-	return e.readBalance(ctx, c, "/api/v1/key", decodeOpenRouterKey)
+	return p.endpoint().readBalance(ctx, c, "/api/v1/key", decodeOpenRouterKey)
 }
 
 // decodeOpenRouterKey reads
@@ -164,10 +176,16 @@ type OpenRouterCredits struct {
 // Provider returns "openrouter".
 func (OpenRouterCredits) Provider() string { return "openrouter" }
 
+// Scope returns the scope of the key, for the base URL's host.
+func (p OpenRouterCredits) Scope() (string, error) { return p.endpoint().scope() }
+
+func (p OpenRouterCredits) endpoint() endpoint {
+	return endpoint{provider: "openrouter", key: p.Key, base: p.BaseURL, def: "https://openrouter.ai", timeout: p.Timeout}
+}
+
 // Balances reads the account's credits.
 func (p OpenRouterCredits) Balances(ctx context.Context, c *http.Client) ([]Balance, error) {
-	e := endpoint{provider: "openrouter", key: p.Key, base: p.BaseURL, def: "https://openrouter.ai", timeout: p.Timeout}
-	return e.readBalance(ctx, c, "/api/v1/credits", decodeOpenRouterCredits)
+	return p.endpoint().readBalance(ctx, c, "/api/v1/credits", decodeOpenRouterCredits)
 }
 
 // decodeOpenRouterCredits reads {"data":{"total_credits":100.5,"total_usage":25.75}}.
@@ -225,9 +243,16 @@ type Moonshot struct {
 // Provider returns "moonshot".
 func (Moonshot) Provider() string { return "moonshot" }
 
+// Scope returns the scope of the key, for the base URL's host.
+func (p Moonshot) Scope() (string, error) { return p.endpoint().scope() }
+
+func (p Moonshot) endpoint() endpoint {
+	return endpoint{provider: "moonshot", key: p.Key, base: p.BaseURL, def: "https://api.moonshot.cn", timeout: p.Timeout}
+}
+
 // Balances reads the account's balance.
 func (p Moonshot) Balances(ctx context.Context, c *http.Client) ([]Balance, error) {
-	e := endpoint{provider: "moonshot", key: p.Key, base: p.BaseURL, def: "https://api.moonshot.cn", timeout: p.Timeout}
+	e := p.endpoint()
 	cur, err := e.currency(p.Currency, map[string]string{"moonshot.cn": "CNY", "moonshot.ai": "USD"})
 	if err != nil {
 		return nil, err
@@ -291,9 +316,16 @@ type SiliconFlow struct {
 // Provider returns "siliconflow".
 func (SiliconFlow) Provider() string { return "siliconflow" }
 
+// Scope returns the scope of the key, for the base URL's host.
+func (p SiliconFlow) Scope() (string, error) { return p.endpoint().scope() }
+
+func (p SiliconFlow) endpoint() endpoint {
+	return endpoint{provider: "siliconflow", key: p.Key, base: p.BaseURL, def: "https://api.siliconflow.com", timeout: p.Timeout}
+}
+
 // Balances reads the account's balance.
 func (p SiliconFlow) Balances(ctx context.Context, c *http.Client) ([]Balance, error) {
-	e := endpoint{provider: "siliconflow", key: p.Key, base: p.BaseURL, def: "https://api.siliconflow.com", timeout: p.Timeout}
+	e := p.endpoint()
 	cur, err := e.currency(p.Currency, map[string]string{"siliconflow.com": "USD", "siliconflow.cn": "CNY"})
 	if err != nil {
 		return nil, err
@@ -359,12 +391,19 @@ type XAI struct {
 // Provider returns "xai".
 func (XAI) Provider() string { return "xai" }
 
+// Scope returns the scope of the key, for the base URL's host.
+func (p XAI) Scope() (string, error) { return p.endpoint().scope() }
+
+func (p XAI) endpoint() endpoint {
+	return endpoint{provider: "xai", key: p.Key, base: p.BaseURL, def: "https://management-api.x.ai", timeout: p.Timeout}
+}
+
 // Balances reads the team's prepaid balance.
 func (p XAI) Balances(ctx context.Context, c *http.Client) ([]Balance, error) {
 	if p.TeamID == "" {
 		return nil, fmt.Errorf("balance: xai: no TeamID")
 	}
-	e := endpoint{provider: "xai", key: p.Key, base: p.BaseURL, def: "https://management-api.x.ai", timeout: p.Timeout}
+	e := p.endpoint()
 	bs, err := e.readBalance(ctx, c, "/v1/billing/teams/"+url.PathEscape(p.TeamID)+"/prepaid/balance", decodeXAI)
 	for i := range bs {
 		bs[i].Account = p.TeamID
