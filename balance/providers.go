@@ -95,8 +95,8 @@ func decodeDeepSeek(body []byte) ([]Balance, error) {
 // (limit: null) has no balance of its own: Balances returns ErrNoLimit, and
 // OpenRouterCredits reads the account's credits instead.
 //
-// Parts: limit, usage, usage_daily, usage_weekly, usage_monthly (dollars
-// spent by the key, all time and in the current UTC day, week and month).
+// Parts: limit, and usage, usage_daily, usage_weekly, usage_monthly (the
+// dollars the key spent: in all, and in the current day, week and month).
 //
 // Shape: https://openrouter.ai/docs/api/api-reference/api-keys/get-current-key
 type OpenRouter struct {
