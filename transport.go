@@ -160,11 +160,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}()
 	if refusedBy != nil && mode == ModeEnforce {
 		spanTaken = true
+		closeRequestBody(req) // a RoundTripper closes it, even when it sends nothing
 		return t.shortCircuit(req, refusedBy, span)
 	}
 	if len(t.budgets) > 0 {
 		if b, key := t.budgets.refusing(req, l.scope, t.cfg.now()); b != nil && mode == ModeEnforce {
 			spanTaken = true
+			closeRequestBody(req)
 			return t.refuseBudget(req, b, key, span)
 		}
 	}
@@ -376,5 +378,13 @@ func (t *Transport) OpenLatches(ctx context.Context) ([]Trip, error) {
 func (t *Transport) CloseIdleConnections() {
 	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
 		c.CloseIdleConnections()
+	}
+}
+
+// closeRequestBody closes what a RoundTripper must close even when it
+// sends nothing.
+func closeRequestBody(req *http.Request) {
+	if req.Body != nil {
+		req.Body.Close()
 	}
 }
