@@ -164,6 +164,7 @@ func TestUsageHookThroughSDKs(t *testing.T) {
 		// streamUsage is WithStreamUsage: the Transport asks OpenAI for
 		// the usage chunk the caller did not.
 		streamUsage bool
+		unpriced    bool // price with an empty table: the snapshot knows every model here
 		call        func(ctx context.Context, t *testing.T, rt http.RoundTripper)
 		provider    classify.Provider
 		want        spent
@@ -275,9 +276,9 @@ func TestUsageHookThroughSDKs(t *testing.T) {
 				usd: 0.0015, priced: true},
 		},
 		{
-			// claude-sonnet-5 has no price: the hook gets its tokens and
-			// no cost, as the span does.
-			name: "anthropic-sdk-go streamed, unpriced model", fixture: "anthropic-stream-advisor-thinking.sse",
+			// Priced from a table without claude-sonnet-5: the hook gets
+			// its tokens and no cost, as the span does.
+			name: "anthropic-sdk-go streamed, unpriced model", fixture: "anthropic-stream-advisor-thinking.sse", unpriced: true,
 			call: func(ctx context.Context, t *testing.T, rt http.RoundTripper) {
 				stream := anthropicClient(nil, rt).Messages.NewStreaming(ctx, anthropicParams)
 				defer stream.Close()
@@ -295,7 +296,11 @@ func TestUsageHookThroughSDKs(t *testing.T) {
 			h := newAPIHost(t, func([]byte) string { return tt.fixture })
 			tel := newTelemetry(t)
 			hook := &usageHook{tel: tel}
-			qb := quotabreaker.New(h.base, append(tel.options(), hook.option(), quotabreaker.WithStreamUsage(tt.streamUsage))...)
+			opts := append(tel.options(), hook.option(), quotabreaker.WithStreamUsage(tt.streamUsage))
+			if tt.unpriced {
+				opts = append(opts, quotabreaker.WithPrices(prices.Table{}.Lookup))
+			}
+			qb := quotabreaker.New(h.base, opts...)
 
 			tt.call(context.WithValue(context.Background(), tenantKey{}, tenant), t, qb)
 
