@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"io"
-	"strings"
 )
 
 // This file holds what the observer says when usage is unknown: why
@@ -164,8 +163,8 @@ func (t *textCounter) line(l []byte, extra int64) {
 		t.skip = false // the blank line that ends an event
 		return
 	case l[0] == 'e' && bytes.HasPrefix(l, []byte("event:")):
-		name := strings.TrimSpace(string(l[len("event:"):]))
-		t.skip = strings.HasPrefix(name, "response.") && !strings.HasSuffix(name, ".delta")
+		name := bytes.TrimSpace(l[len("event:"):])
+		t.skip = bytes.HasPrefix(name, []byte("response.")) && !bytes.HasSuffix(name, []byte(".delta"))
 		return
 	case t.skip:
 		return
