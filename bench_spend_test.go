@@ -152,7 +152,7 @@ func BenchmarkSpendFirstByte(b *testing.B) {
 		name string
 		rt   http.RoundTripper
 	}{"transport=usage-on+stream-usage", New(memoryBase(body, "text/event-stream"),
-		WithTracerProvider(tracenoop.NewTracerProvider()), WithStreamUsage())})
+		WithTracerProvider(tracenoop.NewTracerProvider()), WithStreamUsage(true))})
 	for _, tt := range rows {
 		b.Run(tt.name, func(b *testing.B) {
 			buf := make([]byte, 4<<10)
