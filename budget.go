@@ -46,6 +46,21 @@ type Budget struct {
 	// per key, threshold and period, even under concurrency. nil means 0.5,
 	// 0.8 and 0.95; the limit itself (1) is always reported.
 	Thresholds []float64
+	// Unmetered says what the budget charges for an answer whose usage is
+	// unknown (see usage.Metering), which the provider bills all the same.
+	// The zero value, UnmeteredEstimate, charges an answer cut short (a
+	// stream the caller closed early, a connection that broke) the
+	// estimate of usage.Result.Estimate, priced like a metered answer, and
+	// counts the others (no usage chunk, closed unread, a shape the reader
+	// does not know) as unmetered without charging them. That is the safe
+	// default: charging nothing would let a client that closes its streams
+	// early spend without bound under a hard limit (the provider bills the
+	// whole generation), while refusing the key would turn one harmless
+	// answer without usage (a model list, a shape added by a provider)
+	// into an outage; every unmetered answer is still counted
+	// (BudgetStatus.Unmetered, the quotabreaker.answers metric), so none is
+	// taken as free without saying so.
+	Unmetered Unmetered
 	// HardLimit makes the Transport refuse a key's requests, in
 	// ModeEnforce, once its spend reaches Limit, until the next period or
 	// ResetBudget. A refused request gets a 402 answer that the SDKs raise
@@ -53,6 +68,25 @@ type Budget struct {
 	// Trip whose Cause is CauseBudget.
 	HardLimit bool
 }
+
+// Unmetered is what a budget charges for an answer whose usage is unknown;
+// see Budget.Unmetered.
+type Unmetered uint8
+
+const (
+	// UnmeteredEstimate charges an answer cut short its estimate, and the
+	// other unmetered answers nothing (the default).
+	UnmeteredEstimate Unmetered = iota
+	// UnmeteredFree charges no unmetered answer, not even an estimate:
+	// each is counted, and a hard limit may be passed by what they cost.
+	UnmeteredFree
+	// UnmeteredRefuses charges as UnmeteredEstimate does, and an
+	// unmetered answer exhausts its key: with HardLimit, the key's
+	// requests are refused until the next period or ResetBudget. For keys
+	// that must never spend what is not measured. With a store, the
+	// refusal is this process's alone.
+	UnmeteredRefuses
+)
 
 // MonthlyUTC is the default budget period: the calendar month of t in UTC.
 func MonthlyUTC(t time.Time) (start, end time.Time) {
@@ -138,15 +172,26 @@ type BudgetStatus struct {
 	Key         string    `json:"key"`
 	PeriodStart time.Time `json:"period_start"`
 	PeriodEnd   time.Time `json:"period_end"`
-	// Spent and Limit are in US dollars. Spent counts priced answers only.
+	// Spent and Limit are in US dollars. Spent counts priced answers and
+	// the estimates charged for unmetered ones (EstimatedSpent of it).
 	Spent float64 `json:"spent_usd"`
 	Limit float64 `json:"limit_usd"`
+	// EstimatedSpent is the part of Spent that is estimated (see
+	// Budget.Unmetered), in US dollars.
+	EstimatedSpent float64 `json:"estimated_spent_usd"`
 	// Threshold is the fraction of Limit that was crossed, in OnBudget; in
 	// Budgets, the highest one crossed so far (0 when none).
 	Threshold float64 `json:"threshold"`
-	// Unpriced counts the answers whose model had no price: their tokens
-	// were counted, but not their cost.
-	Unpriced int64 `json:"unpriced_answers"`
+	// Every successful answer the budget counted is one of three:
+	// Priced, its usage read and its model priced; Unpriced, its usage
+	// read but its model without a price (its tokens were counted, not its
+	// cost); Unmetered, its usage unknown (see Budget.Unmetered for what
+	// it is charged). Estimated counts the unmetered answers charged an
+	// estimate.
+	Priced    int64 `json:"priced_answers"`
+	Unpriced  int64 `json:"unpriced_answers"`
+	Unmetered int64 `json:"unmetered_answers"`
+	Estimated int64 `json:"estimated_answers"`
 	// Exhausted reports that Spent reached Limit; with HardLimit the key's
 	// requests are refused.
 	Exhausted bool `json:"exhausted"`
@@ -181,7 +226,12 @@ type budget struct {
 type budgetKey struct {
 	start, end time.Time
 	spent      atomic.Int64  // micro-dollars spent by this process
+	estimated  atomic.Int64  // the part of spent that is estimated
+	priced     atomic.Int64  // answers priced
 	unpriced   atomic.Int64  // answers with no price
+	unmetered  atomic.Int64  // answers without usage
+	estimates  atomic.Int64  // unmetered answers charged an estimate
+	refused    atomic.Bool   // an unmetered answer exhausted it (UnmeteredRefuses)
 	fired      atomic.Uint64 // bit i: thresholds[i] has fired
 	// With a store: the fleet's total as last read, and how much of
 	// spent it already counts.
@@ -282,7 +332,7 @@ func (b *budget) current(key string, now time.Time) *budgetKey {
 // exhausted reports whether key has spent its limit in the period of now.
 func (b *budget) exhausted(key string, now time.Time) bool {
 	k := b.current(key, now)
-	return k != nil && k.effective(b.shared) >= b.limit.Load()
+	return k != nil && (k.effective(b.shared) >= b.limit.Load() || k.refused.Load())
 }
 
 // state returns key's state for the period containing now, starting a new
@@ -316,18 +366,40 @@ func (b *budget) state(key string, now time.Time) *budgetKey {
 	return k
 }
 
-// add counts micros against key and, when local is set, returns the
+// charge is what one answer costs a budget key.
+type charge struct {
+	micros    int64 // its cost, or its estimate's
+	priced    bool  // micros is a price (of its usage, or of its estimate)
+	unmetered bool  // its usage is unknown; micros, if priced, is an estimate
+}
+
+// add counts the answer c against key and, when local is set, returns the
 // thresholds this call was the first to cross. Without local, a store
-// shares the spend, and the thresholds are claimed across the fleet.
-func (b *budget) add(key string, micros int64, priced bool, now time.Time, local bool) (k *budgetKey, crossed []float64) {
+// shares the spend, and the thresholds are claimed across the fleet. It
+// returns the micro-dollars it charged.
+func (b *budget) add(key string, c charge, now time.Time, local bool) (k *budgetKey, charged int64, crossed []float64) {
 	k = b.state(key, now)
-	if !priced {
+	switch {
+	case !c.unmetered && c.priced:
+		k.priced.Add(1)
+	case !c.unmetered:
 		k.unpriced.Add(1)
-		return k, nil
+		return k, 0, nil
+	default:
+		k.unmetered.Add(1)
+		if b.Unmetered == UnmeteredRefuses {
+			k.refused.Store(true)
+		}
+		if b.Unmetered == UnmeteredFree || !c.priced {
+			return k, 0, nil
+		}
+		k.estimates.Add(1)
+		addSat(&k.estimated, max(c.micros, 0))
 	}
-	spent := addSat(&k.spent, max(micros, 0))
+	charged = max(c.micros, 0)
+	spent := addSat(&k.spent, charged)
 	if !local {
-		return k, nil
+		return k, charged, nil
 	}
 	limit := b.limit.Load()
 	for i, th := range b.thresholds {
@@ -346,7 +418,7 @@ func (b *budget) add(key string, micros int64, priced bool, now time.Time, local
 			}
 		}
 	}
-	return k, crossed
+	return k, charged, crossed
 }
 
 // status describes k, key's state, with th as its threshold.
@@ -362,16 +434,20 @@ func (b *budget) status(key string, k *budgetKey, th float64) BudgetStatus {
 		}
 	}
 	return BudgetStatus{
-		Budget:      b.Name,
-		Key:         key,
-		PeriodStart: k.start,
-		PeriodEnd:   k.end,
-		Spent:       microsToDollars(spent),
-		Limit:       microsToDollars(limit),
-		Threshold:   th,
-		Unpriced:    k.unpriced.Load(),
-		Exhausted:   spent >= limit,
-		HardLimit:   b.HardLimit,
+		Budget:         b.Name,
+		Key:            key,
+		PeriodStart:    k.start,
+		PeriodEnd:      k.end,
+		Spent:          microsToDollars(spent),
+		Limit:          microsToDollars(limit),
+		Threshold:      th,
+		Priced:         k.priced.Load(),
+		Unpriced:       k.unpriced.Load(),
+		Unmetered:      k.unmetered.Load(),
+		Estimated:      k.estimates.Load(),
+		EstimatedSpent: microsToDollars(k.estimated.Load()),
+		Exhausted:      spent >= limit || k.refused.Load(),
+		HardLimit:      b.HardLimit,
 	}
 }
 

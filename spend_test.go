@@ -18,6 +18,7 @@ import (
 	"github.com/quotabreaker/quotabreaker/internal/corpus"
 	"github.com/quotabreaker/quotabreaker/usage"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.uber.org/goleak"
 )
 
@@ -44,10 +45,14 @@ func spanUsage(tb testing.TB, rec *recording) (usage.Tokens, bool) {
 	a := attrs(spans[0])
 	_, known := a["gen_ai.usage.input_tokens"]
 	if !known {
+		estimated := a["quotabreaker.estimated"].AsBool()
 		for _, k := range usageKeys {
-			if v, ok := a[k]; ok {
+			if v, ok := a[k]; ok && !(k == "quotabreaker.cost.usd" && estimated) {
 				tb.Errorf("usage unknown, yet the span has %s = %s", k, v.String())
 			}
+		}
+		if m := a["quotabreaker.metering"].AsString(); m != "unmetered" {
+			tb.Errorf("usage unknown, yet quotabreaker.metering = %q", m)
 		}
 	}
 	return usage.Tokens{
@@ -173,15 +178,24 @@ func TestUsageOfWrongType(t *testing.T) {
 			if m := attrs(rec.ours()[0])["gen_ai.response.model"].AsString(); !strings.HasPrefix(m, "o3-mini") && !strings.HasPrefix(m, "gpt-4o") && tt.name != "malformed" {
 				t.Errorf("gen_ai.response.model = %q, want the answer's", m)
 			}
+			// Unknown usage is charged its estimate (Budget.Unmetered's
+			// default), marked as such, never recorded as tokens.
 			for _, sm := range rec.metrics(t).ScopeMetrics {
 				for _, m := range sm.Metrics {
-					if m.Name == "gen_ai.client.token.usage" || m.Name == "quotabreaker.cost" {
+					if m.Name == "gen_ai.client.token.usage" {
 						t.Errorf("%s recorded for unknown usage", m.Name)
+					}
+					if m.Name == "quotabreaker.cost" {
+						for _, p := range m.Data.(metricdata.Sum[float64]).DataPoints {
+							if v, _ := p.Attributes.Value("quotabreaker.estimated"); !v.AsBool() {
+								t.Errorf("%s recorded for unknown usage, not as an estimate", m.Name)
+							}
+						}
 					}
 				}
 			}
-			if st := budgetStatuses(t, tr); len(st) != 0 && st[0].Spent != 0 {
-				t.Errorf("budget spend %+v from unknown usage", st)
+			if st := budgetStatuses(t, tr); len(st) != 1 || st[0].Unmetered != 1 || st[0].Priced != 0 || st[0].Spent != st[0].EstimatedSpent {
+				t.Errorf("Budgets() = %+v from unknown usage, want one unmetered answer charged its estimate alone", st)
 			}
 		})
 	}

@@ -47,7 +47,7 @@ func TestEstimateError(t *testing.T) {
 			if !r.Known {
 				t.Fatal("no usage")
 			}
-			r.Metering = CutShort
+			r.Known, r.Metering = false, CutShort
 			var req []byte
 			if c.in != 0 {
 				var err error

@@ -11,16 +11,15 @@ import (
 // gzip bodies it reads through.
 
 // Metering says whether an answer's usage is known and, when it is not,
-// why. Its zero value, Metered, is the only one with known usage.
+// why. Its zero value, NoUsage, is that of a Result that read nothing;
+// Metered is the only value with known usage.
 type Metering uint8
 
 const (
-	// Metered: the answer reported its usage (Result.Known).
-	Metered Metering = iota
 	// NoUsage: the answer reached its end and reported no usage, as a
 	// Chat Completions stream does when it was not asked for its usage
 	// chunk.
-	NoUsage
+	NoUsage Metering = iota
 	// CutShort: the answer ended before its end, without usage: the
 	// caller closed the body early, or the connection broke. The provider
 	// bills what it generated all the same; see Result.Estimate.
@@ -34,13 +33,15 @@ const (
 	// Encoded: the body has a Content-Encoding the observer does not
 	// decode (only gzip is), or a gzip body larger than maxEncoded.
 	Encoded
+	// Metered: the answer reported its usage (Result.Known).
+	Metered
 )
 
-var meteringNames = [...]string{"metered", "no_usage", "cut_short", "closed_unread", "unknown_shape", "encoded"}
+var meteringNames = [...]string{"no_usage", "cut_short", "closed_unread", "unknown_shape", "encoded", "metered"}
 
 // String returns the metering's name as metrics and spans use it:
-// "metered", "no_usage", "cut_short", "closed_unread", "unknown_shape" or
-// "encoded".
+// "no_usage", "cut_short", "closed_unread", "unknown_shape", "encoded" or
+// "metered".
 func (m Metering) String() string {
 	if int(m) < len(meteringNames) {
 		return meteringNames[m]
@@ -55,8 +56,11 @@ func (m Metering) String() string {
 const BytesPerToken = 4
 
 // Estimate returns r with Tokens estimated from what was sent and
-// received, and Estimated set, when r.Metering is CutShort; otherwise r
-// unchanged. requestBytes is the size of the request body.
+// received, and Estimated set, when r was cut short (Metering CutShort):
+// the provider bills what it generated, and the bytes seen show part of
+// it. Any other r is returned unchanged: an answer closed unread showed
+// nothing, and one that ended without usage is unmetered, not cut.
+// requestBytes is the size of the request body.
 //
 //	InputTokens  = ceil(requestBytes / BytesPerToken)
 //	OutputTokens = ceil(TextBytes / BytesPerToken)
@@ -80,7 +84,7 @@ const BytesPerToken = 4
 // whatever the stream does not show; it is charged so that an answer cut
 // short is never free, and marked so that it is never taken for the bill.
 func (r Result) Estimate(requestBytes int64) Result {
-	if r.Metering != CutShort {
+	if r.Known || r.Metering != CutShort {
 		return r
 	}
 	r.Tokens = Tokens{
