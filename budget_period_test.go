@@ -2,6 +2,7 @@ package quotabreaker
 
 import (
 	"bytes"
+	"errors"
 	"math"
 	"net/http"
 	"sync"
@@ -148,7 +149,7 @@ func TestBudgetSpendSaturates(t *testing.T) {
 			defer wg.Done()
 			resp, _, err := trySend(tr, chatRequest(t, budgetURL, "sk-huge"))
 			if err == nil && resp.StatusCode != 200 {
-				err = &http.ProtocolError{ErrorString: resp.Status}
+				err = errors.New(resp.Status)
 			}
 			errs <- err
 		}()
