@@ -175,9 +175,12 @@ func (b *answerBody) finish() {
 
 func (b *answerBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
-	if n > 0 && b.obs != nil {
+	if b.obs != nil && (n > 0 || err == io.EOF) {
 		b.mu.Lock()
 		b.obs.Write(p[:n])
+		if err == io.EOF {
+			b.obs.EOF() // whole, even a stream with no end marker
+		}
 		b.mu.Unlock()
 	}
 	if err == io.EOF {

@@ -44,6 +44,9 @@ type telemetry struct {
 	openLatches   metric.Int64UpDownCounter
 	tokens        metric.Int64Histogram
 	cost          metric.Float64Counter
+	answers       metric.Int64Counter
+	duration      metric.Float64Histogram
+	metrics       bool // the meter provider is not OpenTelemetry's no-op one
 	budgetRatio   metric.Float64Gauge
 	storeUp       metric.Int64Gauge
 	fleet         *fleet // nil without a store
@@ -63,6 +66,8 @@ func (tel *telemetry) init(t *Transport) {
 	tel.nested = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindInternal)}
 	tel.internal = isHTTPInstrumentation(t.base)
 
+	_, noMetrics := cfg.meterProv.(noop.MeterProvider)
+	tel.metrics = !noMetrics
 	meter := cfg.meterProv.Meter(instrumentationName,
 		metric.WithInstrumentationVersion(instrumentationVersion), metric.WithSchemaURL(semconv.SchemaURL))
 	counter := func(name, unit, desc string) metric.Int64Counter {
@@ -97,6 +102,17 @@ func (tel *telemetry) init(t *Transport) {
 		cost = noop.Float64Counter{}
 	}
 	tel.cost = cost
+	tel.answers = counter("quotabreaker.answers", "{answer}",
+		"Successful answers by quotabreaker.metering: priced, unpriced (usage read, no price) or unmetered (usage unknown).")
+	duration, err := meter.Float64Histogram("gen_ai.client.operation.duration",
+		metric.WithUnit("s"),
+		metric.WithDescription("GenAI operation duration."),
+		metric.WithExplicitBucketBoundaries(0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92))
+	if err != nil {
+		otel.Handle(err)
+		duration = noop.Float64Histogram{}
+	}
+	tel.duration = duration
 	ratio, err := meter.Float64Gauge("quotabreaker.budget.spent_ratio",
 		metric.WithUnit("1"),
 		metric.WithDescription("Share of each budget key's limit spent in the current period; 1 means the limit is reached."))
@@ -235,6 +251,9 @@ func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Resp
 	if tel.fleet != nil {
 		attrs = append(attrs, attrStoreUp.Bool(tel.fleet.up.Load()))
 	}
+	if refusedBy != nil {
+		attrs = append(attrs, attrWouldShortCircuit.Bool(true), attrCause.String(string(refusedBy.Trip.Cause)))
+	}
 	if c.Class != "" {
 		attrs = appendClassAttrs(attrs, c.Class, c.Code, c.Type)
 		if c.Class == classify.RateLimited {
@@ -273,6 +292,7 @@ func (tel *telemetry) shortCircuit(ctx context.Context, span trace.Span, resp *h
 		attrs := make([]attribute.KeyValue, 0, 10)
 		attrs = append(attrs,
 			attrShortCircuit.Bool(true),
+			attrCause.String(string(tr.Cause)),
 			attrBreakerState.String("open"),
 			attrMode.String(ModeEnforce.String()),
 			attrScope.String(tr.Scope),
@@ -293,10 +313,13 @@ func (tel *telemetry) shortCircuit(ctx context.Context, span trace.Span, resp *h
 	span.End()
 }
 
-// spent records what an answer used and cost, on its span and in metrics.
+// spent records what an answer used and cost, on its span and in metrics:
+// its metering (priced, unpriced or unmetered), its tokens (the provider's
+// count only: an estimate is not recorded as tokens), and its cost (an
+// estimate's marked quotabreaker.estimated).
 func (tel *telemetry) spent(ctx context.Context, span trace.Span, s *Usage) {
 	u := &s.Tokens
-	attrs := make([]attribute.KeyValue, 0, 4)
+	attrs := make([]attribute.KeyValue, 0, 6)
 	if s.Provider != "" {
 		attrs = append(attrs, semconv.GenAIProviderNameKey.String(string(s.Provider)))
 	}
@@ -307,25 +330,90 @@ func (tel *telemetry) spent(ctx context.Context, span trace.Span, s *Usage) {
 		attrs = append(attrs, semconv.GenAIResponseModel(s.responseModel))
 	}
 	n := len(attrs)
-	tel.tokens.Record(ctx, u.InputTokens, metric.WithAttributes(append(attrs[:n:n], semconv.GenAITokenTypeInput)...))
-	tel.tokens.Record(ctx, u.OutputTokens, metric.WithAttributes(append(attrs[:n:n], semconv.GenAITokenTypeOutput)...))
+	state := s.state()
+	answerAttrs := append(attrs[:n:n], attrMetering.String(state))
+	if !s.Metered {
+		answerAttrs = append(answerAttrs, attrUsageMissing.String(s.Metering.String()))
+	}
+	tel.answers.Add(ctx, 1, metric.WithAttributes(answerAttrs...))
+	if s.Metered {
+		tel.tokens.Record(ctx, u.InputTokens, metric.WithAttributes(append(attrs[:n:n], semconv.GenAITokenTypeInput)...))
+		tel.tokens.Record(ctx, u.OutputTokens, metric.WithAttributes(append(attrs[:n:n], semconv.GenAITokenTypeOutput)...))
+	}
 	if s.Priced {
-		tel.cost.Add(ctx, s.Cost, metric.WithAttributes(attrs...))
+		tel.cost.Add(ctx, s.Cost, metric.WithAttributes(append(attrs[:n:n], attrEstimated.Bool(s.Estimated))...))
 	}
 	if !span.IsRecording() {
 		return
 	}
-	attrs = append(attrs,
-		semconv.GenAIUsageInputTokens(int(u.InputTokens)),
-		semconv.GenAIUsageOutputTokens(int(u.OutputTokens)),
-		semconv.GenAIUsageCacheReadInputTokens(int(u.CacheReadTokens)),
-		semconv.GenAIUsageCacheCreationInputTokens(int(u.CacheWriteTokens)),
-		semconv.GenAIUsageReasoningOutputTokens(int(u.ReasoningTokens)),
-	)
+	attrs = append(attrs, attrMetering.String(state))
+	if s.Metered {
+		attrs = append(attrs,
+			semconv.GenAIUsageInputTokens(int(u.InputTokens)),
+			semconv.GenAIUsageOutputTokens(int(u.OutputTokens)),
+			semconv.GenAIUsageCacheReadInputTokens(int(u.CacheReadTokens)),
+			semconv.GenAIUsageCacheCreationInputTokens(int(u.CacheWriteTokens)),
+			semconv.GenAIUsageReasoningOutputTokens(int(u.ReasoningTokens)),
+		)
+	} else {
+		attrs = append(attrs, attrUsageMissing.String(s.Metering.String()))
+	}
+	if s.Estimated {
+		attrs = append(attrs, attrEstimated.Bool(true),
+			attrEstimatedInput.Int64(u.InputTokens), attrEstimatedOutput.Int64(u.OutputTokens))
+	}
 	if s.Priced {
 		attrs = append(attrs, attrCostUSD.Float64(s.Cost))
 	}
 	span.SetAttributes(attrs...)
+}
+
+// operation records an attempt that reached the network in
+// gen_ai.client.operation.duration, once its answer is done: read to the
+// end or closed, for a stream its last byte.
+func (tel *telemetry) operation(at *attempt) {
+	if !tel.metrics || at.start.IsZero() {
+		return
+	}
+	attrs := make([]attribute.KeyValue, 0, 5)
+	if op := operationName(at.req); op != "" {
+		attrs = append(attrs, semconv.GenAIOperationNameKey.String(op))
+	}
+	if p := requestProvider(at.req); p != "" {
+		attrs = append(attrs, semconv.GenAIProviderNameKey.String(string(p)))
+	}
+	if m := at.requestModel(); m != "" {
+		attrs = append(attrs, semconv.GenAIRequestModel(m))
+	}
+	if at.req.URL != nil {
+		if host := at.req.URL.Hostname(); host != "" {
+			attrs = append(attrs, semconv.ServerAddress(host))
+		}
+	}
+	if at.errorType != "" {
+		attrs = append(attrs, semconv.ErrorTypeKey.String(at.errorType))
+	}
+	tel.duration.Record(at.req.Context(), tel.now().Sub(at.start).Seconds(), metric.WithAttributes(attrs...))
+}
+
+// operationName is the GenAI operation a request's path names, "" when it
+// names none this package knows.
+func operationName(req *http.Request) string {
+	if req.URL == nil {
+		return ""
+	}
+	p := req.URL.Path
+	switch {
+	case strings.HasSuffix(p, "/chat/completions"), strings.HasSuffix(p, "/messages"), strings.HasSuffix(p, "/responses"):
+		return "chat"
+	case strings.HasSuffix(p, "/embeddings"):
+		return "embeddings"
+	case strings.HasSuffix(p, "/completions"):
+		return "text_completion"
+	case strings.HasSuffix(p, ":generateContent"), strings.HasSuffix(p, ":streamGenerateContent"):
+		return "generate_content"
+	}
+	return ""
 }
 
 // budget records a budget key's spent share.
@@ -352,6 +440,19 @@ func (tel *telemetry) storeState(up bool) {
 		v = 1
 	}
 	tel.storeUp.Record(context.Background(), v)
+}
+
+// wouldRefuseBudget records, in ModeObserve, a request that a budget's
+// hard limit would have refused: the same short_circuits count as in
+// ModeEnforce (with quotabreaker.mode "observe"), and on its span the
+// budget and quotabreaker.would_short_circuit; the request goes on.
+func (tel *telemetry) wouldRefuseBudget(ctx context.Context, span trace.Span, provider classify.Provider, budget string) {
+	attrs := append(metricAttrs(classify.QuotaExhausted, "", provider),
+		attrMode.String(ModeObserve.String()), attrCause.String(string(CauseBudget)))
+	tel.shortCircuits.Add(ctx, 1, metric.WithAttributes(attrs...))
+	if span.IsRecording() {
+		span.SetAttributes(attrWouldShortCircuit.Bool(true), attrCause.String(string(CauseBudget)), attrBudget.String(budget))
+	}
 }
 
 // budgetRefusal records a request refused by a budget's hard limit.

@@ -7,10 +7,12 @@ import (
 	"hash/maphash"
 	"net/http"
 	"slices"
+	"strconv"
 	"sync/atomic"
 
 	"github.com/quotabreaker/quotabreaker/classify"
 	"github.com/sony/gobreaker/v2"
+	semconv "go.opentelemetry.io/otel/semconv/v1.41.0"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -164,10 +166,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return t.shortCircuit(req, refusedBy, span)
 	}
 	if len(t.budgets) > 0 {
-		if b, key := t.budgets.refusing(req, l.scope, t.cfg.now()); b != nil && mode == ModeEnforce {
-			spanTaken = true
-			closeRequestBody(req)
-			return t.refuseBudget(req, b, key, span)
+		if b, key := t.budgets.refusing(req, l.scope, t.cfg.now()); b != nil {
+			if mode == ModeEnforce {
+				spanTaken = true
+				closeRequestBody(req)
+				return t.refuseBudget(req, b, key, span)
+			}
+			t.tel.wouldRefuseBudget(ctx, span, requestProvider(req), b.Name)
 		}
 	}
 	if t.mark {
@@ -186,9 +191,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 
+	start := t.cfg.now()
 	resp, err := t.roundTrip(req)
 	if err != nil {
 		spanTaken = true
+		t.tel.operation(&attempt{req: req, start: start, errorType: semconv.ErrorType(err).Value.AsString()})
 		t.tel.transportError(span, err, l.state(), mode)
 		return nil, err
 	}
@@ -201,7 +208,14 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	spanTaken = true
 	t.tel.answer(span, req, resp, c, l.scope, l.state(), mode, refusedBy)
-	t.follow(resp, attempt{req: req, span: span, latch: l, epoch: epoch, filterUsage: filterUsage})
+	a := attempt{req: req, span: span, latch: l, epoch: epoch, filterUsage: filterUsage, start: start, status: resp.StatusCode}
+	if resp.StatusCode >= 400 {
+		a.errorType = string(c.Class)
+		if a.errorType == "" {
+			a.errorType = strconv.Itoa(resp.StatusCode)
+		}
+	}
+	t.follow(resp, a)
 	return resp, nil
 }
 

@@ -136,13 +136,13 @@ func (c *jsonCapture) prefix(f capField) []byte {
 // "response"/"message".
 func topKey(k []byte) capField {
 	switch string(k) {
-	case "usage":
+	case "usage", "usageMetadata": // usageMetadata: Gemini
 		return capUsage
 	case "error":
 		return capError
-	case "model":
+	case "model", "modelVersion":
 		return capModel
-	case "id":
+	case "id", "responseId":
 		return capID
 	case "service_tier":
 		return capTier
@@ -158,13 +158,13 @@ func topKey(k []byte) capField {
 
 func innerKey(k []byte) capField {
 	switch string(k) {
-	case "usage":
+	case "usage", "usageMetadata":
 		return capInnerUsage
 	case "error":
 		return capInnerError
-	case "model":
+	case "model", "modelVersion":
 		return capInnerModel
-	case "id":
+	case "id", "responseId":
 		return capInnerID
 	case "service_tier":
 		return capInnerTier
@@ -177,10 +177,11 @@ func (c *jsonCapture) tracked(d int) bool {
 	return (d == 1 && c.obj) || (d == 2 && c.inner)
 }
 
-// write feeds the next piece of the value.
-func (c *jsonCapture) write(p []byte) {
+// write feeds the next piece of the value and returns how much of it the
+// value took: all of p, unless the value ended inside it.
+func (c *jsonCapture) write(p []byte) int {
 	if c.done || len(p) == 0 {
-		return
+		return 0
 	}
 	c.dirty = true
 	c.nextQuote = -1
@@ -270,6 +271,7 @@ func (c *jsonCapture) write(p []byte) {
 		c.keep(p[c.capFrom:])
 		c.capFrom = 0
 	}
+	return i
 }
 
 // Kinds of value, for where a kept value ends.
