@@ -214,7 +214,7 @@ func tracedOutside(ctx context.Context, h http.Header) bool {
 // answer records an answer that came from the network. refusedBy is the
 // open latch that ModeObserve let the request past. The span ends later,
 // when the caller is done with the body (see Transport.follow).
-func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Response, c classify.Result, scope, state string, mode Mode, refusedBy *opened) {
+func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Response, c classify.Result, reqProvider classify.Provider, scope, state string, mode Mode, refusedBy *opened) {
 	ctx := req.Context()
 	if c.Class != "" {
 		tel.errors.Add(ctx, 1, metric.WithAttributes(metricAttrs(c.Class, c.Code, c.Provider)...))
@@ -227,7 +227,7 @@ func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Resp
 	}
 	provider := c.Provider
 	if provider == "" {
-		provider = requestProvider(req)
+		provider = reqProvider
 	}
 	attrs := make([]attribute.KeyValue, 0, 13)
 	attrs = append(attrs,
@@ -379,7 +379,7 @@ func (tel *telemetry) operation(at *attempt) {
 	if op := operationName(at.req); op != "" {
 		attrs = append(attrs, semconv.GenAIOperationNameKey.String(op))
 	}
-	if p := requestProvider(at.req); p != "" {
+	if p := at.provider; p != "" {
 		attrs = append(attrs, semconv.GenAIProviderNameKey.String(string(p)))
 	}
 	if m := at.requestModel(); m != "" {
