@@ -85,7 +85,20 @@ func New(base http.RoundTripper, opts ...Option) *Transport {
 	if base == nil {
 		base = http.DefaultTransport
 	}
+	for {
+		// New(New(base)): the inner Transport would only pass requests
+		// through (see RoundTrip), so send them to its base at once.
+		inner, ok := base.(*Transport)
+		if !ok || inner.base == nil {
+			break
+		}
+		base = inner.base
+	}
 	t := &Transport{base: base, cfg: newConfig(opts), seed: maphash.MakeSeed()}
+	// Only a base that may hold another Transport further down (otelhttp, a
+	// retry layer, anything but the standard library's) needs requests
+	// marked: a context value and a shallow copy of the request, two small
+	// allocations per request, which a plain *http.Transport is spared.
 	_, plain := base.(*http.Transport)
 	t.mark = !plain
 	t.mode.Store(int32(t.cfg.mode))
@@ -128,10 +141,11 @@ func (t *Transport) SetMode(m Mode) {
 
 // RoundTrip implements http.RoundTripper.
 //
-// A request that another Transport handles already (New(New(base)), or a
-// Transport under otelhttp under a Transport) passes through this one
-// untouched, so that wrapping twice pages once, counts a cost once and
-// records one span per attempt: the outer Transport is the one that acts.
+// A request that another Transport handles already (a Transport under
+// otelhttp under a Transport, say) passes through this one untouched, so
+// that wrapping twice pages once, counts a cost once and records one span
+// per attempt: the outer Transport is the one that acts. New(New(base))
+// skips the inner one outright.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if t.base == nil {
 		closeRequestBody(req)
