@@ -357,3 +357,32 @@ func TestRefusalSpansCarryCause(t *testing.T) {
 		t.Errorf("refusal span attributes %v, want quotabreaker.cause=answer", a)
 	}
 }
+
+// Anthropic's one-hour cache writes are priced at their rate, not the
+// five-minute one: the real claude-sonnet-4-5 answer with its cache writes
+// made 400 one-hour and 200 five-minute tokens (issue 18's example). At $3
+// in, $0.30 cached, $3.75 and $6 per million cache writes and $15 out:
+// 3 × 3 + 1111 × 0.30 + 200 × 3.75 + 400 × 6 + 33 × 15 = 3987.3 µ$, where
+// the five-minute rate for all 600 would say 3087.3.
+func TestOneHourCacheWritesPriced(t *testing.T) {
+	real, h := corpus.ReadStream(t, "anthropic-message-cache.json")
+	body := strings.NewReplacer(
+		`"ephemeral_1h_input_tokens": 0, "ephemeral_5m_input_tokens": 418`, `"ephemeral_1h_input_tokens": 400, "ephemeral_5m_input_tokens": 200`,
+		`"cache_creation_input_tokens": 418`, `"cache_creation_input_tokens": 600`).Replace(string(real))
+	if strings.Count(body, "600")+strings.Count(body, "400") < 2 {
+		t.Fatal("the fixture changed")
+	}
+	var got []Usage
+	p := newProvider(func(*http.Request) corpusAnswer { return corpusAnswer{200, h, body} })
+	tr := New(p, OnUsage(func(_ context.Context, u Usage) { got = append(got, u) }),
+		WithBudget(Budget{Name: "b", Limit: 1}))
+	req, _ := http.NewRequest(http.MethodPost, "https://api.anthropic.com/v1/messages", strings.NewReader(`{"model":"claude-sonnet-4-5","max_tokens":64,"messages":[]}`))
+	req.Header.Set("X-Api-Key", "sk-ant-1h")
+	sendReq(t, tr, req)
+	if len(got) != 1 || got[0].Tokens.CacheWriteTokens != 600 || got[0].Tokens.CacheWrite1hTokens != 400 || got[0].Cost != 3988e-6 {
+		t.Errorf("OnUsage got %+v, want 600 cache writes, 400 of them one-hour, costing 3988 µ$", got)
+	}
+	if st := budgetStatuses(t, tr); len(st) != 1 || st[0].Spent != 3988e-6 {
+		t.Errorf("Budgets() = %+v, want 3988 µ$ spent", st)
+	}
+}
