@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/quotabreaker/quotabreaker/classify"
+	"github.com/quotabreaker/quotabreaker/internal/jsonscan"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
@@ -135,4 +136,14 @@ func headerInt(h http.Header, name string) (int64, bool) {
 	}
 	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
 	return n, err == nil
+}
+
+// requestID returns the provider's id of an answer, bounded and printable.
+func requestID(h http.Header) string {
+	for _, name := range [...]string{"X-Request-Id", "Request-Id", "Apim-Request-Id"} {
+		if v := h.Get(name); v != "" {
+			return jsonscan.Text([]byte(v), false)
+		}
+	}
+	return ""
 }

@@ -218,7 +218,7 @@ func tracedOutside(ctx context.Context, h http.Header) bool {
 // answer records an answer that came from the network. refusedBy is the
 // open latch that ModeObserve let the request past. The span ends later,
 // when the caller is done with the body (see Transport.follow).
-func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Response, c classify.Result, scope, state string, mode Mode, refusedBy *opened) {
+func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Response, c classify.Result, reqProvider classify.Provider, scope, state string, mode Mode, refusedBy *opened) {
 	ctx := req.Context()
 	if c.Class != "" {
 		tel.errors.Add(ctx, 1, metric.WithAttributes(metricAttrs(c.Class, c.Code, c.Provider)...))
@@ -231,7 +231,7 @@ func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Resp
 	}
 	provider := c.Provider
 	if provider == "" {
-		provider = requestProvider(req)
+		provider = reqProvider
 	}
 	attrs := make([]attribute.KeyValue, 0, 13)
 	attrs = append(attrs,
@@ -393,7 +393,7 @@ func (tel *telemetry) operation(at *attempt) {
 	if !tel.metrics || at.start.IsZero() {
 		return
 	}
-	k := opKey{operation: operationName(at.req), provider: string(requestProvider(at.req)), model: at.requestModel(), errorType: at.errorType}
+	k := opKey{operation: operationName(at.req), provider: string(at.provider), model: at.requestModel(), errorType: at.errorType}
 	if at.req.URL != nil {
 		k.host = at.req.URL.Hostname()
 	}

@@ -2,7 +2,6 @@ package quotabreaker
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -23,6 +22,7 @@ import (
 // attempt is what settling an answer needs to know of its request.
 type attempt struct {
 	req         *http.Request
+	provider    classify.Provider // by the request's host, "" when unknown
 	span        trace.Span
 	latch       *latch
 	epoch       uint64    // the scope's reset epoch as the request was sent
@@ -138,7 +138,7 @@ func (t *Transport) settle(at *attempt, seen *usage.Result) {
 			at.errorType = string(seen.StreamErr.Result.Class)
 		}
 	}
-	u := Usage{Scope: at.latch.scope, Provider: requestProvider(at.req), responseModel: seen.Model, Metering: seen.Metering}
+	u := Usage{Scope: at.latch.scope, Provider: at.provider, responseModel: seen.Model, Metering: seen.Metering}
 	if t.cfg.noUsage {
 		if at.span.IsRecording() && seen.Model != "" {
 			at.span.SetAttributes(semconv.GenAIResponseModel(seen.Model))
@@ -197,7 +197,7 @@ func (t *Transport) settle(at *attempt, seen *usage.Result) {
 // scope is refused.
 func (t *Transport) streamError(ctx context.Context, at *attempt, e *usage.StreamError) {
 	c := e.Result
-	if p := requestProvider(at.req); p != "" {
+	if p := at.provider; p != "" {
 		c.Provider = p
 	}
 	t.tel.streamError(ctx, at.span, c)
@@ -215,56 +215,4 @@ func (t *Transport) streamError(ctx context.Context, at *attempt, e *usage.Strea
 		return // open already
 	}
 	t.announce(ctx, at.span, o)
-}
-
-// requestModel reads the "model" member of a JSON request body, from the
-// first 64 KiB of a fresh copy (GetBody), "" when it has none there.
-func requestModel(req *http.Request) string {
-	if req.GetBody == nil || req.Method != http.MethodPost {
-		return ""
-	}
-	rc, err := req.GetBody()
-	if err != nil || rc == nil {
-		return ""
-	}
-	defer rc.Close()
-	b, _, _ := readPrefix(rc, 64<<10, req.ContentLength)
-	return usage.RequestModel(b)
-}
-
-// askStreamUsage returns req, or a copy of it asking for the stream's usage
-// (see WithStreamUsage), and whether the usage chunk must be removed from
-// the answer because the caller had not asked for it.
-func askStreamUsage(req *http.Request) (*http.Request, bool, error) {
-	if req.Method != http.MethodPost || req.Body == nil || req.Body == http.NoBody ||
-		req.URL == nil || !strings.HasSuffix(req.URL.Path, "/chat/completions") ||
-		req.ContentLength > usage.MaxRewriteBody {
-		return req, false, nil
-	}
-	switch requestProvider(req) {
-	case classify.ProviderOpenAI, classify.ProviderDeepSeek:
-	default:
-		return req, false, nil
-	}
-	body, complete, err := readPrefix(req.Body, usage.MaxRewriteBody+1, req.ContentLength)
-	if err != nil {
-		req.Body.Close()
-		return nil, false, err
-	}
-	if !complete {
-		// Too large to rewrite: send it as it is.
-		r := req.Clone(req.Context())
-		r.Body = struct {
-			io.Reader
-			io.Closer
-		}{io.MultiReader(strings.NewReader(string(body)), req.Body), req.Body}
-		return r, false, nil
-	}
-	req.Body.Close()
-	out, changed, asked := usage.RequestStreamUsage(body)
-	r := req.Clone(req.Context())
-	r.ContentLength = int64(len(out))
-	r.Body = io.NopCloser(strings.NewReader(string(out)))
-	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(string(out))), nil }
-	return r, changed && !asked, nil
 }

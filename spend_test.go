@@ -201,7 +201,7 @@ func TestUsageOfWrongType(t *testing.T) {
 	}
 
 	// One counter unreadable, the other readable: the usage is unknown,
-	// never the readable part alone, as usage.go documents.
+	// never the readable part alone, as usage/usage.go documents.
 	rec := newRecording(t)
 	body := strings.Replace(string(real), `"completion_tokens": 467`, `"completion_tokens": 467.5`, 1)
 	p := newProvider(func(*http.Request) corpusAnswer {

@@ -162,12 +162,14 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}()
 	if refusedBy != nil && mode == ModeEnforce {
 		spanTaken = true
+		closeRequestBody(req) // a RoundTripper closes it, even when it sends nothing
 		return t.shortCircuit(req, refusedBy, span)
 	}
 	if len(t.budgets) > 0 {
 		if b, key := t.budgets.refusing(req, l.scope, t.cfg.now()); b != nil {
 			if mode == ModeEnforce {
 				spanTaken = true
+				closeRequestBody(req)
 				return t.refuseBudget(req, b, key, span)
 			}
 			t.tel.wouldRefuseBudget(ctx, span, requestProvider(req), b.Name)
@@ -179,10 +181,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if ctx != req.Context() {
 		req = req.WithContext(ctx)
 	}
+	provider := requestProvider(req) // once per attempt: every reader of the answer needs it
 	filterUsage := false
 	if t.cfg.streamUsage {
 		var err error
-		if req, filterUsage, err = askStreamUsage(req); err != nil {
+		if req, filterUsage, err = askStreamUsage(req, provider); err != nil {
 			spanTaken = true
 			t.tel.transportError(span, err, l.state(), mode)
 			return nil, err
@@ -193,20 +196,20 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := t.roundTrip(req)
 	if err != nil {
 		spanTaken = true
-		t.tel.operation(&attempt{req: req, start: start, errorType: semconv.ErrorType(err).Value.AsString()})
+		t.tel.operation(&attempt{req: req, provider: provider, start: start, errorType: semconv.ErrorType(err).Value.AsString()})
 		t.tel.transportError(span, err, l.state(), mode)
 		return nil, err
 	}
 	var c classify.Result
 	var first *opened
 	if resp.StatusCode >= 400 {
-		if c, first = t.judge(req, resp, l, epoch, refusedBy != nil, mode); first != nil {
+		if c, first = t.judge(resp, provider, l, epoch, refusedBy != nil, mode); first != nil {
 			t.announce(ctx, span, first)
 		}
 	}
 	spanTaken = true
-	t.tel.answer(span, req, resp, c, l.scope, l.state(), mode, refusedBy)
-	a := attempt{req: req, span: span, latch: l, epoch: epoch, filterUsage: filterUsage, start: start, status: resp.StatusCode}
+	t.tel.answer(span, req, resp, c, provider, l.scope, l.state(), mode, refusedBy)
+	a := attempt{req: req, provider: provider, span: span, latch: l, epoch: epoch, filterUsage: filterUsage, start: start, status: resp.StatusCode}
 	if resp.StatusCode >= 400 {
 		a.errorType = string(c.Class)
 		if a.errorType == "" {
@@ -264,8 +267,8 @@ func (t *Transport) admit(l *latch, id uint64, name func() string) (*latch, *ope
 // opens l's latch when its class trips (unless it was open already when
 // the request was sent, as in ModeObserve). It returns the new trip when
 // this answer opened the latch.
-func (t *Transport) judge(req *http.Request, resp *http.Response, l *latch, epoch uint64, wasOpen bool, mode Mode) (classify.Result, *opened) {
-	c, body, complete := t.inspect(req, resp)
+func (t *Transport) judge(resp *http.Response, provider classify.Provider, l *latch, epoch uint64, wasOpen bool, mode Mode) (classify.Result, *opened) {
+	c, body, complete := t.inspect(resp, provider)
 	enforce := mode == ModeEnforce
 	if !t.trips(c.Class) {
 		if enforce && !c.Retryable && classify.SDKRetries(resp.StatusCode) {
@@ -390,5 +393,13 @@ func (t *Transport) OpenLatches(ctx context.Context) ([]Trip, error) {
 func (t *Transport) CloseIdleConnections() {
 	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
 		c.CloseIdleConnections()
+	}
+}
+
+// closeRequestBody closes what a RoundTripper must close even when it
+// sends nothing.
+func closeRequestBody(req *http.Request) {
+	if req.Body != nil {
+		req.Body.Close()
 	}
 }

@@ -5,7 +5,7 @@ import "bytes"
 // This file holds jsonCapture, an incremental reader of one JSON value fed in
 // pieces of any size. It keeps the few members the observer needs, bounded,
 // and skips everything else without buffering it, so a body of any size costs
-// constant memory. Unlike the scanner in parse.go it never needs the whole
+// constant memory. Unlike internal/jsonscan's Scanner it never needs the whole
 // value at once.
 
 // capField names a member jsonCapture keeps.
