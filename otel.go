@@ -49,11 +49,12 @@ type telemetry struct {
 	duration      metric.Float64Histogram
 	metrics       bool // the meter provider is not OpenTelemetry's no-op one
 
-	opMu        sync.RWMutex
-	opAttrs     map[opKey][]metric.RecordOption // guarded by opMu; at most maxOpAttrs
 	budgetRatio metric.Float64Gauge
 	storeUp     metric.Int64Gauge
 	fleet       *fleet // nil without a store
+
+	opMu    sync.RWMutex
+	opAttrs map[opKey][]metric.RecordOption // guarded by opMu; at most maxOpAttrs
 }
 
 // init creates the tracer and the instruments. Instrument errors go to
