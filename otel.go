@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -47,9 +48,13 @@ type telemetry struct {
 	answers       metric.Int64Counter
 	duration      metric.Float64Histogram
 	metrics       bool // the meter provider is not OpenTelemetry's no-op one
-	budgetRatio   metric.Float64Gauge
-	storeUp       metric.Int64Gauge
-	fleet         *fleet // nil without a store
+
+	budgetRatio metric.Float64Gauge
+	storeUp     metric.Int64Gauge
+	fleet       *fleet // nil without a store
+
+	opMu    sync.RWMutex
+	opAttrs map[opKey][]metric.RecordOption // guarded by opMu; at most maxOpAttrs
 }
 
 // init creates the tracer and the instruments. Instrument errors go to
@@ -329,19 +334,23 @@ func (tel *telemetry) spent(ctx context.Context, span trace.Span, s *Usage) {
 	if s.responseModel != "" {
 		attrs = append(attrs, semconv.GenAIResponseModel(s.responseModel))
 	}
-	n := len(attrs)
 	state := s.state()
-	answerAttrs := append(attrs[:n:n], attrMetering.String(state))
-	if !s.Metered {
-		answerAttrs = append(answerAttrs, attrUsageMissing.String(s.Metering.String()))
+	// Each measurement's set is built from a copy on the stack: NewSet
+	// sorts what it is given, and WithAttributes would copy it again.
+	var buf [8]attribute.KeyValue
+	with := func(extra ...attribute.KeyValue) metric.MeasurementOption {
+		a := append(append(buf[:0], attrs...), extra...)
+		return metric.WithAttributeSet(attribute.NewSet(a...))
 	}
-	tel.answers.Add(ctx, 1, metric.WithAttributes(answerAttrs...))
 	if s.Metered {
-		tel.tokens.Record(ctx, u.InputTokens, metric.WithAttributes(append(attrs[:n:n], semconv.GenAITokenTypeInput)...))
-		tel.tokens.Record(ctx, u.OutputTokens, metric.WithAttributes(append(attrs[:n:n], semconv.GenAITokenTypeOutput)...))
+		tel.answers.Add(ctx, 1, with(attrMetering.String(state)))
+		tel.tokens.Record(ctx, u.InputTokens, with(semconv.GenAITokenTypeInput))
+		tel.tokens.Record(ctx, u.OutputTokens, with(semconv.GenAITokenTypeOutput))
+	} else {
+		tel.answers.Add(ctx, 1, with(attrMetering.String(state), attrUsageMissing.String(s.Metering.String())))
 	}
 	if s.Priced {
-		tel.cost.Add(ctx, s.Cost, metric.WithAttributes(append(attrs[:n:n], attrEstimated.Bool(s.Estimated))...))
+		tel.cost.Add(ctx, s.Cost, with(attrEstimated.Bool(s.Estimated)))
 	}
 	if !span.IsRecording() {
 		return
@@ -368,32 +377,62 @@ func (tel *telemetry) spent(ctx context.Context, span trace.Span, s *Usage) {
 	span.SetAttributes(attrs...)
 }
 
+// opKey is the attributes of one gen_ai.client.operation.duration series.
+type opKey struct {
+	operation, provider, model, host, errorType string
+}
+
+// maxOpAttrs bounds the attribute sets operation keeps built; beyond it,
+// a series' set is built for each record.
+const maxOpAttrs = 1 << 10
+
 // operation records an attempt that reached the network in
 // gen_ai.client.operation.duration, once its answer is done: read to the
-// end or closed, for a stream its last byte.
+// end or closed, for a stream its last byte. The attribute set of each
+// series is built once, so that recording allocates nothing.
 func (tel *telemetry) operation(at *attempt) {
 	if !tel.metrics || at.start.IsZero() {
 		return
 	}
-	attrs := make([]attribute.KeyValue, 0, 5)
-	if op := operationName(at.req); op != "" {
-		attrs = append(attrs, semconv.GenAIOperationNameKey.String(op))
-	}
-	if p := at.provider; p != "" {
-		attrs = append(attrs, semconv.GenAIProviderNameKey.String(string(p)))
-	}
-	if m := at.requestModel(); m != "" {
-		attrs = append(attrs, semconv.GenAIRequestModel(m))
-	}
+	k := opKey{operation: operationName(at.req), provider: string(at.provider), model: at.requestModel(), errorType: at.errorType}
 	if at.req.URL != nil {
-		if host := at.req.URL.Hostname(); host != "" {
-			attrs = append(attrs, semconv.ServerAddress(host))
+		k.host = at.req.URL.Hostname()
+	}
+	tel.opMu.RLock()
+	opts, ok := tel.opAttrs[k]
+	tel.opMu.RUnlock()
+	if !ok {
+		opts = opAttrs(k)
+		tel.opMu.Lock()
+		if tel.opAttrs == nil {
+			tel.opAttrs = make(map[opKey][]metric.RecordOption)
 		}
+		if len(tel.opAttrs) < maxOpAttrs {
+			tel.opAttrs[k] = opts
+		}
+		tel.opMu.Unlock()
 	}
-	if at.errorType != "" {
-		attrs = append(attrs, semconv.ErrorTypeKey.String(at.errorType))
+	tel.duration.Record(at.req.Context(), tel.now().Sub(at.start).Seconds(), opts...)
+}
+
+func opAttrs(k opKey) []metric.RecordOption {
+	attrs := make([]attribute.KeyValue, 0, 5)
+	if k.operation != "" {
+		attrs = append(attrs, semconv.GenAIOperationNameKey.String(k.operation))
 	}
-	tel.duration.Record(at.req.Context(), tel.now().Sub(at.start).Seconds(), metric.WithAttributes(attrs...))
+	if k.provider != "" {
+		attrs = append(attrs, semconv.GenAIProviderNameKey.String(k.provider))
+	}
+	if k.model != "" {
+		attrs = append(attrs, semconv.GenAIRequestModel(k.model))
+	}
+	if k.host != "" {
+		attrs = append(attrs, semconv.ServerAddress(k.host))
+	}
+	if k.errorType != "" {
+		attrs = append(attrs, semconv.ErrorTypeKey.String(k.errorType))
+	}
+	return []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(attrs...))}
 }
 
 // operationName is the GenAI operation a request's path names, "" when it

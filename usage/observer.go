@@ -201,7 +201,6 @@ func (o *Observer) Write(p []byte) (int, error) {
 	case o.gz != nil:
 		o.gz.write(p)
 	case o.sse:
-		o.text.write(p)
 		o.writeSSE(p)
 	default:
 		o.writeJSON(p)
@@ -470,6 +469,21 @@ func (o *Observer) eventLine(p []byte, i int) int {
 	return end + 1
 }
 
+// textEvent reports whether the current event's data may carry generated
+// text: an event with no name, or, of named events, only the deltas
+// (Anthropic's content_block_delta, the Responses API's *.delta). The
+// others repeat the text (response.output_text.done) or carry none (pings,
+// message_delta, content_block_start, whose text is "" or a tool's result,
+// which is input).
+func (o *Observer) textEvent() bool {
+	ev := &o.ev
+	if ev.nameLong {
+		return false
+	}
+	name := ev.name[:ev.nameLen]
+	return len(name) == 0 || bytes.HasSuffix(name, []byte("delta")) && string(name) != "message_delta"
+}
+
 // errorEvent reports whether the current event is named error.
 func (o *Observer) errorEvent() bool {
 	return !o.ev.nameLong && string(o.ev.name[:o.ev.nameLen]) == "error"
@@ -531,6 +545,9 @@ func (o *Observer) dataLine(p []byte, i int) int {
 		// at it before reading it.
 		if ev.lines == 1 {
 			if e := bytes.IndexByte(p[i:], '\n'); e >= 0 {
+				if o.textEvent() {
+					o.text.whole(p[i : i+e])
+				}
 				v := trimCR(p[i : i+e])
 				ev.open = false
 				switch {
@@ -551,6 +568,16 @@ func (o *Observer) dataLine(p []byte, i int) int {
 		end = i + e
 	}
 	v := p[i:end]
+	if o.textEvent() {
+		switch {
+		case e < 0:
+			o.text.hold(v)
+		case o.text.spanning:
+			o.text.endLine(v)
+		default:
+			o.text.whole(v)
+		}
+	}
 	switch {
 	case ev.poisoned:
 	case ev.open:
