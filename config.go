@@ -25,7 +25,7 @@ type config struct {
 	streamUsage  bool
 	prices       prices.Func
 	budgets      []Budget
-	store        Store
+	store        LatchStore
 	storeTimeout time.Duration
 	storeResync  time.Duration
 	logger       *slog.Logger
@@ -104,13 +104,16 @@ func WithTripClasses(classes ...Class) Option {
 //
 // ctx is the tripping request's context without its cancellation, so the
 // hook can reach the request's trace and values (a tenant, say) after the
-// request ended. It runs on the goroutine of that request, before its
-// RoundTrip returns (for an error inside a stream, in the Read or Close of
-// the body that found it; with WithStore, on the store's goroutine once the
-// fleet-wide claim is made), with no lock held. It may call Reset or
-// OpenLatches, but it delays that request for as long as it runs: hand slow
-// work, such as a call to a paging service, to another goroutine. A panic in
-// it is recovered and reported to otel.Handle; the latch stays open.
+// request ended. Without a store, it runs on the goroutine of that request,
+// before its RoundTrip returns (for an error inside a stream, in the Read or
+// Close of the body that found it), with no lock held, and delays that
+// request for as long as it runs: hand slow work, such as a call to a paging
+// service, to another goroutine. With WithStore, it runs on the Transport's
+// hook goroutine once the fleet-wide claim is made (ctx is then a fresh
+// context), one hook at a time in order, so that a slow OnTrip delays only
+// later hooks, never requests, the store's work or Shutdown's writes. It may
+// call Reset, OpenLatches, or Shutdown with its ctx. A panic in it is
+// recovered and reported to otel.Handle; the latch stays open.
 func OnTrip(fn func(ctx context.Context, tr Trip)) Option {
 	return optionFunc(func(c *config) { c.onTrip = fn })
 }
@@ -118,7 +121,9 @@ func OnTrip(fn func(ctx context.Context, tr Trip)) Option {
 // OnReset sets a function called for every open latch that Reset or
 // ResetAll closes, with the trip that opened it and the context given to
 // Reset. It runs on the goroutine that called Reset, after the latch closed
-// (and never before OnTrip for that latch has returned), with no lock held.
+// (and never before OnTrip for that latch has returned), with no lock held;
+// with WithStore, a reset made in another process, or one that came while
+// OnTrip was due, runs it on the hook goroutine (see OnTrip).
 // A panic in it is recovered and reported to otel.Handle; the other latches
 // of a ResetAll still close and get their OnReset.
 func OnReset(fn func(ctx context.Context, tr Trip)) Option {
@@ -180,7 +185,9 @@ func WithBudget(b Budget) Option {
 // once per key, threshold and period, even when many answers cross it at
 // once. It runs on the goroutine that finished reading the answer that
 // crossed it (the caller's, in Read or Close of the body), with no lock
-// held, and must not block it for long. A panic in it is recovered and
+// held, and must not block it for long (with WithStore, on the hook
+// goroutine once the fleet's claim of the threshold is made: see OnTrip).
+// A panic in it is recovered and
 // reported to otel.Handle.
 func OnBudget(fn func(ctx context.Context, st BudgetStatus)) Option {
 	return optionFunc(func(c *config) { c.onBudget = fn })

@@ -56,8 +56,12 @@ func (t *Transport) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	st := handlerState{Mode: t.Mode(), Store: "none"}
 	if t.fleet != nil {
-		st.Store = "down"
-		if t.fleet.up.Load() {
+		switch {
+		case !t.fleet.readsUp.Load():
+			st.Store = "down"
+		case !t.fleet.writesUp.Load():
+			st.Store = "read-only"
+		default:
 			st.Store = "up"
 		}
 	}

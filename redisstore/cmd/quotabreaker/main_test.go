@@ -133,7 +133,7 @@ func TestStatusBudgets(t *testing.T) {
 	srv, s := fleet(t)
 	nov := redisstore.Period{Start: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), End: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)}
 	ctx := context.Background()
-	if _, err := s.AddSpend(ctx, "team-a", nov, 41_250_000); err != nil {
+	if _, err := s.AddSpend(ctx, redisstore.SpendWrite{Key: "team-a", Period: nov, Micros: 41_250_000}); err != nil {
 		t.Fatal(err)
 	}
 	for _, pct := range []int{80, 50} {
@@ -141,7 +141,7 @@ func TestStatusBudgets(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.AddSpend(ctx, "team-b", nov, 1_234_567); err != nil {
+	if _, err := s.AddSpend(ctx, redisstore.SpendWrite{Key: "team-b", Period: nov, Micros: 1_234_567}); err != nil {
 		t.Fatal(err)
 	}
 	code, out, _ := runCmd(t, "status", "-addr", srv.Addr)
