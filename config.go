@@ -193,9 +193,10 @@ func OnBudget(fn func(ctx context.Context, st BudgetStatus)) Option {
 	return optionFunc(func(c *config) { c.onBudget = fn })
 }
 
-// WithStore shares the Transport's latches, and its budgets' spend, with
-// every Transport on the same store, typically one per replica of a
-// service (see the redisstore module for Redis):
+// WithStore shares the Transport's latches with every Transport on the
+// same store, typically one per replica of a service (see the redisstore
+// module for Redis), and its budgets' spend too when s is also a SpendStore
+// (a Store, as redisstore's is):
 //
 //   - a trip in any process opens that scope in every process, within the
 //     store's propagation delay (Redis: well under a second);
@@ -210,16 +211,19 @@ func OnBudget(fn func(ctx context.Context, st BudgetStatus)) Option {
 //
 // Requests never wait on the store. They are decided from memory that a
 // background goroutine keeps current (the store's change feed, a resync
-// every 10 seconds and after every reconnection), and OnTrip runs on that
-// goroutine once the trip is claimed. If the store is unreachable, requests
-// keep flowing on this process's latches, a trip pages from this process
-// as soon as its claim fails (at once when the store refuses connections,
-// after WithStoreTimeout when it hangs), and trips and spend are written
-// when the store is back; the
-// outage is logged once per change of state, recorded in the
-// quotabreaker.store.up metric and on every span. Call Close to stop the
-// background work.
-func WithStore(s Store) Option {
+// every 10 seconds and after every reconnection), and hooks run on a
+// goroutine of their own (see OnTrip). When the store cannot be reached, or
+// answers but refuses writes (a Redis replica after a failover, an ACL, a
+// corrupt value), requests keep flowing on this process's latches; a trip
+// pages from this process at once, or as soon as its claim has gone
+// unanswered for 50 ms; trips and spend are kept and retried with a
+// jittered backoff from 250 ms to 10 s, so a failing store gets a call every
+// few seconds, not a loop. Each change of the store's state (up, read-only,
+// down) is logged once, with the number of calls that failed, and recorded
+// in the quotabreaker.store.up and quotabreaker.store.writable metrics and
+// on every span. Call Shutdown (or Close) to write what is queued and stop
+// the background work.
+func WithStore(s LatchStore) Option {
 	return optionFunc(func(c *config) { c.store = s })
 }
 

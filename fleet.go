@@ -39,12 +39,14 @@ const (
 	// milliseconds, and a page must not wait for a client's retries
 	// against a Redis that refuses connections. A claim that lands later
 	// pages nobody twice.
-	claimWait = 100 * time.Millisecond
+	claimWait = 50 * time.Millisecond
 	// Writes the store did not take are retried after minRetry, doubling
 	// to maxRetry, each wait drawn at random between half and all of it,
-	// so that a fleet does not retry in step.
-	minRetry = 100 * time.Millisecond
-	maxRetry = 30 * time.Second
+	// so that a fleet does not retry in step. Against a store that refuses
+	// every write (a read-only Redis) that is one attempt every 5 to 10
+	// seconds: each a claim, which go-redis itself tries four times.
+	minRetry = 250 * time.Millisecond
+	maxRetry = 10 * time.Second
 )
 
 // fleet is a Transport's link to its store.
@@ -604,7 +606,9 @@ func (f *fleet) dropSpend(sk spendKey) {
 // records whether the store takes writes.
 func (t *Transport) flush(ctx context.Context) error {
 	wrote, err := t.flushClaims(ctx)
-	if ctx.Err() == nil {
+	// A store that refused a claim refuses spend too: one failed call per
+	// attempt is enough.
+	if err == nil && ctx.Err() == nil {
 		w, serr := t.flushSpend(ctx)
 		wrote = wrote || w
 		if err == nil {

@@ -29,6 +29,7 @@ type Server struct {
 	port int
 	cmd  *exec.Cmd
 	done chan struct{} // closed when cmd has exited
+	args []string      // extra arguments of the next start
 }
 
 // Start starts a redis-server for t and stops it when t ends. Without a
@@ -49,7 +50,7 @@ func Start(t testing.TB) *Server {
 	// server's bind: try a few.
 	for range 3 {
 		s.port = freePort(t)
-		if s.start() {
+		if s.start(true) {
 			s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
 			return s
 		}
@@ -69,11 +70,12 @@ func freePort(t testing.TB) int {
 }
 
 // start runs redis-server on s.port and waits until it answers PING,
-// which it does only once it has loaded its data. It reports false if the
-// server exits first.
-func (s *Server) start() bool {
+// which it does only once it has loaded its data, or, without loaded, until
+// it answers at all (-LOADING, say). It reports false if the server exits
+// first.
+func (s *Server) start(loaded bool) bool {
 	s.t.Helper()
-	s.cmd = exec.Command(s.bin,
+	s.cmd = exec.Command(s.bin, append([]string{
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
 		"--dir", s.Dir,
@@ -81,7 +83,8 @@ func (s *Server) start() bool {
 		"--appendonly", "yes",
 		"--appendfsync", "always",
 		"--daemonize", "no",
-		"--logfile", filepath.Join(s.Dir, "redis.log"),
+		"--logfile", filepath.Join(s.Dir, "redis.log")},
+		s.args...)...,
 	)
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("starting redis-server: %v", err)
@@ -101,7 +104,7 @@ func (s *Server) start() bool {
 			return false
 		default:
 		}
-		if ping(addr) {
+		if reply := ping(addr); strings.HasPrefix(reply, "+PONG") || (!loaded && reply != "") {
 			return true
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -110,20 +113,23 @@ func (s *Server) start() bool {
 	return false
 }
 
-// ping reports whether the server at addr answers PING with PONG (not,
-// say, LOADING).
-func ping(addr string) bool {
+// ping returns the first line of the server's answer to PING ("+PONG",
+// or "-LOADING ..." while it loads its data), "" when it does not answer.
+func ping(addr string) string {
 	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
-		return false
+		return ""
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(time.Second))
 	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return false
+		return ""
 	}
 	line, err := bufio.NewReader(c).ReadString('\n')
-	return err == nil && strings.HasPrefix(line, "+PONG")
+	if err != nil {
+		return ""
+	}
+	return line
 }
 
 func (s *Server) log() string {
@@ -151,7 +157,7 @@ func (s *Server) Kill() {
 func (s *Server) Restart() {
 	s.t.Helper()
 	s.Kill()
-	if !s.start() {
+	if !s.start(true) {
 		s.t.Fatalf("redis-server did not restart on port %d; its log:\n%s", s.port, s.log())
 	}
 }
@@ -180,3 +186,19 @@ func (s *Server) Client() *redis.Client {
 	s.t.Cleanup(func() { _ = c.Close() })
 	return c
 }
+
+// RestartLoading starts the server again after Kill, like Restart, with
+// extra redis-server arguments (for this start only), and returns as soon
+// as it answers, which may be -LOADING while it still loads its data.
+func (s *Server) RestartLoading(args ...string) {
+	s.t.Helper()
+	s.Kill()
+	s.args = args
+	defer func() { s.args = nil }()
+	if !s.start(false) {
+		s.t.Fatalf("redis-server did not restart on port %d; its log:\n%s", s.port, s.log())
+	}
+}
+
+// Port is the server's port.
+func (s *Server) Port() int { return s.port }
