@@ -29,13 +29,27 @@ type Server struct {
 	port int
 	cmd  *exec.Cmd
 	done chan struct{} // closed when cmd has exited
-	args []string      // extra arguments of the next start
+	args []string      // extra arguments of every start
+	once []string      // extra arguments of the next start only
+	conf string        // a configuration file to start with (a sentinel's)
 }
 
 // Start starts a redis-server for t and stops it when t ends. Without a
 // redis-server in PATH it skips t, unless the environment variable CI is
 // set: then it fails t, because CI must run these tests.
-func Start(t testing.TB) *Server {
+func Start(t testing.TB) *Server { t.Helper(); return StartWith(t) }
+
+// StartWith is Start with extra redis-server arguments, for every start
+// of the server ("--cluster-enabled", "yes", say).
+func StartWith(t testing.TB, args ...string) *Server {
+	t.Helper()
+	s := newServer(t)
+	s.args = args
+	s.launch()
+	return s
+}
+
+func newServer(t testing.TB) *Server {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -46,17 +60,42 @@ func Start(t testing.TB) *Server {
 	}
 	s := &Server{Dir: t.TempDir(), t: t, bin: bin}
 	t.Cleanup(s.Kill)
+	return s
+}
+
+// StartSentinel starts a Redis Sentinel that monitors the primary at
+// primaryAddr under the name master, with a quorum of quorum sentinels and
+// a primary taken as down after one silent second.
+func StartSentinel(t testing.TB, master, primaryAddr string, quorum int) *Server {
+	t.Helper()
+	s := newServer(t)
+	host, port, _ := net.SplitHostPort(primaryAddr)
+	s.conf = filepath.Join(s.Dir, "sentinel.conf")
+	conf := "sentinel monitor " + master + " " + host + " " + port + " " + strconv.Itoa(quorum) + "\n" +
+		"sentinel down-after-milliseconds " + master + " 1000\n" +
+		"sentinel failover-timeout " + master + " 10000\n" +
+		"sentinel parallel-syncs " + master + " 1\n"
+	if err := os.WriteFile(s.conf, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.launch()
+	return s
+}
+
+// launch starts the server on a free port.
+func (s *Server) launch() {
+	t := s.t
+	t.Helper()
 	// Another process can take the port between its discovery and the
 	// server's bind: try a few.
 	for range 3 {
 		s.port = freePort(t)
 		if s.start(true) {
 			s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
-			return s
+			return
 		}
 	}
 	t.Fatalf("redis-server did not start; its log:\n%s", s.log())
-	return nil
 }
 
 func freePort(t testing.TB) int {
@@ -75,17 +114,20 @@ func freePort(t testing.TB) int {
 // first.
 func (s *Server) start(loaded bool) bool {
 	s.t.Helper()
-	s.cmd = exec.Command(s.bin, append([]string{
+	args := []string{
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
 		"--dir", s.Dir,
-		"--save", "",
-		"--appendonly", "yes",
-		"--appendfsync", "always",
 		"--daemonize", "no",
-		"--logfile", filepath.Join(s.Dir, "redis.log")},
-		s.args...)...,
-	)
+		"--logfile", filepath.Join(s.Dir, "redis.log"),
+	}
+	if s.conf != "" {
+		args = append([]string{s.conf, "--sentinel"}, args...)
+	} else {
+		args = append(args, "--save", "", "--appendonly", "yes", "--appendfsync", "always")
+	}
+	args = append(append(args, s.args...), s.once...)
+	s.cmd = exec.Command(s.bin, args...)
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("starting redis-server: %v", err)
 	}
@@ -193,8 +235,8 @@ func (s *Server) Client() *redis.Client {
 func (s *Server) RestartLoading(args ...string) {
 	s.t.Helper()
 	s.Kill()
-	s.args = args
-	defer func() { s.args = nil }()
+	s.once = args
+	defer func() { s.once = nil }()
 	if !s.start(false) {
 		s.t.Fatalf("redis-server did not restart on port %d; its log:\n%s", s.port, s.log())
 	}
