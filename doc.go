@@ -51,7 +51,7 @@
 //	gen_ai.usage.cache_read.input_tokens, gen_ai.usage.cache_creation.input_tokens,
 //	gen_ai.usage.reasoning.output_tokens
 //	quotabreaker.cost.usd           the answer's cost in dollars; absent when its model has no price
-//	quotabreaker.store.up           with WithStore: whether the store answered at the last call
+//	quotabreaker.store.up           with WithStore: whether the store answers reads (false while it is down)
 //
 // The tripping attempt's span has a quotabreaker.trip event. A reset is a
 // span of its own, quotabreaker.reset, with quotabreaker.scope and
@@ -67,7 +67,14 @@
 //	gen_ai.client.token.usage    histogram {token}: tokens per answer, by gen_ai.token.type
 //	quotabreaker.cost            counter {USD}: dollars spent, by gen_ai.provider.name and gen_ai.response.model
 //	quotabreaker.budget.spent_ratio  gauge 1: spent share of each budget key's limit, by quotabreaker.budget and quotabreaker.budget.key
-//	quotabreaker.store.up        gauge: 1 while the store answers, 0 while it is unreachable
+//	quotabreaker.store.up        gauge: 1 while the store answers reads, 0 while it is unreachable
+//	quotabreaker.store.writable  gauge: 1 while it takes writes too, 0 while it refuses them (a read-only
+//	                             replica after a failover, an ACL, a corrupt value) or is unreachable
+//	quotabreaker.store.invalid_changes  counter {change}: change messages dropped as invalid
+//
+// With both gauges the store's state is up (1, 1), read-only (1, 0) or down
+// (0, 0), as the Handler's "store" field says; each change of state is
+// logged once, with the number of calls that failed in the state it left.
 //
 // A metric's quotabreaker.error.code is the provider's code only when it is
 // one the package knows, and "_OTHER" otherwise, so that a server cannot
