@@ -691,3 +691,44 @@ func counter(t testing.TB, r *sdkmetric.ManualReader, name string) int64 {
 	}
 	return n
 }
+
+// latchOnly is a store of latches alone, as one on etcd or a SQL table
+// might be: it has none of the spend methods.
+type latchOnly struct{ quotabreaker.LatchStore }
+
+// A latch-only store shares latches; budgets then count each process's own
+// spend, and nothing of it reaches the store.
+func TestFleetLatchOnlyStore(t *testing.T) {
+	srv := redistest.Start(t)
+	p := newFakeProvider(t)
+	var pages atomic.Int64
+	opts := []quotabreaker.Option{
+		quotabreaker.WithPrices(dollarAnswer),
+		quotabreaker.WithBudget(quotabreaker.Budget{Name: "b", Limit: 1000}),
+		quotabreaker.OnTrip(func(context.Context, quotabreaker.Trip) { pages.Add(1) }),
+	}
+	var rs []*replica
+	for range 2 {
+		base := &http.Transport{}
+		tr := quotabreaker.New(base, append(opts, quotabreaker.WithStore(latchOnly{newStore(t, srv, redisstore.Options{})}))...)
+		t.Cleanup(func() {
+			if err := tr.Close(); err != nil {
+				t.Error(err)
+			}
+			base.CloseIdleConnections()
+		})
+		rs = append(rs, &replica{Transport: tr, hc: &http.Client{Transport: tr}})
+	}
+	rs[0].call(t, p, "sk-latch-only")
+	if st, ok := budgetStatus(t, rs[0], "b"); !ok || st.Spent != 1 {
+		t.Errorf("budget with a latch-only store: %+v, want $1 counted here", st)
+	}
+	p.quota.Store(true)
+	rs[0].call(t, p, "sk-latch-only")
+	scope := rs[0].scope(t, p, "sk-latch-only")
+	waitFor(t, "the trip reaches the other replica", func() bool { return contains(openScopes(t, rs[1]), scope) })
+	waitFor(t, "one page", func() bool { return pages.Load() == 1 })
+	if keys, err := srv.Client().Keys(context.Background(), redisstore.DefaultPrefix+"spend:*").Result(); err != nil || len(keys) != 0 {
+		t.Errorf("spend keys in Redis with a latch-only store: %v, %v", keys, err)
+	}
+}
