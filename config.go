@@ -238,8 +238,10 @@ func WithStoreTimeout(d time.Duration) Option {
 }
 
 // WithLogger sets where the Transport logs the few events that are not
-// tied to a request: a store becoming unreachable or reachable again. The
-// default is slog.Default(); a nil logger is ignored.
+// tied to a request: each change of its store's state (up, read-only,
+// down), once, never once per failed call. The default is slog.Default(); a
+// nil logger is ignored. go-redis's own lines do not go here by themselves:
+// see redisstore.RedisLogger.
 func WithLogger(l *slog.Logger) Option {
 	return optionFunc(func(c *config) {
 		if l != nil {
