@@ -113,7 +113,7 @@ func TestFleetRefusedWritesAreBounded(t *testing.T) {
 		break_: func(t *testing.T, srv *redistest.Server) {
 			primary := redistest.Start(t)
 			c := srv.Client()
-			if err := c.SlaveOf(context.Background(), "127.0.0.1", strconv.Itoa(primary.Port())).Err(); err != nil {
+			if err := c.ReplicaOf(context.Background(), "127.0.0.1", strconv.Itoa(primary.Port())).Err(); err != nil {
 				t.Fatal(err)
 			}
 			deadline := time.Now().Add(30 * time.Second)
@@ -129,7 +129,7 @@ func TestFleetRefusedWritesAreBounded(t *testing.T) {
 			}
 		},
 		mend: func(t *testing.T, srv *redistest.Server) {
-			if err := srv.Client().SlaveOf(context.Background(), "NO", "ONE").Err(); err != nil {
+			if err := srv.Client().ReplicaOf(context.Background(), "NO", "ONE").Err(); err != nil {
 				t.Fatal(err)
 			}
 		},
