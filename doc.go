@@ -58,7 +58,7 @@
 //	quotabreaker.estimated          true when the cost is an estimate (an answer cut short), with
 //	quotabreaker.estimate.input_tokens, quotabreaker.estimate.output_tokens
 //	quotabreaker.would_short_circuit  in observe mode: true when enforcing would have refused the request
-//	quotabreaker.store.up           with WithStore: whether the store answered at the last call
+//	quotabreaker.store.up           with WithStore: whether the store answers reads (false while it is down)
 //
 // The tripping attempt's span has a quotabreaker.trip event. A reset is a
 // span of its own, quotabreaker.reset, with quotabreaker.scope and
@@ -77,7 +77,14 @@
 //	gen_ai.client.operation.duration  histogram s: each attempt that reached the network, until its body is done, by gen_ai.operation.name,
 //	                             gen_ai.provider.name, gen_ai.request.model, server.address and, on a failure, error.type
 //	quotabreaker.budget.spent_ratio  gauge 1: spent share of each budget key's limit, by quotabreaker.budget and quotabreaker.budget.key
-//	quotabreaker.store.up        gauge: 1 while the store answers, 0 while it is unreachable
+//	quotabreaker.store.up        gauge: 1 while the store answers reads, 0 while it is unreachable
+//	quotabreaker.store.writable  gauge: 1 while it takes writes too, 0 while it refuses them (a read-only
+//	                             replica after a failover, an ACL, a corrupt value) or is unreachable
+//	quotabreaker.store.invalid_changes  counter {change}: change messages dropped as invalid
+//
+// With both gauges the store's state is up (1, 1), read-only (1, 0) or down
+// (0, 0), as the Handler's "store" field says; each change of state is
+// logged once, with the number of calls that failed in the state it left.
 //
 // No metric attribute depends on sampling: the request's model is read for
 // the metrics whether or not the span records.

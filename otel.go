@@ -49,9 +49,12 @@ type telemetry struct {
 	duration      metric.Float64Histogram
 	metrics       bool // the meter provider is not OpenTelemetry's no-op one
 
-	budgetRatio metric.Float64Gauge
-	storeUp     metric.Int64Gauge
-	fleet       *fleet // nil without a store
+	budgetRatio   metric.Float64Gauge
+	storeUp       metric.Int64Gauge
+	storeWritable metric.Int64Gauge
+	// invalidChanges counts changes from the store that were dropped.
+	invalidChanges metric.Int64Counter
+	fleet          *fleet // nil without a store
 
 	opMu    sync.RWMutex
 	opAttrs map[opKey][]metric.RecordOption // guarded by opMu; at most maxOpAttrs
@@ -136,9 +139,18 @@ func (tel *telemetry) init(t *Transport) {
 		storeUp = noop.Int64Gauge{}
 	}
 	tel.storeUp = storeUp
+	writable, err := meter.Int64Gauge("quotabreaker.store.writable",
+		metric.WithDescription("1 while the Transport's store takes writes, 0 while it refuses them or is unreachable: trips then page from this process and trips and spend wait to be written."))
+	if err != nil {
+		otel.Handle(err)
+		writable = noop.Int64Gauge{}
+	}
+	tel.storeWritable = writable
+	tel.invalidChanges = counter("quotabreaker.store.invalid_changes", "{change}",
+		"Changes from the store's feed that were dropped because they could not be read or failed the store's own checks.")
 	tel.fleet = t.fleet
 	if t.fleet != nil {
-		storeUp.Record(context.Background(), 1)
+		tel.storeState(true, true)
 	}
 
 	// A synchronous up-down counter rather than an observable gauge: it
@@ -254,7 +266,7 @@ func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Resp
 		attrs = append(attrs, attrRemainingTokens.Int64(n))
 	}
 	if tel.fleet != nil {
-		attrs = append(attrs, attrStoreUp.Bool(tel.fleet.up.Load()))
+		attrs = append(attrs, attrStoreUp.Bool(tel.fleet.readsUp.Load()))
 	}
 	if refusedBy != nil {
 		attrs = append(attrs, attrWouldShortCircuit.Bool(true), attrCause.String(string(refusedBy.Trip.Cause)))
@@ -472,13 +484,23 @@ func (tel *telemetry) streamError(ctx context.Context, span trace.Span, c classi
 	}
 }
 
-// storeState records a change of the store's reachability.
-func (tel *telemetry) storeState(up bool) {
-	v := int64(0)
-	if up {
-		v = 1
+// storeState records a change of the store's state: up (it answers) and
+// writable (it takes writes too).
+func (tel *telemetry) storeState(up, writable bool) {
+	tel.storeUp.Record(context.Background(), boolInt(up))
+	tel.storeWritable.Record(context.Background(), boolInt(writable))
+}
+
+func boolInt(b bool) int64 {
+	if b {
+		return 1
 	}
-	tel.storeUp.Record(context.Background(), v)
+	return 0
+}
+
+// invalidChange counts a change from the store that was dropped.
+func (tel *telemetry) invalidChange() {
+	tel.invalidChanges.Add(context.Background(), 1)
 }
 
 // wouldRefuseBudget records, in ModeObserve, a request that a budget's

@@ -114,9 +114,9 @@ func New(base http.RoundTripper, opts ...Option) *Transport {
 	}
 	t.latches.open = new(atomic.Int64)
 	if t.cfg.store != nil {
-		t.fleet = &fleet{store: t.cfg.store, timeout: t.cfg.storeTimeout, resync: t.cfg.storeResync, log: t.cfg.logger}
+		t.fleet = newFleet(t.cfg.store, &t.cfg)
 		for _, b := range t.budgets {
-			b.shared = true
+			b.shared = t.fleet.spend != nil
 		}
 	}
 	t.tel.init(t)
@@ -241,7 +241,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 func (t *Transport) announce(ctx context.Context, span trace.Span, o *opened) {
 	t.tel.tripped(ctx, span, o.Trip)
 	if t.fleet != nil {
-		t.claim(o)
+		t.claim(context.WithoutCancel(ctx), o)
 		return
 	}
 	t.latches.markPaging(o)
@@ -373,8 +373,12 @@ func (t *Transport) reset(ctx context.Context, scope string, all bool) (int, err
 			due = append(due, t.latches.clearEpoch(ch.Scope, ch.Epoch)...)
 		}
 	}
-	// Latches open only here (their claim not written yet) close too.
+	// Latches open only here (their claim not written yet) close too,
+	// and their claims are not written.
 	local, more := t.latches.reset(scope, all)
+	if t.fleet != nil && local > 0 {
+		t.dropClaims(ctx)
+	}
 	n = max(n, local)
 	due = append(due, more...)
 	slices.SortFunc(due, func(a, b *opened) int { return compareTrips(a.Trip, b.Trip) })

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
 	"github.com/openai/openai-go/v3"
@@ -103,7 +104,11 @@ func readmeFleet() {
 		log.Fatal(err)
 	}
 	qb := quotabreaker.New(http.DefaultTransport, quotabreaker.WithStore(store))
-	defer qb.Close()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		qb.Shutdown(ctx) // writes the last trips and spend, waits for the pages
+	}()
 }
 
 func readmeOperations(mux *http.ServeMux, qb *quotabreaker.Transport, requireOperator func(http.Handler) http.Handler) {
