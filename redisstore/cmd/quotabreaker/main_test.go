@@ -188,8 +188,12 @@ func TestStatusBudgets(t *testing.T) {
     "period_end": "2026-12-01T00:00:00Z",
     "spent_usd": 41.25,
     "limit_usd": 0,
+    "estimated_spent_usd": 0,
     "threshold": 0.8,
+    "priced_answers": 0,
     "unpriced_answers": 0,
+    "unmetered_answers": 0,
+    "estimated_answers": 0,
     "exhausted": false,
     "hard_limit": false
   },
@@ -200,8 +204,12 @@ func TestStatusBudgets(t *testing.T) {
     "period_end": "2026-12-01T00:00:00Z",
     "spent_usd": 1.234567,
     "limit_usd": 0,
+    "estimated_spent_usd": 0,
     "threshold": 0,
+    "priced_answers": 0,
     "unpriced_answers": 0,
+    "unmetered_answers": 0,
+    "estimated_answers": 0,
     "exhausted": false,
     "hard_limit": false
   }
