@@ -41,6 +41,7 @@ var codes = map[string]Class{
 	// Relays (one-api, new-api) and gateways.
 	"insufficient_user_quota": QuotaExhausted,
 	"payment_required":        QuotaExhausted,
+	"budget_exceeded":         QuotaExhausted, // LiteLLM's key, team and user budgets
 	// Anthropic's types and details.error_code.
 	"enforced_spend_limit_reached": QuotaExhausted,
 	"billing_error":                QuotaExhausted,
@@ -62,6 +63,8 @@ var codes = map[string]Class{
 	"NOT_FOUND":           "",
 	"DEADLINE_EXCEEDED":   "",
 	"FAILED_PRECONDITION": "",
+	// Self-hosted servers.
+	"exceed_context_size_error": ContextLengthExceeded, // llama.cpp's server, as 400 and 500
 	// Others.
 	"DeploymentNotFound":           ModelNotFound,  // Azure
 	"organization_restricted":      Permission,     // Groq
