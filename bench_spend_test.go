@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/quotabreaker/quotabreaker/internal/corpus"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 )
 
@@ -33,8 +34,8 @@ func memoryBase(body []byte, contentType string) http.RoundTripper {
 // content chunk of openai-chat-stream-usage.sse repeated, then its usage
 // chunk and its end.
 func eventStream1MiB(tb testing.TB) []byte {
-	chunk := chunkOf(tb, "openai-chat-stream-usage.sse", `"content":"`)
-	usage := chunkOf(tb, "openai-chat-stream-usage.sse", `"usage":{`)
+	chunk := corpus.ChunkOf(tb, "openai-chat-stream-usage.sse", `"content":"`)
+	usage := corpus.ChunkOf(tb, "openai-chat-stream-usage.sse", `"usage":{`)
 	var b bytes.Buffer
 	for b.Len() < 1<<20 {
 		b.Write(chunk)
@@ -79,7 +80,7 @@ func readAll(b *testing.B, rc io.ReadCloser, buf []byte) int64 {
 // o3-mini answer with usage), read to its end: a bare base, the Transport
 // with usage off, and with usage on (read, priced and recorded).
 func BenchmarkSpendAnswer(b *testing.B) {
-	body, h := readStream(b, "openai-chat-reasoning.json")
+	body, h := corpus.ReadStream(b, "openai-chat-reasoning.json")
 	for _, tt := range transports(memoryBase(body, h.Get("Content-Type"))) {
 		b.Run(tt.name, func(b *testing.B) {
 			req := benchRequest()

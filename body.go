@@ -5,29 +5,22 @@ import (
 	"compress/flate"
 	"compress/gzip"
 	"compress/zlib"
-	"encoding/json"
 	"io"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 
 	"github.com/quotabreaker/quotabreaker/classify"
 	"github.com/quotabreaker/quotabreaker/internal/jsonscan"
+	"github.com/quotabreaker/quotabreaker/usage"
 )
 
 // This file holds what the Transport does with answer bodies: reading an
 // error answer's prefix to classify it without losing a byte of it, the
 // body the caller reads (which ends the attempt's span), and the answer an
 // open latch replays.
-
-// maxReplayBody bounds the tripping answer an open latch keeps to replay.
-// Real quota answers are a few hundred bytes; a longer one is replaced by a
-// short body with the same code and type, so that an open latch costs a few
-// KiB however large the answer that opened it.
-const maxReplayBody = 2 << 10
 
 // inspect classifies an error answer from a bounded prefix of its body and
 // puts back a body that yields exactly the bytes the server sent. It returns
@@ -144,16 +137,16 @@ func decode(encoding string, b []byte, complete bool, limit int) ([]byte, bool) 
 // measured whole. It never changes, holds back or reorders a byte.
 type answerBody struct {
 	rc    io.ReadCloser
-	end   func(seen *observed) // seen is nil without an observer
+	end   func(seen *usage.Result) // seen is nil without an observer
 	ended atomic.Bool
 
 	mu  sync.Mutex // guards obs: Close may race a Read in another goroutine
-	obs *observer
+	obs *usage.Observer
 }
 
 // newAnswerBody wraps rc so that end runs once the caller is done with it.
 // A nil body ends at once.
-func newAnswerBody(rc io.ReadCloser, obs *observer, end func(*observed)) io.ReadCloser {
+func newAnswerBody(rc io.ReadCloser, obs *usage.Observer, end func(*usage.Result)) io.ReadCloser {
 	if rc == nil {
 		end(nil)
 		return rc
@@ -170,10 +163,10 @@ func (b *answerBody) finish() {
 	if !b.ended.CompareAndSwap(false, true) {
 		return
 	}
-	var seen *observed
+	var seen *usage.Result
 	if b.obs != nil {
 		b.mu.Lock()
-		r := b.obs.result()
+		r := b.obs.Result()
 		b.mu.Unlock()
 		seen = &r
 	}
@@ -184,7 +177,7 @@ func (b *answerBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	if n > 0 && b.obs != nil {
 		b.mu.Lock()
-		b.obs.write(p[:n])
+		b.obs.Write(p[:n])
 		b.mu.Unlock()
 	}
 	if err == io.EOF {
@@ -202,117 +195,6 @@ func (b *answerBody) Close() error {
 type answerBodyRW struct{ *answerBody }
 
 func (b answerBodyRW) Write(p []byte) (int, error) { return b.rc.(io.Writer).Write(p) }
-
-// answer is what requests refused by an open latch receive.
-type answer struct {
-	status      int
-	statusLine  string
-	contentType string
-	scope       string
-	body        []byte
-}
-
-// replayAnswer is what requests refused by the latch will receive: the
-// tripping answer's status and body, decoded, with its content type. A body
-// too large to keep is replaced by a short one in OpenAI's shape carrying
-// the same code and type, which every OpenAI-compatible SDK parses.
-func replayAnswer(resp *http.Response, tr *Trip, body []byte, complete bool) answer {
-	contentType := resp.Header.Get("Content-Type")
-	if !complete || len(body) > maxReplayBody {
-		body = syntheticBody(tr)
-		contentType = "application/json"
-	}
-	return answer{
-		status:      resp.StatusCode,
-		statusLine:  statusLine(resp.StatusCode, tr.Class),
-		contentType: contentType,
-		scope:       tr.Scope,
-		body:        bytes.Clone(body),
-	}
-}
-
-// statusLine is the Status of an answer the Transport marks as of class c:
-// the code stays, and the reason phrase says what the answer means, so that
-// logs which print the status say "429 Insufficient Quota", not "429 Too
-// Many Requests".
-func statusLine(code int, c classify.Class) string {
-	text := http.StatusText(code)
-	switch c {
-	case classify.QuotaExhausted:
-		text = "Insufficient Quota"
-	}
-	return strconv.Itoa(code) + " " + text
-}
-
-// header returns a fresh header for one short-circuited answer: the caller
-// owns it and may change it. Its values share one backing array, as in
-// http.Header.Clone, but no map is walked.
-func (a *answer) header() http.Header {
-	vals := [...]string{"false", "true", a.scope, a.contentType}
-	all := vals[:]
-	if a.contentType == "" {
-		all = all[:3]
-	}
-	v := make([]string, len(all))
-	copy(v, all)
-	h := make(http.Header, len(v))
-	h[HeaderShouldRetry] = v[0:1:1]
-	h[HeaderShortCircuit] = v[1:2:2]
-	h[HeaderScope] = v[2:3:3]
-	if len(v) == 4 {
-		h["Content-Type"] = v[3:4:4]
-	}
-	return h
-}
-
-// response builds one refused request's answer.
-func (a *answer) response(req *http.Request) *http.Response {
-	return &http.Response{
-		Status:        a.statusLine,
-		StatusCode:    a.status,
-		Proto:         "HTTP/1.1",
-		ProtoMajor:    1,
-		ProtoMinor:    1,
-		Header:        a.header(),
-		Body:          newReplayBody(a.body),
-		ContentLength: int64(len(a.body)),
-		Request:       req,
-	}
-}
-
-// replayBody is a short-circuited answer's body.
-type replayBody struct{ bytes.Reader }
-
-func newReplayBody(b []byte) *replayBody {
-	r := &replayBody{}
-	r.Reset(b)
-	return r
-}
-
-func (*replayBody) Close() error { return nil }
-
-// syntheticBody is an error body in OpenAI's shape, which every
-// OpenAI-compatible SDK parses, carrying the trip's code and type.
-func syntheticBody(tr *Trip) []byte {
-	msg := "quotabreaker: latch open after a " + string(tr.Class) + " " + string(tr.Cause) + " from the provider; reset it once fixed"
-	if tr.Cause == CauseBudget {
-		msg = "quotabreaker: this key's budget is spent; it lifts at the next period or when reset"
-	}
-	type apiError struct {
-		Message string  `json:"message"`
-		Type    string  `json:"type"`
-		Param   *string `json:"param"`
-		Code    string  `json:"code"`
-	}
-	b, _ := json.Marshal(struct {
-		Error apiError `json:"error"`
-	}{apiError{
-		Message: msg,
-		Type:    tr.Type,
-		Code:    tr.Code,
-	}})
-	return b
-}
 
 // requestID returns the provider's id of an answer, bounded and printable.
 func requestID(h http.Header) string {

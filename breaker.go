@@ -17,12 +17,6 @@ import (
 	"go.opentelemetry.io/otel/metric"
 )
 
-// ErrOpen is the error a Transport made with WithShortCircuitError returns,
-// wrapped in an *OpenError, for a request it refuses. It is the only
-// sentinel, as gobreaker has only ErrOpenState: the *OpenError's Trip says
-// what opened the latch (its classify.Class, Cause and Code).
-var ErrOpen = errors.New("quotabreaker: latch open")
-
 // Cause says what opened a latch.
 type Cause string
 
@@ -69,25 +63,6 @@ type Trip struct {
 	Epoch uint64 `json:"epoch,omitempty"`
 }
 
-// OpenError is the error returned for a request refused by an open latch
-// when the Transport was made with WithShortCircuitError. It unwraps to
-// ErrOpen.
-type OpenError struct {
-	Trip Trip
-}
-
-func (e *OpenError) Error() string {
-	tr := &e.Trip
-	return fmt.Sprintf("quotabreaker: latch open for %s since %s: %s (code %q, HTTP %d); reset it once fixed",
-		tr.Scope, tr.At.Format(time.RFC3339), tr.Class, tr.Code, tr.StatusCode)
-}
-
-// ErrorType returns the class that opened the latch, which OpenTelemetry's
-// instrumentations (otelhttp among them) record as error.type.
-func (e *OpenError) ErrorType() string { return string(e.Trip.Class) }
-
-func (e *OpenError) Unwrap() error { return ErrOpen }
-
 // maxIdleLatches bounds the closed latches kept for scopes with no request
 // in flight. A closed latch with nothing in flight holds no information, so
 // dropping it is free; open latches are never dropped.
@@ -123,7 +98,7 @@ func (l *latch) state() string {
 // prepared once so that refusing a request costs little.
 type opened struct {
 	Trip
-	answer        answer
+	refusal       refusal
 	shortCircuits [2][]metric.AddOption // the short-circuit counter's attributes, by Mode
 
 	// OnReset must not overtake OnTrip: a pager would resolve an incident
@@ -132,6 +107,35 @@ type opened struct {
 	resetOwed bool // reset before that: whoever announces calls OnReset
 	paging    bool // OnTrip was called for it here
 	quiet     bool // another process paged for it: no OnTrip, no OnReset here
+}
+
+// newTrip is the record of a trip of scope, for cause, in mode: what c
+// says of the answer, the status it came with and the provider's id of it.
+// It is the one place a Trip is made, so that a new field is filled for
+// every cause.
+func (t *Transport) newTrip(scope string, cause Cause, mode Mode, c classify.Result, status int, requestID string, epoch uint64) Trip {
+	return Trip{
+		Scope:      scope,
+		Cause:      cause,
+		Mode:       mode,
+		Class:      c.Class,
+		Provider:   c.Provider,
+		Code:       c.Code,
+		Type:       c.Type,
+		StatusCode: status,
+		RequestID:  requestID,
+		At:         t.cfg.now().Round(0), // no monotonic reading: At is for people
+		Epoch:      epoch,
+	}
+}
+
+// newOpened is the record of the latch tr opens, with the refusal its
+// requests receive (see newRefusal for contentType, body and complete).
+func newOpened(tr Trip, contentType string, body []byte, complete bool) *opened {
+	o := &opened{Trip: tr}
+	o.refusal = newRefusal(&o.Trip, contentType, body, complete)
+	o.shortCircuits = shortCircuitAttrs(o.Trip)
+	return o
 }
 
 // breakerSettings make a gobreaker breaker into a latch: it is told only

@@ -11,8 +11,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/quotabreaker/quotabreaker/classify"
 )
 
 // A Budget counts what the answers of one key cost in a period, warns as
@@ -380,28 +378,4 @@ func (t *Transport) SetBudgetLimit(budget string, limit float64) error {
 	}
 	b.limit.Store(dollarsToMicros(limit))
 	return nil
-}
-
-// budgetRefusal is the answer to a request that a hard limit refuses.
-func budgetRefusal(req *http.Request, b *budget, key string, at time.Time) (*http.Response, Trip) {
-	tr := Trip{
-		Scope:      key,
-		Cause:      CauseBudget,
-		Mode:       ModeEnforce,
-		Class:      classify.QuotaExhausted,
-		Code:       "budget_exhausted",
-		Type:       "budget_exhausted",
-		StatusCode: http.StatusPaymentRequired,
-		At:         at,
-	}
-	a := answer{
-		status:      http.StatusPaymentRequired,
-		statusLine:  "402 Budget Exhausted",
-		contentType: "application/json",
-		scope:       key,
-		body:        syntheticBody(&tr),
-	}
-	resp := a.response(req)
-	resp.Header.Set(HeaderBudget, b.Name)
-	return resp, tr
 }

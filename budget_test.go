@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/quotabreaker/quotabreaker/internal/corpus"
 )
 
 // The budget tests answer every request with a real Chat Completions answer
@@ -63,7 +65,7 @@ func (h *budgetHooks) all() []BudgetStatus {
 
 // pricedProvider answers every request with the real o3-mini answer.
 func pricedProvider(tb testing.TB) *provider {
-	body, h := readStream(tb, "openai-chat-reasoning.json")
+	body, h := corpus.ReadStream(tb, "openai-chat-reasoning.json")
 	a := corpusAnswer{200, h, string(body)}
 	return newProvider(func(*http.Request) corpusAnswer { return a })
 }
@@ -383,9 +385,9 @@ func TestBudgetOvershootBounded(t *testing.T) {
 // A budget keyed by a function of the request counts each key apart, and an
 // answer whose model has no price counts as unpriced, never as zero.
 func TestBudgetKeyAndUnpriced(t *testing.T) {
-	body, h := readStream(t, "openai-chat-cached.json") // gpt-5.6-sol: not in the snapshot
+	body, h := corpus.ReadStream(t, "openai-chat-cached.json") // gpt-5.6-sol: not in the snapshot
 	unpriced := corpusAnswer{200, h, string(body)}
-	priced, _ := readStream(t, "openai-chat-reasoning.json")
+	priced, _ := corpus.ReadStream(t, "openai-chat-reasoning.json")
 	p := newProvider(func(r *http.Request) corpusAnswer {
 		if strings.HasSuffix(r.Header.Get("Authorization"), "unpriced") {
 			return unpriced

@@ -399,20 +399,8 @@ var errWatchLost = errors.New("the store's change feed was lost")
 
 // applyOpened opens the latch of tr.Scope quietly: another process paged.
 func (t *Transport) applyOpened(tr Trip, epoch uint64) {
-	o := &opened{Trip: tr}
-	o.Trip.Epoch = epoch
-	status := tr.StatusCode
-	if status < 400 {
-		status = 429
-	}
-	o.answer = answer{
-		status:      status,
-		statusLine:  statusLine(status, tr.Class),
-		contentType: "application/json",
-		scope:       tr.Scope,
-		body:        syntheticBody(&o.Trip),
-	}
-	o.shortCircuits = shortCircuitAttrs(o.Trip)
+	tr.Epoch = epoch
+	o := newOpened(tr, "", nil, false)
 	if t.latches.openQuiet(o) {
 		t.tel.openLatches.Add(context.Background(), 1)
 	}

@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/quotabreaker/quotabreaker/internal/corpus"
 )
 
 // operator drives a Transport's Handler as an operator's tool would.
@@ -55,7 +57,7 @@ func (o operator) state() handlerState {
 func handlerEnv(t *testing.T) (*Transport, *provider, operator) {
 	t.Helper()
 	quota := quotaAnswer(t)
-	body, h := readStream(t, "openai-chat-reasoning.json")
+	body, h := corpus.ReadStream(t, "openai-chat-reasoning.json")
 	p := newProvider(func(r *http.Request) corpusAnswer {
 		if strings.HasPrefix(bearerKey(r), "sk-broke") {
 			return quota

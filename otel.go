@@ -328,7 +328,7 @@ func (tel *telemetry) shortCircuit(ctx context.Context, span trace.Span, resp *h
 
 // spent records what an answer used and cost, on its span and in metrics.
 func (tel *telemetry) spent(ctx context.Context, span trace.Span, provider classify.Provider, s *spend) {
-	u := &s.usage
+	u := &s.tokens
 	attrs := make([]attribute.KeyValue, 0, 4)
 	if provider != "" {
 		attrs = append(attrs, semconv.GenAIProviderNameKey.String(string(provider)))

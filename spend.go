@@ -7,8 +7,8 @@ import (
 	"strings"
 
 	"github.com/quotabreaker/quotabreaker/classify"
-	"github.com/quotabreaker/quotabreaker/internal/jsonscan"
 	"github.com/quotabreaker/quotabreaker/prices"
+	"github.com/quotabreaker/quotabreaker/usage"
 	semconv "go.opentelemetry.io/otel/semconv/v1.41.0"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -30,7 +30,7 @@ type attempt struct {
 
 // spend is what one answer used and cost.
 type spend struct {
-	usage         Usage
+	tokens        usage.Tokens
 	requestModel  string
 	responseModel string
 	micros        int64 // cost in micro-dollars, when priced
@@ -41,10 +41,10 @@ type spend struct {
 // its span ends once the caller is done with it. A body nobody needs to
 // watch (tracing off, nothing to observe) is left as it is.
 func (t *Transport) follow(resp *http.Response, a attempt) {
-	var obs *observer
+	var obs *usage.Observer
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 && resp.Body != nil && resp.Body != http.NoBody &&
 		(!t.cfg.noUsage || isEventStream(resp.Header)) {
-		obs = newObserver(resp.Header)
+		obs = usage.NewObserver(resp.Header)
 	}
 	if obs == nil && !a.span.IsRecording() {
 		a.span.End()
@@ -52,14 +52,14 @@ func (t *Transport) follow(resp *http.Response, a attempt) {
 	}
 	at := new(attempt) // only now does the attempt outlive RoundTrip
 	*at = a
-	resp.Body = newAnswerBody(resp.Body, obs, func(seen *observed) {
+	resp.Body = newAnswerBody(resp.Body, obs, func(seen *usage.Result) {
 		if seen != nil {
 			t.settle(at, seen)
 		}
 		at.span.End()
 	})
 	if at.filterUsage && obs != nil {
-		resp.Body = newFilterBody(resp.Body, nil)
+		resp.Body = usage.HideUsageChunk(resp.Body, nil)
 	}
 }
 
@@ -69,19 +69,19 @@ func isEventStream(h http.Header) bool {
 
 // settle runs once, on the goroutine that finished the body (the caller's,
 // in Read or Close), before the attempt's span ends.
-func (t *Transport) settle(at *attempt, seen *observed) {
+func (t *Transport) settle(at *attempt, seen *usage.Result) {
 	ctx := at.req.Context()
 	if seen.StreamErr != nil {
 		t.streamError(ctx, at, seen.StreamErr)
 	}
-	if !seen.UsageKnown || t.cfg.noUsage {
+	if !seen.Known || t.cfg.noUsage {
 		if at.span.IsRecording() && seen.Model != "" {
 			at.span.SetAttributes(semconv.GenAIResponseModel(seen.Model))
 		}
 		return
 	}
 	provider := requestProvider(at.req)
-	s := spend{usage: seen.Usage, responseModel: seen.Model}
+	s := spend{tokens: seen.Tokens, responseModel: seen.Model}
 	if at.span.IsRecording() || s.responseModel == "" {
 		s.requestModel = requestModel(at.req)
 	}
@@ -92,10 +92,10 @@ func (t *Transport) settle(at *attempt, seen *observed) {
 	if model != "" {
 		if p, ok := t.cfg.prices(string(provider), model, seen.ServiceTier); ok {
 			s.micros = p.Cost(prices.Tokens{
-				Input:      s.usage.InputTokens,
-				CacheRead:  s.usage.CacheReadTokens,
-				CacheWrite: s.usage.CacheWriteTokens,
-				Output:     s.usage.OutputTokens,
+				Input:      s.tokens.InputTokens,
+				CacheRead:  s.tokens.CacheReadTokens,
+				CacheWrite: s.tokens.CacheWriteTokens,
+				Output:     s.tokens.OutputTokens,
 			})
 			s.priced = true
 		}
@@ -118,8 +118,8 @@ func (t *Transport) settle(at *attempt, seen *observed) {
 // streamError records an error that arrived inside a successful answer, and
 // opens the latch when its class trips, so that the next request of the
 // scope is refused.
-func (t *Transport) streamError(ctx context.Context, at *attempt, e *streamError) {
-	c := e.Classification
+func (t *Transport) streamError(ctx context.Context, at *attempt, e *usage.StreamError) {
+	c := e.Result
 	if p := requestProvider(at.req); p != "" {
 		c.Provider = p
 	}
@@ -132,26 +132,8 @@ func (t *Transport) streamError(ctx context.Context, at *attempt, e *streamError
 		return // reset since the request was sent: its answer opens nothing
 	}
 	defer l.release()
-	o := &opened{Trip: Trip{
-		Scope:      l.scope,
-		Cause:      CauseStream,
-		Mode:       t.Mode(),
-		Class:      c.Class,
-		Provider:   c.Provider,
-		Code:       c.Code,
-		Type:       c.Type,
-		StatusCode: e.Status,
-		At:         t.cfg.now().Round(0),
-		Epoch:      at.epoch,
-	}}
-	o.answer = answer{
-		status:      e.Status,
-		statusLine:  statusLine(e.Status, c.Class),
-		contentType: "application/json",
-		scope:       l.scope,
-		body:        syntheticBody(&o.Trip),
-	}
-	o.shortCircuits = shortCircuitAttrs(o.Trip)
+	tr := t.newTrip(l.scope, CauseStream, t.Mode(), c, e.Status, "", at.epoch)
+	o := newOpened(tr, "", nil, false)
 	if !t.latches.record(l, o) {
 		return // open already
 	}
@@ -170,7 +152,7 @@ func requestModel(req *http.Request) string {
 	}
 	defer rc.Close()
 	b, _, _ := readPrefix(rc, 64<<10, req.ContentLength)
-	return topLevelString(b, "model")
+	return usage.RequestModel(b)
 }
 
 // askStreamUsage returns req, or a copy of it asking for the stream's usage
@@ -179,7 +161,7 @@ func requestModel(req *http.Request) string {
 func askStreamUsage(req *http.Request) (*http.Request, bool, error) {
 	if req.Method != http.MethodPost || req.Body == nil || req.Body == http.NoBody ||
 		req.URL == nil || !strings.HasSuffix(req.URL.Path, "/chat/completions") ||
-		req.ContentLength > maxRewriteBody {
+		req.ContentLength > usage.MaxRewriteBody {
 		return req, false, nil
 	}
 	switch requestProvider(req) {
@@ -187,7 +169,7 @@ func askStreamUsage(req *http.Request) (*http.Request, bool, error) {
 	default:
 		return req, false, nil
 	}
-	body, complete, err := readPrefix(req.Body, maxRewriteBody+1, req.ContentLength)
+	body, complete, err := readPrefix(req.Body, usage.MaxRewriteBody+1, req.ContentLength)
 	if err != nil {
 		req.Body.Close()
 		return nil, false, err
@@ -202,30 +184,10 @@ func askStreamUsage(req *http.Request) (*http.Request, bool, error) {
 		return r, false, nil
 	}
 	req.Body.Close()
-	out, changed, asked := requestStreamUsage(body)
+	out, changed, asked := usage.RequestStreamUsage(body)
 	r := req.Clone(req.Context())
 	r.ContentLength = int64(len(out))
 	r.Body = io.NopCloser(strings.NewReader(string(out)))
 	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(string(out))), nil }
 	return r, changed && !asked, nil
-}
-
-// topLevelString returns the string member name of the JSON object in b,
-// which may be a prefix of the whole text; "" when it is not there.
-func topLevelString(b []byte, name string) string {
-	s := jsonscan.Scanner{B: b}
-	s.SkipSpace()
-	if s.Peek() != '{' {
-		return ""
-	}
-	var v []byte
-	var escaped bool
-	s.Object(func(key []byte) bool {
-		if v == nil && string(key) == name {
-			v, escaped = s.StringValue()
-			return !s.Bad
-		}
-		return s.Skip()
-	})
-	return jsonscan.Text(v, escaped)
 }

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/quotabreaker/quotabreaker/internal/corpus"
+	"github.com/quotabreaker/quotabreaker/usage"
 	"go.opentelemetry.io/otel/attribute"
 	"go.uber.org/goleak"
 )
@@ -33,7 +35,7 @@ var usageKeys = []attribute.Key{
 
 // spanUsage returns the usage the Transport's one span recorded, and
 // whether it recorded any.
-func spanUsage(tb testing.TB, rec *recording) (Usage, bool) {
+func spanUsage(tb testing.TB, rec *recording) (usage.Tokens, bool) {
 	tb.Helper()
 	spans := rec.ours()
 	if len(spans) != 1 {
@@ -48,7 +50,7 @@ func spanUsage(tb testing.TB, rec *recording) (Usage, bool) {
 			}
 		}
 	}
-	return Usage{
+	return usage.Tokens{
 		InputTokens:      a["gen_ai.usage.input_tokens"].AsInt64(),
 		CacheReadTokens:  a["gen_ai.usage.cache_read.input_tokens"].AsInt64(),
 		CacheWriteTokens: a["gen_ai.usage.cache_creation.input_tokens"].AsInt64(),
@@ -79,17 +81,17 @@ func (b *cutBody) Close() error { b.closed.Store(true); return nil }
 // is one the stream carried whole in the part that arrived, or none.
 func TestTruncatedStreams(t *testing.T) {
 	for _, file := range []string{"openai-chat-stream-usage.sse", "anthropic-stream-advisor-thinking.sse", "openai-responses-stream-cached.sse", "openai-chat-reasoning.json"} {
-		body, h := readStream(t, file)
+		body, h := corpus.ReadStream(t, file)
 		// The usages whole prefixes carry, event by event.
-		possible := map[Usage]bool{observe(h, body).Usage: true}
+		possible := map[usage.Tokens]bool{usage.Read(h, body).Tokens: true}
 		for k := 0; k < len(body); {
 			e := bytes.Index(body[k:], []byte("\n\n"))
 			if e < 0 {
 				break
 			}
 			k += e + 2
-			if r := observe(h, body[:k]); r.UsageKnown {
-				possible[r.Usage] = true
+			if r := usage.Read(h, body[:k]); r.Known {
+				possible[r.Tokens] = true
 			}
 		}
 		for _, end := range []error{io.EOF, io.ErrUnexpectedEOF} {
@@ -125,16 +127,16 @@ func TestTruncatedStreams(t *testing.T) {
 	}
 }
 
-// Usage fields of the wrong type, out of range or malformed are not usage:
+// usage.Tokens fields of the wrong type, out of range or malformed are not usage:
 // the answer passes unchanged, its usage is unknown (never zero), its
 // model is still recorded, and nothing is priced or counted.
 func TestUsageOfWrongType(t *testing.T) {
-	real, _ := readStream(t, "openai-chat-reasoning.json")
+	real, _ := corpus.ReadStream(t, "openai-chat-reasoning.json")
 	realUsage := `"usage": {"completion_tokens": 467, "completion_tokens_details": {"accepted_prediction_tokens": 0, "audio_tokens": 0, "reasoning_tokens": 448, "rejected_prediction_tokens": 0}, "prompt_tokens": 31, "prompt_tokens_details": {"audio_tokens": 0, "cached_tokens": 0}, "total_tokens": 498}`
 	if !bytes.Contains(real, []byte(realUsage)) {
 		t.Fatal("fixture changed")
 	}
-	stream, _ := readStream(t, "openai-chat-stream-usage.sse")
+	stream, _ := corpus.ReadStream(t, "openai-chat-stream-usage.sse")
 	streamUsage := `"usage":{"prompt_tokens":14,"completion_tokens":30,"total_tokens":44`
 	if !bytes.Contains(stream, []byte(streamUsage)) {
 		t.Fatal("stream fixture changed")
@@ -194,7 +196,7 @@ func TestUsageOfWrongType(t *testing.T) {
 	if _, got := send(t, New(p, rec.options()...), budgetURL, "sk-wrong"); string(got) != body {
 		t.Fatal("the body changed")
 	}
-	if u, known := spanUsage(t, rec); !known || u != (Usage{InputTokens: 31}) {
+	if u, known := spanUsage(t, rec); !known || u != (usage.Tokens{InputTokens: 31}) {
 		t.Errorf("usage %+v known %v, want the 31 input tokens alone", u, known)
 	}
 }
@@ -275,7 +277,7 @@ func TestHugeBodies(t *testing.T) {
 	if testing.Short() {
 		t.Skip("reads 64 and 100 MiB")
 	}
-	chat, _ := readStream(t, "openai-chat-reasoning.json")
+	chat, _ := corpus.ReadStream(t, "openai-chat-reasoning.json")
 	content := bytes.Index(chat, []byte("The capital"))
 	afterContent := bytes.Index(chat, []byte(`", "refusal"`))
 	for _, tt := range []struct {
@@ -284,15 +286,15 @@ func TestHugeBodies(t *testing.T) {
 		head, fill, tail []byte
 		size             int64
 		streamUsage      bool
-		want             Usage
+		want             usage.Tokens
 		known            bool
 	}{
 		{"64 MiB JSON answer", "application/json", chat[:content], []byte("The capital of France is Paris. "), chat[afterContent:], 64 << 20,
-			false, Usage{InputTokens: 31, OutputTokens: 467, ReasoningTokens: 448}, true},
+			false, usage.Tokens{InputTokens: 31, OutputTokens: 467, ReasoningTokens: 448}, true},
 		{"100 MiB data line", "text/event-stream", []byte(`data: {"id":"chatcmpl-1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"`),
-			bytes.Repeat([]byte("x"), 4096), []byte("\"}}]}\n\ndata: [DONE]\n\n"), 100 << 20, false, Usage{}, false},
+			bytes.Repeat([]byte("x"), 4096), []byte("\"}}]}\n\ndata: [DONE]\n\n"), 100 << 20, false, usage.Tokens{}, false},
 		{"100 MiB data line, usage chunk filter", "text/event-stream", []byte(`data: {"id":"chatcmpl-1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"`),
-			bytes.Repeat([]byte("x"), 4096), []byte("\"}}]}\n\ndata: [DONE]\n\n"), 100 << 20, true, Usage{}, false},
+			bytes.Repeat([]byte("x"), 4096), []byte("\"}}]}\n\ndata: [DONE]\n\n"), 100 << 20, true, usage.Tokens{}, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := newRecording(t)
@@ -345,7 +347,7 @@ func TestHugeBodies(t *testing.T) {
 // span ends at Close, the base's body is closed, and no goroutine is left
 // behind, through an in-memory base or a real connection.
 func TestEndlessStream(t *testing.T) {
-	chunk := chunkOf(t, "openai-chat-stream-usage.sse", `"content":"`)
+	chunk := corpus.ChunkOf(t, "openai-chat-stream-usage.sse", `"content":"`)
 	t.Run("in memory", func(t *testing.T) {
 		defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 		rec := newRecording(t)
@@ -414,7 +416,7 @@ func readSomeThenClose(t *testing.T, tr *Transport, url string, rec *recording) 
 // the quota error at its end must still open its scope's latch, listed and
 // refusing the next request, not an orphan that nothing consults.
 func TestStreamQuotaErrorAfterEviction(t *testing.T) {
-	quota, h := readStream(t, "openai-responses-stream-error-insufficient-quota.sse")
+	quota, h := corpus.ReadStream(t, "openai-responses-stream-error-insufficient-quota.sse")
 	p := newProvider(func(r *http.Request) corpusAnswer {
 		if bearerKey(r) == "sk-streaming" {
 			return corpusAnswer{200, h, string(quota)}

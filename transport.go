@@ -206,20 +206,25 @@ func (t *Transport) page(ctx context.Context, o *opened) {
 	}
 }
 
-// admit asks l's breaker whether the request may be sent. It returns the
-// latch the request counts on and, when its breaker is open, the trip that
-// opened it. A latch reset since the request took it is swapped for its
-// fresh successor: gobreaker stays the gate, and never disagrees with Reset.
+// admit decides whether the request may be sent. It returns the latch the
+// request counts on and, when the latch is open, the trip that opened it.
+// The trip record is the latch's state: a latch with none is closed, and
+// the request goes without taking a lock. A latch with one asks its
+// breaker, which stays the gate: it refuses only while gobreaker is open. A
+// latch reset since the request took it is swapped for its fresh successor,
+// so that a request is never refused by a latch that was reset.
 func (t *Transport) admit(l *latch, id uint64, name func() string) (*latch, *opened) {
-	for l.cb.State() == gobreaker.StateOpen {
+	for {
+		o := l.trip.Load()
+		if o == nil || l.cb.State() != gobreaker.StateOpen {
+			return l, nil
+		}
 		if !l.reset.Load() {
-			// The trip is stored before the breaker opens, in one step.
-			return l, l.trip.Load()
+			return l, o
 		}
 		l.release()
 		l = t.latches.acquire(id, name)
 	}
-	return l, nil
 }
 
 // judge classifies an error answer, marks it when it cannot succeed, and
@@ -239,26 +244,13 @@ func (t *Transport) judge(req *http.Request, resp *http.Response, l *latch, epoc
 	}
 	if enforce {
 		resp.Header.Set(HeaderShouldRetry, "false")
-		resp.Status = statusLine(resp.StatusCode, c.Class)
+		resp.Status = statusLine(resp.StatusCode, &Trip{Class: c.Class})
 	}
 	if wasOpen {
 		return c, nil // observed past an open latch
 	}
-	o := &opened{Trip: Trip{
-		Scope:      l.scope,
-		Cause:      CauseAnswer,
-		Mode:       mode,
-		Class:      c.Class,
-		Provider:   c.Provider,
-		Code:       c.Code,
-		Type:       c.Type,
-		StatusCode: resp.StatusCode,
-		RequestID:  requestID(resp.Header),
-		At:         t.cfg.now().Round(0), // no monotonic reading: At is for people
-		Epoch:      epoch,
-	}}
-	o.answer = replayAnswer(resp, &o.Trip, body, complete)
-	o.shortCircuits = shortCircuitAttrs(o.Trip)
+	tr := t.newTrip(l.scope, CauseAnswer, mode, c, resp.StatusCode, requestID(resp.Header), epoch)
+	o := newOpened(tr, resp.Header.Get("Content-Type"), body, complete)
 	if !t.latches.record(l, o) {
 		return c, nil // already open, or reset since this request was sent
 	}
@@ -287,37 +279,6 @@ func (t *Transport) trips(c classify.Class) bool {
 		}
 	}
 	return false
-}
-
-// shortCircuit answers req from the open latch o without the network.
-func (t *Transport) shortCircuit(req *http.Request, o *opened, span trace.Span) (*http.Response, error) {
-	// A RoundTripper must close the request body, even when it sends nothing.
-	closeRequestBody(req)
-	if t.cfg.errorOnOpen {
-		t.tel.shortCircuit(req.Context(), span, nil, o)
-		return nil, &OpenError{Trip: o.Trip}
-	}
-	resp := o.answer.response(req)
-	t.tel.shortCircuit(req.Context(), span, resp, o)
-	return resp, nil
-}
-
-// refuseBudget answers req, whose key has spent budget b, without the
-// network.
-func (t *Transport) refuseBudget(req *http.Request, b *budget, key string, span trace.Span) (*http.Response, error) {
-	closeRequestBody(req)
-	resp, tr := budgetRefusal(req, b, key, t.cfg.now().Round(0))
-	t.tel.budgetRefusal(req.Context(), span, tr, b.Name)
-	if t.cfg.errorOnOpen {
-		return nil, &OpenError{Trip: tr}
-	}
-	return resp, nil
-}
-
-func closeRequestBody(req *http.Request) {
-	if req.Body != nil {
-		req.Body.Close()
-	}
 }
 
 // Reset closes the open latch named scope (as shown in Trip.Scope) and

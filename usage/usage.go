@@ -1,8 +1,8 @@
-package quotabreaker
+package usage
 
 import "github.com/quotabreaker/quotabreaker/internal/jsonscan"
 
-// Usage is what one answer says it used, in tokens, in one shape for every
+// Tokens is what one answer says it used, in tokens, in one shape for every
 // provider. The totals count everything: InputTokens includes the tokens read
 // from and written to the provider's prompt cache (as OpenTelemetry's GenAI
 // conventions ask), and OutputTokens includes reasoning. The other fields are
@@ -25,7 +25,7 @@ import "github.com/quotabreaker/quotabreaker/internal/jsonscan"
 //   - Anthropic Messages: input_tokens excludes cache_read_input_tokens and
 //     cache_creation_input_tokens, so InputTokens is their sum;
 //     output_tokens includes output_tokens_details.thinking_tokens.
-type Usage struct {
+type Tokens struct {
 	InputTokens      int64 `json:"input_tokens"`
 	CacheReadTokens  int64 `json:"cache_read_tokens"`
 	CacheWriteTokens int64 `json:"cache_write_tokens"`
@@ -192,7 +192,7 @@ func tokenCount(b []byte) (int64, bool) {
 
 // usage normalises the fields; ok is false when they say nothing about the
 // answer's size, which is unknown usage, never zero.
-func (f *usageFields) usage() (u Usage, ok bool) {
+func (f *usageFields) usage() (u Tokens, ok bool) {
 	v := &f.v
 	switch {
 	case f.has(uPrompt) || f.has(uCompletion):
@@ -219,7 +219,7 @@ func (f *usageFields) usage() (u Usage, ok bool) {
 			u.ReasoningTokens = v[uThinking]
 		}
 	default:
-		return Usage{}, false
+		return Tokens{}, false
 	}
 	// The totals are what is billed; a part larger than its total is a
 	// provider's inconsistency, and pricing it as sent would charge more

@@ -1,4 +1,4 @@
-package quotabreaker
+package usage
 
 import (
 	"bufio"
@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/quotabreaker/quotabreaker/internal/corpus"
 )
 
 func TestRequestStreamUsage(t *testing.T) {
@@ -53,7 +55,7 @@ func TestRequestStreamUsage(t *testing.T) {
 		{name: "empty", body: ``},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			out, changed, asked := requestStreamUsage([]byte(c.body))
+			out, changed, asked := RequestStreamUsage([]byte(c.body))
 			if changed != c.changed || asked != c.asked {
 				t.Errorf("changed, asked = %v, %v, want %v, %v", changed, asked, c.changed, c.asked)
 			}
@@ -69,8 +71,8 @@ func TestRequestStreamUsage(t *testing.T) {
 			}
 		})
 	}
-	big := []byte(`{"stream":true,"x":"` + strings.Repeat("a", maxRewriteBody) + `"}`)
-	if out, changed, _ := requestStreamUsage(big); changed || &out[0] != &big[0] {
+	big := []byte(`{"stream":true,"x":"` + strings.Repeat("a", MaxRewriteBody) + `"}`)
+	if out, changed, _ := RequestStreamUsage(big); changed || &out[0] != &big[0] {
 		t.Error("a body over the limit was rewritten")
 	}
 }
@@ -117,7 +119,7 @@ func FuzzRequestStreamUsage(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		orig := bytes.Clone(body)
-		out, changed, asked := requestStreamUsage(body)
+		out, changed, asked := RequestStreamUsage(body)
 		if !bytes.Equal(body, orig) {
 			t.Fatal("the input was modified")
 		}
@@ -150,8 +152,8 @@ func filterAll(body []byte, sizes ...int) []byte {
 }
 
 func TestUsageChunkFilter(t *testing.T) {
-	withUsage, _ := readStream(t, "openai-chat-stream-usage.sse")
-	without, _ := readStream(t, "openai-chat-stream-no-usage.sse")
+	withUsage, _ := corpus.ReadStream(t, "openai-chat-stream-usage.sse")
+	without, _ := corpus.ReadStream(t, "openai-chat-stream-no-usage.sse")
 	crlf := func(b []byte) []byte { return bytes.ReplaceAll(b, []byte("\n"), []byte("\r\n")) }
 	for _, c := range []struct {
 		name     string
@@ -183,7 +185,7 @@ func TestUsageChunkFilter(t *testing.T) {
 		"openai-chat-reasoning.json",
 	} {
 		t.Run(file, func(t *testing.T) {
-			body, _ := readStream(t, file)
+			body, _ := corpus.ReadStream(t, file)
 			for _, sizes := range [][]int{nil, {1}, {3, 50}} {
 				if got := filterAll(body, sizes...); !bytes.Equal(got, body) {
 					t.Fatalf("pieces %v: the stream changed", sizes)
@@ -197,9 +199,9 @@ func TestUsageChunkFilter(t *testing.T) {
 // beyond the end of its line: whatever has been fed, every complete line of
 // it has come out (less the dropped chunk).
 func TestUsageChunkFilterLatency(t *testing.T) {
-	in, _ := readStream(t, "openai-chat-stream-usage.sse")
-	want, _ := readStream(t, "openai-chat-stream-no-usage.sse")
-	chunk := chunkOf(t, "openai-chat-stream-usage.sse", `"usage":{`)
+	in, _ := corpus.ReadStream(t, "openai-chat-stream-usage.sse")
+	want, _ := corpus.ReadStream(t, "openai-chat-stream-no-usage.sse")
+	chunk := corpus.ChunkOf(t, "openai-chat-stream-usage.sse", `"usage":{`)
 	dropAt := bytes.Index(in, chunk)
 	var f usageChunkFilter
 	var out []byte
@@ -249,9 +251,9 @@ func chunkReader(t *testing.T, r io.Reader) (chunks int) {
 }
 
 func TestFilterBody(t *testing.T) {
-	in, h := readStream(t, "openai-chat-stream-usage.sse")
-	obs := newObserver(h)
-	body := newFilterBody(io.NopCloser(&oneByteReader{r: bytes.NewReader(in)}), obs)
+	in, h := corpus.ReadStream(t, "openai-chat-stream-usage.sse")
+	obs := NewObserver(h)
+	body := HideUsageChunk(io.NopCloser(&oneByteReader{r: bytes.NewReader(in)}), obs)
 	if n := chunkReader(t, body); n != 32 {
 		t.Errorf("read %d chunks, want 32", n)
 	}
@@ -259,7 +261,7 @@ func TestFilterBody(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The observer saw the chunk the caller did not.
-	if r := obs.result(); !r.UsageKnown || r.Usage != (Usage{InputTokens: 14, OutputTokens: 30}) {
+	if r := obs.Result(); !r.Known || r.Tokens != (Tokens{InputTokens: 14, OutputTokens: 30}) {
 		t.Errorf("observer: %+v", r)
 	}
 }

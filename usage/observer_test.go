@@ -1,4 +1,4 @@
-package quotabreaker
+package usage
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/quotabreaker/quotabreaker/classify"
+	"github.com/quotabreaker/quotabreaker/internal/corpus"
 )
 
 // streamCase is one real answer from testdata/streams (sources in
@@ -19,7 +20,7 @@ import (
 // worked out by hand from the fixture.
 type streamCase struct {
 	file       string
-	usage      Usage
+	usage      Tokens
 	known      bool
 	model      string
 	tier       string
@@ -36,50 +37,50 @@ type streamCase struct {
 var streamCases = []streamCase{
 	// Chat Completions: prompt_tokens already includes cached and
 	// cache-write tokens; completion_tokens already includes reasoning.
-	{file: "openai-chat-cache-write.json", usage: Usage{InputTokens: 4020, CacheWriteTokens: 4012, OutputTokens: 4},
+	{file: "openai-chat-cache-write.json", usage: Tokens{InputTokens: 4020, CacheWriteTokens: 4012, OutputTokens: 4},
 		known: true, model: "gpt-5.6-sol", tier: "default", id: "chatcmpl-E1mBLGr3Ql1FsH8cdc76XdGw3PleH", terminated: true},
-	{file: "openai-chat-cached.json", usage: Usage{InputTokens: 4020, CacheReadTokens: 4012, OutputTokens: 4},
+	{file: "openai-chat-cached.json", usage: Tokens{InputTokens: 4020, CacheReadTokens: 4012, OutputTokens: 4},
 		known: true, model: "gpt-5.6-sol", tier: "default", id: "chatcmpl-E1mBQt42vYTsKNd5wnyJlT0db7v9S", terminated: true},
-	{file: "openai-chat-reasoning.json", usage: Usage{InputTokens: 31, OutputTokens: 467, ReasoningTokens: 448},
+	{file: "openai-chat-reasoning.json", usage: Tokens{InputTokens: 31, OutputTokens: 467, ReasoningTokens: 448},
 		known: true, model: "o3-mini-2025-01-31", tier: "default", id: "chatcmpl-BfUgyreG4fpnDXvHKXtRkevWb6i3p", terminated: true},
-	{file: "deepseek-chat-cached-reasoning.json", usage: Usage{InputTokens: 563, CacheReadTokens: 512, OutputTokens: 116, ReasoningTokens: 60},
+	{file: "deepseek-chat-cached-reasoning.json", usage: Tokens{InputTokens: 563, CacheReadTokens: 512, OutputTokens: 116, ReasoningTokens: 60},
 		known: true, model: "deepseek-v4-flash", id: "0841b0a3-0321-47fa-a8a5-f08e5a4b3cb3", terminated: true},
-	{file: "openai-embeddings.json", usage: Usage{InputTokens: 4},
+	{file: "openai-embeddings.json", usage: Tokens{InputTokens: 4},
 		known: true, model: "text-embedding-3-small", terminated: true},
 	// Responses: input_tokens includes input_tokens_details.cached_tokens.
-	{file: "openai-responses-cached.json", usage: Usage{InputTokens: 4020, CacheReadTokens: 4012, OutputTokens: 5},
+	{file: "openai-responses-cached.json", usage: Tokens{InputTokens: 4020, CacheReadTokens: 4012, OutputTokens: 5},
 		known: true, model: "gpt-5.6-sol", tier: "default", id: "resp_0dec647b9ff1df8d006a5716666d8c8199aaf0491f9a22e34d", terminated: true},
 	// Anthropic: input_tokens excludes the cache; 4 + 14210 + 426 = 14640.
-	{file: "anthropic-message-cache-thinking.json", usage: Usage{InputTokens: 14640, CacheReadTokens: 14210, CacheWriteTokens: 426, OutputTokens: 290, ReasoningTokens: 15},
+	{file: "anthropic-message-cache-thinking.json", usage: Tokens{InputTokens: 14640, CacheReadTokens: 14210, CacheWriteTokens: 426, OutputTokens: 290, ReasoningTokens: 15},
 		known: true, model: "claude-sonnet-5", tier: "standard", id: "msg_01H7NtUz7QsvB8EUJQ6ucHXj", terminated: true},
-	{file: "anthropic-message-cache.json", usage: Usage{InputTokens: 1532, CacheReadTokens: 1111, CacheWriteTokens: 418, OutputTokens: 33},
+	{file: "anthropic-message-cache.json", usage: Tokens{InputTokens: 1532, CacheReadTokens: 1111, CacheWriteTokens: 418, OutputTokens: 33},
 		known: true, model: "claude-sonnet-4-5-20250929", tier: "standard", id: "msg_01KPaKTJSqAKoZri7Ujrny58", terminated: true},
 
 	// Streams. Chat Completions with include_usage: the last chunk.
-	{file: "openai-chat-stream-usage.sse", usage: Usage{InputTokens: 14, OutputTokens: 30},
+	{file: "openai-chat-stream-usage.sse", usage: Tokens{InputTokens: 14, OutputTokens: 30},
 		known: true, model: "gpt-4o-2024-08-06", id: "chatcmpl-ABfw031mOJeYCSHe4yI2ZjOA6kMJL", terminated: true, events: 34},
 	// Without it: unknown, never zero.
 	{file: "openai-chat-stream-no-usage.sse",
 		model: "gpt-4o-2024-08-06", id: "chatcmpl-ABfw031mOJeYCSHe4yI2ZjOA6kMJL", terminated: true, events: 33},
 	// Groq sends usage in the finish chunk, whose choices are not empty.
-	{file: "groq-chat-stream-usage-in-finish-chunk.sse", usage: Usage{InputTokens: 304, OutputTokens: 49, ReasoningTokens: 23},
+	{file: "groq-chat-stream-usage-in-finish-chunk.sse", usage: Tokens{InputTokens: 304, OutputTokens: 49, ReasoningTokens: 23},
 		known: true, model: "openai/gpt-oss-120b", id: "chatcmpl-e35442a8-12c0-4fb4-8be4-0e51727ce7b7", terminated: true, events: 26},
 	// Responses: the terminal event's response.usage, and the tier the
 	// answer was served with (response.created said "auto").
-	{file: "openai-responses-stream-reasoning.sse", usage: Usage{InputTokens: 53, OutputTokens: 469, ReasoningTokens: 448},
+	{file: "openai-responses-stream-reasoning.sse", usage: Tokens{InputTokens: 53, OutputTokens: 469, ReasoningTokens: 448},
 		known: true, model: "gpt-5-2025-08-07", tier: "flex", id: "resp_0050471a34b36ae60068c97b94a480819587a9d70cf2979b33", terminated: true, events: 14},
-	{file: "openai-responses-stream-cached.sse", usage: Usage{InputTokens: 16909, CacheReadTokens: 15744, OutputTokens: 54},
+	{file: "openai-responses-stream-cached.sse", usage: Tokens{InputTokens: 16909, CacheReadTokens: 15744, OutputTokens: 54},
 		known: true, model: "gpt-5.2-codex", tier: "default", id: "resp_05080461b406f3f501696a1409d34c8195a40ff4b092145c35", terminated: true, events: 13},
 	// Anthropic: message_delta usage is cumulative and replaces
 	// message_start's: input 2411, not 1128 + 2411.
-	{file: "anthropic-stream-advisor-thinking.sse", usage: Usage{InputTokens: 2411, OutputTokens: 145, ReasoningTokens: 47},
+	{file: "anthropic-stream-advisor-thinking.sse", usage: Tokens{InputTokens: 2411, OutputTokens: 145, ReasoningTokens: 47},
 		known: true, model: "claude-sonnet-5", tier: "standard", id: "msg_011CdD8kd2BCHcbXAHcYxvaf", terminated: true, events: 21},
 	// An older message_delta carries output_tokens only: input stays 25.
-	{file: "anthropic-stream-docs-basic.sse", usage: Usage{InputTokens: 25, OutputTokens: 15},
+	{file: "anthropic-stream-docs-basic.sse", usage: Tokens{InputTokens: 25, OutputTokens: 15},
 		known: true, model: "claude-opus-4-1-20250805", id: "msg_1nZdL29xx5MUA1yADyHTEsnR8uuvGzszyY", terminated: true, events: 8},
 	// Compaction: message_delta's top-level usage (181 input, 0 cache
 	// read) replaces message_start's, as the SDK's accumulator does.
-	{file: "anthropic-stream-compaction-cache.sse", usage: Usage{InputTokens: 181, OutputTokens: 8},
+	{file: "anthropic-stream-compaction-cache.sse", usage: Tokens{InputTokens: 181, OutputTokens: 8},
 		known: true, model: "claude-sonnet-4-6", tier: "standard", id: "msg_011CduoCRono7pFKoTWpPAia", terminated: true, events: 12},
 
 	// Errors inside 200 streams.
@@ -102,43 +103,28 @@ var streamCases = []streamCase{
 		errClass: classify.Overloaded, errCode: "UNAVAILABLE", errStatus: 503, errs: 1},
 }
 
-func readStream(tb testing.TB, name string) ([]byte, http.Header) {
-	tb.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "streams", name))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	h := http.Header{}
-	if strings.HasSuffix(name, ".sse") {
-		h.Set("Content-Type", "text/event-stream; charset=utf-8")
-	} else {
-		h.Set("Content-Type", "application/json")
-	}
-	return b, h
-}
-
 // observe feeds body to a new observer in pieces of the given sizes
 // (cycled), and returns the result.
-func observe(h http.Header, body []byte, sizes ...int) observed {
-	o := newObserver(h)
+func observe(h http.Header, body []byte, sizes ...int) Result {
+	o := NewObserver(h)
 	for i, k := 0, 0; i < len(body); k++ {
 		n := len(body) - i
 		if len(sizes) > 0 {
 			n = min(n, sizes[k%len(sizes)])
 		}
-		o.write(body[i : i+n])
+		o.Write(body[i : i+n])
 		i += n
 	}
-	return o.result()
+	return o.Result()
 }
 
 // comparable returns r with StreamErr dereferenced, for comparison.
-func comparable(r observed) any {
+func comparable(r Result) any {
 	type flat struct {
-		observed
-		Err streamError
+		Result
+		Err StreamError
 	}
-	f := flat{observed: r}
+	f := flat{Result: r}
 	if r.StreamErr != nil {
 		f.Err = *r.StreamErr
 	}
@@ -147,7 +133,7 @@ func comparable(r observed) any {
 }
 
 func TestObserverFixtures(t *testing.T) {
-	files, _ := filepath.Glob(filepath.Join("testdata", "streams", "*.*"))
+	files, _ := filepath.Glob(filepath.Join("..", "testdata", "streams", "*.*"))
 	covered := map[string]bool{}
 	for _, c := range streamCases {
 		covered[c.file] = true
@@ -159,14 +145,14 @@ func TestObserverFixtures(t *testing.T) {
 	}
 	for _, c := range streamCases {
 		t.Run(c.file, func(t *testing.T) {
-			body, h := readStream(t, c.file)
+			body, h := corpus.ReadStream(t, c.file)
 			orig := bytes.Clone(body)
 			r := observe(h, body)
 			if !bytes.Equal(body, orig) {
 				t.Fatal("the observer changed the bytes it was given")
 			}
-			if r.Usage != c.usage || r.UsageKnown != c.known {
-				t.Errorf("usage = %+v known %v, want %+v known %v", r.Usage, r.UsageKnown, c.usage, c.known)
+			if r.Tokens != c.usage || r.Known != c.known {
+				t.Errorf("usage = %+v known %v, want %+v known %v", r.Tokens, r.Known, c.usage, c.known)
 			}
 			if r.Model != c.model || r.ServiceTier != c.tier || r.ResponseID != c.id {
 				t.Errorf("model, tier, id = %q %q %q, want %q %q %q", r.Model, r.ServiceTier, r.ResponseID, c.model, c.tier, c.id)
@@ -182,7 +168,7 @@ func TestObserverFixtures(t *testing.T) {
 					t.Fatal("no stream error")
 				}
 				e := r.StreamErr
-				if e.Classification.Class != c.errClass || e.Classification.Code != c.errCode || e.Status != c.errStatus {
+				if e.Result.Class != c.errClass || e.Result.Code != c.errCode || e.Status != c.errStatus {
 					t.Errorf("stream error = %+v, want class %q code %q status %d", *e, c.errClass, c.errCode, c.errStatus)
 				}
 			} else if r.StreamErr != nil {
@@ -225,8 +211,8 @@ func TestUsageNeverCountedTwice(t *testing.T) {
 		{file: "anthropic-stream-advisor-thinking.sse", rawInput: 2411, rawOutput: 145, input: 2411, output: 145, reas: 47},
 	} {
 		t.Run(c.file, func(t *testing.T) {
-			body, h := readStream(t, c.file)
-			u := observe(h, body).Usage
+			body, h := corpus.ReadStream(t, c.file)
+			u := observe(h, body).Tokens
 			if u.InputTokens != c.input || u.InputTokens != c.rawInput {
 				t.Errorf("input = %d, want %d", u.InputTokens, c.input)
 			}
@@ -250,23 +236,23 @@ func TestParseUsageBadInput(t *testing.T) {
 	for _, c := range []struct {
 		name  string
 		raw   string
-		want  Usage
+		want  Tokens
 		known bool
 	}{
-		{"strings", `{"prompt_tokens":"12","completion_tokens":"3"}`, Usage{}, false},
-		{"negative", `{"prompt_tokens":-12,"completion_tokens":3}`, Usage{OutputTokens: 3}, true},
-		{"fraction and exponent", `{"input_tokens":1.5,"output_tokens":1e3}`, Usage{}, false},
-		{"huge", `{"prompt_tokens":99999999999999999999999,"completion_tokens":1125899906842625}`, Usage{}, false},
-		{"at the bound", `{"prompt_tokens":1125899906842624,"completion_tokens":0}`, Usage{InputTokens: 1 << 50}, true},
-		{"null", `null`, Usage{}, false},
-		{"empty object", `{}`, Usage{}, false},
-		{"details not objects", `{"prompt_tokens":10,"completion_tokens":5,"prompt_tokens_details":7,"completion_tokens_details":[1]}`, Usage{InputTokens: 10, OutputTokens: 5}, true},
+		{"strings", `{"prompt_tokens":"12","completion_tokens":"3"}`, Tokens{}, false},
+		{"negative", `{"prompt_tokens":-12,"completion_tokens":3}`, Tokens{OutputTokens: 3}, true},
+		{"fraction and exponent", `{"input_tokens":1.5,"output_tokens":1e3}`, Tokens{}, false},
+		{"huge", `{"prompt_tokens":99999999999999999999999,"completion_tokens":1125899906842625}`, Tokens{}, false},
+		{"at the bound", `{"prompt_tokens":1125899906842624,"completion_tokens":0}`, Tokens{InputTokens: 1 << 50}, true},
+		{"null", `null`, Tokens{}, false},
+		{"empty object", `{}`, Tokens{}, false},
+		{"details not objects", `{"prompt_tokens":10,"completion_tokens":5,"prompt_tokens_details":7,"completion_tokens_details":[1]}`, Tokens{InputTokens: 10, OutputTokens: 5}, true},
 		{"parts larger than totals", `{"prompt_tokens":10,"completion_tokens":5,"prompt_tokens_details":{"cached_tokens":50,"cache_write_tokens":3},"completion_tokens_details":{"reasoning_tokens":9}}`,
-			Usage{InputTokens: 10, CacheReadTokens: 10, OutputTokens: 5, ReasoningTokens: 5}, true},
-		{"truncated", `{"prompt_tokens":10,"completion_tok`, Usage{}, false},
+			Tokens{InputTokens: 10, CacheReadTokens: 10, OutputTokens: 5, ReasoningTokens: 5}, true},
+		{"truncated", `{"prompt_tokens":10,"completion_tok`, Tokens{}, false},
 		{"anthropic sums cannot overflow", `{"input_tokens":1125899906842624,"cache_read_input_tokens":1125899906842624,"cache_creation_input_tokens":1125899906842624,"output_tokens":1}`,
-			Usage{InputTokens: 3 << 50, CacheReadTokens: 1 << 50, CacheWriteTokens: 1 << 50, OutputTokens: 1}, true},
-		{"duplicate key: the last wins", `{"prompt_tokens":1,"prompt_tokens":2,"completion_tokens":0}`, Usage{InputTokens: 2}, true},
+			Tokens{InputTokens: 3 << 50, CacheReadTokens: 1 << 50, CacheWriteTokens: 1 << 50, OutputTokens: 1}, true},
+		{"duplicate key: the last wins", `{"prompt_tokens":1,"prompt_tokens":2,"completion_tokens":0}`, Tokens{InputTokens: 2}, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var f usageFields
@@ -285,8 +271,8 @@ func TestParseUsageBadInput(t *testing.T) {
 // carried whole.
 func TestObserverTruncated(t *testing.T) {
 	for _, c := range streamCases {
-		body, h := readStream(t, c.file)
-		possible := map[Usage]bool{c.usage: true}
+		body, h := corpus.ReadStream(t, c.file)
+		possible := map[Tokens]bool{c.usage: true}
 		if h.Get("Content-Type") != "application/json" {
 			for k := 0; k < len(body); {
 				e := bytes.Index(body[k:], []byte("\n\n"))
@@ -294,34 +280,34 @@ func TestObserverTruncated(t *testing.T) {
 					break
 				}
 				k += e + 2
-				possible[observe(h, body[:k]).Usage] = true
+				possible[observe(h, body[:k]).Tokens] = true
 			}
 		}
 		step := max(1, len(body)/97)
 		for cut := 0; cut < len(body); cut += step {
 			r := observe(h, body[:cut], 13)
-			if r.UsageKnown && !possible[r.Usage] {
-				t.Errorf("%s cut at %d: usage %+v was never whole in the answer", c.file, cut, r.Usage)
+			if r.Known && !possible[r.Tokens] {
+				t.Errorf("%s cut at %d: usage %+v was never whole in the answer", c.file, cut, r.Tokens)
 			}
 		}
 	}
 }
 
 func TestObserverEncodedBody(t *testing.T) {
-	body, h := readStream(t, "openai-chat-reasoning.json")
+	body, h := corpus.ReadStream(t, "openai-chat-reasoning.json")
 	h.Set("Content-Encoding", "gzip")
-	if r := observe(h, body); r.UsageKnown || r.Model != "" {
+	if r := observe(h, body); r.Known || r.Model != "" {
 		t.Errorf("an encoded body was read: %+v", r)
 	}
 }
 
 func TestObserverResultTwice(t *testing.T) {
-	body, h := readStream(t, "anthropic-stream-advisor-thinking.sse")
-	o := newObserver(h)
-	o.write(body)
-	first := comparable(o.result())
-	o.write([]byte("event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":1}}\n\n"))
-	if second := comparable(o.result()); !reflect.DeepEqual(first, second) {
+	body, h := corpus.ReadStream(t, "anthropic-stream-advisor-thinking.sse")
+	o := NewObserver(h)
+	o.Write(body)
+	first := comparable(o.Result())
+	o.Write([]byte("event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":1}}\n\n"))
+	if second := comparable(o.Result()); !reflect.DeepEqual(first, second) {
 		t.Errorf("second result differs: %+v, first %+v", second, first)
 	}
 }
@@ -330,7 +316,7 @@ func TestObserverResultTwice(t *testing.T) {
 // a very long line or deep nesting, and checks that the observer allocates
 // next to nothing while doing so.
 func TestObserverBoundedMemory(t *testing.T) {
-	chat, _ := readStream(t, "openai-chat-reasoning.json")
+	chat, _ := corpus.ReadStream(t, "openai-chat-reasoning.json")
 	piece := bytes.Repeat([]byte("x"), 64<<10)
 	for _, c := range []struct {
 		name  string
@@ -346,22 +332,22 @@ func TestObserverBoundedMemory(t *testing.T) {
 		// An event stream of nothing but brackets.
 		{"deep nesting", "text/event-stream", []byte("data: "), bytes.Repeat([]byte("[{\"usage\":"), 4<<10), 64 << 20},
 		// A stream that never ends: the same real chunk forever.
-		{"endless usage chunks", "text/event-stream", nil, chunkOf(t, "openai-chat-stream-usage.sse", `"usage":{`), 64 << 20},
+		{"endless usage chunks", "text/event-stream", nil, corpus.ChunkOf(t, "openai-chat-stream-usage.sse", `"usage":{`), 64 << 20},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if testing.Short() && c.total > 100<<20 {
 				t.Skip("long")
 			}
 			h := http.Header{"Content-Type": {c.ct}}
-			o := newObserver(h)
+			o := NewObserver(h)
 			var before, after runtime.MemStats
 			runtime.GC()
 			runtime.ReadMemStats(&before)
-			o.write(c.head)
+			o.Write(c.head)
 			for n := 0; n < c.total; n += len(c.fill) {
-				o.write(c.fill)
+				o.Write(c.fill)
 			}
-			_ = o.result()
+			_ = o.Result()
 			runtime.ReadMemStats(&after)
 			if grew := after.TotalAlloc - before.TotalAlloc; grew > 1<<20 {
 				t.Errorf("allocated %d bytes while reading %d", grew, c.total)
@@ -370,25 +356,12 @@ func TestObserverBoundedMemory(t *testing.T) {
 	}
 }
 
-// chunkOf returns the event of a fixture that contains marker, with its
-// blank line.
-func chunkOf(tb testing.TB, file, marker string) []byte {
-	body, _ := readStream(tb, file)
-	for _, ev := range bytes.SplitAfter(body, []byte("\n\n")) {
-		if bytes.Contains(ev, []byte(marker)) {
-			return ev
-		}
-	}
-	tb.Fatalf("%s has no event with %s", file, marker)
-	return nil
-}
-
 // TestObserverStreamErrorRank checks that a tripping error is reported even
 // when a milder one comes after it, and that the first of equals is kept.
 func TestObserverStreamErrorRank(t *testing.T) {
-	quota, h := readStream(t, "openai-responses-stream-error-insufficient-quota.sse")
-	failed, _ := readStream(t, "openai-responses-stream-failed-docs.sse")
-	overloaded, _ := readStream(t, "anthropic-stream-error-overloaded-docs.sse")
+	quota, h := corpus.ReadStream(t, "openai-responses-stream-error-insufficient-quota.sse")
+	failed, _ := corpus.ReadStream(t, "openai-responses-stream-failed-docs.sse")
+	overloaded, _ := corpus.ReadStream(t, "anthropic-stream-error-overloaded-docs.sse")
 	for _, c := range []struct {
 		name string
 		body []byte
@@ -400,7 +373,7 @@ func TestObserverStreamErrorRank(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := observe(h, c.body)
-			if r.StreamErrs != 2 || r.StreamErr == nil || r.StreamErr.Classification.Class != c.want {
+			if r.StreamErrs != 2 || r.StreamErr == nil || r.StreamErr.Result.Class != c.want {
 				t.Errorf("errors %d, worst %+v, want 2 and %q", r.StreamErrs, r.StreamErr, c.want)
 			}
 		})
@@ -412,7 +385,7 @@ func TestObserverStreamErrorRank(t *testing.T) {
 func TestObserverCRLF(t *testing.T) {
 	for _, file := range []string{"openai-chat-stream-usage.sse", "anthropic-stream-advisor-thinking.sse", "gemini-stream-trailing-error.sse", "openai-responses-stream-error-insufficient-quota.sse"} {
 		t.Run(file, func(t *testing.T) {
-			body, h := readStream(t, file)
+			body, h := corpus.ReadStream(t, file)
 			crlf := bytes.ReplaceAll(body, []byte("\n"), []byte("\r\n"))
 			want := comparable(observe(h, body))
 			for _, sizes := range [][]int{nil, {1}, {5, 3}} {
@@ -438,7 +411,7 @@ func TestContainsError(t *testing.T) {
 // the same: its output does not depend on how its input was cut, and a
 // stream without "usage" in it passes unchanged.
 func FuzzObserver(f *testing.F) {
-	files, _ := filepath.Glob(filepath.Join("testdata", "streams", "*.*"))
+	files, _ := filepath.Glob(filepath.Join("..", "testdata", "streams", "*.*"))
 	for _, file := range files {
 		if b, err := os.ReadFile(file); err == nil && !strings.HasSuffix(file, ".md") {
 			if len(b) > 8<<10 {

@@ -1,4 +1,4 @@
-package quotabreaker
+package usage
 
 import (
 	"bytes"
@@ -9,15 +9,11 @@ import (
 	"github.com/quotabreaker/quotabreaker/internal/jsonscan"
 )
 
-// This file holds the body observer: it reads usage, the model and errors
-// from a successful answer while the caller reads the body, from the bytes
-// the caller reads, without buffering the body, changing it or delaying it.
-
-// observed is what an observer read from one answer.
-type observed struct {
-	Usage      Usage
-	UsageKnown bool   // false: the answer carried no usable usage, which is unknown, never zero
-	Model      string // the answer's model, as the provider named it
+// Result is what an Observer read from one answer.
+type Result struct {
+	Tokens Tokens
+	Known  bool   // false: the answer carried no usable usage, which is unknown, never zero
+	Model  string // the answer's model, as the provider named it
 	// ServiceTier is the tier the answer reports it was served with
 	// (OpenAI's top-level or response.service_tier, Anthropic's
 	// usage.service_tier), "" when it reports none.
@@ -26,7 +22,7 @@ type observed struct {
 	// StreamErr is the most severe error carried inside the answer, nil
 	// when there was none; severity follows errorRank. StreamErrs counts
 	// them all.
-	StreamErr  *streamError
+	StreamErr  *StreamError
 	StreamErrs int
 	Events     int // server-sent events that carried data; 0 for a plain JSON body
 	// Terminated reports that the answer reached its own end: a JSON body
@@ -36,9 +32,9 @@ type observed struct {
 	Terminated bool
 }
 
-// streamError is an error a provider sent inside a successful answer.
-type streamError struct {
-	Classification classify.Result
+// StreamError is an error a provider sent inside a successful answer.
+type StreamError struct {
+	classify.Result
 	// Status is the status the classification was made with: the error's
 	// own numeric code when it has one from 400 to 599, otherwise the
 	// status the same error is sent with outside a stream (see
@@ -51,8 +47,10 @@ const (
 	maxEventName = 64 // longer event names are not ones it knows
 )
 
-// observer reads one answer body incrementally. Feed it every byte the
-// caller reads, in order, with write, and call result once the caller has
+// Observer reads usage, the model and errors from one successful answer
+// while the caller reads the body, from the bytes the caller reads, without
+// buffering the body, changing it or delaying it. Feed it every byte the
+// caller reads, in order, with Write, and call Result once the caller has
 // read to the end or closed the body.
 //
 // It reads two kinds of body, chosen by Content-Type: server-sent events
@@ -75,7 +73,7 @@ const (
 //
 // An observer is not safe for concurrent use; the body it watches is not
 // either.
-type observer struct {
+type Observer struct {
 	header   http.Header
 	sse      bool
 	encoded  bool // nothing to read: a body encoded by a Content-Encoding
@@ -100,7 +98,7 @@ type observer struct {
 	id         []byte
 	tier       []byte
 	errs       int
-	worst      *streamError
+	worst      *StreamError
 	events     int
 	terminated bool
 }
@@ -136,9 +134,16 @@ const (
 	lineRaw    // part of a JSON value outside any field
 )
 
-// newObserver returns an observer for an answer with header h.
-func newObserver(h http.Header) *observer {
-	o := &observer{header: h, lineStart: true}
+// Read observes a whole answer body with header h and returns what it says.
+func Read(h http.Header, body []byte) Result {
+	o := NewObserver(h)
+	o.Write(body)
+	return o.Result()
+}
+
+// NewObserver returns an Observer for an answer with header h.
+func NewObserver(h http.Header) *Observer {
+	o := &Observer{header: h, lineStart: true}
 	if enc := h.Get("Content-Encoding"); enc != "" && enc != "identity" {
 		o.encoded = true
 	}
@@ -147,8 +152,9 @@ func newObserver(h http.Header) *observer {
 	return o
 }
 
-// write observes p, the next bytes the caller read. It never keeps p.
-func (o *observer) write(p []byte) {
+// Write observes p, the next bytes the caller read. It never keeps p and
+// never fails: an Observer is an io.Writer for io.TeeReader.
+func (o *Observer) Write(p []byte) (int, error) {
 	switch {
 	case o.encoded || o.finished:
 	case o.sse:
@@ -156,14 +162,15 @@ func (o *observer) write(p []byte) {
 	default:
 		o.doc.write(p)
 	}
+	return len(p), nil
 }
 
-// result returns what the observer read. Call it once the caller has read
+// Result returns what the Observer read. Call it once the caller has read
 // to the end or closed the body; later writes are ignored, and later calls
 // return the same.
-func (o *observer) result() observed {
+func (o *Observer) Result() Result {
 	if o.encoded {
-		return observed{}
+		return Result{}
 	}
 	if !o.finished {
 		o.finished = true
@@ -181,7 +188,7 @@ func (o *observer) result() observed {
 			}
 		}
 	}
-	r := observed{
+	r := Result{
 		StreamErr:   o.worst,
 		StreamErrs:  o.errs,
 		Events:      o.events,
@@ -193,12 +200,12 @@ func (o *observer) result() observed {
 	if r.ServiceTier == "" {
 		r.ServiceTier = jsonscan.Text(o.usage.tier, false)
 	}
-	r.Usage, r.UsageKnown = o.usage.usage()
+	r.Tokens, r.Known = o.usage.usage()
 	return r
 }
 
 // writeSSE reads p as part of an event stream.
-func (o *observer) writeSSE(p []byte) {
+func (o *Observer) writeSSE(p []byte) {
 	for i := 0; i < len(p); {
 		if o.lineStart {
 			o.lineStart, o.kind, o.plen = false, lineUnknown, 0
@@ -219,7 +226,7 @@ func (o *observer) writeSSE(p []byte) {
 }
 
 // lineHead reads the first bytes of a line until its kind is known.
-func (o *observer) lineHead(p []byte, i int) int {
+func (o *Observer) lineHead(p []byte, i int) int {
 	if o.plen == 0 && p[i] == '\n' {
 		o.lineStart = true
 		o.dispatch()
@@ -298,7 +305,7 @@ func (o *observer) lineHead(p []byte, i int) int {
 }
 
 // leaveRaw abandons a JSON value outside any field when a field starts.
-func (o *observer) leaveRaw() {
+func (o *Observer) leaveRaw() {
 	if o.rawOn {
 		o.rawOn = false
 		o.raw.reset()
@@ -306,7 +313,7 @@ func (o *observer) leaveRaw() {
 }
 
 // skipLine passes the rest of a line nobody reads.
-func (o *observer) skipLine(p []byte, i int) int {
+func (o *Observer) skipLine(p []byte, i int) int {
 	if e := bytes.IndexByte(p[i:], '\n'); e >= 0 {
 		o.lineStart = true
 		return i + e + 1
@@ -315,7 +322,7 @@ func (o *observer) skipLine(p []byte, i int) int {
 }
 
 // eventLine reads an event: field's value, the event's name.
-func (o *observer) eventLine(p []byte, i int) int {
+func (o *Observer) eventLine(p []byte, i int) int {
 	ev := &o.ev
 	e := bytes.IndexByte(p[i:], '\n')
 	end := len(p)
@@ -346,12 +353,12 @@ func (o *observer) eventLine(p []byte, i int) int {
 }
 
 // errorEvent reports whether the current event is named error.
-func (o *observer) errorEvent() bool {
+func (o *Observer) errorEvent() bool {
 	return !o.ev.nameLong && string(o.ev.name[:o.ev.nameLen]) == "error"
 }
 
 // rawLine feeds a line of a JSON value outside any field.
-func (o *observer) rawLine(p []byte, i int) int {
+func (o *Observer) rawLine(p []byte, i int) int {
 	e := bytes.IndexByte(p[i:], '\n')
 	end := len(p)
 	if e >= 0 {
@@ -371,7 +378,7 @@ func (o *observer) rawLine(p []byte, i int) int {
 }
 
 // dataStarts is called when a data: line begins.
-func (o *observer) dataStarts() {
+func (o *Observer) dataStarts() {
 	ev := &o.ev
 	ev.lines++
 	if ev.lines == 1 {
@@ -392,7 +399,7 @@ func (o *observer) dataStarts() {
 var newline = []byte("\n")
 
 // dataLine reads the value of a data: line.
-func (o *observer) dataLine(p []byte, i int) int {
+func (o *Observer) dataLine(p []byte, i int) int {
 	ev := &o.ev
 	if o.valStart {
 		o.valStart = false
@@ -470,7 +477,7 @@ var (
 // either, so the search never skips what apply would use; and apply takes
 // nothing from an event without usage or an error but the first, so
 // reading more events, as track does, changes nothing.
-func (o *observer) mayMatter(v []byte) bool {
+func (o *Observer) mayMatter(v []byte) bool {
 	if o.events == 0 || o.errorEvent() {
 		return true
 	}
@@ -481,7 +488,7 @@ func (o *observer) mayMatter(v []byte) bool {
 // carries usage or an error: Anthropic's content blocks and pings, and the
 // Responses API's events other than its terminal ones. Most events of those
 // streams are such, and are skipped without a search.
-func (o *observer) quietEvent() bool {
+func (o *Observer) quietEvent() bool {
 	ev := &o.ev
 	if ev.nameLong {
 		return false
@@ -560,7 +567,7 @@ func lastNonSpace(v []byte) byte {
 // or error (a coarser test than usageNotNull, which is harmless: see
 // mayMatter), its last non-space byte, and whether it is "[DONE]". A CR at
 // the end of a piece is held back until it is known not to end the line.
-func (o *observer) track(v []byte, final bool) {
+func (o *Observer) track(v []byte, final bool) {
 	ev := &o.ev
 	if final {
 		v = trimCR(v)
@@ -579,7 +586,7 @@ func (o *observer) track(v []byte, final bool) {
 	o.trackPiece(v)
 }
 
-func (o *observer) trackPiece(v []byte) {
+func (o *Observer) trackPiece(v []byte) {
 	ev := &o.ev
 	if len(v) == 0 {
 		return
@@ -615,7 +622,7 @@ func (o *observer) trackPiece(v []byte) {
 }
 
 // decide ends a first data line that spanned writes.
-func (o *observer) decide() {
+func (o *Observer) decide() {
 	ev := &o.ev
 	ev.open = false
 	switch {
@@ -632,7 +639,7 @@ func (o *observer) decide() {
 }
 
 // dispatch ends the current event, at a blank line.
-func (o *observer) dispatch() {
+func (o *Observer) dispatch() {
 	ev := &o.ev
 	if ev.lines > 0 {
 		if ev.examine && !ev.poisoned {
@@ -666,7 +673,7 @@ func terminalEvent(name []byte) bool {
 // body, the first event): the model of later events is the same, and
 // ignoring them keeps the result independent of which events mayMatter
 // chose to read.
-func (o *observer) apply(d *jsonCapture, errorEvent bool, first bool) {
+func (o *Observer) apply(d *jsonCapture, errorEvent bool, first bool) {
 	var u usageFields
 	carries := false
 	for _, f := range [...]capField{capInnerUsage, capUsage} {
@@ -759,11 +766,11 @@ func flatErrorBody(code, msg []byte) []byte {
 }
 
 // streamErr classifies one error found inside the answer.
-func (o *observer) streamErr(body []byte) {
+func (o *Observer) streamErr(body []byte) {
 	c, status := classify.StreamError(o.header, body)
-	e := &streamError{Classification: c, Status: status}
+	e := &StreamError{Result: c, Status: status}
 	o.errs++
-	if o.worst == nil || classify.MoreSevere(c.Class, o.worst.Classification.Class) {
+	if o.worst == nil || classify.MoreSevere(c.Class, o.worst.Class) {
 		o.worst = e
 	}
 }

@@ -1,4 +1,4 @@
-package quotabreaker
+package usage
 
 import "bytes"
 

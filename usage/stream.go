@@ -1,4 +1,4 @@
-package quotabreaker
+package usage
 
 import (
 	"bytes"
@@ -13,9 +13,9 @@ import (
 // that drops the extra usage chunk again before an SDK that did not ask for
 // it sees it (go-openai's callers index Choices[0] of every chunk).
 
-// maxRewriteBody bounds the request bodies requestStreamUsage rewrites; a
+// MaxRewriteBody bounds the request bodies requestStreamUsage rewrites; a
 // larger one is left alone rather than parsed twice.
-const maxRewriteBody = 8 << 20
+const MaxRewriteBody = 8 << 20
 
 // requestStreamUsage asks a streamed Chat Completions request for usage. If
 // body is a JSON object with "stream": true whose stream_options.include_usage
@@ -26,11 +26,11 @@ const maxRewriteBody = 8 << 20
 //
 // Every other byte keeps its meaning. On any doubt the body is returned
 // unchanged with changed false: not valid JSON, not an object, larger than
-// maxRewriteBody, "stream" or "stream_options" given twice or in another
+// MaxRewriteBody, "stream" or "stream_options" given twice or in another
 // case ("Stream", which a case-insensitive decoder would read),
 // stream_options or include_usage of an unexpected type.
-func requestStreamUsage(body []byte) (out []byte, changed, asked bool) {
-	if len(body) > maxRewriteBody || !json.Valid(body) {
+func RequestStreamUsage(body []byte) (out []byte, changed, asked bool) {
+	if len(body) > MaxRewriteBody || !json.Valid(body) {
 		return body, false, false
 	}
 	s := jsonscan.Scanner{B: body}
@@ -294,14 +294,14 @@ func (f *usageChunkFilter) flush(dst []byte) []byte {
 // the usage chunk, and shows the observer, when there is one, every byte.
 type filterBody struct {
 	rc  io.ReadCloser
-	obs *observer
+	obs *Observer
 	f   usageChunkFilter
 	out []byte // filtered bytes not yet returned
 	off int
 	err error
 }
 
-func newFilterBody(rc io.ReadCloser, obs *observer) *filterBody {
+func HideUsageChunk(rc io.ReadCloser, obs *Observer) *filterBody {
 	return &filterBody{rc: rc, obs: obs}
 }
 
@@ -314,7 +314,7 @@ func (b *filterBody) Read(p []byte) (int, error) {
 		n, err := b.rc.Read(p)
 		if n > 0 {
 			if b.obs != nil {
-				b.obs.write(p[:n])
+				b.obs.Write(p[:n])
 			}
 			b.out = b.f.filter(b.out, p[:n])
 		}
@@ -329,3 +329,29 @@ func (b *filterBody) Read(p []byte) (int, error) {
 }
 
 func (b *filterBody) Close() error { return b.rc.Close() }
+
+// RequestModel returns the "model" member of a JSON request body; body may
+// be a prefix of the whole text. It is "" when the model is not there.
+func RequestModel(body []byte) string {
+	return topLevelString(body, "model")
+}
+
+// topLevelString returns the string member name of the JSON object in b,
+// which may be a prefix of the whole text; "" when it is not there.
+func topLevelString(b []byte, name string) string {
+	s := jsonscan.Scanner{B: b}
+	s.SkipSpace()
+	if s.Peek() != '{' {
+		return ""
+	}
+	var v []byte
+	var escaped bool
+	s.Object(func(key []byte) bool {
+		if v == nil && string(key) == name {
+			v, escaped = s.StringValue()
+			return !s.Bad
+		}
+		return s.Skip()
+	})
+	return jsonscan.Text(v, escaped)
+}

@@ -1,4 +1,4 @@
-package quotabreaker
+package usage
 
 import (
 	"bytes"
@@ -6,43 +6,26 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
-)
 
-// bigStream builds an event stream of at least size bytes from a real one:
-// its first event, its middle events repeated, and its last events (the
-// finish chunk, the usage chunk and the end marker).
-func bigStream(tb testing.TB, file string, head, tail, size int) []byte {
-	body, _ := readStream(tb, file)
-	events := bytes.SplitAfter(body, []byte("\n\n"))
-	for len(events) > 0 && len(events[len(events)-1]) == 0 {
-		events = events[:len(events)-1]
-	}
-	middle := bytes.Join(events[head:len(events)-tail], nil)
-	var b bytes.Buffer
-	b.Write(bytes.Join(events[:head], nil))
-	for b.Len() < size {
-		b.Write(middle)
-	}
-	b.Write(bytes.Join(events[len(events)-tail:], nil))
-	return b.Bytes()
-}
+	"github.com/quotabreaker/quotabreaker/internal/corpus"
+)
 
 // observedReader shows an observer every byte read through it, as the
 // Transport's body wrapper will.
 type observedReader struct {
 	r   io.Reader
-	obs *observer
+	obs *Observer
 }
 
 func (o *observedReader) Read(p []byte) (int, error) {
 	n, err := o.r.Read(p)
-	o.obs.write(p[:n])
+	o.obs.Write(p[:n])
 	return n, err
 }
 
 // BenchmarkStream1MiB reads a 1 MiB event stream bare, through an observer,
 // and through an observer and the usage-chunk filter, with the 32 KiB
-// buffer io.Copy uses. The ratio of observed to bare is what the observer
+// buffer io.Copy uses. The ratio of Result to bare is what the observer
 // adds to reading a stream; compare with benchstat.
 func BenchmarkStream1MiB(b *testing.B) {
 	for _, s := range []struct {
@@ -54,7 +37,7 @@ func BenchmarkStream1MiB(b *testing.B) {
 		{"anthropic", "anthropic-stream-advisor-thinking.sse", 3, 3},
 		{"responses", "openai-responses-stream-reasoning.sse", 2, 1},
 	} {
-		stream := bigStream(b, s.file, s.head, s.tail, 1<<20)
+		stream := corpus.BigStream(b, s.file, s.head, s.tail, 1<<20)
 		h := http.Header{"Content-Type": {"text/event-stream"}}
 		buf := make([]byte, 32<<10)
 		b.Run("api="+s.name+"/read=bare", func(b *testing.B) {
@@ -66,24 +49,24 @@ func BenchmarkStream1MiB(b *testing.B) {
 				io.CopyBuffer(io.Discard, struct{ io.Reader }{bytes.NewReader(stream)}, buf)
 			}
 		})
-		b.Run("api="+s.name+"/read=observed", func(b *testing.B) {
+		b.Run("api="+s.name+"/read=Result", func(b *testing.B) {
 			b.SetBytes(int64(len(stream)))
 			b.ReportAllocs()
 			for b.Loop() {
-				obs := newObserver(h)
+				obs := NewObserver(h)
 				io.CopyBuffer(io.Discard, &observedReader{r: bytes.NewReader(stream), obs: obs}, buf)
-				if r := obs.result(); !r.UsageKnown {
+				if r := obs.Result(); !r.Known {
 					b.Fatal("no usage")
 				}
 			}
 		})
-		b.Run("api="+s.name+"/read=observed+filtered", func(b *testing.B) {
+		b.Run("api="+s.name+"/read=Result+filtered", func(b *testing.B) {
 			b.SetBytes(int64(len(stream)))
 			b.ReportAllocs()
 			for b.Loop() {
-				obs := newObserver(h)
-				io.CopyBuffer(io.Discard, newFilterBody(io.NopCloser(bytes.NewReader(stream)), obs), buf)
-				if r := obs.result(); !r.UsageKnown {
+				obs := NewObserver(h)
+				io.CopyBuffer(io.Discard, HideUsageChunk(io.NopCloser(bytes.NewReader(stream)), obs), buf)
+				if r := obs.Result(); !r.Known {
 					b.Fatal("no usage")
 				}
 			}
@@ -95,17 +78,17 @@ func BenchmarkStream1MiB(b *testing.B) {
 // loopback server, bare and through an observer: the cost the observer adds
 // to a real read, which the Transport's own benchmark will show end to end.
 func BenchmarkStreamHTTP(b *testing.B) {
-	stream := bigStream(b, "openai-chat-stream-usage.sse", 1, 3, 1<<20)
+	stream := corpus.BigStream(b, "openai-chat-stream-usage.sse", 1, 3, 1<<20)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.Write(stream)
 	}))
 	defer srv.Close()
 	buf := make([]byte, 32<<10)
-	for _, observed := range []bool{false, true} {
+	for _, Result := range []bool{false, true} {
 		name := "read=bare"
-		if observed {
-			name = "read=observed"
+		if Result {
+			name = "read=Result"
 		}
 		b.Run(name, func(b *testing.B) {
 			b.SetBytes(int64(len(stream)))
@@ -116,16 +99,16 @@ func BenchmarkStreamHTTP(b *testing.B) {
 					b.Fatal(err)
 				}
 				var r io.Reader = struct{ io.Reader }{resp.Body}
-				var obs *observer
-				if observed {
-					obs = newObserver(resp.Header)
+				var obs *Observer
+				if Result {
+					obs = NewObserver(resp.Header)
 					r = &observedReader{r: resp.Body, obs: obs}
 				}
 				if n, _ := io.CopyBuffer(io.Discard, r, buf); n != int64(len(stream)) {
 					b.Fatalf("read %d", n)
 				}
 				resp.Body.Close()
-				if observed && !obs.result().UsageKnown {
+				if Result && !obs.Result().Known {
 					b.Fatal("no usage")
 				}
 			}
@@ -136,13 +119,13 @@ func BenchmarkStreamHTTP(b *testing.B) {
 // BenchmarkObserveJSON is the cost of one typical Chat Completions answer:
 // a new observer, the body, and the result.
 func BenchmarkObserveJSON(b *testing.B) {
-	body, h := readStream(b, "openai-chat-reasoning.json")
+	body, h := corpus.ReadStream(b, "openai-chat-reasoning.json")
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {
-		o := newObserver(h)
-		o.write(body)
-		if r := o.result(); !r.UsageKnown {
+		o := NewObserver(h)
+		o.Write(body)
+		if r := o.Result(); !r.Known {
 			b.Fatal("no usage")
 		}
 	}
@@ -154,7 +137,7 @@ func BenchmarkRequestStreamUsage(b *testing.B) {
 	body := []byte(`{"model":"gpt-4o","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"What is the weather like in San Francisco today?"}],"stream":true,"temperature":0.2}`)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, changed, _ := requestStreamUsage(body); !changed {
+		if _, changed, _ := RequestStreamUsage(body); !changed {
 			b.Fatal("unchanged")
 		}
 	}
