@@ -110,8 +110,14 @@ func TestScopeOneKeyWrittenTwoWays(t *testing.T) {
 		func(h http.Header) { h.Set("X-Api-Key", "sk-A") },
 		func(h http.Header) { h["x-api-key"] = []string{" sk-A"} },
 		func(h http.Header) { h.Set("Authorization", "Bearer sk-A"); h.Set("X-Api-Key", "sk-A") },
-		func(h http.Header) { h.Set("Authorization", "Bearer sk-A"); h.Set("Idempotency-Key", "stainless-retry-1") },
-		func(h http.Header) { h.Set("Authorization", "Bearer sk-A"); h.Set("Idempotency-Key", "stainless-retry-2") },
+		func(h http.Header) {
+			h.Set("Authorization", "Bearer sk-A")
+			h.Set("Idempotency-Key", "stainless-retry-1")
+		},
+		func(h http.Header) {
+			h.Set("Authorization", "Bearer sk-A")
+			h.Set("Idempotency-Key", "stainless-retry-2")
+		},
 	}
 	for i, tripWith := range spellings {
 		srv := newTenantServer(t)
