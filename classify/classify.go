@@ -354,7 +354,7 @@ var quotaPhrases = []string{
 	"credits are depleted", "prepayment credits",
 	"budget has been exceeded", "exceeded budget", "over budget", "budget exceeded",
 	"spend limit", "spending limit", "api usage limit",
-	"arrears", "overdue", "pay past invoices", "payment required", "recharge",
+	"arrears", "overdue", "past due", "pay past invoices", "payment required", "recharge",
 	"余额不足", "欠费", "充值", "额度不足", "配额不足", "额度已用尽", "额度已用完", "预扣费额度失败",
 }
 
@@ -404,9 +404,10 @@ var (
 	locationPhrases  = []string{"location is not supported", "not available in your region", "country, region, or territory"}
 	modelGonePhrases = []string{"has been decommissioned", "has been deprecated", "model not exist"}
 	// contextPhrases say that prompt and completion exceed the window: OpenAI
-	// before its code, Anthropic (twice), Gemini, and Text Generation
-	// Inference's validation error.
-	contextPhrases = []string{"maximum context length", "prompt is too long", "exceed context limit", "`max_new_tokens` must be <="}
+	// before its code (and vLLM), Anthropic (twice), Text Generation
+	// Inference's validation error and SGLang.
+	contextPhrases = []string{"maximum context length", "prompt is too long", "exceed context limit", "`max_new_tokens` must be <=",
+		"is longer than the model"} // SGLang: "The input (61709 tokens) is longer than the model's context length"
 	// permissionPhrases: an account refused as a whole under a generic type.
 	permissionPhrases = []string{"organization has been disabled"}
 )
