@@ -31,7 +31,8 @@ func StreamsDir(tb testing.TB) string {
 }
 
 // ReadStream returns the answer in the file called name of StreamsDir, and
-// the header it was sent with: an event stream for .sse, JSON otherwise.
+// the header it was sent with: an event stream for .sse, newline-delimited
+// JSON for .ndjson, JSON otherwise.
 func ReadStream(tb testing.TB, name string) ([]byte, http.Header) {
 	tb.Helper()
 	b, err := os.ReadFile(filepath.Join(StreamsDir(tb), name))
@@ -39,9 +40,12 @@ func ReadStream(tb testing.TB, name string) ([]byte, http.Header) {
 		tb.Fatal(err)
 	}
 	h := http.Header{}
-	if strings.HasSuffix(name, ".sse") {
+	switch {
+	case strings.HasSuffix(name, ".sse"):
 		h.Set("Content-Type", "text/event-stream; charset=utf-8")
-	} else {
+	case strings.HasSuffix(name, ".ndjson"):
+		h.Set("Content-Type", "application/x-ndjson")
+	default:
 		h.Set("Content-Type", "application/json")
 	}
 	return b, h
