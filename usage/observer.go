@@ -53,8 +53,14 @@ const (
 // caller reads, in order, with Write, and call Result once the caller has
 // read to the end or closed the body.
 //
-// It reads two kinds of body, chosen by Content-Type: server-sent events
-// (text/event-stream) and anything else as one JSON value. Of a JSON body it
+// It reads three kinds of body, chosen by Content-Type: server-sent events
+// (text/event-stream), newline-delimited JSON (application/x-ndjson, as
+// Ollama streams), read as events whose data is one line each, and anything
+// else as one JSON value. A value written as a Python bytes literal
+// (b'{...}', as a gateway formats bytes into its data: lines) is read as the
+// value inside. Errors are found in the shapes other servers use too:
+// FastChat's {"text": ..., "error_code": N} and Text Generation Inference's
+// {"error": "...", "error_type": ...}. Of a JSON body it
 // reads the top-level usage, model, id, service_tier and error. Of a stream
 // it reads each event's data the same way, and also the object under
 // "response" (Responses API events) or "message" (Anthropic's message_start);
