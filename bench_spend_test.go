@@ -68,7 +68,7 @@ func transports(base http.RoundTripper, extra ...Option) []struct {
 // never through a WriterTo shortcut that the bare base would have and the
 // Transport's body would not.
 func readAll(b *testing.B, rc io.ReadCloser, buf []byte) int64 {
-	n, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{rc}, buf)
+	n, err := io.CopyBuffer(corpus.Discard{}, struct{ io.Reader }{rc}, buf)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -152,7 +152,7 @@ func BenchmarkSpendFirstByte(b *testing.B) {
 		name string
 		rt   http.RoundTripper
 	}{"transport=usage-on+stream-usage", New(memoryBase(body, "text/event-stream"),
-		WithTracerProvider(tracenoop.NewTracerProvider()), WithStreamUsage())})
+		WithTracerProvider(tracenoop.NewTracerProvider()), WithStreamUsage(true))})
 	for _, tt := range rows {
 		b.Run(tt.name, func(b *testing.B) {
 			buf := make([]byte, 4<<10)

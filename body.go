@@ -13,14 +13,14 @@ import (
 	"sync/atomic"
 
 	"github.com/quotabreaker/quotabreaker/classify"
-	"github.com/quotabreaker/quotabreaker/internal/jsonscan"
 	"github.com/quotabreaker/quotabreaker/usage"
 )
 
-// This file holds what the Transport does with answer bodies: reading an
-// error answer's prefix to classify it without losing a byte of it, the
-// body the caller reads (which ends the attempt's span), and the answer an
-// open latch replays.
+// This file holds what the Transport does with bodies: reading an error
+// answer's prefix to classify it without losing a byte of it, the body the
+// caller reads of a successful answer (which ends the attempt's span), and
+// the request body, read for its model or rewritten to ask a stream for its
+// usage.
 
 // inspect classifies an error answer from a bounded prefix of its body and
 // puts back a body that yields exactly the bytes the server sent. It returns
@@ -196,12 +196,54 @@ type answerBodyRW struct{ *answerBody }
 
 func (b answerBodyRW) Write(p []byte) (int, error) { return b.rc.(io.Writer).Write(p) }
 
-// requestID returns the provider's id of an answer, bounded and printable.
-func requestID(h http.Header) string {
-	for _, name := range [...]string{"X-Request-Id", "Request-Id", "Apim-Request-Id"} {
-		if v := h.Get(name); v != "" {
-			return jsonscan.Text([]byte(v), false)
-		}
+// requestModel reads the "model" member of a JSON request body, from the
+// first 64 KiB of a fresh copy (GetBody), "" when it has none there.
+func requestModel(req *http.Request) string {
+	if req.GetBody == nil || req.Method != http.MethodPost {
+		return ""
 	}
-	return ""
+	rc, err := req.GetBody()
+	if err != nil || rc == nil {
+		return ""
+	}
+	defer rc.Close()
+	b, _, _ := readPrefix(rc, 64<<10, req.ContentLength)
+	return usage.RequestModel(b)
+}
+
+// askStreamUsage returns req, or a copy of it asking for the stream's usage
+// (see WithStreamUsage), and whether the usage chunk must be removed from
+// the answer because the caller had not asked for it.
+func askStreamUsage(req *http.Request) (*http.Request, bool, error) {
+	if req.Method != http.MethodPost || req.Body == nil || req.Body == http.NoBody ||
+		req.URL == nil || !strings.HasSuffix(req.URL.Path, "/chat/completions") ||
+		req.ContentLength > usage.MaxRewriteBody {
+		return req, false, nil
+	}
+	switch requestProvider(req) {
+	case classify.ProviderOpenAI, classify.ProviderDeepSeek:
+	default:
+		return req, false, nil
+	}
+	body, complete, err := readPrefix(req.Body, usage.MaxRewriteBody+1, req.ContentLength)
+	if err != nil {
+		req.Body.Close()
+		return nil, false, err
+	}
+	if !complete {
+		// Too large to rewrite: send it as it is.
+		r := req.Clone(req.Context())
+		r.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(strings.NewReader(string(body)), req.Body), req.Body}
+		return r, false, nil
+	}
+	req.Body.Close()
+	out, changed, asked := usage.RequestStreamUsage(body)
+	r := req.Clone(req.Context())
+	r.ContentLength = int64(len(out))
+	r.Body = io.NopCloser(strings.NewReader(string(out)))
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(string(out))), nil }
+	return r, changed && !asked, nil
 }

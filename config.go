@@ -35,6 +35,7 @@ type config struct {
 	storeResync       time.Duration
 	logger            *slog.Logger
 	onBudget          func(context.Context, BudgetStatus)
+	onUsage           func(context.Context, Usage)
 	errorOnOpen       bool
 	tracerProv        trace.TracerProvider
 	meterProv         metric.MeterProvider
@@ -160,6 +161,22 @@ func WithUsage(on bool) Option {
 	return optionFunc(func(c *config) { c.noUsage = !on })
 }
 
+// OnUsage sets a hook called once for every successful (2xx) answer that
+// came from the network, with what it used and cost: the tokens the span
+// records, the price and the cost (or that it is unpriced, or unmetered).
+// It runs when the caller has read the body to the end or closed it,
+// whichever comes first (at once for an answer with no body), on the
+// goroutine that did so, with the request's context, so that a value the
+// application put there (its user, its tenant) says whom to bill. An answer
+// whose body is closed unread is reported too, as unmetered. It runs after
+// the answer's budgets are counted and before its span ends, outside every
+// lock; keep it quick (it delays the caller's Read or Close) and hand slow
+// work to another goroutine. A panic in it is recovered and logged. A nil
+// fn is ignored.
+func OnUsage(fn func(ctx context.Context, u Usage)) Option {
+	return optionFunc(func(c *config) { c.onUsage = fn })
+}
+
 // WithPrices sets how answers are priced: fn returns the price of a model
 // for a provider (a classify.Provider value as a string, "" when unknown) and a
 // service tier. The default is prices.Lookup, a dated snapshot of public
@@ -175,17 +192,17 @@ func WithPrices(fn prices.Func) Option {
 	})
 }
 
-// WithStreamUsage asks streamed Chat Completions requests for their usage:
-// to a streamed request (stream: true) on a host known to accept it (OpenAI
-// and DeepSeek, not Azure nor compatible servers that reject unknown
-// fields), it adds stream_options.include_usage, so that the stream's cost
-// can be counted. The caller's request is not changed: the Transport sends a
+// WithStreamUsage turns on (or off) asking streamed Chat Completions
+// requests for their usage: to a streamed request (stream: true) on a host
+// known to accept it (OpenAI and DeepSeek, not Azure nor compatible servers
+// that reject unknown fields), it adds stream_options.include_usage, so
+// that the stream's cost can be counted. The caller's request is not changed: the Transport sends a
 // copy. When the caller had not asked for usage itself, the extra usage
 // chunk is removed from the stream before the SDK sees it (go-openai's
 // stream reader indexes the first choice of every chunk, and that chunk has
 // none). Request bodies over 8 MiB are sent as they are.
-func WithStreamUsage() Option {
-	return optionFunc(func(c *config) { c.streamUsage = true })
+func WithStreamUsage(on bool) Option {
+	return optionFunc(func(c *config) { c.streamUsage = on })
 }
 
 // WithBudget adds a budget: the Transport counts what each answer of the
@@ -317,12 +334,12 @@ func (m *Mode) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// WithShortCircuitError makes a request refused by an open latch fail with
-// an *OpenError (errors.Is(err, ErrOpen)) instead of receiving a
-// copy of the tripping answer. It suits plain net/http callers; leave it off
+// WithShortCircuitError(true) makes a request refused by an open latch or a
+// budget fail with an *OpenError (errors.Is(err, ErrOpen)) instead of
+// receiving a copy of the tripping answer. It suits plain net/http callers; leave it off
 // for OpenAI's SDKs, which retry transport errors but not the marked answer.
-func WithShortCircuitError() Option {
-	return optionFunc(func(c *config) { c.errorOnOpen = true })
+func WithShortCircuitError(on bool) Option {
+	return optionFunc(func(c *config) { c.errorOnOpen = on })
 }
 
 // WithTracerProvider sets the provider of the Transport's tracer. The

@@ -9,7 +9,8 @@
 //
 // A Transport is an http.RoundTripper to set as the transport of any
 // OpenAI-compatible SDK's http.Client (openai-go, go-openai, langchaingo, the
-// Azure and Anthropic SDKs). It classifies every error answer with Classify;
+// Azure and Anthropic SDKs). It classifies every error answer with package
+// classify's Answer;
 // the first answer whose class trips (by default classify.QuotaExhausted) opens
 // the latch of the credentials that made the call, a gobreaker circuit
 // breaker that never closes on its own. OnTrip pages once; until Reset, no
@@ -19,9 +20,10 @@
 // of this but refuses nothing, for watching production first.
 //
 // The Transport also reads the usage that successful answers report (plain
-// and streamed), prices it, counts it against budgets that warn at
-// thresholds and can stop a key before the provider does, and classifies the
-// errors that arrive inside 200 streams.
+// and streamed, with package usage), prices it, hands it to OnUsage, counts
+// it against budgets that warn at thresholds and can stop a key before the
+// provider does, and classifies the errors that arrive inside 200 streams.
+// RetryPolicy and Permanent tell a retry loop what not to send again.
 //
 // # Telemetry
 //

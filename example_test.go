@@ -274,7 +274,7 @@ func ExampleDefaultScope() {
 func ExampleWithShortCircuitError() {
 	api := outOfQuota()
 	defer api.Close()
-	qb := quotabreaker.New(http.DefaultTransport, quotabreaker.WithShortCircuitError())
+	qb := quotabreaker.New(http.DefaultTransport, quotabreaker.WithShortCircuitError(true))
 	defer qb.CloseIdleConnections()
 	client := &http.Client{Transport: qb}
 

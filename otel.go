@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"reflect"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -28,28 +27,6 @@ import (
 const (
 	instrumentationName    = "github.com/quotabreaker/quotabreaker"
 	instrumentationVersion = "0.3.0"
-)
-
-// The span attributes this package adds. Their names and values are a
-// public contract, documented in the package overview.
-const (
-	attrBreakerState      = attribute.Key("quotabreaker.breaker.state")
-	attrShortCircuit      = attribute.Key("quotabreaker.short_circuit")
-	attrMode              = attribute.Key("quotabreaker.mode")
-	attrScope             = attribute.Key("quotabreaker.scope")
-	attrScopeCredential   = attribute.Key("quotabreaker.scope.credential")
-	attrErrorCode         = attribute.Key("quotabreaker.error.code")
-	attrErrorType         = attribute.Key("quotabreaker.error.type")
-	attrTripClass         = attribute.Key("quotabreaker.trip.class")
-	attrCause             = attribute.Key("quotabreaker.cause")
-	attrBudget            = attribute.Key("quotabreaker.budget")
-	attrBudgetKey         = attribute.Key("quotabreaker.budget.key")
-	attrCostUSD           = attribute.Key("quotabreaker.cost.usd")
-	attrStoreUp           = attribute.Key("quotabreaker.store.up")
-	attrRetryAfterMS      = attribute.Key("quotabreaker.retry_after_ms")
-	attrRequestID         = attribute.Key("quotabreaker.request_id")
-	attrRemainingRequests = attribute.Key("quotabreaker.ratelimit.remaining_requests")
-	attrRemainingTokens   = attribute.Key("quotabreaker.ratelimit.remaining_tokens")
 )
 
 // telemetry records a Transport's spans and metrics.
@@ -272,17 +249,6 @@ func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Resp
 	}
 }
 
-func appendClassAttrs(attrs []attribute.KeyValue, class classify.Class, code, typ string) []attribute.KeyValue {
-	attrs = append(attrs, semconv.ErrorTypeKey.String(string(class)))
-	if code != "" {
-		attrs = append(attrs, attrErrorCode.String(code))
-	}
-	if typ != "" {
-		attrs = append(attrs, attrErrorType.String(typ))
-	}
-	return attrs
-}
-
 // tripped records that the answer on span opened a latch.
 func (tel *telemetry) tripped(ctx context.Context, span trace.Span, tr Trip) {
 	tel.openLatches.Add(ctx, 1)
@@ -328,11 +294,11 @@ func (tel *telemetry) shortCircuit(ctx context.Context, span trace.Span, resp *h
 }
 
 // spent records what an answer used and cost, on its span and in metrics.
-func (tel *telemetry) spent(ctx context.Context, span trace.Span, provider classify.Provider, s *spend) {
-	u := &s.tokens
+func (tel *telemetry) spent(ctx context.Context, span trace.Span, s *Usage) {
+	u := &s.Tokens
 	attrs := make([]attribute.KeyValue, 0, 4)
-	if provider != "" {
-		attrs = append(attrs, semconv.GenAIProviderNameKey.String(string(provider)))
+	if s.Provider != "" {
+		attrs = append(attrs, semconv.GenAIProviderNameKey.String(string(s.Provider)))
 	}
 	if s.requestModel != "" {
 		attrs = append(attrs, semconv.GenAIRequestModel(s.requestModel))
@@ -343,8 +309,8 @@ func (tel *telemetry) spent(ctx context.Context, span trace.Span, provider class
 	n := len(attrs)
 	tel.tokens.Record(ctx, u.InputTokens, metric.WithAttributes(append(attrs[:n:n], semconv.GenAITokenTypeInput)...))
 	tel.tokens.Record(ctx, u.OutputTokens, metric.WithAttributes(append(attrs[:n:n], semconv.GenAITokenTypeOutput)...))
-	if s.priced {
-		tel.cost.Add(ctx, microsToDollars(s.micros), metric.WithAttributes(attrs...))
+	if s.Priced {
+		tel.cost.Add(ctx, s.Cost, metric.WithAttributes(attrs...))
 	}
 	if !span.IsRecording() {
 		return
@@ -356,8 +322,8 @@ func (tel *telemetry) spent(ctx context.Context, span trace.Span, provider class
 		semconv.GenAIUsageCacheCreationInputTokens(int(u.CacheWriteTokens)),
 		semconv.GenAIUsageReasoningOutputTokens(int(u.ReasoningTokens)),
 	)
-	if s.priced {
-		attrs = append(attrs, attrCostUSD.Float64(microsToDollars(s.micros)))
+	if s.Priced {
+		attrs = append(attrs, attrCostUSD.Float64(s.Cost))
 	}
 	span.SetAttributes(attrs...)
 }
@@ -409,35 +375,6 @@ func (tel *telemetry) budgetRefusal(ctx context.Context, span trace.Span, tr Tri
 	span.End()
 }
 
-// shortCircuitAttrs are the short-circuit counter's attributes for a trip,
-// one set per mode, built once per trip rather than once per refused
-// request.
-func shortCircuitAttrs(tr Trip) (sets [2][]metric.AddOption) {
-	for _, m := range [...]Mode{ModeEnforce, ModeObserve} {
-		attrs := append(metricAttrs(tr.Class, "", tr.Provider),
-			attrMode.String(m.String()), attrCause.String(string(tr.Cause)))
-		// A slice made once: passing one option would allocate its
-		// variadic slice on every refused request.
-		sets[m] = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attrs...))}
-	}
-	return sets
-}
-
-// metricAttrs are a class's metric attributes: all of low cardinality (a
-// code outside classify.MetricCode's table is classify.OtherCode), and the provider only where
-// known. An empty code is left out.
-func metricAttrs(class classify.Class, code string, provider classify.Provider) []attribute.KeyValue {
-	attrs := make([]attribute.KeyValue, 0, 4)
-	attrs = append(attrs, semconv.ErrorTypeKey.String(string(class)))
-	if code != "" {
-		attrs = append(attrs, attrErrorCode.String(classify.MetricCode(code)))
-	}
-	if provider != "" {
-		attrs = append(attrs, semconv.GenAIProviderNameKey.String(string(provider)))
-	}
-	return attrs
-}
-
 // transportError records an error from the base transport. The status
 // description is the error's type, not its text, which can quote a URL
 // holding a key.
@@ -468,52 +405,6 @@ func (tel *telemetry) reset(ctx context.Context, tr Trip) {
 		span.SetAttributes(attrs...)
 	}
 	span.End()
-}
-
-var knownMethods = map[string]bool{
-	http.MethodConnect: true, http.MethodDelete: true, http.MethodGet: true,
-	http.MethodHead: true, http.MethodOptions: true, http.MethodPatch: true,
-	http.MethodPost: true, http.MethodPut: true, http.MethodTrace: true,
-}
-
-func spanName(method string) string {
-	if method == "" {
-		return http.MethodGet
-	}
-	if knownMethods[method] {
-		return method
-	}
-	return "HTTP"
-}
-
-// requestAttrs are the HTTP client attributes of an attempt's own span.
-func requestAttrs(req *http.Request) []attribute.KeyValue {
-	method := req.Method
-	if method == "" {
-		method = http.MethodGet
-	}
-	attrs := make([]attribute.KeyValue, 0, 5)
-	if knownMethods[method] {
-		attrs = append(attrs, semconv.HTTPRequestMethodKey.String(method))
-	} else {
-		attrs = append(attrs, semconv.HTTPRequestMethodOther, semconv.HTTPRequestMethodOriginal(method))
-	}
-	if req.URL == nil {
-		return attrs
-	}
-	host, port := req.URL.Hostname(), req.URL.Port()
-	if host == "" {
-		host, port = hostPort(req.Host)
-	}
-	attrs = append(attrs, semconv.ServerAddress(host))
-	if p, err := strconv.Atoi(port); err == nil {
-		attrs = append(attrs, semconv.ServerPort(p))
-	} else if req.URL.Scheme == "https" {
-		attrs = append(attrs, semconv.ServerPort(443))
-	} else if req.URL.Scheme == "http" {
-		attrs = append(attrs, semconv.ServerPort(80))
-	}
-	return append(attrs, semconv.URLFull(redactURL(req.URL)))
 }
 
 // redactURL returns u for the url.full attribute, with its user info, its
@@ -553,13 +444,4 @@ func redactURL(u *url.URL) string {
 		r.RawQuery = b.String()
 	}
 	return r.String()
-}
-
-func headerInt(h http.Header, name string) (int64, bool) {
-	v := h.Get(name)
-	if v == "" {
-		return 0, false
-	}
-	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-	return n, err == nil
 }

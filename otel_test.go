@@ -393,7 +393,7 @@ func TestNoSecretsRecorded(t *testing.T) {
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 	}
-	errTr := New(fakeBase(quotaAnswer(t)), WithShortCircuitError())
+	errTr := New(fakeBase(quotaAnswer(t)), WithShortCircuitError(true))
 	for i := 0; i < 2; i++ {
 		req := httptest.NewRequest(http.MethodPost, "https://api.openai.com/v1/chat/completions", nil)
 		req.Header.Set("Authorization", "Bearer "+key)

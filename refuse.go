@@ -203,8 +203,6 @@ func syntheticBody(tr *Trip) []byte {
 
 // shortCircuit answers req from the open latch o without the network.
 func (t *Transport) shortCircuit(req *http.Request, o *opened, span trace.Span) (*http.Response, error) {
-	// A RoundTripper must close the request body, even when it sends nothing.
-	closeRequestBody(req)
 	if t.cfg.errorOnOpen {
 		t.tel.shortCircuit(req.Context(), span, nil, o)
 		return nil, &OpenError{Trip: o.Trip}
@@ -217,21 +215,17 @@ func (t *Transport) shortCircuit(req *http.Request, o *opened, span trace.Span) 
 // refuseBudget answers req, whose key has spent budget b, without the
 // network: a 402 that the SDKs raise without retrying.
 func (t *Transport) refuseBudget(req *http.Request, b *budget, key string, span trace.Span) (*http.Response, error) {
-	closeRequestBody(req)
 	exhausted := classify.Result{Class: classify.QuotaExhausted, Code: "budget_exhausted", Type: "budget_exhausted"}
 	tr := t.newTrip(key, CauseBudget, ModeEnforce, exhausted, http.StatusPaymentRequired, "", 0)
-	t.tel.budgetRefusal(req.Context(), span, tr, b.Name)
+	var resp *http.Response
+	var err error
 	if t.cfg.errorOnOpen {
-		return nil, &OpenError{Trip: tr}
+		err = &OpenError{Trip: tr}
+	} else {
+		a := newRefusal(&tr, "", nil, false)
+		resp = a.response(req)
+		resp.Header.Set(HeaderBudget, b.Name)
 	}
-	a := newRefusal(&tr, "", nil, false)
-	resp := a.response(req)
-	resp.Header.Set(HeaderBudget, b.Name)
-	return resp, nil
-}
-
-func closeRequestBody(req *http.Request) {
-	if req.Body != nil {
-		req.Body.Close()
-	}
+	t.tel.budgetRefusal(req.Context(), span, tr, b.Name)
+	return resp, err
 }

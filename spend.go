@@ -2,7 +2,6 @@ package quotabreaker
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"strings"
 
@@ -28,13 +27,32 @@ type attempt struct {
 	filterUsage bool   // remove the usage chunk the Transport asked for
 }
 
-// spend is what one answer used and cost.
-type spend struct {
-	tokens        usage.Tokens
-	requestModel  string
-	responseModel string
-	micros        int64 // cost in micro-dollars, when priced
-	priced        bool
+// Usage is what one successful answer used and cost, as the Transport read
+// it: what OnUsage receives, for an application that bills its own users or
+// logs the cost of each of its requests.
+type Usage struct {
+	// Scope is the latch scope of the request (see WithScope).
+	Scope string
+	// Provider answered, when known.
+	Provider classify.Provider
+	// Model is the model the answer names, or else the one the request
+	// asked for; "" when neither says.
+	Model string
+	// Metered reports that the answer said what it used: Tokens holds it.
+	// An answer that did not (a stream without its usage chunk, one cut
+	// short, a body closed unread, a shape the reader does not know) has
+	// false and zero Tokens: unknown, never free.
+	Metered bool
+	Tokens  usage.Tokens
+	// Priced reports that the model has a price (see WithPrices): Price is
+	// it, and Cost what the answer cost in US dollars. An unpriced answer's
+	// tokens still count; its cost is unknown, not zero.
+	Priced bool
+	Price  prices.Price
+	Cost   float64
+
+	requestModel, responseModel string
+	micros                      int64 // Cost in micro-dollars
 }
 
 // follow wraps a network answer's body so that its findings are settled and
@@ -42,13 +60,19 @@ type spend struct {
 // watch (tracing off, nothing to observe) is left as it is.
 func (t *Transport) follow(resp *http.Response, a attempt) {
 	var obs *usage.Observer
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 && resp.Body != nil && resp.Body != http.NoBody &&
-		(!t.cfg.noUsage || isEventStream(resp.Header)) {
+	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
+	hasBody := resp.Body != nil && resp.Body != http.NoBody
+	if ok && hasBody && (!t.cfg.noUsage || t.cfg.onUsage != nil || isEventStream(resp.Header)) {
 		obs = usage.NewObserver(resp.Header)
 	}
-	if obs == nil && !a.span.IsRecording() {
-		a.span.End()
-		return
+	if obs == nil {
+		if ok && t.cfg.onUsage != nil {
+			t.settle(&a, &usage.Result{}) // no body: nothing to read, reported at once
+		}
+		if !a.span.IsRecording() {
+			a.span.End()
+			return
+		}
 	}
 	at := new(attempt) // only now does the attempt outlive RoundTrip
 	*at = a
@@ -74,45 +98,51 @@ func (t *Transport) settle(at *attempt, seen *usage.Result) {
 	if seen.StreamErr != nil {
 		t.streamError(ctx, at, seen.StreamErr)
 	}
+	u := Usage{Scope: at.latch.scope, Provider: requestProvider(at.req), responseModel: seen.Model}
 	if !seen.Known || t.cfg.noUsage {
 		if at.span.IsRecording() && seen.Model != "" {
 			at.span.SetAttributes(semconv.GenAIResponseModel(seen.Model))
 		}
+		u.Model = u.responseModel
+		if u.Model == "" && t.cfg.onUsage != nil {
+			u.Model = requestModel(at.req)
+		}
+		callHook("OnUsage", t.cfg.onUsage, ctx, u)
 		return
 	}
-	provider := requestProvider(at.req)
-	s := spend{tokens: seen.Tokens, responseModel: seen.Model}
-	if at.span.IsRecording() || s.responseModel == "" {
-		s.requestModel = requestModel(at.req)
+	u.Metered, u.Tokens = true, seen.Tokens
+	if at.span.IsRecording() || u.responseModel == "" {
+		u.requestModel = requestModel(at.req)
 	}
-	model := s.responseModel
-	if model == "" {
-		model = s.requestModel
+	u.Model = u.responseModel
+	if u.Model == "" {
+		u.Model = u.requestModel
 	}
-	if model != "" {
-		if p, ok := t.cfg.prices(string(provider), model, seen.ServiceTier); ok {
-			s.micros = p.Cost(prices.Tokens{
-				Input:      s.tokens.InputTokens,
-				CacheRead:  s.tokens.CacheReadTokens,
-				CacheWrite: s.tokens.CacheWriteTokens,
-				Output:     s.tokens.OutputTokens,
+	if u.Model != "" {
+		if p, ok := t.cfg.prices(string(u.Provider), u.Model, seen.ServiceTier); ok {
+			u.micros = p.Cost(prices.Tokens{
+				Input:      u.Tokens.InputTokens,
+				CacheRead:  u.Tokens.CacheReadTokens,
+				CacheWrite: u.Tokens.CacheWriteTokens,
+				Output:     u.Tokens.OutputTokens,
 			})
-			s.priced = true
+			u.Priced, u.Price, u.Cost = true, p, microsToDollars(u.micros)
 		}
 	}
-	t.tel.spent(ctx, at.span, provider, &s)
+	t.tel.spent(ctx, at.span, &u)
 	now := t.cfg.now()
 	for _, b := range t.budgets {
 		key := b.key(at.req, at.latch.scope)
-		k, crossed := b.add(key, s.micros, s.priced, now, !b.shared)
-		if b.shared && s.priced {
-			t.addSpend(b, key, k, s.micros)
+		k, crossed := b.add(key, u.micros, u.Priced, now, !b.shared)
+		if b.shared && u.Priced {
+			t.addSpend(b, key, k, u.micros)
 		}
 		t.tel.budget(ctx, b, key, k)
 		for _, th := range crossed {
 			callHook("OnBudget", t.cfg.onBudget, ctx, b.status(key, k, th))
 		}
 	}
+	callHook("OnUsage", t.cfg.onUsage, ctx, u)
 }
 
 // streamError records an error that arrived inside a successful answer, and
@@ -138,56 +168,4 @@ func (t *Transport) streamError(ctx context.Context, at *attempt, e *usage.Strea
 		return // open already
 	}
 	t.announce(ctx, at.span, o)
-}
-
-// requestModel reads the "model" member of a JSON request body, from the
-// first 64 KiB of a fresh copy (GetBody), "" when it has none there.
-func requestModel(req *http.Request) string {
-	if req.GetBody == nil || req.Method != http.MethodPost {
-		return ""
-	}
-	rc, err := req.GetBody()
-	if err != nil || rc == nil {
-		return ""
-	}
-	defer rc.Close()
-	b, _, _ := readPrefix(rc, 64<<10, req.ContentLength)
-	return usage.RequestModel(b)
-}
-
-// askStreamUsage returns req, or a copy of it asking for the stream's usage
-// (see WithStreamUsage), and whether the usage chunk must be removed from
-// the answer because the caller had not asked for it.
-func askStreamUsage(req *http.Request) (*http.Request, bool, error) {
-	if req.Method != http.MethodPost || req.Body == nil || req.Body == http.NoBody ||
-		req.URL == nil || !strings.HasSuffix(req.URL.Path, "/chat/completions") ||
-		req.ContentLength > usage.MaxRewriteBody {
-		return req, false, nil
-	}
-	switch requestProvider(req) {
-	case classify.ProviderOpenAI, classify.ProviderDeepSeek:
-	default:
-		return req, false, nil
-	}
-	body, complete, err := readPrefix(req.Body, usage.MaxRewriteBody+1, req.ContentLength)
-	if err != nil {
-		req.Body.Close()
-		return nil, false, err
-	}
-	if !complete {
-		// Too large to rewrite: send it as it is.
-		r := req.Clone(req.Context())
-		r.Body = struct {
-			io.Reader
-			io.Closer
-		}{io.MultiReader(strings.NewReader(string(body)), req.Body), req.Body}
-		return r, false, nil
-	}
-	req.Body.Close()
-	out, changed, asked := usage.RequestStreamUsage(body)
-	r := req.Clone(req.Context())
-	r.ContentLength = int64(len(out))
-	r.Body = io.NopCloser(strings.NewReader(string(out)))
-	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(string(out))), nil }
-	return r, changed && !asked, nil
 }

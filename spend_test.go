@@ -310,7 +310,7 @@ func TestHugeBodies(t *testing.T) {
 			})
 			opts := rec.options()
 			if tt.streamUsage {
-				opts = append(opts, WithStreamUsage())
+				opts = append(opts, WithStreamUsage(true))
 			}
 			tr := New(base, opts...)
 			req := httptest.NewRequest(http.MethodPost, budgetURL, strings.NewReader(`{"model":"o3-mini","stream":true,"messages":[]}`))
@@ -357,7 +357,7 @@ func TestEndlessStream(t *testing.T) {
 			gen = newGenerator(nil, chunk, nil, -1)
 			return &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"text/event-stream"}}, Body: gen, Request: r}, nil
 		})
-		tr := New(base, append(rec.options(), WithStreamUsage())...)
+		tr := New(base, append(rec.options(), WithStreamUsage(true))...)
 		readSomeThenClose(t, tr, budgetURL, rec)
 		if !gen.closed.Load() {
 			t.Error("the base's body was not closed")

@@ -68,7 +68,13 @@ type Transport struct {
 	// warnedNoCredential: the logger has said once that a request
 	// carried no credential the Transport can find.
 	warnedNoCredential atomic.Bool
+	// mark: base is not a plain *http.Transport, so it may hold another
+	// Transport, which must see that this one handles the request.
+	mark bool
 }
+
+// handledKey marks a request's context with the Transport that handles it.
+type handledKey struct{}
 
 var _ http.RoundTripper = (*Transport)(nil)
 
@@ -81,6 +87,8 @@ func New(base http.RoundTripper, opts ...Option) *Transport {
 		base = http.DefaultTransport
 	}
 	t := &Transport{base: base, cfg: newConfig(opts), seed: maphash.MakeSeed()}
+	_, plain := base.(*http.Transport)
+	t.mark = !plain
 	t.mode.Store(int32(t.cfg.mode))
 	for _, b := range t.cfg.budgets {
 		bs, err := newBudget(b)
@@ -120,10 +128,18 @@ func (t *Transport) SetMode(m Mode) {
 }
 
 // RoundTrip implements http.RoundTripper.
+//
+// A request that another Transport handles already (New(New(base)), or a
+// Transport under otelhttp under a Transport) passes through this one
+// untouched, so that wrapping twice pages once, counts a cost once and
+// records one span per attempt: the outer Transport is the one that acts.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if t.base == nil {
 		closeRequestBody(req)
 		return nil, errNotNew
+	}
+	if outer, _ := req.Context().Value(handledKey{}).(*Transport); outer != nil && outer != t {
+		return t.base.RoundTrip(req)
 	}
 	id, custom, credential := t.scopeID(req)
 	name := func() string {
@@ -150,13 +166,18 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}()
 	if refusedBy != nil && mode == ModeEnforce {
 		spanTaken = true
+		closeRequestBody(req) // a RoundTripper closes it, even when it sends nothing
 		return t.shortCircuit(req, refusedBy, span)
 	}
 	if len(t.budgets) > 0 {
 		if b, key := t.budgets.refusing(req, l.scope, t.cfg.now()); b != nil && mode == ModeEnforce {
 			spanTaken = true
+			closeRequestBody(req)
 			return t.refuseBudget(req, b, key, span)
 		}
+	}
+	if t.mark {
+		ctx = context.WithValue(ctx, handledKey{}, t)
 	}
 	if ctx != req.Context() {
 		req = req.WithContext(ctx)
@@ -363,5 +384,13 @@ func (t *Transport) OpenLatches(ctx context.Context) ([]Trip, error) {
 func (t *Transport) CloseIdleConnections() {
 	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
 		c.CloseIdleConnections()
+	}
+}
+
+// closeRequestBody closes what a RoundTripper must close even when it
+// sends nothing.
+func closeRequestBody(req *http.Request) {
+	if req.Body != nil {
+		req.Body.Close()
 	}
 }

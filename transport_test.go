@@ -304,7 +304,7 @@ func TestStreamPassesChunkByChunk(t *testing.T) {
 func TestShortCircuitError(t *testing.T) {
 	quota := quotaAnswer(t)
 	srv := newServer(t, func(string, int) corpusAnswer { return quota })
-	tr := New(nil, WithShortCircuitError())
+	tr := New(nil, WithShortCircuitError(true))
 	send(t, tr, srv.URL, "sk-a") // trips
 
 	body := &closeCounter{Reader: strings.NewReader("{}")}

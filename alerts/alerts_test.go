@@ -75,7 +75,7 @@ func TestMetricNames(t *testing.T) {
 		Body    string            `json:"body"`
 		Source  string            `json:"source"`
 	}
-	b, err := os.ReadFile("../testdata/corpus/openai-insufficient-quota-429-status-shown.json")
+	b, err := os.ReadFile("../classify/testdata/corpus/openai-insufficient-quota-429-status-shown.json")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,12 +2,15 @@ module github.com/quotabreaker/quotabreaker/alerts
 
 go 1.26.0
 
-replace github.com/quotabreaker/quotabreaker => ../
+// The root module is required at the version released with this one: the
+// modules are tagged together (CONTRIBUTING.md, Releasing). Local work
+// resolves it through go.work, never through a replace directive, so that
+// go get and go install work on the published module.
 
 require (
 	github.com/prometheus/client_golang v1.24.1
 	github.com/prometheus/client_model v0.6.3
-	github.com/quotabreaker/quotabreaker v0.0.0-00010101000000-000000000000
+	github.com/quotabreaker/quotabreaker v0.3.0
 	go.opentelemetry.io/otel v1.47.0
 	go.opentelemetry.io/otel/exporters/prometheus v0.69.0
 	go.opentelemetry.io/otel/metric v1.47.0

@@ -13,7 +13,7 @@ import (
 // and they will not change.
 type Class string
 
-// The classes Classify returns for an error answer.
+// The classes Answer returns for an error answer.
 const (
 	// QuotaExhausted: credit, quota or a spend cap is exhausted. Retrying
 	// never helps; only a person fixing billing does.
@@ -40,7 +40,7 @@ const (
 	Other Class = "other"
 )
 
-// Result is what Classify makes of one HTTP answer.
+// Result is what Answer makes of one HTTP answer.
 type Result struct {
 	Class     Class    // provider-neutral class; "" for a status below 400
 	Provider  Provider // "" when unknown
@@ -53,12 +53,12 @@ type Result struct {
 // at; the phrases they need come first in every real message.
 const maxMessageScan = 4 << 10
 
-// Classify turns an HTTP answer into a provider-neutral Result.
+// Answer turns an HTTP answer into a provider-neutral Result.
 // It is pure and safe for concurrent use; body may be a prefix of the real
 // body, in any encoding (non-JSON, truncated and empty bodies fall back to the
 // status). A status below 400 yields the zero Result.
 //
-// Classify reads the meaning of the provider's structured fields first:
+// Answer reads the meaning of the provider's structured fields first:
 // code, then Anthropic's details.error_code, type, Google's ErrorInfo reason,
 // Azure's inner code and Google's status, each normalised for case and
 // separators so that "INSUFFICIENT_BALANCE", "AccountOverdueError" and
@@ -70,7 +70,7 @@ const maxMessageScan = 4 << 10
 // wrong rate-limit verdict costs a retry, so every quota verdict is vetoed
 // when the message speaks of a rate limit (per minute or day, RPM/TPM,
 // concurrency, "try again in", ...), and a body that repeats its code or type
-// with different values is never a quota verdict. A 429 Classify cannot place
+// with different values is never a quota verdict. A 429 Answer cannot place
 // is RateLimited.
 //
 // A gateway's answer that wraps the upstream provider's body in
@@ -140,7 +140,7 @@ func classifyNested(status int, header http.Header, outer *errorFields) (Result,
 	return inner.classification(status, header, outer), true
 }
 
-// classification is Classify's verdict from the fields in f; outer is the
+// classification is Answer's verdict from the fields in f; outer is the
 // answer as received, which names the provider.
 func (f *errorFields) classification(status int, header http.Header, outer *errorFields) Result {
 	c := Result{
@@ -680,7 +680,7 @@ func (t *token) fieldMeaning(raw []byte, escaped bool) Class {
 }
 
 // meaningOf is the class a single code or type names by its words, as
-// Classify reads it, and "" when it names none: "insufficient_quota" and
+// Answer reads it, and "" when it names none: "insufficient_quota" and
 // "AccountOverdueError" name QuotaExhausted, "requests" and
 // "rate_limit_error" RateLimited.
 func meaningOf(k string) Class {

@@ -6,14 +6,14 @@ import (
 	"github.com/quotabreaker/quotabreaker/internal/jsonscan"
 )
 
-// This file reads the few fields Classify needs from an error body. It is a
+// This file reads the few fields Answer needs from an error body. It is a
 // small, allocation-free JSON reader rather than encoding/json because it runs
 // on every error answer and must take any bytes at all (HTML, truncated or
 // hostile JSON) in bounded time and memory: it never recurses on input
 // depth, skips everything it does not need, and stops at the first malformed
 // byte, keeping what it had read before it.
 
-// errorFields holds what Classify reads from an error body. The byte slices
+// errorFields holds what Answer reads from an error body. The byte slices
 // point into the body; nothing is copied until a field is returned.
 type errorFields struct {
 	code, typ, message []byte
@@ -237,7 +237,7 @@ func metadataRaw(s *jsonscan.Scanner) (raw []byte, escaped bool) {
 
 // parseNested fills f from a gateway's metadata.raw: the raw contents of a
 // JSON string holding the upstream answer. It reads one level only; a raw
-// member inside the upstream answer is left alone by Classify.
+// member inside the upstream answer is left alone by Answer.
 func (f *errorFields) parseNested(raw []byte, escaped bool) {
 	if escaped {
 		raw = jsonscan.Unescape(raw)

@@ -87,7 +87,7 @@ func errorNumber(body []byte) int {
 // streamErrorStatus chooses the status an error inside a successful answer
 // is classified with: its own numeric code when it has one from 400 to 599;
 // otherwise the status the provider sends the same error with outside a
-// stream, found from its code or type through Classify's tables (a quota or
+// stream, found from its code or type through Answer's tables (a quota or
 // rate-limit code is a 429, an overloaded one a 503, an authentication one a
 // 401, and so on); otherwise, for an error nothing recognises, 500: the
 // provider failed mid-answer, which is a server error.

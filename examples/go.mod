@@ -2,11 +2,16 @@ module github.com/quotabreaker/quotabreaker/examples
 
 go 1.26.0
 
+// The root module is required at the version released with this one: the
+// modules are tagged together (CONTRIBUTING.md, Releasing). Local work
+// resolves it through go.work, never through a replace directive, so that
+// go get and go install work on the published module.
+
 require (
 	github.com/anthropics/anthropic-sdk-go v1.84.0
 	github.com/hashicorp/go-retryablehttp v0.7.8
 	github.com/openai/openai-go/v3 v3.98.0
-	github.com/quotabreaker/quotabreaker v0.0.0-00010101000000-000000000000
+	github.com/quotabreaker/quotabreaker v0.3.0
 	github.com/sashabaranov/go-openai v1.43.0
 	go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp v0.72.0
 	go.opentelemetry.io/otel v1.47.0
@@ -30,7 +35,7 @@ require (
 	github.com/hashicorp/go-cleanhttp v0.5.2 // indirect
 	github.com/invopop/jsonschema v0.14.0 // indirect
 	github.com/pb33f/ordered-map/v2 v2.3.1 // indirect
-	github.com/quotabreaker/quotabreaker/redisstore v0.0.0-00010101000000-000000000000
+	github.com/quotabreaker/quotabreaker/redisstore v0.3.0
 	github.com/redis/go-redis/v9 v9.23.0
 	github.com/sony/gobreaker/v2 v2.4.0 // indirect
 	github.com/standard-webhooks/standard-webhooks/libraries v0.0.1 // indirect
@@ -45,7 +50,3 @@ require (
 	golang.org/x/sync v0.23.0 // indirect
 	golang.org/x/sys v0.48.0 // indirect
 )
-
-replace github.com/quotabreaker/quotabreaker => ../
-
-replace github.com/quotabreaker/quotabreaker/redisstore => ../redisstore

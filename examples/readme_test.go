@@ -19,6 +19,7 @@ import (
 
 	"github.com/quotabreaker/quotabreaker"
 	"github.com/quotabreaker/quotabreaker/redisstore"
+	"github.com/quotabreaker/quotabreaker/usage"
 )
 
 // The functions below hold the README's Go blocks verbatim, so that the
@@ -55,7 +56,7 @@ func readmeGoOpenAI(ctx context.Context, apiKey string, req goopenai.ChatComplet
 }
 
 func readmeNetHTTP(req *http.Request) (*http.Response, error) {
-	client := &http.Client{Transport: quotabreaker.New(nil, quotabreaker.WithShortCircuitError())}
+	client := &http.Client{Transport: quotabreaker.New(nil, quotabreaker.WithShortCircuitError(true))}
 	resp, err := client.Do(req)
 	var open *quotabreaker.OpenError
 	if errors.As(err, &open) {
@@ -82,7 +83,17 @@ func readmeBudget() *quotabreaker.Transport {
 		quotabreaker.OnBudget(func(ctx context.Context, st quotabreaker.BudgetStatus) {
 			log.Printf("budget %s for %s: %.0f%% spent ($%.2f of $%.2f)", st.Budget, st.Key, st.Threshold*100, st.Spent, st.Limit)
 		}),
-		quotabreaker.WithStreamUsage())
+		quotabreaker.WithStreamUsage(true))
+	return qb
+}
+
+func readmeUsage(bill func(context.Context, string, usage.Tokens, float64)) *quotabreaker.Transport {
+	qb := quotabreaker.New(http.DefaultTransport,
+		quotabreaker.OnUsage(func(ctx context.Context, u quotabreaker.Usage) {
+			if u.Priced {
+				bill(ctx, u.Model, u.Tokens, u.Cost) // ctx carries the request's own values
+			}
+		}))
 	return qb
 }
 
@@ -108,16 +119,11 @@ func readmeOtelhttp() http.RoundTripper {
 func readmeRetryablehttp() *retryablehttp.Client {
 	rc := retryablehttp.NewClient()
 	rc.HTTPClient = &http.Client{Transport: quotabreaker.New(http.DefaultTransport)}
-	rc.CheckRetry = func(ctx context.Context, resp *http.Response, err error) (bool, error) {
-		if resp != nil && resp.Header.Get(quotabreaker.HeaderShouldRetry) == "false" {
-			return false, nil // out of quota, or an answer no retry can change
-		}
-		return retryablehttp.DefaultRetryPolicy(ctx, resp, err)
-	}
+	rc.CheckRetry = quotabreaker.RetryPolicy(retryablehttp.DefaultRetryPolicy)
 	return rc
 }
 
-var _ = []any{readmeOpenAIGo, readmeGoOpenAI, readmeNetHTTP, readmeObserve, readmeBudget, readmeFleet, readmeOperations, readmeOtelhttp, readmeRetryablehttp}
+var _ = []any{readmeOpenAIGo, readmeGoOpenAI, readmeNetHTTP, readmeObserve, readmeBudget, readmeUsage, readmeFleet, readmeOperations, readmeOtelhttp, readmeRetryablehttp}
 
 // normalize drops indentation and blank lines, which differ between a
 // README block and the function body holding it.

@@ -30,6 +30,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/quotabreaker/quotabreaker"
+	"github.com/quotabreaker/quotabreaker/prices"
 )
 
 // This file drives the real SDKs through a Transport against servers that
@@ -304,6 +305,7 @@ func TestUsageThroughSDKs(t *testing.T) {
 		// call makes the SDK call and returns the SDK's own reading of
 		// the usage, input and output tokens as the provider stated them.
 		call func(t *testing.T, rt http.RoundTripper, h *apiHost) (sdkIn, sdkOut int64)
+		opts []quotabreaker.Option
 		want spent
 	}{
 		{
@@ -349,9 +351,11 @@ func TestUsageThroughSDKs(t *testing.T) {
 			want: spent{input: 14, output: 30, responseModel: "gpt-4o-2024-08-06", requestModel: "gpt-4o", usd: 0.000335, priced: true},
 		},
 		{
-			// gpt-5.6-sol is not in the snapshot: its tokens count, the 4012
-			// cached ones inside the 4020 input, and it has no cost.
-			name: "openai-go Responses, unknown model", fixture: "openai-responses-cached.json",
+			// gpt-5.6-sol: $5 in, $0.50 cached in, $30 out per million
+			// (below its 272k tier). The 4012 cached tokens are inside the
+			// 4020 input:
+			//   8 × 5 + 4012 × 0.50 + 5 × 30 = 40 + 2006 + 150 = 2196 µ$.
+			name: "openai-go Responses, cached input", fixture: "openai-responses-cached.json",
 			call: func(t *testing.T, rt http.RoundTripper, h *apiHost) (int64, int64) {
 				res, err := openaiClient(h, rt).Responses.New(context.Background(), responses.ResponseNewParams{
 					Model: "gpt-5.6-sol",
@@ -362,20 +366,39 @@ func TestUsageThroughSDKs(t *testing.T) {
 				}
 				return res.Usage.InputTokens, res.Usage.OutputTokens
 			},
+			want: spent{input: 4020, cacheRead: 4012, output: 5, responseModel: "gpt-5.6-sol", requestModel: "gpt-5.6-sol",
+				usd: 0.002196, priced: true},
+		},
+		{
+			// The same answer priced by a Table of one's own that lacks
+			// gpt-5.6-sol: its tokens count, and it has no cost.
+			name: "openai-go Responses, a model the prices lack", fixture: "openai-responses-cached.json",
+			call: func(t *testing.T, rt http.RoundTripper, h *apiHost) (int64, int64) {
+				res, err := openaiClient(h, rt).Responses.New(context.Background(), responses.ResponseNewParams{
+					Model: "gpt-5.6-sol",
+					Input: responses.ResponseNewParamsInputUnion{OfString: openai.String("Say OK.")},
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return res.Usage.InputTokens, res.Usage.OutputTokens
+			},
+			opts: []quotabreaker.Option{quotabreaker.WithPrices(prices.Table{"gpt-4o": {Input: 1}}.Lookup)},
 			want: spent{input: 4020, cacheRead: 4012, output: 5, responseModel: "gpt-5.6-sol", requestModel: "gpt-5.6-sol"},
 		},
 		{
 			// gpt-5 answered at the flex tier (the terminal event says
-			// so): $0.625 in, $5 out per million, 448 reasoning tokens
-			// inside the 469 output tokens:
-			//   53 × 0.625 + 469 × 5 = 33.125 + 2345 = 2378.125 µ$ → 2379 µ$.
-			// At the standard tier it would be 4756.25 µ$.
+			// so). The price snapshot has no prices per service tier: the
+			// standard $1.25 in, $10 out per million apply, 448 reasoning
+			// tokens inside the 469 output tokens:
+			//   53 × 1.25 + 469 × 10 = 66.25 + 4690 = 4756.25 µ$ → 4757 µ$
+			// (at OpenAI's flex rates it would be 2379 µ$).
 			name: "openai-go Responses streamed, flex tier", fixture: "openai-responses-stream-reasoning.sse",
 			call: func(t *testing.T, rt http.RoundTripper, h *apiHost) (int64, int64) {
 				return responsesStream(t, rt, h, "gpt-5")
 			},
 			want: spent{input: 53, output: 469, reasoning: 448, responseModel: "gpt-5-2025-08-07", requestModel: "gpt-5",
-				usd: 0.002379, priced: true},
+				usd: 0.004757, priced: true},
 		},
 		{
 			// gpt-5.2-codex: $1.75 in, $0.175 cached in, $14 out per
@@ -440,18 +463,20 @@ func TestUsageThroughSDKs(t *testing.T) {
 		{
 			// message_delta's input 2411 replaces message_start's 1128
 			// (never 3539); 47 thinking tokens inside the 145 output.
-			// claude-sonnet-5 is not in the snapshot: unpriced.
-			name: "anthropic-sdk-go streamed, unknown model", fixture: "anthropic-stream-advisor-thinking.sse",
+			// claude-sonnet-5, from 2026-09-01: $3 in, $15 out per million:
+			//   2411 × 3 + 145 × 15 = 7233 + 2175 = 9408 µ$.
+			name: "anthropic-sdk-go streamed, thinking", fixture: "anthropic-stream-advisor-thinking.sse",
 			call: func(t *testing.T, rt http.RoundTripper, h *apiHost) (int64, int64) {
 				return anthropicStream(t, rt, h)
 			},
-			want: spent{input: 2411, output: 145, reasoning: 47, responseModel: "claude-sonnet-5", requestModel: "claude-sonnet-4-5-20250929"},
+			want: spent{input: 2411, output: 145, reasoning: 47, responseModel: "claude-sonnet-5", requestModel: "claude-sonnet-4-5-20250929",
+				usd: 0.009408, priced: true},
 		},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newAPIHost(t, func([]byte) string { return tt.fixture })
 			tel := newTelemetry(t)
-			qb := quotabreaker.New(h.base, tel.options()...)
+			qb := quotabreaker.New(h.base, append(tel.options(), tt.opts...)...)
 			in, out := tt.call(t, qb, h)
 			// The SDK read the same numbers the Transport did: the body
 			// reached it whole.
@@ -544,7 +569,7 @@ func TestGoOpenAIStreamUsageAdded(t *testing.T) {
 		return "openai-chat-stream-no-usage.sse"
 	})
 	tel := newTelemetry(t)
-	qb := quotabreaker.New(h.base, append(tel.options(), quotabreaker.WithStreamUsage())...)
+	qb := quotabreaker.New(h.base, append(tel.options(), quotabreaker.WithStreamUsage(true))...)
 	rec := &recordingTransport{next: qb}
 	cfg := goopenai.DefaultConfig("sk-proj-gostream")
 	cfg.BaseURL = "http://api.openai.com/v1"

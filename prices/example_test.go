@@ -10,27 +10,27 @@ import (
 // reports cached tokens inside prompt_tokens and reasoning tokens inside
 // completion_tokens, which is how Tokens counts them too.
 func ExampleLookup() {
-	// "model": "o3-2025-04-16", "service_tier": "flex",
+	// "model": "gpt-5-2025-08-07", "service_tier": "default",
 	// "usage": {"prompt_tokens": 12000, "completion_tokens": 3000,
 	//   "prompt_tokens_details": {"cached_tokens": 10000},
 	//   "completion_tokens_details": {"reasoning_tokens": 2500}}
-	p, ok := prices.Lookup("openai", "o3-2025-04-16", "flex")
+	p, ok := prices.Lookup("openai", "gpt-5-2025-08-07", "default")
 	if !ok {
 		fmt.Println("unpriced")
 		return
 	}
-	fmt.Printf("flex: $%.2f in, $%.2f cached, $%.2f out per million tokens\n",
+	fmt.Printf("$%.3f in, $%.3f cached, $%.2f out per million tokens\n",
 		float64(p.Input)/1e6, float64(p.CachedInput)/1e6, float64(p.Output)/1e6)
 
 	cost := p.Cost(prices.Tokens{Input: 12_000, CacheRead: 10_000, Output: 3_000})
-	// 2000×1.00 + 10000×0.25 + 3000×4.00 = 2000 + 2500 + 12000 micro-dollars
-	fmt.Printf("%d micro-dollars = $%.4f\n", cost, float64(cost)/1e6)
+	// 2000×1.25 + 10000×0.125 + 3000×10 = 2500 + 1250 + 30000 micro-dollars
+	fmt.Printf("%d micro-dollars\n", cost)
 
 	_, ok = prices.Lookup("openai", "my-own-model", "")
 	fmt.Println("my-own-model priced:", ok)
 	// Output:
-	// flex: $1.00 in, $0.25 cached, $4.00 out per million tokens
-	// 16500 micro-dollars = $0.0165
+	// $1.250 in, $0.125 cached, $10.00 out per million tokens
+	// 33750 micro-dollars
 	// my-own-model priced: false
 }
 

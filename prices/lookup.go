@@ -1,13 +1,16 @@
 package prices
 
 import (
-	"github.com/quotabreaker/quotabreaker/internal/modelname"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
+	"time"
+
+	"github.com/quotabreaker/quotabreaker/internal/modelname"
 )
 
-//go:generate go run ../internal/cmd/genprices -in ../internal/cmd/genprices/testdata/litellm-subset.json -out snapshot.go
+//go:generate go run ../internal/cmd/genprices -in ../internal/cmd/genprices/data/genai-prices-data.json -out snapshot.go
 
 // Func finds the price of a model, served by a provider at a service tier,
 // and reports whether it knows one. Lookup, a Table's Lookup method and
@@ -16,109 +19,332 @@ import (
 // block.
 type Func func(provider, model, tier string) (Price, bool)
 
-// row is one line of the snapshot: the price of a model served by a
-// provider at a service tier ("" for the standard tier).
-type row struct {
-	model, provider, tier string
-	price                 Price
+// Lookup returns the snapshot's price, now, of model served by provider at
+// the service tier tier, and false when the snapshot does not know the model.
+// It is LookupAt at time.Now().
+func Lookup(provider, model, tier string) (Price, bool) {
+	return lookup(provider, model, time.Time{})
 }
 
-// Lookup returns the snapshot's price of model served by provider at the
-// service tier tier, and false when the snapshot does not know the model.
-// It is safe for concurrent use and does not allocate for a lower-case
-// model name.
+// LookupAt returns the snapshot's price of model served by provider at the
+// service tier tier, as it stood at the instant at, and false when the
+// snapshot does not know the model; the zero time means now. It is safe for
+// concurrent use and does not allocate for a lower-case model name.
 //
-// model is the name an answer reports, matched without regard to case. A
-// name the snapshot lacks is looked up again without a date suffix,
-// -YYYY-MM-DD or -YYYYMMDD: "gpt-4.1-mini-2099-01-01" is priced as
-// "gpt-4.1-mini". An OpenAI fine-tune ("ft:gpt-4o-mini-2024-07-18:org::id")
-// has the price of fine-tunes of its base model. Vertex AI's '@' before a
-// date reads as '-', and Gemini's "models/" prefix is ignored. OpenRouter's, Groq's and Together's names keep
-// their organisation ("openai/gpt-4o", "meta-llama/Llama-3.3-70B-Instruct-Turbo"),
-// Fireworks' their path ("accounts/fireworks/models/...").
+// model is the name an answer reports. It is matched as the source data's
+// matchers say (an exact name, a prefix, a suffix, a substring, a regular
+// expression, or any and all of these), without regard to case, with
+// Gemini's "models/" prefix and surrounding spaces ignored. Within a
+// provider, the first of its models (in the source's order) whose matcher
+// accepts the name gives the price. A name that none of a provider's models
+// accepts is tried again at that provider with Vertex AI's '@' before a date
+// read as '-', and then without a date suffix, -YYYY-MM-DD or -YYYYMMDD:
+// "gpt-4.1-mini-2099-01-01" is priced as "gpt-4.1-mini". OpenRouter's, Groq's and Together's names keep their
+// organisation ("openai/gpt-oss-120b",
+// "meta-llama/llama-4-scout-17b-16e-instruct"), Fireworks' their path
+// ("accounts/fireworks/models/...").
 //
 // provider is the provider's OpenTelemetry gen_ai.provider.name, as
 // quotabreaker's Provider constants spell it: "openai", "anthropic",
 // "gcp.gemini", "gcp.vertex_ai", "deepseek", "x_ai", "mistral_ai", "cohere",
 // "moonshot", "zhipu", "perplexity", "azure.ai.openai", "groq", "together",
-// "fireworks", "openrouter". When provider is "", unknown, or has no price for
-// the model, Lookup takes the first provider in that list that has one: the
-// model's maker before the clouds and hosts that resell it.
+// "fireworks", "openrouter"; the other providers of the source data have
+// names of the same kind ("aws.bedrock", "cerebras", "minimax", ...: see
+// Providers), and the source data's own ids are accepted too. A model is
+// looked for at provider first, then at the providers the source data names
+// as its fallbacks (Azure: OpenAI, then Anthropic; Google: Anthropic), then
+// at the model's maker as the source data recognises it (a "claude" name at
+// Anthropic, a "gpt-" name at OpenAI, ...), then at every provider in order
+// of preference: makers before the clouds and hosts that resell their
+// models, OpenRouter last. So a provider that is "", unknown, or without the
+// model gets the maker's price. A model the source data lists without any
+// token price (OpenRouter's ":free" models, for one) is unpriced: Lookup
+// reports false rather than a price of zero, and does not look further.
 //
-// tier is the service tier the answer reports (OpenAI's service_tier).
-// "flex" and "priority" have prices of their own for the models that offer
-// them; any other tier ("", "default", "auto", "standard"), or a tier the
-// snapshot has no price for, gets the standard price.
-func Lookup(provider, model, tier string) (Price, bool) {
-	m := normalize(model)
-	if m == "" {
-		return Price{}, false
-	}
-	tier = strings.ToLower(tier)
-	if p, ok := find(provider, m, tier); ok {
-		return p, true
-	}
-	if base, ok := fineTuneBase(m); ok {
-		return find(provider, base, tier)
-	}
-	if u, ok := modelname.Undated(m); ok {
-		return find(provider, u, tier)
-	}
-	return Price{}, false
+// Some prices change with the date (a price cut from a given day on) or with
+// the time of day (DeepSeek's off-peak hours, in UTC); at picks the one that
+// applies.
+//
+// tier is the service tier the answer reports (OpenAI's service_tier). The
+// source data has no prices per service tier: every tier ("flex",
+// "priority", "default", ...) gets the standard price.
+func LookupAt(provider, model, tier string, at time.Time) (Price, bool) {
+	return lookup(provider, model, at)
 }
 
-// find looks model, already normalised, up in the snapshot.
-func find(provider, model, tier string) (Price, bool) {
-	rows := snapshot[:]
-	i := sort.Search(len(rows), func(i int) bool { return rows[i].model >= model })
-	j := i
-	for j < len(rows) && rows[j].model == model {
-		j++
-	}
-	rows = rows[i:j]
-	if len(rows) == 0 {
+// lookup is LookupAt, at time.Now() when at is zero.
+func lookup(provider, model string, at time.Time) (Price, bool) {
+	var q query
+	q.names[0] = normalize(model)
+	if q.names[0] == "" {
 		return Price{}, false
 	}
-	// The rows of a model are grouped by provider, preferred provider first,
-	// and each group starts with its standard tier.
-	k := slices.IndexFunc(rows, func(r row) bool { return r.provider == provider })
-	if k < 0 {
-		k = 0
+	name := q.names[0]
+	if strings.IndexByte(name, '@') >= 0 {
+		q.names[1] = strings.ReplaceAll(name, "@", "-")
+		name = q.names[1]
 	}
-	group := rows[k].provider
-	if tier != "" {
-		for _, r := range rows[k+1:] {
-			if r.provider != group {
+	q.names[2], _ = modelname.Undated(name)
+
+	m := -1
+	if p, ok := providerIndex(provider); ok {
+		m = q.at(p)
+		for _, f := range providers[p].fallback {
+			if m >= 0 {
 				break
 			}
-			if r.tier == tier {
-				return r.price, true
+			m = q.at(int(f))
+		}
+	}
+	if m < 0 {
+		for p := range providers {
+			if m >= 0 {
+				break
+			}
+			if providers[p].maker.match(q.names[0]) {
+				m = q.at(p)
 			}
 		}
 	}
-	return rows[k].price, true
+	for _, p := range preference {
+		if m >= 0 {
+			break
+		}
+		m = q.at(int(p))
+	}
+	if m < 0 || !models[m].priced {
+		return Price{}, false
+	}
+	return priceOf(m, at), true
+}
+
+// query is one model name, normalised, and the spellings it is tried in:
+// as it is, with '@' read as '-', and without a date suffix ("" when the
+// same or none).
+type query struct {
+	names  [3]string
+	exacts [3][]exactName // the rows of exact for each name, once looked up
+	found  uint8          // a bit per name whose rows are looked up
+	tried  uint64         // a bit per provider index
+}
+
+// at returns the index in models of the first model of provider p that
+// accepts one of the names, or -1. It tries each provider once.
+func (q *query) at(p int) int {
+	if q.tried&(1<<p) != 0 {
+		return -1
+	}
+	q.tried |= 1 << p
+	for i, name := range q.names {
+		if name == "" {
+			continue
+		}
+		if q.found&(1<<i) == 0 {
+			q.exacts[i] = exactRows(name)
+			q.found |= 1 << i
+		}
+		if m := findIn(p, name, q.exacts[i]); m >= 0 {
+			return m
+		}
+	}
+	return -1
+}
+
+// exactRows returns the rows of exact for name, of every provider.
+func exactRows(name string) []exactName {
+	i := sort.Search(len(exact), func(i int) bool { return exact[i].name >= name })
+	j := i
+	for j < len(exact) && exact[j].name == name {
+		j++
+	}
+	return exact[i:j]
+}
+
+// find returns the index in models of the first model of provider p whose
+// matcher accepts name, or -1.
+func find(p int, name string) int { return findIn(p, name, exactRows(name)) }
+
+// findIn is find with the rows of exact for name, of every provider. The
+// generator splits each matcher into the exact names it accepts, kept in the
+// sorted table exact, and rules for the rest, kept in model order; so the
+// first model is the one of least index among the exact hit and the rules.
+func findIn(p int, name string, rows []exactName) int {
+	best := -1
+	for _, e := range rows {
+		if int(e.provider) == p {
+			best = int(e.model)
+			break
+		}
+	}
+	pr := &providers[p]
+	for _, r := range rules[pr.rules[0]:pr.rules[1]] {
+		if best >= 0 && int(r.model) > best {
+			break
+		}
+		if len(name) >= int(r.min) && r.match.match(name) {
+			return int(r.model)
+		}
+	}
+	return best
+}
+
+// priceOf returns the price of models[m] at the instant at, or now when at
+// is zero. As in the source data, a model's conditional prices are tried
+// last to first, and the first that applies wins; when none applies, the
+// model's first price does.
+func priceOf(m int, at time.Time) Price {
+	i := sort.Search(len(changes), func(i int) bool { return int(changes[i].model) >= m })
+	j := i
+	for j < len(changes) && int(changes[j].model) == m {
+		j++
+	}
+	if i == j {
+		return models[m].price
+	}
+	if at.IsZero() {
+		at = time.Now()
+	}
+	at = at.UTC()
+	for k := j - 1; k >= i; k-- {
+		if changes[k].applies(at) {
+			return changes[k].price
+		}
+	}
+	return models[m].price
+}
+
+// applies reports whether c's constraint holds at at, a UTC time.
+func (c *change) applies(at time.Time) bool {
+	if c.since != 0 && at.Unix() < c.since {
+		return false
+	}
+	if c.from != c.to {
+		h, m, s := at.Clock()
+		sec := int32(h*3600 + m*60 + s)
+		if c.from < c.to {
+			return c.from <= sec && sec < c.to
+		}
+		return c.from <= sec || sec < c.to // the window wraps past midnight
+	}
+	return true
+}
+
+// providerIndex finds a provider's index in providers by its name.
+func providerIndex(name string) (int, bool) {
+	p, ok := providerNames[name]
+	if !ok {
+		p, ok = providerNames[strings.ToLower(strings.TrimSpace(name))]
+	}
+	return int(p), ok
+}
+
+// Providers returns the provider names that Lookup knows, sorted: the
+// OpenTelemetry gen_ai.provider.name of each provider of the source data
+// (or, for a provider the conventions do not name, a name of the same
+// kind), and the source data's own ids.
+func Providers() []string {
+	names := make([]string, 0, len(providerNames))
+	for n := range providerNames {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
 }
 
 // normalize turns an answer's model name into the snapshot's spelling.
 func normalize(model string) string {
 	m := strings.ToLower(strings.TrimSpace(model))
-	m = strings.TrimPrefix(m, "models/")
-	return strings.ReplaceAll(m, "@", "-")
+	return strings.TrimPrefix(m, "models/")
 }
 
-// fineTuneBase turns the name of an OpenAI fine-tuned model,
-// ft:<base>:<organisation>:<suffix>:<id>, into ft:<base>, under which
-// LiteLLM prices the fine-tunes of base.
-func fineTuneBase(model string) (string, bool) {
-	rest, ok := strings.CutPrefix(model, "ft:")
-	if !ok {
-		return "", false
+// provider is one provider of the source data.
+type provider struct {
+	id       string    // the source data's id
+	maker    clause    // the source's model_match: the names of models it makes
+	rules    [2]uint16 // its rules are rules[rules[0]:rules[1]]
+	fallback []uint8   // indexes in providers of its fallback_model_providers
+}
+
+// exactName says that the first model of provider that accepts name exactly
+// is models[model].
+type exactName struct {
+	name     string
+	provider uint8
+	model    uint16
+}
+
+// rule is the part of a model's matcher that is not an exact name.
+type rule struct {
+	model uint16
+	min   uint16 // no name shorter than this matches
+	match clause
+}
+
+// model is one model of the source data, with its first (or only) price.
+type model struct {
+	id     string // the source's id, for tests and debugging
+	price  Price
+	priced bool // false when the source gives the model no token price
+}
+
+// change is one of a model's conditional prices, after its first.
+type change struct {
+	model    uint16
+	since    int64 // Unix time from which it applies (a UTC midnight); 0: always
+	from, to int32 // seconds of the UTC day during which it applies; equal: all day
+	price    Price
+}
+
+// clause is a matcher of the source data, over a lower-case name.
+type clause struct {
+	op  op
+	s   string
+	re  *regexp.Regexp
+	sub []clause
+}
+
+type op uint8
+
+const (
+	opNone op = iota // matches nothing
+	opEquals
+	opPrefix
+	opSuffix
+	opContains
+	opRegex
+	opOr
+	opAnd
+)
+
+// match reports whether c accepts name, a lower-case model name.
+func (c *clause) match(name string) bool {
+	switch c.op {
+	case opEquals:
+		return name == c.s
+	case opPrefix:
+		return strings.HasPrefix(name, c.s)
+	case opSuffix:
+		return strings.HasSuffix(name, c.s)
+	case opContains:
+		return strings.Contains(name, c.s)
+	case opRegex:
+		return c.re.MatchString(name)
+	case opOr:
+		for i := range c.sub {
+			if c.sub[i].match(name) {
+				return true
+			}
+		}
+		return false
+	case opAnd:
+		for i := range c.sub {
+			if !c.sub[i].match(name) {
+				return false
+			}
+		}
+		return len(c.sub) > 0
 	}
-	base, _, ok := strings.Cut(rest, ":")
-	if !ok || base == "" {
-		return "", false
-	}
-	return model[:len("ft:")+len(base)], true
+	return false
 }
 
 // Table holds prices of one's own, keyed by model name. Its Lookup gives a
@@ -136,7 +362,7 @@ func (t Table) Lookup(provider, model, tier string) (Price, bool) {
 	if p, ok := t[model]; ok {
 		return p, true
 	}
-	m := normalize(model)
+	m := strings.ReplaceAll(normalize(model), "@", "-")
 	if p, ok := t[m]; ok {
 		return p, true
 	}

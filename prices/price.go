@@ -31,9 +31,11 @@ type Price struct {
 	Output int64
 
 	// LongContext, when positive, is an input size in tokens. A request
-	// whose input (Tokens.Input) exceeds it is billed wholly at the Long
-	// rates below, as Anthropic and Google bill their long-context models
-	// past 200,000 input tokens. A zero Long rate keeps the rate above.
+	// whose input (Tokens.Input, cached tokens included) exceeds it is
+	// billed wholly at the Long rates below, as the source data's
+	// prompt-size tiers say: past 200,000 input tokens for some of
+	// Anthropic's and Google's models, past 272,000 for some of OpenAI's.
+	// A zero Long rate keeps the rate above.
 	LongContext int64
 	// LongInput, LongCachedInput, LongCacheWrite, LongCacheWrite1h and
 	// LongOutput replace Input, CachedInput, CacheWrite, CacheWrite1h and

@@ -216,3 +216,76 @@ func BenchmarkCost(b *testing.B) {
 		}
 	}
 }
+
+// TestCostFromSnapshot prices answers with the snapshot's prices, each want
+// computed by hand from the source data's dollars per million tokens (quoted
+// in TestLookupKnownModels), in micro-dollars.
+func TestCostFromSnapshot(t *testing.T) {
+	tests := []struct {
+		name            string
+		provider, model string
+		tok             Tokens
+		want            int64
+	}{
+		{
+			// 60000×1.25 + 40000×0.125 + 20000×10 = 75000 + 5000 + 200000: $0.28
+			name: "gpt-5", provider: "openai", model: "gpt-5-2025-08-07",
+			tok:  Tokens{Input: 100_000, CacheRead: 40_000, Output: 20_000},
+			want: 280_000,
+		},
+		{
+			// 30000×3 + 100000×0.3 + 20000×3.75 + 10000×15 = 90000 + 30000 + 75000 + 150000: $0.345
+			name: "claude-sonnet-4-5", provider: "anthropic", model: "claude-sonnet-4-5-20250929",
+			tok:  Tokens{Input: 150_000, CacheRead: 100_000, CacheWrite: 20_000, Output: 10_000},
+			want: 345_000,
+		},
+		{
+			// 400 one-hour and 200 five-minute cache writes, 400 other input tokens, 100 output:
+			// 400×3 + 200×3.75 + 400×6 + 100×15 = 1200 + 750 + 2400 + 1500 (at the
+			// five-minute rate the writes would be 600×3.75 = 2250, not 3150)
+			name: "one-hour cache writes", provider: "anthropic", model: "claude-sonnet-4-5",
+			tok:  Tokens{Input: 1_000, CacheWrite: 600, CacheWrite1h: 400, Output: 100},
+			want: 5_850,
+		},
+		{
+			// the same past the 200k tier: 200400×6 + 200×7.5 + 400×12 + 100×22.5
+			// = 1202400 + 1500 + 4800 + 2250
+			name: "one-hour cache writes past the tier", provider: "anthropic", model: "claude-sonnet-4-5",
+			tok:  Tokens{Input: 201_000, CacheWrite: 600, CacheWrite1h: 400, Output: 100},
+			want: 1_210_950,
+		},
+		{
+			// gemini-2.5-pro at 200000 input tokens, the base tier: 200000×1.25 + 10000×10
+			name: "gemini-2.5-pro base tier", provider: "gcp.gemini", model: "gemini-2.5-pro",
+			tok:  Tokens{Input: 200_000, Output: 10_000},
+			want: 350_000,
+		},
+		{
+			// past 200000: the whole request at the tier's prices:
+			// 200000×2.5 + 100000×0.25 + 10000×15 = 500000 + 25000 + 150000
+			name: "gemini-2.5-pro past the tier", provider: "gcp.gemini", model: "gemini-2.5-pro",
+			tok:  Tokens{Input: 300_000, CacheRead: 100_000, Output: 10_000},
+			want: 675_000,
+		},
+		{
+			// groq: 1000000×0.11 + 1000000×0.34
+			name: "llama 4 scout on groq", provider: "groq", model: "meta-llama/llama-4-scout-17b-16e-instruct",
+			tok:  Tokens{Input: 1_000_000, Output: 1_000_000},
+			want: 450_000,
+		},
+		{
+			// together: 1000000×0.18 + 1000000×0.59
+			name: "llama 4 scout on together", provider: "together", model: "meta-llama/llama-4-scout-17b-16e-instruct",
+			tok:  Tokens{Input: 1_000_000, Output: 1_000_000},
+			want: 770_000,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := mustLookup(t, tt.provider, tt.model)
+			if got := p.Cost(tt.tok); got != tt.want {
+				t.Errorf("Cost(%+v) = %d; want %d", tt.tok, got, tt.want)
+			}
+		})
+	}
+}

@@ -28,13 +28,13 @@ import (
 
 // The provider's answers: real bodies, as OpenAI sent them.
 var (
-	// ../testdata/corpus/openai-insufficient-quota-docs-link-429.json,
+	// ../classify/testdata/corpus/openai-insufficient-quota-docs-link-429.json,
 	// from https://github.com/autohandai/code-cli/issues/88.
 	quotaBody = func() []byte {
 		var c struct {
 			Body string `json:"body"`
 		}
-		if err := json.Unmarshal(readFile("../testdata/corpus/openai-insufficient-quota-docs-link-429.json"), &c); err != nil {
+		if err := json.Unmarshal(readFile("../classify/testdata/corpus/openai-insufficient-quota-docs-link-429.json"), &c); err != nil {
 			panic(err)
 		}
 		return []byte(c.Body)

@@ -2,8 +2,13 @@ module github.com/quotabreaker/quotabreaker/redisstore
 
 go 1.26.0
 
+// The root module is required at the version released with this one: the
+// modules are tagged together (CONTRIBUTING.md, Releasing). Local work
+// resolves it through go.work, never through a replace directive, so that
+// go get and go install work on the published module.
+
 require (
-	github.com/quotabreaker/quotabreaker v0.0.0-00010101000000-000000000000
+	github.com/quotabreaker/quotabreaker v0.3.0
 	github.com/redis/go-redis/v9 v9.23.0
 	go.opentelemetry.io/otel/sdk/metric v1.47.0
 	go.uber.org/goleak v1.3.0
@@ -24,5 +29,3 @@ require (
 	go.uber.org/atomic v1.12.0 // indirect
 	golang.org/x/sys v0.48.0 // indirect
 )
-
-replace github.com/quotabreaker/quotabreaker => ../

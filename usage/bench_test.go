@@ -25,7 +25,7 @@ func (o *observedReader) Read(p []byte) (int, error) {
 
 // BenchmarkStream1MiB reads a 1 MiB event stream bare, through an observer,
 // and through an observer and the usage-chunk filter, with the 32 KiB
-// buffer io.Copy uses. The ratio of Result to bare is what the observer
+// buffer io.Copy uses. The ratio of observed to bare is what the observer
 // adds to reading a stream; compare with benchstat.
 func BenchmarkStream1MiB(b *testing.B) {
 	for _, s := range []struct {
@@ -46,26 +46,26 @@ func BenchmarkStream1MiB(b *testing.B) {
 			for b.Loop() {
 				// No WriterTo: the bytes are copied through buf, as
 				// from a network body.
-				io.CopyBuffer(io.Discard, struct{ io.Reader }{bytes.NewReader(stream)}, buf)
+				io.CopyBuffer(corpus.Discard{}, struct{ io.Reader }{bytes.NewReader(stream)}, buf)
 			}
 		})
-		b.Run("api="+s.name+"/read=Result", func(b *testing.B) {
+		b.Run("api="+s.name+"/read=observed", func(b *testing.B) {
 			b.SetBytes(int64(len(stream)))
 			b.ReportAllocs()
 			for b.Loop() {
 				obs := NewObserver(h)
-				io.CopyBuffer(io.Discard, &observedReader{r: bytes.NewReader(stream), obs: obs}, buf)
+				io.CopyBuffer(corpus.Discard{}, &observedReader{r: bytes.NewReader(stream), obs: obs}, buf)
 				if r := obs.Result(); !r.Known {
 					b.Fatal("no usage")
 				}
 			}
 		})
-		b.Run("api="+s.name+"/read=Result+filtered", func(b *testing.B) {
+		b.Run("api="+s.name+"/read=observed+filtered", func(b *testing.B) {
 			b.SetBytes(int64(len(stream)))
 			b.ReportAllocs()
 			for b.Loop() {
 				obs := NewObserver(h)
-				io.CopyBuffer(io.Discard, HideUsageChunk(io.NopCloser(bytes.NewReader(stream)), obs), buf)
+				io.CopyBuffer(corpus.Discard{}, HideUsageChunk(io.NopCloser(bytes.NewReader(stream)), obs), buf)
 				if r := obs.Result(); !r.Known {
 					b.Fatal("no usage")
 				}
@@ -88,7 +88,7 @@ func BenchmarkStreamHTTP(b *testing.B) {
 	for _, Result := range []bool{false, true} {
 		name := "read=bare"
 		if Result {
-			name = "read=Result"
+			name = "read=observed"
 		}
 		b.Run(name, func(b *testing.B) {
 			b.SetBytes(int64(len(stream)))
@@ -104,7 +104,7 @@ func BenchmarkStreamHTTP(b *testing.B) {
 					obs = NewObserver(resp.Header)
 					r = &observedReader{r: resp.Body, obs: obs}
 				}
-				if n, _ := io.CopyBuffer(io.Discard, r, buf); n != int64(len(stream)) {
+				if n, _ := io.CopyBuffer(corpus.Discard{}, r, buf); n != int64(len(stream)) {
 					b.Fatalf("read %d", n)
 				}
 				resp.Body.Close()

@@ -20,7 +20,7 @@ type Result struct {
 	ServiceTier string
 	ResponseID  string
 	// StreamErr is the most severe error carried inside the answer, nil
-	// when there was none; severity follows errorRank. StreamErrs counts
+	// when there was none; severity follows classify.MoreSevere. StreamErrs counts
 	// them all.
 	StreamErr  *StreamError
 	StreamErrs int
@@ -66,7 +66,7 @@ const (
 // "response" (Responses API events) or "message" (Anthropic's message_start);
 // usage objects are merged field by field, a later one replacing the fields
 // it carries (Anthropic's cumulative message_delta); errors are classified
-// with Classify (see streamErr); and a JSON value outside any data: line, as
+// with Answer (see streamErr); and a JSON value outside any data: line, as
 // Gemini appends when it fails mid-stream, is read as an error too. Events
 // named as never carrying usage or errors (see quietEvent), and other events
 // that do not mention either, are skipped after a search or two. Gemini's own
@@ -789,8 +789,8 @@ func stringValue(raw []byte) ([]byte, bool) {
 }
 
 // errorBody rebuilds a small error body from the kept parts, in the shape
-// Classify reads: {"type": <typ>, "error_type": <errType>, "error": <err>}.
-// err may be a truncated prefix; Classify keeps what it can read of it.
+// Answer reads: {"type": <typ>, "error_type": <errType>, "error": <err>}.
+// err may be a truncated prefix; Answer keeps what it can read of it.
 func errorBody(typ, err, errType []byte) []byte {
 	b := make([]byte, 0, len(typ)+len(err)+len(errType)+40)
 	b = append(b, '{')

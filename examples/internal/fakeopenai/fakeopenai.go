@@ -58,16 +58,16 @@ func (a Answer) String() string {
 
 // Error bodies, byte for byte as OpenAI sent them.
 const (
-	// From testdata/corpus/openai-rate-limit-tokens-tpm.json.
+	// From classify/testdata/corpus/openai-rate-limit-tokens-tpm.json.
 	rateLimitBody = `{"error": {"message": "Rate limit reached for gpt-4 in organization org-********** on tokens per min (TPM): Limit 10000, Used 9348, Requested 5086. Please try again in 26.604s. Visit https://platform.openai.com/account/rate-limits to learn more.", "type": "tokens", "param": null, "code": "rate_limit_exceeded"}}`
 
-	// From testdata/corpus/openai-insufficient-quota-docs-link-429.json.
+	// From classify/testdata/corpus/openai-insufficient-quota-docs-link-429.json.
 	quotaBody = "{\n    \"error\": {\n        \"message\": \"You exceeded your current quota, please check your plan and billing details. For more information on this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors.\",\n        \"type\": \"insufficient_quota\",\n        \"param\": null,\n        \"code\": \"insufficient_quota\"\n    }\n}\n"
 
 	// From examples/testdata/openai-request-too-large-tpm-429.json.
 	tooLargeBody = `{"error": {"message": "Request too large for gpt-4o in organization org-********** on tokens per min (TPM): Limit 30000, Requested 30601. The input or output tokens must be reduced in order to run successfully. Visit https://platform.openai.com/account/rate-limits to learn more.", "type": "tokens", "param": null, "code": "rate_limit_exceeded"}}`
 
-	// From testdata/corpus/openai-access-terminated-429.json.
+	// From classify/testdata/corpus/openai-access-terminated-429.json.
 	terminatedBody = "{\n  \"error\": {\n    \"message\": \"Your access was terminated due to violation of our policies, please check your email for more information. If you believe this is in error and would like to appeal, please contact us through our help center at help.openai.com.\",\n    \"type\": \"access_terminated\",\n    \"param\": null,\n    \"code\": null\n  }\n}"
 )
 

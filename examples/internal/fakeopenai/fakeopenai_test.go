@@ -32,7 +32,7 @@ func post(t *testing.T, s *Server, key, body string) (*http.Response, string) {
 // corpusBody returns the body of a sample in the module's corpus.
 func corpusBody(t *testing.T, name string) string {
 	t.Helper()
-	return sampleBody(t, filepath.Join("..", "..", "..", "testdata", "corpus", name))
+	return sampleBody(t, filepath.Join("..", "..", "..", "classify", "testdata", "corpus", name))
 }
 
 // sampleBody returns the body of the sample file at path.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"github.com/quotabreaker/quotabreaker/internal/modelname"
 	"go/format"
 	"math/big"
 	"regexp"
@@ -14,76 +13,86 @@ import (
 	"time"
 )
 
-// meta says which LiteLLM commit the input comes from.
+// meta says where the input comes from: source.json beside it.
 type meta struct {
-	Commit string `json:"commit"`
-	Date   string `json:"date"`
+	Commit string `json:"commit"` // the genai-prices commit
+	Date   string `json:"date"`   // its date, YYYY-MM-DD
+	URL    string `json:"url"`    // the data file at that commit
 }
 
-// metaKey holds the meta of a subset file. LiteLLM's own keys are model
-// names, and its one entry that is not (sample_spec) has a
-// litellm_provider of no source, so the two never meet.
-const metaKey = "_snapshot"
-
-// source is one LiteLLM provider that the snapshot keeps.
-type source struct {
-	litellm  string // LiteLLM's litellm_provider value
-	provider string // the provider's gen_ai.provider.name, as quotabreaker names it
-	prefix   string // the prefix of LiteLLM's keys for this provider, not part of the model name
-	bare     bool   // a key without the prefix is a model name too
-	slash    bool   // model names may contain '/' (an organisation or account path)
+// providerNames maps each provider id of the source data to the names
+// Lookup knows it by, in order of preference: when several providers price
+// a model and the caller's provider does not, the first wins. Makers come
+// first, then the clouds that resell their models, then hosts of open
+// models, then routers. The first name of each is the provider's
+// OpenTelemetry gen_ai.provider.name where the conventions define one
+// ("gcp.gemini", "x_ai", "mistral_ai", "azure.ai.openai", "aws.bedrock"),
+// the name quotabreaker's Provider constants use otherwise ("moonshot",
+// "zhipu", "together", "fireworks", "openrouter"), and for providers that
+// neither names, the source's id with '_' read as '.' ("huggingface.groq");
+// further names are other spellings of the same provider ("gcp.vertex_ai",
+// which bills as Gemini's API does). The source's own ids are names too.
+//
+// Every provider of the source must be listed here: a new provider is a
+// decision, not a default. genprices reports the ones listed that the source
+// lacks.
+var providerNames = []struct {
+	id    string
+	names []string
+}{
+	{"openai", []string{"openai"}},
+	{"anthropic", []string{"anthropic"}},
+	{"google", []string{"gcp.gemini", "gcp.vertex_ai", "gcp.gen_ai"}},
+	{"deepseek", []string{"deepseek"}},
+	{"x-ai", []string{"x_ai"}},
+	{"mistral", []string{"mistral_ai"}},
+	{"cohere", []string{"cohere"}},
+	{"moonshotai", []string{"moonshot"}},
+	{"zhipuai", []string{"zhipu"}},
+	{"minimax", []string{"minimax"}},
+	{"perplexity", []string{"perplexity"}},
+	{"voyageai", []string{"voyageai"}},
+	{"azure", []string{"azure.ai.openai", "azure.ai.inference"}},
+	{"aws", []string{"aws.bedrock"}},
+	{"groq", []string{"groq"}},
+	{"together", []string{"together"}},
+	{"fireworks", []string{"fireworks"}},
+	{"cerebras", []string{"cerebras"}},
+	{"novita", []string{"novita"}},
+	{"avian", []string{"avian"}},
+	{"doubleword", []string{"doubleword"}},
+	{"ovhcloud", []string{"ovhcloud"}},
+	{"huggingface_cerebras", []string{"huggingface.cerebras"}},
+	{"huggingface_fireworks-ai", []string{"huggingface.fireworks-ai"}},
+	{"huggingface_groq", []string{"huggingface.groq"}},
+	{"huggingface_hyperbolic", []string{"huggingface.hyperbolic"}},
+	{"huggingface_nebius", []string{"huggingface.nebius"}},
+	{"huggingface_novita", []string{"huggingface.novita"}},
+	{"huggingface_nscale", []string{"huggingface.nscale"}},
+	{"huggingface_ovhcloud", []string{"huggingface.ovhcloud"}},
+	{"huggingface_publicai", []string{"huggingface.publicai"}},
+	{"huggingface_sambanova", []string{"huggingface.sambanova"}},
+	{"huggingface_together", []string{"huggingface.together"}},
+	{"openrouter", []string{"openrouter"}},
 }
 
-// sources are the LiteLLM providers kept, in order of preference: when keys
-// of two sources give the same model of the same provider, the earlier
-// source's entry wins. Keys holding a '/' where model names have none are
-// LiteLLM's regional or per-size variants ("azure/eu/...", "us/claude-...",
-// "1024-x-1024/dall-e-2") and are left out: an answer does not name them.
-var sources = []source{
-	{litellm: "openai", provider: "openai", bare: true},
-	{litellm: "text-completion-openai", provider: "openai", bare: true},
-	{litellm: "anthropic", provider: "anthropic", bare: true},
-	{litellm: "gemini", provider: "gcp.gemini", prefix: "gemini/", bare: true},
-	{litellm: "vertex_ai-language-models", provider: "gcp.vertex_ai", prefix: "vertex_ai/", bare: true},
-	{litellm: "vertex_ai", provider: "gcp.vertex_ai", prefix: "vertex_ai/"},
-	{litellm: "vertex_ai-anthropic_models", provider: "gcp.vertex_ai", prefix: "vertex_ai/"},
-	{litellm: "deepseek", provider: "deepseek", prefix: "deepseek/", bare: true},
-	{litellm: "xai", provider: "x_ai", prefix: "xai/"},
-	{litellm: "mistral", provider: "mistral_ai", prefix: "mistral/"},
-	{litellm: "cohere_chat", provider: "cohere", prefix: "cohere/", bare: true},
-	{litellm: "cohere", provider: "cohere", prefix: "cohere/", bare: true},
-	{litellm: "moonshot", provider: "moonshot", prefix: "moonshot/"},
-	{litellm: "zai", provider: "zhipu", prefix: "zai/"},
-	{litellm: "perplexity", provider: "perplexity", prefix: "perplexity/"},
-	{litellm: "azure", provider: "azure.ai.openai", prefix: "azure/"},
-	{litellm: "azure_ai", provider: "azure.ai.openai", prefix: "azure_ai/"},
-	{litellm: "groq", provider: "groq", prefix: "groq/", slash: true},
-	{litellm: "together_ai", provider: "together", prefix: "together_ai/", slash: true},
-	{litellm: "fireworks_ai", provider: "fireworks", prefix: "fireworks_ai/", slash: true},
-	{litellm: "openrouter", provider: "openrouter", prefix: "openrouter/", slash: true},
+// priceFields maps the source's per-token price keys that Price holds.
+var priceFields = map[string]string{
+	"input_mtok":       "Input",
+	"cache_read_mtok":  "CachedInput",
+	"cache_write_mtok": "CacheWrite",
+	"output_mtok":      "Output",
 }
 
-// providerOrder ranks the providers that price the same model name: a lookup
-// that names no provider, or one without a row for the model, gets the first.
-// Makers come first, then clouds, then hosts of open models, then routers.
-var providerOrder = []string{
-	"openai", "anthropic", "gcp.gemini", "gcp.vertex_ai", "deepseek", "x_ai",
-	"mistral_ai", "cohere", "moonshot", "zhipu", "perplexity",
-	"azure.ai.openai", "groq", "together", "fireworks", "openrouter",
+// ignoredFields are the source's price keys that Price has no field for:
+// audio tokens are priced as text tokens (Tokens does not count them
+// apart), and a fee per request is not priced. Any other key is an error.
+var ignoredFields = map[string]bool{
+	"input_audio_mtok":      true,
+	"cache_audio_read_mtok": true,
+	"output_audio_mtok":     true,
+	"requests_kcount":       true,
 }
-
-// keptModes are the kinds of model billed by tokens that an answer reports.
-var keptModes = map[string]bool{"chat": true, "completion": true, "responses": true, "embedding": true}
-
-// tiers are the service tiers whose prices LiteLLM gives in fields of their
-// own (input_cost_per_token_flex, ...) and that an answer reports in its
-// service_tier. LiteLLM's _batches prices are left out: the Batch API's
-// results do not come back through an HTTP client's transport.
-var tiers = []string{"flex", "priority"}
-
-// longField matches LiteLLM's long-context prices, which apply to the whole
-// request once its input exceeds N thousand tokens.
-var longField = regexp.MustCompile(`^(input_cost_per_token|output_cost_per_token|cache_read_input_token_cost|cache_creation_input_token_cost|cache_creation_input_token_cost_above_1hr)_above_([0-9]+)k_tokens$`)
 
 // price mirrors prices.Price field for field: all in micro-dollars per
 // million tokens, but for LongContext, a number of tokens.
@@ -93,382 +102,513 @@ type price struct {
 	LongInput, LongCachedInput, LongCacheWrite, LongCacheWrite1h, LongOutput int64
 }
 
-// row is one line of the generated table.
-type row struct {
-	model, provider, tier string
-	p                     price
+func (p *price) field(name string, long bool) *int64 {
+	switch name {
+	case "Input":
+		return cond(long, &p.LongInput, &p.Input)
+	case "CachedInput":
+		return cond(long, &p.LongCachedInput, &p.CachedInput)
+	case "CacheWrite":
+		return cond(long, &p.LongCacheWrite, &p.CacheWrite)
+	case "Output":
+		return cond(long, &p.LongOutput, &p.Output)
+	}
+	panic("no price field " + name)
 }
 
-// entry is one LiteLLM key that gives rows.
-type entry struct {
-	key     string
-	fields  map[string]any
-	src     int  // index in sources
-	bare    bool // the key lacks its source's prefix
-	rows    []row
-	rounded int
+func cond[T any](c bool, a, b T) T {
+	if c {
+		return a
+	}
+	return b
+}
+
+// clause is a matcher of the source, its strings in lower case.
+type clause struct {
+	op  string // equals, starts_with, ends_with, contains, regex, or, and
+	s   string
+	sub []clause
+}
+
+// model is one model of the source.
+type model struct {
+	provider int // index in table.providers
+	id       string
+	priced   bool
+	price    price
+	changes  []change
+}
+
+// change is a conditional price after a model's first.
+type change struct {
+	since    int64
+	from, to int32
+	price    price
+}
+
+// rule is the part of a model's matcher that is not an exact name.
+type rule struct {
+	model int
+	match clause
+}
+
+// exactKey is an exact model name at a provider.
+type exactKey struct {
+	name     string
+	provider int
+}
+
+// provider is one provider of the source, as generated.
+type provider struct {
+	id, name string // the source's id; the first of providerNames
+	maker    *clause
+	fallback []int
+	rules    [2]int
 }
 
 // table is the generator's result.
 type table struct {
 	meta
-	rows     []row
-	entries  []*entry // those that gave rows, for the subset
-	borrowed int
-	rounded  int
-	skipped  skips
+	providers []provider
+	names     map[string]int // every name of a provider: its index
+	models    []model
+	rules     []rule
+	exact     map[exactKey]int
+	exacts    []exactOf // exact, sorted
+	preferred []int     // indexes in providers, in order of preference
+	regexps   bool      // whether any matcher is a regular expression
+
+	// For the report.
+	counts    [2]int   // providers, models of the source
+	rounded   int      // prices rounded to a whole micro-dollar per million tokens
+	derived1h int      // prices given a one-hour cache write rate
+	tiers     int      // prices with a prompt-size tier
+	dated     int      // models with conditional prices
+	ignored   []string // price keys of the source left out, with their model
+	unpriced  []string // models without a token price
+	absent    []string // providers of providerNames not in the source
 }
 
-func (t *table) models() int {
-	n := 0
-	for i, r := range t.rows {
-		if i == 0 || r.model != t.rows[i-1].model {
-			n++
-		}
+type exactOf struct {
+	exactKey
+	model int
+}
+
+// Source data, as read.
+type dataProvider struct {
+	ID         string          `json:"id"`
+	ModelMatch json.RawMessage `json:"model_match"`
+	Fallback   []string        `json:"fallback_model_providers"`
+	Models     []struct {
+		ID     string          `json:"id"`
+		Match  json.RawMessage `json:"match"`
+		Prices json.RawMessage `json:"prices"`
+	} `json:"models"`
+}
+
+// build reads the genai-prices data and makes the table.
+func build(data []byte, m meta) (*table, error) {
+	if !regexp.MustCompile(`^[0-9a-f]{40}$`).MatchString(m.Commit) {
+		return nil, fmt.Errorf("commit %q is not a full git commit hash", m.Commit)
 	}
-	return n
-}
-
-// skips lists the LiteLLM keys of kept providers left out, by reason.
-type skips map[string][]string
-
-func (s skips) total() int {
-	n := 0
-	for _, keys := range s {
-		n += len(keys)
+	if _, err := time.Parse(time.DateOnly, m.Date); err != nil {
+		return nil, fmt.Errorf("date %q is not YYYY-MM-DD", m.Date)
 	}
-	return n
-}
-
-func (s skips) reasons() []string {
-	r := make([]string, 0, len(s))
-	for k := range s {
-		r = append(r, k)
+	if !strings.HasPrefix(m.URL, "https://") || !strings.Contains(m.URL, m.Commit) {
+		return nil, fmt.Errorf("url %q is not an https URL naming the commit", m.URL)
 	}
-	slices.Sort(r)
-	return r
-}
-
-func (s skips) String() string {
-	var b strings.Builder
-	for i, r := range s.reasons() {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprintf(&b, "%s: %d", r, len(s[r]))
-	}
-	return b.String()
-}
-
-// build reads LiteLLM's table (or a subset of it) and makes the rows.
-// flags, where set, name the input's commit and date; a subset input
-// carries them itself.
-func build(data []byte, flags meta) (*table, error) {
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(data, &top); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var src []dataProvider
+	if err := dec.Decode(&src); err != nil {
 		return nil, fmt.Errorf("input: %w", err)
 	}
-	t := &table{meta: flags, skipped: skips{}}
-	if raw, ok := top[metaKey]; ok {
-		var m meta
-		if err := json.Unmarshal(raw, &m); err != nil {
-			return nil, fmt.Errorf("%s: %w", metaKey, err)
-		}
-		if t.Commit == "" {
-			t.Commit = m.Commit
-		}
-		if t.Date == "" {
-			t.Date = m.Date
-		}
+	if len(src) > 64 {
+		return nil, fmt.Errorf("%d providers: Lookup keeps a bit per provider in a uint64", len(src))
 	}
-	if !regexp.MustCompile(`^[0-9a-f]{40}$`).MatchString(t.Commit) {
-		return nil, fmt.Errorf("commit %q is not a full git commit hash (set -commit)", t.Commit)
-	}
-	if _, err := time.Parse(time.DateOnly, t.Date); err != nil {
-		return nil, fmt.Errorf("date %q is not YYYY-MM-DD (set -date)", t.Date)
-	}
+	t := &table{meta: m, names: map[string]int{}, exact: map[exactKey]int{}}
+	t.counts[0] = len(src)
 
-	keys := make([]string, 0, len(top))
-	for k := range top {
-		if k != metaKey {
-			keys = append(keys, k)
+	index := map[string]int{}
+	for i, p := range src {
+		if _, dup := index[p.ID]; dup {
+			return nil, fmt.Errorf("provider %q twice", p.ID)
 		}
+		index[p.ID] = i
 	}
-	slices.Sort(keys)
-
-	// The entry that wins each model of each provider.
-	type id struct{ provider, model string }
-	winners := map[id]*entry{}
-	for _, key := range keys {
-		e, reason, err := readEntry(key, top[key])
-		if err != nil {
-			return nil, err
-		}
-		if e == nil {
-			if reason != "" {
-				t.skipped[reason] = append(t.skipped[reason], key)
-			}
+	for _, pn := range providerNames {
+		i, ok := index[pn.id]
+		if !ok {
+			t.absent = append(t.absent, pn.id)
 			continue
 		}
-		k := id{sources[e.src].provider, e.rows[0].model}
-		w, ok := winners[k]
-		if ok && !better(e, w) {
-			e, w = w, e
+		t.preferred = append(t.preferred, i)
+	}
+	for i, p := range src {
+		k := slices.IndexFunc(providerNames, func(pn struct {
+			id    string
+			names []string
+		}) bool {
+			return pn.id == p.ID
+		})
+		if k < 0 {
+			return nil, fmt.Errorf("provider %q of the input has no name in genprices' providerNames", p.ID)
 		}
-		if ok {
-			// w loses. Equal prices make it a plain duplicate.
-			reason := "duplicate"
-			if !slices.Equal(e.rows, w.rows) {
-				reason = "duplicate with other prices"
+		for _, name := range append([]string{strings.ToLower(p.ID)}, providerNames[k].names...) {
+			if j, ok := t.names[name]; ok && j != i {
+				return nil, fmt.Errorf("provider name %q for %s and %s", name, src[j].ID, p.ID)
 			}
-			t.skipped[reason] = append(t.skipped[reason], w.key)
+			t.names[name] = i
 		}
-		winners[k] = e
+		pr := provider{id: p.ID, name: providerNames[k].names[0]}
+		if len(p.ModelMatch) > 0 {
+			c, err := t.readClause(p.ModelMatch)
+			if err != nil {
+				return nil, fmt.Errorf("%s: model_match: %w", p.ID, err)
+			}
+			pr.maker = &c
+		}
+		for _, f := range p.Fallback {
+			j, ok := index[f]
+			if !ok {
+				return nil, fmt.Errorf("%s: fallback provider %q not in the input", p.ID, f)
+			}
+			pr.fallback = append(pr.fallback, j)
+		}
+		pr.rules[0] = len(t.rules)
+		for _, dm := range p.Models {
+			t.counts[1]++
+			where := p.ID + " " + dm.ID
+			mi := len(t.models)
+			md := model{provider: i, id: dm.ID}
+			c, err := t.readClause(dm.Match)
+			if err != nil {
+				return nil, fmt.Errorf("%s: match: %w", where, err)
+			}
+			names, rest := split(c)
+			for _, n := range names {
+				k := exactKey{n, i}
+				if _, ok := t.exact[k]; !ok { // the first model wins
+					t.exact[k] = mi
+				}
+			}
+			if rest != nil {
+				t.rules = append(t.rules, rule{model: mi, match: *rest})
+			}
+			if err := t.readPrices(&md, dm.Prices, where); err != nil {
+				return nil, err
+			}
+			t.models = append(t.models, md)
+		}
+		pr.rules[1] = len(t.rules)
+		t.providers = append(t.providers, pr)
 	}
-
-	for _, e := range winners {
-		t.entries = append(t.entries, e)
-		t.rows = append(t.rows, e.rows...)
-		t.rounded += e.rounded
+	if len(t.models) > 1<<16 || len(t.rules) > 1<<16 {
+		return nil, fmt.Errorf("%d models, %d rules: more than uint16 indexes hold", len(t.models), len(t.rules))
 	}
-	slices.SortFunc(t.entries, func(a, b *entry) int { return strings.Compare(a.key, b.key) })
-	t.borrowTiers()
-	rank := map[string]int{}
-	for i, p := range providerOrder {
-		rank[p] = i
+	for k, m := range t.exact {
+		t.exacts = append(t.exacts, exactOf{k, m})
 	}
-	slices.SortFunc(t.rows, func(a, b row) int {
-		if c := strings.Compare(a.model, b.model); c != 0 {
+	slices.SortFunc(t.exacts, func(a, b exactOf) int {
+		if c := strings.Compare(a.name, b.name); c != 0 {
 			return c
 		}
-		if c := rank[a.provider] - rank[b.provider]; c != 0 {
-			return c
-		}
-		return strings.Compare(a.tier, b.tier)
+		return a.provider - b.provider
 	})
-	for i := 1; i < len(t.rows); i++ {
-		a, b := t.rows[i-1], t.rows[i]
-		if a.model == b.model && a.provider == b.provider && a.tier == b.tier {
-			return nil, fmt.Errorf("two rows for %s %s %q", a.provider, a.model, a.tier)
-		}
-	}
 	return t, nil
 }
 
-// better reports whether e should win over w, both giving the same model of
-// the same provider: the earlier source, then a prefixed key over a bare one,
-// then the smaller key, so that the choice never depends on map order.
-func better(e, w *entry) bool {
-	if e.src != w.src {
-		return e.src < w.src
+// split parts a model's matcher into the exact names it accepts and the
+// rest: an "equals", or the "equals" directly under an "or", are exact
+// names; the rest of the "or", or any other matcher, is a rule.
+func split(c clause) (names []string, rest *clause) {
+	switch c.op {
+	case "equals":
+		return []string{c.s}, nil
+	case "or":
+		var others []clause
+		for _, s := range c.sub {
+			if s.op == "equals" {
+				names = append(names, s.s)
+			} else {
+				others = append(others, s)
+			}
+		}
+		switch len(others) {
+		case 0:
+			return names, nil
+		case 1:
+			return names, &others[0]
+		}
+		return names, &clause{op: "or", sub: others}
 	}
-	if e.bare != w.bare {
-		return !e.bare
-	}
-	return e.key < w.key
+	return nil, &c
 }
 
-// readEntry turns one LiteLLM entry into rows. It returns a nil entry with
-// the reason (empty when the provider is not kept at all) to skip it.
-func readEntry(key string, raw json.RawMessage) (*entry, string, error) {
+// readClause reads a matcher. The source matches strings without regard to
+// case and regular expressions with it; Lookup matches a lower-case name,
+// so strings are kept in lower case and expressions with an upper-case
+// letter made case-insensitive.
+func (t *table) readClause(raw json.RawMessage) (clause, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return clause{}, err
+	}
+	if len(m) != 1 {
+		return clause{}, fmt.Errorf("a matcher with %d keys", len(m))
+	}
+	for op, v := range m {
+		switch op {
+		case "equals", "starts_with", "ends_with", "contains", "regex":
+			var s string
+			if err := json.Unmarshal(v, &s); err != nil {
+				return clause{}, fmt.Errorf("%s: %w", op, err)
+			}
+			if op == "regex" {
+				// An expression without an upper-case letter means the same
+				// to a lower-case name with or without (?i), and without it
+				// the regexp package can skip names by a literal prefix.
+				if s != strings.ToLower(s) {
+					s = "(?i)" + s
+				}
+				if _, err := regexp.Compile(s); err != nil {
+					return clause{}, err
+				}
+				t.regexps = true
+			} else {
+				s = strings.ToLower(s)
+			}
+			if s == "" {
+				return clause{}, fmt.Errorf("empty %s", op)
+			}
+			return clause{op: op, s: s}, nil
+		case "or", "and":
+			var subs []json.RawMessage
+			if err := json.Unmarshal(v, &subs); err != nil {
+				return clause{}, fmt.Errorf("%s: %w", op, err)
+			}
+			if len(subs) == 0 {
+				return clause{}, fmt.Errorf("empty %s", op)
+			}
+			c := clause{op: op}
+			for _, s := range subs {
+				sc, err := t.readClause(s)
+				if err != nil {
+					return clause{}, err
+				}
+				c.sub = append(c.sub, sc)
+			}
+			return c, nil
+		default:
+			return clause{}, fmt.Errorf("unknown matcher %q", op)
+		}
+	}
+	panic("unreachable")
+}
+
+// readPrices reads a model's prices: one set, or conditional sets.
+func (t *table) readPrices(md *model, raw json.RawMessage, where string) error {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) > 0 && raw[0] == '[' {
+		var conds []struct {
+			Constraint map[string]string `json:"constraint"`
+			Prices     json.RawMessage   `json:"prices"`
+		}
+		if err := json.Unmarshal(raw, &conds); err != nil {
+			return fmt.Errorf("%s: prices: %w", where, err)
+		}
+		if len(conds) == 0 {
+			return fmt.Errorf("%s: no prices", where)
+		}
+		t.dated++
+		for i, c := range conds {
+			p, priced, err := t.readPrice(c.Prices, md.id, where)
+			if err != nil {
+				return err
+			}
+			if i == 0 {
+				md.price, md.priced = p, priced
+				continue
+			}
+			if !priced {
+				return fmt.Errorf("%s: a conditional price without token prices", where)
+			}
+			ch := change{price: p}
+			if err := readConstraint(&ch, c.Constraint); err != nil {
+				return fmt.Errorf("%s: constraint: %w", where, err)
+			}
+			md.changes = append(md.changes, ch)
+		}
+		return nil
+	}
+	p, priced, err := t.readPrice(raw, md.id, where)
+	md.price, md.priced = p, priced
+	return err
+}
+
+// readConstraint reads a start date or a daily interval, both in UTC.
+func readConstraint(ch *change, c map[string]string) error {
+	switch {
+	case len(c) == 1 && c["start_date"] != "":
+		d, err := time.Parse(time.DateOnly, c["start_date"])
+		if err != nil {
+			return err
+		}
+		ch.since = d.Unix()
+		if ch.since <= 0 {
+			return fmt.Errorf("start date %s", c["start_date"])
+		}
+	case len(c) == 2 && c["start_time"] != "" && c["end_time"] != "":
+		var err error
+		if ch.from, err = secondOfDay(c["start_time"]); err != nil {
+			return err
+		}
+		if ch.to, err = secondOfDay(c["end_time"]); err != nil {
+			return err
+		}
+		if ch.from == ch.to {
+			return fmt.Errorf("an empty interval")
+		}
+	default:
+		return fmt.Errorf("unknown constraint %v", c)
+	}
+	return nil
+}
+
+// secondOfDay reads a UTC time of day, HH:MM:SS with an optional Z.
+func secondOfDay(s string) (int32, error) {
+	c, err := time.Parse("15:04:05", strings.TrimSuffix(s, "Z"))
+	if err != nil {
+		return 0, err
+	}
+	h, m, sec := c.Clock()
+	return int32(h*3600 + m*60 + sec), nil
+}
+
+// readPrice reads one set of prices. priced is false when it has no token
+// price at all.
+func (t *table) readPrice(raw json.RawMessage, id, where string) (p price, priced bool, err error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	var f map[string]any
 	if err := dec.Decode(&f); err != nil {
-		return nil, "", fmt.Errorf("%q: %w", key, err)
+		return p, false, fmt.Errorf("%s: prices: %w", where, err)
 	}
-	prov, _ := f["litellm_provider"].(string)
-	src := slices.IndexFunc(sources, func(s source) bool { return s.litellm == prov })
-	if src < 0 {
-		return nil, "", nil
+	keys := make([]string, 0, len(f))
+	for k := range f {
+		keys = append(keys, k)
 	}
-	if mode, _ := f["mode"].(string); !keptModes[mode] {
-		return nil, "not billed by tokens", nil
-	}
-	s := sources[src]
-	model, bare, ok := modelName(s, key)
-	if !ok {
-		return nil, "not a model name", nil
-	}
-	e := &entry{key: key, fields: f, src: src, bare: bare}
-	get := func(name string) (int64, bool, error) {
-		v, ok := f[name]
+	slices.Sort(keys)
+	for _, k := range keys {
+		v := f[k]
+		name, ok := priceFields[k]
 		if !ok {
-			return 0, false, nil
-		}
-		n, exact, err := micros(v)
-		if err != nil {
-			return 0, false, fmt.Errorf("%q: %s: %w", key, name, err)
-		}
-		if !exact {
-			e.rounded++
-		}
-		return n, true, nil
-	}
-	var err error
-	// set stores a price that may be missing, keeping the first error.
-	set := func(dst *int64, name string) bool {
-		n, ok, err2 := get(name)
-		if err == nil {
-			err = err2
-		}
-		if ok {
-			*dst = n
-		}
-		return ok
-	}
-
-	var p price
-	if !set(&p.Input, "input_cost_per_token") {
-		return nil, "no token price", err
-	}
-	if !set(&p.Output, "output_cost_per_token") && f["mode"] != "embedding" {
-		return nil, "no token price", err
-	}
-	if !set(&p.CachedInput, "cache_read_input_token_cost") {
-		set(&p.CachedInput, "input_cost_per_token_cache_hit") // DeepSeek's name for it
-	}
-	set(&p.CacheWrite, "cache_creation_input_token_cost")
-	set(&p.CacheWrite1h, "cache_creation_input_token_cost_above_1hr")
-	if err != nil {
-		return nil, "", err
-	}
-	if p.Input == 0 && p.Output == 0 {
-		// LiteLLM writes zero for "free" and for "not known" alike; a model
-		// priced at zero would hide spend, so it stays unpriced.
-		return nil, "zero prices", nil
-	}
-
-	var above []int64
-	for name := range f {
-		if m := longField.FindStringSubmatch(name); m != nil {
-			n, err := strconv.ParseInt(m[2], 10, 64)
-			if err != nil || n <= 0 {
-				return nil, "", fmt.Errorf("%q: %s: bad threshold", key, name)
-			}
-			if !slices.Contains(above, n) {
-				above = append(above, n)
-			}
-		}
-	}
-	switch len(above) {
-	case 0:
-	case 1:
-		n := above[0]
-		p.LongContext = n * 1000
-		set(&p.LongInput, fmt.Sprintf("input_cost_per_token_above_%dk_tokens", n))
-		set(&p.LongOutput, fmt.Sprintf("output_cost_per_token_above_%dk_tokens", n))
-		set(&p.LongCachedInput, fmt.Sprintf("cache_read_input_token_cost_above_%dk_tokens", n))
-		set(&p.LongCacheWrite, fmt.Sprintf("cache_creation_input_token_cost_above_%dk_tokens", n))
-		set(&p.LongCacheWrite1h, fmt.Sprintf("cache_creation_input_token_cost_above_1hr_above_%dk_tokens", n))
-		if p.LongInput == 0 && p.LongCachedInput == 0 && p.LongCacheWrite == 0 && p.LongCacheWrite1h == 0 && p.LongOutput == 0 {
-			p.LongContext = 0 // LiteLLM's zeros here mean "no other price"
-		}
-	default:
-		slices.Sort(above)
-		return nil, "", fmt.Errorf("%q: long-context prices at several thresholds %v (thousand tokens)", key, above)
-	}
-	e.rows = append(e.rows, row{model: model, provider: s.provider, p: p})
-
-	// A tier's missing field keeps the standard price, as LiteLLM does.
-	for _, tier := range tiers {
-		tp := p
-		a := set(&tp.Input, "input_cost_per_token_"+tier)
-		b := set(&tp.Output, "output_cost_per_token_"+tier)
-		c := set(&tp.CachedInput, "cache_read_input_token_cost_"+tier)
-		if a || b || c {
-			e.rows = append(e.rows, row{model: model, provider: s.provider, tier: tier, p: tp})
-		}
-	}
-	if err != nil {
-		return nil, "", err
-	}
-	return e, "", nil
-}
-
-// modelName gives the model name that an answer reports for a LiteLLM key:
-// lower case, without the provider's prefix, with Vertex AI's '@' before a
-// date turned into the '-' that the providers' own APIs use.
-func modelName(s source, key string) (model string, bare, ok bool) {
-	rest := key
-	if s.prefix != "" {
-		var had bool
-		rest, had = strings.CutPrefix(key, s.prefix)
-		if !had && !s.bare {
-			return "", false, false
-		}
-		bare = !had
-	}
-	if rest == "" || strings.HasSuffix(rest, "/") || (!s.slash && strings.Contains(rest, "/")) {
-		return "", false, false
-	}
-	return strings.ReplaceAll(strings.ToLower(rest), "@", "-"), bare, true
-}
-
-// borrowTiers gives a dated snapshot ("gpt-4o-2024-08-06") the tier prices of
-// its undated alias ("gpt-4o") when LiteLLM lists them only for the alias and
-// both have the same standard price. Answers name the dated snapshot, so
-// without this a flex or priority answer would be priced at the standard rate.
-func (t *table) borrowTiers() {
-	type id struct{ model, provider, tier string }
-	have := map[id]price{}
-	for _, r := range t.rows {
-		have[id{r.model, r.provider, r.tier}] = r.p
-	}
-	n := len(t.rows)
-	for _, r := range t.rows[:n] {
-		if r.tier != "" {
-			continue
-		}
-		alias, ok := modelname.Undated(r.model)
-		if !ok {
-			continue
-		}
-		if std, ok := have[id{alias, r.provider, ""}]; !ok || std != r.p {
-			continue
-		}
-		for _, tier := range tiers {
-			if _, ok := have[id{r.model, r.provider, tier}]; ok {
+			if ignoredFields[k] {
+				t.ignored = append(t.ignored, where+": "+k)
 				continue
 			}
-			if tp, ok := have[id{alias, r.provider, tier}]; ok {
-				t.rows = append(t.rows, row{model: r.model, provider: r.provider, tier: tier, p: tp})
-				t.borrowed++
+			return p, false, fmt.Errorf("%s: unknown price %q", where, k)
+		}
+		switch v := v.(type) {
+		case json.Number:
+			n, err := t.micros(v)
+			if err != nil {
+				return p, false, fmt.Errorf("%s: %s: %w", where, k, err)
 			}
+			*p.field(name, false) = n
+		case map[string]any:
+			base, ok := v["base"].(json.Number)
+			tiers, ok2 := v["tiers"].([]any)
+			if !ok || !ok2 || len(v) != 2 {
+				return p, false, fmt.Errorf("%s: %s: not a tiered price", where, k)
+			}
+			if len(tiers) != 1 {
+				return p, false, fmt.Errorf("%s: %s: %d tiers; Price holds one", where, k, len(tiers))
+			}
+			tier, _ := tiers[0].(map[string]any)
+			start, ok := tier["start"].(json.Number)
+			tp, ok2 := tier["price"].(json.Number)
+			if !ok || !ok2 || len(tier) != 2 {
+				return p, false, fmt.Errorf("%s: %s: not a tier", where, k)
+			}
+			at, err := strconv.ParseInt(string(start), 10, 64)
+			if err != nil || at <= 0 {
+				return p, false, fmt.Errorf("%s: %s: tier start %s", where, k, start)
+			}
+			if p.LongContext != 0 && p.LongContext != at {
+				return p, false, fmt.Errorf("%s: tiers start at %d and %d; Price holds one", where, p.LongContext, at)
+			}
+			p.LongContext = at
+			if *p.field(name, false), err = t.micros(base); err != nil {
+				return p, false, fmt.Errorf("%s: %s: %w", where, k, err)
+			}
+			if *p.field(name, true), err = t.micros(tp); err != nil {
+				return p, false, fmt.Errorf("%s: %s: %w", where, k, err)
+			}
+			if *p.field(name, true) == 0 {
+				return p, false, fmt.Errorf("%s: %s: a tier price of zero", where, k)
+			}
+		default:
+			return p, false, fmt.Errorf("%s: %s: not a price: %v", where, k, v)
 		}
 	}
+	if p.LongContext != 0 {
+		t.tiers++
+	}
+	priced = p.Input != 0 || p.Output != 0 || p.CachedInput != 0 || p.CacheWrite != 0
+	if !priced {
+		t.unpriced = append(t.unpriced, where)
+	}
+	t.derive1h(&p, id)
+	return p, priced, nil
 }
 
-var picoPerDollar = new(big.Rat).SetInt64(1e12)
-
-// micros converts a price in dollars per token, a JSON number, to
-// micro-dollars per million tokens. The decimal text is read exactly; exact
-// is false when the result had a fraction and was rounded half up.
-func micros(v any) (n int64, exact bool, err error) {
-	num, ok := v.(json.Number)
-	if !ok {
-		return 0, false, fmt.Errorf("not a number: %v", v)
+// derive1h gives a Claude model the one-hour cache write price that the
+// source data lacks. Anthropic bills a one-hour cache write at twice the
+// base input price, whatever the model (its five-minute write is 1.25 times
+// it, but for Claude Haiku 3, 1.2 times), and so do the clouds and routers
+// that resell Claude (Vertex AI, Bedrock, OpenRouter). So a model whose id
+// names Claude and which has a cache write price gets twice its input
+// price, at base and past its prompt-size tier alike. Elsewhere the one-hour
+// price stays zero, and Cost charges a one-hour write at the five-minute
+// rate.
+func (t *table) derive1h(p *price, id string) {
+	if !strings.Contains(strings.ToLower(id), "claude") || p.Input == 0 || p.CacheWrite == 0 {
+		return
 	}
+	p.CacheWrite1h = 2 * p.Input
+	p.LongCacheWrite1h = 2 * p.LongInput
+	t.derived1h++
+}
+
+var microsPerDollar = new(big.Rat).SetInt64(1e6)
+
+// micros converts a price in dollars per million tokens, a JSON number, to
+// micro-dollars per million tokens. The decimal text is read exactly (never
+// as a float64); a result with a fraction is rounded half up and counted.
+func (t *table) micros(num json.Number) (int64, error) {
 	r, ok := new(big.Rat).SetString(string(num))
 	if !ok {
-		return 0, false, fmt.Errorf("not a number: %s", num)
+		return 0, fmt.Errorf("not a number: %s", num)
 	}
 	if r.Sign() < 0 {
-		return 0, false, fmt.Errorf("negative price %s", num)
+		return 0, fmt.Errorf("negative price %s", num)
 	}
-	r.Mul(r, picoPerDollar)
+	r.Mul(r, microsPerDollar)
 	q, m := new(big.Int).QuoRem(r.Num(), r.Denom(), new(big.Int))
-	exact = m.Sign() == 0
-	if !exact && new(big.Int).Lsh(m, 1).Cmp(r.Denom()) >= 0 {
-		q.Add(q, big.NewInt(1))
+	if m.Sign() != 0 {
+		t.rounded++
+		if new(big.Int).Lsh(m, 1).Cmp(r.Denom()) >= 0 {
+			q.Add(q, big.NewInt(1))
+		}
 	}
 	if !q.IsInt64() {
-		return 0, false, fmt.Errorf("price %s too large", num)
+		return 0, fmt.Errorf("price %s too large", num)
 	}
 	if q.Sign() == 0 && r.Sign() != 0 {
-		return 0, false, fmt.Errorf("price %s rounds to zero", num)
+		return 0, fmt.Errorf("price %s rounds to zero", num)
 	}
-	return q.Int64(), exact, nil
+	return q.Int64(), nil
 }
 
 // render writes the Go file.
@@ -476,30 +616,150 @@ func render(t *table) ([]byte, error) {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, `// Code generated by genprices; DO NOT EDIT.
 
-// The prices below are derived from model_prices_and_context_window.json of
-// LiteLLM (https://github.com/BerriAI/litellm), commit %[1]s
-// of %[2]s. Copyright (c) 2023 Berri AI, MIT License: see LICENSE-litellm.
+// The prices below are derived from prices/data.json of pydantic's genai-prices
+// (https://github.com/pydantic/genai-prices), commit %[1]s
+// of %[2]s. Copyright (c) Pydantic Services Inc. 2025 to present, MIT License:
+// see LICENSE-genai-prices.
 
 package prices
 
-// SnapshotDate is the date, YYYY-MM-DD, of the LiteLLM commit that the
+`, t.Commit, t.Date)
+	if t.regexps {
+		b.WriteString("import \"regexp\"\n\n")
+	}
+	fmt.Fprintf(&b, `// SnapshotDate is the date, YYYY-MM-DD, of the genai-prices commit that the
 // built-in prices come from. Prices change: a snapshot is only as current as
 // this date.
 const SnapshotDate = %[2]q
 
-// SnapshotCommit is the LiteLLM commit (github.com/BerriAI/litellm) whose
-// model_prices_and_context_window.json the built-in prices come from.
+// SnapshotCommit is the genai-prices commit (github.com/pydantic/genai-prices)
+// whose prices/data.json the built-in prices come from.
 const SnapshotCommit = %[1]q
 
-// snapshot holds %[3]d rows for %[4]d models, sorted by model name, then by
-// provider in order of preference, then by tier. It is never written.
-var snapshot = [...]row{
-`, t.Commit, t.Date, len(t.rows), t.models())
-	for _, r := range t.rows {
-		fmt.Fprintf(&b, "{%q, %q, %q, Price{%s}},\n", r.model, r.provider, r.tier, fields(r.p))
+// Source is the address of the file that the built-in prices come from.
+const Source = %[3]q
+
+// providers are the %[4]d providers of the source, in its order, each with
+// its index and its name for Lookup in a comment.
+var providers = [...]provider{
+`, t.Commit, t.Date, t.URL, len(t.providers))
+	for i, p := range t.providers {
+		fmt.Fprintf(&b, "{id: %q, rules: [2]uint16{%d, %d}", p.id, p.rules[0], p.rules[1])
+		if p.maker != nil {
+			fmt.Fprintf(&b, ", maker: %s", goClause(*p.maker))
+		}
+		if len(p.fallback) > 0 {
+			fmt.Fprintf(&b, ", fallback: []uint8{%s}", ints(p.fallback))
+		}
+		fmt.Fprintf(&b, "}, // %d: %s\n", i, p.name)
+	}
+	b.WriteString("}\n\n// providerNames gives the index in providers of each name of a provider.\nvar providerNames = map[string]uint8{\n")
+	names := make([]string, 0, len(t.names))
+	for n := range t.names {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		fmt.Fprintf(&b, "%q: %d,\n", n, t.names[n])
+	}
+	fmt.Fprintf(&b, "}\n\n// preference orders the providers for a model that the caller's provider\n// does not price: makers first, OpenRouter last.\nvar preference = [...]uint8{%s}\n\n", ints(t.preferred))
+
+	fmt.Fprintf(&b, "// exact holds the %d exact names of the source's matchers, sorted by name,\n// then by provider, each with the first model of the provider that it names.\nvar exact = [...]exactName{\n", len(t.exacts))
+	for _, e := range t.exacts {
+		fmt.Fprintf(&b, "{%q, %d, %d},\n", e.name, e.provider, e.model)
+	}
+	fmt.Fprintf(&b, "}\n\n// rules holds the %d matchers, or parts of matchers, that are not exact\n// names: each provider's in the order of its models.\nvar rules = [...]rule{\n", len(t.rules))
+	for _, r := range t.rules {
+		fmt.Fprintf(&b, "{%d, %d, %s},\n", r.model, minLen(r.match), goClause(r.match))
+	}
+	fmt.Fprintf(&b, "}\n\n// models holds the %d models of the source, each with its id and its first\n// price, under a comment giving the index of its provider's first model.\nvar models = [...]model{\n", len(t.models))
+	for i, m := range t.models {
+		if i == 0 || t.models[i-1].provider != m.provider {
+			fmt.Fprintf(&b, "// %d: %s\n", i, t.providers[m.provider].id)
+		}
+		fmt.Fprintf(&b, "{%q, Price{%s}, %v},\n", m.id, fields(m.price), m.priced)
+	}
+	b.WriteString("}\n\n// changes holds the conditional prices after a model's first, by model,\n// in the source's order.\nvar changes = [...]change{\n")
+	for i, m := range t.models {
+		for _, c := range m.changes {
+			fmt.Fprintf(&b, "{%d, %d, %d, %d, Price{%s}}, // %s %s", i, c.since, c.from, c.to, fields(c.price), t.providers[m.provider].id, m.id)
+			if c.since != 0 {
+				fmt.Fprintf(&b, " from %s", time.Unix(c.since, 0).UTC().Format(time.DateOnly))
+			}
+			if c.from != c.to {
+				fmt.Fprintf(&b, " from %s to %s UTC", clock(c.from), clock(c.to))
+			}
+			b.WriteString("\n")
+		}
 	}
 	b.WriteString("}\n")
-	return format.Source(b.Bytes())
+	src, err := format.Source(b.Bytes())
+	if err != nil {
+		return nil, fmt.Errorf("formatting the output: %w", err)
+	}
+	return src, nil
+}
+
+func clock(sec int32) string {
+	return fmt.Sprintf("%02d:%02d:%02d", sec/3600, sec/60%60, sec%60)
+}
+
+func ints(xs []int) string {
+	s := make([]string, len(xs))
+	for i, x := range xs {
+		s[i] = strconv.Itoa(x)
+	}
+	return strings.Join(s, ", ")
+}
+
+// minLen is the length of the shortest name that c may accept: 0 for a
+// regular expression.
+func minLen(c clause) int {
+	switch c.op {
+	case "regex":
+		return 0
+	case "or":
+		n := -1
+		for _, s := range c.sub {
+			if m := minLen(s); n < 0 || m < n {
+				n = m
+			}
+		}
+		return n
+	case "and":
+		n := 0
+		for _, s := range c.sub {
+			n = max(n, minLen(s))
+		}
+		return n
+	}
+	return len(c.s)
+}
+
+// goClause writes a matcher as a composite literal of prices' clause.
+func goClause(c clause) string { return "clause" + clauseBody(c) }
+
+// clauseBody writes a clause literal without its type, as an element of a
+// []clause may be written.
+func clauseBody(c clause) string {
+	switch c.op {
+	case "equals":
+		return fmt.Sprintf("{op: opEquals, s: %q}", c.s)
+	case "starts_with":
+		return fmt.Sprintf("{op: opPrefix, s: %q}", c.s)
+	case "ends_with":
+		return fmt.Sprintf("{op: opSuffix, s: %q}", c.s)
+	case "contains":
+		return fmt.Sprintf("{op: opContains, s: %q}", c.s)
+	case "regex":
+		return fmt.Sprintf("{op: opRegex, s: %q, re: regexp.MustCompile(%q)}", c.s, c.s)
+	}
+	subs := make([]string, len(c.sub))
+	for i, s := range c.sub {
+		subs[i] = clauseBody(s)
+	}
+	op := map[string]string{"or": "opOr", "and": "opAnd"}[c.op]
+	return fmt.Sprintf("{op: %s, sub: []clause{%s}}", op, strings.Join(subs, ", "))
 }
 
 // fields writes the non-zero fields of p as a keyed composite literal.
@@ -535,52 +795,4 @@ func grouped(n int64) string {
 		b.WriteRune(c)
 	}
 	return b.String()
-}
-
-// consumed reports whether genprices reads the LiteLLM field name.
-func consumed(name string) bool {
-	switch name {
-	case "litellm_provider", "mode",
-		"input_cost_per_token", "output_cost_per_token",
-		"cache_read_input_token_cost", "input_cost_per_token_cache_hit",
-		"cache_creation_input_token_cost", "cache_creation_input_token_cost_above_1hr":
-		return true
-	}
-	for _, tier := range tiers {
-		switch name {
-		case "input_cost_per_token_" + tier, "output_cost_per_token_" + tier, "cache_read_input_token_cost_" + tier:
-			return true
-		}
-	}
-	return longField.MatchString(name)
-}
-
-// subset writes the entries that gave rows, with the fields read, in
-// LiteLLM's format and one entry a line, headed by the meta.
-func subset(t *table) ([]byte, error) {
-	var b bytes.Buffer
-	m, err := json.Marshal(t.meta)
-	if err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(&b, "{\n%q: %s", metaKey, m)
-	for _, e := range t.entries {
-		kept := map[string]any{}
-		for name, v := range e.fields {
-			if consumed(name) {
-				kept[name] = v
-			}
-		}
-		k, err := json.Marshal(e.key)
-		if err != nil {
-			return nil, err
-		}
-		v, err := json.Marshal(kept)
-		if err != nil {
-			return nil, err
-		}
-		fmt.Fprintf(&b, ",\n%s: %s", k, v)
-	}
-	b.WriteString("\n}\n")
-	return b.Bytes(), nil
 }

@@ -10,119 +10,157 @@ import (
 	"testing"
 )
 
-// testdata/litellm-sample.json holds entries copied verbatim from
-// https://github.com/BerriAI/litellm/blob/0435375b1271b49f75c01c254ac7c295c4f0f2bd/model_prices_and_context_window.json
-// chosen for the cases below.
-const sampleCommit = "0435375b1271b49f75c01c254ac7c295c4f0f2bd"
+// testdata/sample.json holds a few providers in genai-prices' format: entries
+// copied from data/genai-prices-data.json (Anthropic's, DeepSeek's, Groq's,
+// Together's) and made-up ones for the matchers and prices that the real
+// entries do not show in so few lines.
+var sampleMeta = meta{
+	Commit: "47df840a5ab10bbcffb8e5ac01b9899032245d1b",
+	Date:   "2026-08-21",
+	URL:    "https://github.com/pydantic/genai-prices/blob/47df840a5ab10bbcffb8e5ac01b9899032245d1b/prices/data.json",
+}
 
 func buildSample(t *testing.T) *table {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("testdata", "litellm-sample.json"))
+	data, err := os.ReadFile(filepath.Join("testdata", "sample.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	tb, err := build(data, meta{Commit: sampleCommit, Date: "2026-02-27"})
+	tb, err := build(data, sampleMeta)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return tb
 }
 
-// The expected prices are the sample's dollars per token times 1e12, worked
-// out by hand in the comments.
+func (t *table) model(id string) (model, bool) {
+	i := slices.IndexFunc(t.models, func(m model) bool { return m.id == id && t.providers[m.provider].id != "azure" })
+	if i < 0 {
+		return model{}, false
+	}
+	return t.models[i], true
+}
+
+// The expected prices are the sample's dollars per million tokens times 1e6.
 func TestBuildSample(t *testing.T) {
 	tb := buildSample(t)
-	got := map[[3]string]price{}
-	for _, r := range tb.rows {
-		got[[3]string{r.model, r.provider, r.tier}] = r.p
-	}
 	tests := []struct {
-		name                  string
-		model, provider, tier string
-		want                  price
+		id     string
+		priced bool
+		want   price
 	}{
-		// input 2.5e-06, cache_read 1.25e-06, output 1e-05
-		{"plain", "gpt-4o", "openai", "", price{Input: 2_500_000, CachedInput: 1_250_000, Output: 10_000_000}},
-		// _priority: 4.25e-06, 2.125e-06, 1.7e-05
-		{"priority tier", "gpt-4o", "openai", "priority", price{Input: 4_250_000, CachedInput: 2_125_000, Output: 17_000_000}},
-		// gpt-4o-2024-08-06 has no _priority fields and gpt-4o's standard price
-		{"tier borrowed by a dated snapshot", "gpt-4o-2024-08-06", "openai", "priority", price{Input: 4_250_000, CachedInput: 2_125_000, Output: 17_000_000}},
-		// gpt-4o-2024-05-13: its own _priority 8.75e-06 and 2.625e-05
-		{"own tier of a differently priced snapshot", "gpt-4o-2024-05-13", "openai", "priority", price{Input: 8_750_000, Output: 26_250_000}},
-		// o3-2025-04-16 borrows o3's _flex: 1e-06, 2.5e-07, 4e-06
-		{"flex borrowed", "o3-2025-04-16", "openai", "flex", price{Input: 1_000_000, CachedInput: 250_000, Output: 4_000_000}},
-		// gpt-5-nano gives input_cost_per_token_priority 2.5e-06 alone: the
-		// other fields keep the standard 5e-09 cached and 4e-07 output.
-		{"partial tier", "gpt-5-nano", "openai", "priority", price{Input: 2_500_000, CachedInput: 5_000, Output: 400_000}},
-		// output_cost_per_token 0.0
-		{"embedding", "text-embedding-3-small", "openai", "", price{Input: 20_000}},
-		// claude-opus-4-6: cache_creation_input_token_cost_above_1hr 1e-05; above_200k: 1e-05, 1e-06, 1.25e-05, 3.75e-05
-		{"one-hour cache and long context", "claude-opus-4-6", "anthropic", "", price{
-			Input: 5_000_000, CachedInput: 500_000, CacheWrite: 6_250_000, CacheWrite1h: 10_000_000, Output: 25_000_000,
-			LongContext: 200_000, LongInput: 10_000_000, LongCachedInput: 1_000_000, LongCacheWrite: 12_500_000, LongOutput: 37_500_000,
+		// tiers at 200000; the one-hour write derived: twice the input, 6 and 12
+		{"claude-sonnet-4-5", true, price{
+			Input: 3_000_000, CachedInput: 300_000, CacheWrite: 3_750_000, CacheWrite1h: 6_000_000, Output: 15_000_000,
+			LongContext: 200_000, LongInput: 6_000_000, LongCachedInput: 600_000, LongCacheWrite: 7_500_000, LongCacheWrite1h: 12_000_000, LongOutput: 22_500_000,
 		}},
-		// gemini/gemini-2.5-pro, prefix removed
-		{"gemini prefix", "gemini-2.5-pro", "gcp.gemini", "", price{
-			Input: 1_250_000, CachedInput: 125_000, Output: 10_000_000,
-			LongContext: 200_000, LongInput: 2_500_000, LongCachedInput: 250_000, LongOutput: 15_000_000,
-		}},
-		// gemini-2.0-flash-exp's above_128k prices are 0: no long context
-		{"zero long prices", "gemini-2.0-flash-exp", "gcp.vertex_ai", "", price{Input: 150_000, CachedInput: 37_500, Output: 600_000}},
-		// input 4.688e-09 exact; output 4.6875e-09 → 4687.5, rounded half up;
-		// above_128k input 1e-06, output 9.375e-09
-		{"rounding", "gemini-1.5-flash-exp-0827", "gcp.vertex_ai", "", price{
-			Input: 4_688, Output: 4_688, LongContext: 128_000, LongInput: 1_000_000, LongOutput: 9_375,
-		}},
-		// deepseek/deepseek-coder: input_cost_per_token_cache_hit 1.4e-08
-		{"deepseek cache hit", "deepseek-coder", "deepseek", "", price{Input: 140_000, CachedInput: 14_000, Output: 280_000}},
-		{"xai 128k", "grok-4-0709", "x_ai", "", price{Input: 3_000_000, Output: 15_000_000, LongContext: 128_000, LongInput: 6_000_000, LongOutput: 30_000_000}},
-		{"azure", "gpt-4o-mini", "azure.ai.openai", "", price{Input: 165_000, CachedInput: 75_000, Output: 660_000}},
-		{"openrouter keeps the vendor", "openai/gpt-4o", "openrouter", "", price{Input: 2_500_000, Output: 10_000_000}},
-		{"lower case", "meta-llama/llama-3.3-70b-instruct-turbo", "together", "", price{Input: 880_000, Output: 880_000}},
-		{"vertex @", "claude-sonnet-4-5-20250929", "gcp.vertex_ai", "", price{
-			Input: 3_000_000, CachedInput: 300_000, CacheWrite: 3_750_000, Output: 15_000_000,
-			LongContext: 200_000, LongInput: 6_000_000, LongCachedInput: 600_000, LongCacheWrite: 7_500_000, LongOutput: 22_500_000,
-		}},
+		// cache write 0.3 is 1.2 times the input 0.25; the one-hour write is still twice it
+		{"claude-3-haiku", true, price{Input: 250_000, CachedInput: 30_000, CacheWrite: 300_000, CacheWrite1h: 500_000, Output: 1_250_000}},
+		// the first of conditional prices (the one-hour prices derived: 5 in all, the change included)
+		{"claude-sonnet-5", true, price{Input: 2_000_000, CachedInput: 200_000, CacheWrite: 2_500_000, CacheWrite1h: 4_000_000, Output: 10_000_000}},
+		{"deepseek-chat", true, price{Input: 135_000, CachedInput: 35_000, Output: 550_000}},
+		// audio prices left out
+		{"gpt-4o-audio", true, price{Input: 2_500_000, Output: 10_000_000}},
+		// 0.0000005 dollars per million tokens is half a micro-dollar: rounded up to 1
+		{"grok-ish", true, price{Input: 1, Output: 1_000_000}},
+		{"moderation", false, price{}},
+		// one field tiered, the other flat
+		{"gpt-long", true, price{Input: 1_000_000, Output: 8_000_000, LongContext: 272_000, LongInput: 2_000_000}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			p, ok := got[[3]string{tt.model, tt.provider, tt.tier}]
-			if !ok || p != tt.want {
-				t.Errorf("%s %s %q = %+v, %v; want %+v", tt.provider, tt.model, tt.tier, p, ok, tt.want)
+		t.Run(tt.id, func(t *testing.T) {
+			m, ok := tb.model(tt.id)
+			if !ok {
+				t.Fatal("no such model")
+			}
+			if m.price != tt.want || m.priced != tt.priced {
+				t.Errorf("got %+v, %v; want %+v, %v", m.price, m.priced, tt.want, tt.priced)
 			}
 		})
 	}
 
-	// Every key of the sample is either a row or skipped for a reason.
-	skipped := map[string]string{}
-	for reason, keys := range tb.skipped {
-		for _, k := range keys {
-			skipped[k] = reason
-		}
+	sonnet5, _ := tb.model("claude-sonnet-5")
+	// 2026-09-01T00:00:00Z is 1788220800
+	if want := []change{{since: 1788220800, price: price{Input: 3_000_000, CachedInput: 300_000, CacheWrite: 3_750_000, CacheWrite1h: 6_000_000, Output: 15_000_000}}}; !slices.Equal(sonnet5.changes, want) {
+		t.Errorf("claude-sonnet-5 changes %+v; want %+v", sonnet5.changes, want)
 	}
-	for key, reason := range map[string]string{
-		"us/claude-opus-4-6":         "not a model name",
-		"azure/eu/gpt-4o-2024-08-06": "not a model name",
-		"1024-x-1024/dall-e-2":       "not billed by tokens",
-		"fireworks-ai-up-to-4b":      "not billed by tokens",
-		"gemini/gemini-exp-1114":     "zero prices",
-		"zai/glm-4.5-flash":          "zero prices",
-		"deepseek-chat":              "duplicate", // loses to deepseek/deepseek-chat
+	deepseek, _ := tb.model("deepseek-chat")
+	// 00:30 is 1800 s, 16:30 is 59400 s
+	if want := []change{{from: 1800, to: 59400, price: price{Input: 270_000, CachedInput: 70_000, Output: 1_100_000}}}; !slices.Equal(deepseek.changes, want) {
+		t.Errorf("deepseek-chat changes %+v; want %+v", deepseek.changes, want)
+	}
+	if tb.rounded != 1 || tb.derived1h != 5 || tb.dated != 2 || tb.tiers != 2 || len(tb.ignored) != 2 || len(tb.unpriced) != 1 {
+		t.Errorf("rounded %d, derived1h %d, dated %d, tiers %d, ignored %v, unpriced %v",
+			tb.rounded, tb.derived1h, tb.dated, tb.tiers, tb.ignored, tb.unpriced)
+	}
+}
+
+// TestMatchers checks how the sample's matchers are split: exact names in
+// lower case, the first model of a provider winning a name that two models
+// list, and the rest as rules in model order.
+func TestMatchers(t *testing.T) {
+	tb := buildSample(t)
+	prov := func(id string) int {
+		return slices.IndexFunc(tb.providers, func(p provider) bool { return p.id == id })
+	}
+	id := func(m int) string { return tb.models[m].id }
+	exact := func(name, provider string) string {
+		m, ok := tb.exact[exactKey{name, prov(provider)}]
+		if !ok {
+			return ""
+		}
+		return id(m)
+	}
+	for _, tt := range []struct{ name, provider, want string }{
+		{"deepseek-v3", "deepseek", "deepseek-chat"}, // lower case
+		{"gpt-4o-mini", "openai", "gpt-4o-mini"},     // listed by gpt-4o too: the first wins
+		{"gpt-4o", "openai", "gpt-4o"},
+		{"gpt-4o", "azure", "gpt-4o"},
+		{"claude-sonnet-4", "anthropic", "claude-sonnet-4-0"},
+		{"meta-llama/llama-4-scout-17b-16e-instruct", "together", "meta-llama/Llama-4-Scout-17B-16E-Instruct"},
+		{"claude-sonnet-4-5", "anthropic", ""}, // a prefix, not an exact name
 	} {
-		if skipped[key] != reason {
-			t.Errorf("%s: skipped for %q; want %q", key, skipped[key], reason)
+		if got := exact(tt.name, tt.provider); got != tt.want {
+			t.Errorf("exact %s at %s: %q; want %q", tt.name, tt.provider, got, tt.want)
 		}
 	}
-	for _, key := range []string{"sample_spec", "ai21.j2-mid-v1"} { // providers not kept
-		if r, ok := skipped[key]; ok {
-			t.Errorf("%s counted as skipped (%s); it is not a kept provider's", key, r)
-		}
+	var got []string
+	for _, r := range tb.rules[tb.providers[prov("openai")].rules[0]:tb.providers[prov("openai")].rules[1]] {
+		got = append(got, id(r.model)+" "+goClause(r.match))
 	}
-	if tb.rounded != 1 {
-		t.Errorf("rounded = %d; want 1", tb.rounded)
+	want := []string{
+		`gpt-4o-mini clause{op: opPrefix, s: "gpt-4o-mini-"}`,
+		`gpt-4o clause{op: opPrefix, s: "gpt-4o-"}`,
+		`gpt-4o-audio clause{op: opAnd, sub: []clause{{op: opPrefix, s: "gpt-4o"}, {op: opContains, s: "audio"}}}`,
+		`grok-ish clause{op: opRegex, s: "(?i)^GPT-X\\.\\d-\\d{8}$", re: regexp.MustCompile("(?i)^GPT-X\\.\\d-\\d{8}$")}`,
+		`gpt-5 clause{op: opRegex, s: "^gpt-5\\.\\d$", re: regexp.MustCompile("^gpt-5\\.\\d$")}`,
+		`moderation clause{op: opPrefix, s: "omni-moderation"}`,
+		`gpt-long clause{op: opSuffix, s: "-long"}`,
 	}
-	if tb.borrowed != 3 { // gpt-4o-2024-08-06 priority, o3-2025-04-16 flex and priority
-		t.Errorf("borrowed = %d; want 3", tb.borrowed)
+	if !slices.Equal(got, want) {
+		t.Errorf("openai's rules:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if p := tb.providers[prov("azure")]; !slices.Equal(p.fallback, []int{prov("openai"), prov("anthropic")}) {
+		t.Errorf("azure's fallback %v", p.fallback)
+	}
+	if _, ok := tb.names["gcp.vertex_ai"]; ok { // google is not in the sample
+		t.Errorf("a name for a provider the sample lacks: %v", tb.names)
+	}
+	if tb.names["azure.ai.openai"] != prov("azure") || tb.names["azure"] != prov("azure") {
+		t.Errorf("azure's names: %v", tb.names)
+	}
+}
+
+func TestMinLen(t *testing.T) {
+	c := clause{op: "or", sub: []clause{
+		{op: "starts_with", s: "claude-sonnet-4-5"},
+		{op: "and", sub: []clause{{op: "contains", s: "audio"}, {op: "ends_with", s: "-preview"}}},
+	}}
+	if n := minLen(c); n != 8 {
+		t.Errorf("minLen = %d; want 8, the and's longest", n)
+	}
+	if n := minLen(clause{op: "or", sub: []clause{{op: "equals", s: "abc"}, {op: "regex", s: "x"}}}); n != 0 {
+		t.Errorf("minLen with a regex = %d; want 0", n)
 	}
 }
 
@@ -134,46 +172,36 @@ func TestRender(t *testing.T) {
 	}
 	for _, want := range []string{
 		"// Code generated by genprices; DO NOT EDIT.\n",
-		"const SnapshotCommit = \"" + sampleCommit + "\"\n",
-		"const SnapshotDate = \"2026-02-27\"\n",
-		`{"gpt-4o", "openai", "priority", Price{Input: 4_250_000, CachedInput: 2_125_000, Output: 17_000_000}},`,
-		`{"text-embedding-3-small", "openai", "", Price{Input: 20_000}},`,
+		"const SnapshotCommit = \"" + sampleMeta.Commit + "\"\n",
+		"const SnapshotDate = \"2026-08-21\"\n",
+		"const Source = \"" + sampleMeta.URL + "\"\n",
+		`import "regexp"`,
+		`{"gpt-4o-audio", Price{Input: 2_500_000, Output: 10_000_000}, true},`,
+		`{"moderation", Price{}, false},`,
+		`{"deepseek-v3", 1, 4},`,
+		"// deepseek deepseek-chat from 00:30:00 to 16:30:00 UTC",
+		"// anthropic claude-sonnet-5 from 2026-09-01",
 	} {
 		if !bytes.Contains(src, []byte(want)) {
 			t.Errorf("output lacks %q", want)
 		}
 	}
-	// Rows are sorted by model, then by provider preference (openai before
-	// azure.ai.openai, against the alphabet), then by tier.
-	var at []int
-	for _, r := range []string{
-		`{"gpt-4o", "openai", "", `,
-		`{"gpt-4o", "openai", "priority", `,
-		`{"gpt-4o", "azure.ai.openai", "", `,
-		`{"gpt-4o-2024-05-13", "openai", "", `,
-	} {
-		at = append(at, bytes.Index(src, []byte(r)))
-	}
-	if !slices.IsSorted(at) || at[0] < 0 {
-		t.Errorf("rows out of order: at %v", at)
-	}
 }
 
 // TestSnapshotUpToDate checks that prices/snapshot.go is what genprices makes
-// of the committed subset, and that the subset is what genprices would keep
-// of itself: so the snapshot is reproducible from LiteLLM's file.
+// of the committed source data, as CI's `go generate ./prices && git diff
+// --exit-code prices/` does, and that every provider of genprices'
+// providerNames is in the data.
 func TestSnapshotUpToDate(t *testing.T) {
-	subsetPath := filepath.Join("testdata", "litellm-subset.json")
-	data, err := os.ReadFile(subsetPath)
+	tb, err := load(filepath.Join("data", "genai-prices-data.json"), filepath.Join("data", "source.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	tb, err := build(data, meta{})
-	if err != nil {
-		t.Fatal(err)
+	if len(tb.absent) > 0 {
+		t.Errorf("providerNames lists providers the data lacks: %v", tb.absent)
 	}
-	if tb.skipped.total() != 0 {
-		t.Errorf("the subset holds entries genprices leaves out: %s", tb.skipped)
+	if tb.counts != [2]int{34, 1442} {
+		t.Errorf("%d providers, %d models; the data's README says 34 and 1,442", tb.counts[0], tb.counts[1])
 	}
 	src, err := render(tb)
 	if err != nil {
@@ -184,109 +212,75 @@ func TestSnapshotUpToDate(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(src, committed) {
-		t.Errorf("prices/snapshot.go differs from what genprices makes of %s: run go generate ./prices", subsetPath)
+		t.Errorf("prices/snapshot.go differs from what genprices makes of data/genai-prices-data.json: run go generate ./prices")
 	}
-	sub, err := subset(tb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(sub, data) {
-		t.Errorf("%s is not what genprices keeps of itself", subsetPath)
-	}
-	if len(committed) > 512<<10 {
+	if len(committed) > 320<<10 {
 		t.Errorf("prices/snapshot.go is %d bytes", len(committed))
 	}
 }
 
 func TestMicros(t *testing.T) {
 	tests := []struct {
-		in    string
-		want  int64
-		exact bool
-		err   bool
+		in      string
+		want    int64
+		rounded bool
+		err     bool
 	}{
-		{"2.5e-06", 2_500_000, true, false},
-		{"3.3e-07", 330_000, true, false}, // 3.3e-07 is not exact in binary floating point
-		{"5.46875e-07", 546_875, true, false},
-		{"4.6875e-09", 4_688, false, false}, // 4687.5
-		{"4.6874e-09", 4_687, false, false},
-		{"0.0001", 100_000_000, true, false},
-		{"0", 0, true, false},
-		{"0.0", 0, true, false},
-		{"1e-12", 1, true, false},
-		{"5e-13", 1, false, false},
-		{"4e-13", 0, false, true}, // non-zero, rounds to zero
-		{"-1e-06", 0, false, true},
-		{"1e10", 0, false, true}, // too large
+		{"2.5", 2_500_000, false, false},
+		{"0.33", 330_000, false, false}, // not exact in binary floating point
+		{"0.01875", 18_750, false, false},
+		{"0.00875", 8_750, false, false},
+		{"0.0000005", 1, true, false}, // half a micro-dollar, rounded up
+		{"0.0000004", 0, true, true},  // non-zero, rounds to zero
+		{"0.08333333333333334", 83_333, true, false},
+		{"0", 0, false, false},
+		{"1e-6", 1, false, false},
+		{"-1", 0, false, true},
+		{"1e20", 0, false, true}, // too large
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			got, exact, err := micros(json.Number(tt.in))
+			tb := &table{}
+			got, err := tb.micros(json.Number(tt.in))
 			if (err != nil) != tt.err {
 				t.Fatalf("micros(%s) error %v; want error %v", tt.in, err, tt.err)
 			}
-			if err == nil && (got != tt.want || exact != tt.exact) {
-				t.Errorf("micros(%s) = %d, %v; want %d, %v", tt.in, got, exact, tt.want, tt.exact)
-			}
-		})
-	}
-	if _, _, err := micros("2.5e-06"); err == nil {
-		t.Error("a JSON string was taken as a price")
-	}
-}
-
-func TestModelName(t *testing.T) {
-	src := func(litellm string) source {
-		i := slices.IndexFunc(sources, func(s source) bool { return s.litellm == litellm })
-		if i < 0 {
-			t.Fatalf("no source %s", litellm)
-		}
-		return sources[i]
-	}
-	tests := []struct {
-		src, key, model string
-		bare, ok        bool
-	}{
-		{"openai", "gpt-4o", "gpt-4o", false, true},
-		{"openai", "1024-x-1024/dall-e-2", "", false, false},
-		{"gemini", "gemini/gemini-2.5-pro", "gemini-2.5-pro", false, true},
-		{"gemini", "gemini-flash-latest", "gemini-flash-latest", true, true},
-		{"azure", "azure/eu/gpt-4o-2024-08-06", "", false, false},
-		{"azure", "gpt-4o", "", false, false},
-		{"groq", "groq/meta-llama/llama-4-scout-17b-16e-instruct", "meta-llama/llama-4-scout-17b-16e-instruct", false, true},
-		{"fireworks_ai", "fireworks_ai/accounts/fireworks/models/", "", false, false},
-		{"vertex_ai-anthropic_models", "vertex_ai/claude-sonnet-4-5@20250929", "claude-sonnet-4-5-20250929", false, true},
-		{"deepseek", "deepseek/", "", false, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.key, func(t *testing.T) {
-			model, bare, ok := modelName(src(tt.src), tt.key)
-			if model != tt.model || bare != tt.bare || ok != tt.ok {
-				t.Errorf("modelName(%s, %q) = %q, %v, %v; want %q, %v, %v", tt.src, tt.key, model, bare, ok, tt.model, tt.bare, tt.ok)
+			if err == nil && (got != tt.want || (tb.rounded == 1) != tt.rounded) {
+				t.Errorf("micros(%s) = %d, rounded %d; want %d, %v", tt.in, got, tb.rounded, tt.want, tt.rounded)
 			}
 		})
 	}
 }
 
 func TestBuildErrors(t *testing.T) {
-	good := meta{Commit: sampleCommit, Date: "2026-02-27"}
-	entry := func(fields string) string {
-		return `{"gpt-x": {"litellm_provider": "openai", "mode": "chat", ` + fields + `}}`
+	provider := func(id, models string) string {
+		return `[{"id": "` + id + `", "name": "x", "api_pattern": "x", "models": [` + models + `]}]`
+	}
+	model := func(match, prices string) string {
+		return provider("openai", `{"id": "m", "match": `+match+`, "prices": `+prices+`}`)
 	}
 	tests := []struct {
 		name, input string
 		m           meta
 		want        string
 	}{
-		{"not JSON", `{"a": `, good, "input"},
-		{"no commit", `{}`, meta{Date: "2026-02-27"}, "commit"},
-		{"short commit", `{}`, meta{Commit: "0435375b", Date: "2026-02-27"}, "commit"},
-		{"bad date", `{}`, meta{Commit: sampleCommit, Date: "27/02/2026"}, "date"},
-		{"entry not an object", `{"gpt-x": [1]}`, good, "gpt-x"},
-		{"negative price", entry(`"input_cost_per_token": -1e-06, "output_cost_per_token": 1e-06`), good, "negative"},
-		{"string price", entry(`"input_cost_per_token": "1e-06", "output_cost_per_token": 1e-06`), good, "not a number"},
-		{"two thresholds", entry(`"input_cost_per_token": 1e-06, "output_cost_per_token": 1e-06, "input_cost_per_token_above_128k_tokens": 2e-06, "input_cost_per_token_above_200k_tokens": 3e-06`), good, "thresholds"},
-		{"bad tier price", entry(`"input_cost_per_token": 1e-06, "output_cost_per_token": 1e-06, "input_cost_per_token_flex": -1`), good, "negative"},
+		{"not JSON", `[{"id": `, sampleMeta, "input"},
+		{"short commit", `[]`, meta{Commit: "47df840a", Date: "2026-08-21", URL: sampleMeta.URL}, "commit"},
+		{"bad date", `[]`, meta{Commit: sampleMeta.Commit, Date: "21/08/2026", URL: sampleMeta.URL}, "date"},
+		{"url without the commit", `[]`, meta{Commit: sampleMeta.Commit, Date: "2026-08-21", URL: "https://example.com/data.json"}, "url"},
+		{"unmapped provider", provider("newco", ""), sampleMeta, "newco"},
+		{"unknown matcher", model(`{"glob": "gpt-*"}`, `{"input_mtok": 1}`), sampleMeta, "unknown matcher"},
+		{"two keys in a matcher", model(`{"equals": "a", "contains": "b"}`, `{"input_mtok": 1}`), sampleMeta, "2 keys"},
+		{"bad regex", model(`{"regex": "x(?=y)"}`, `{"input_mtok": 1}`), sampleMeta, "regexp"},
+		{"empty or", model(`{"or": []}`, `{"input_mtok": 1}`), sampleMeta, "empty or"},
+		{"unknown price", model(`{"equals": "m"}`, `{"input_mtok": 1, "cache_write_1h_mtok": 2}`), sampleMeta, "unknown price"},
+		{"negative price", model(`{"equals": "m"}`, `{"input_mtok": -1}`), sampleMeta, "negative"},
+		{"string price", model(`{"equals": "m"}`, `{"input_mtok": "1"}`), sampleMeta, "not a price"},
+		{"two tiers", model(`{"equals": "m"}`, `{"input_mtok": {"base": 1, "tiers": [{"start": 1000, "price": 2}, {"start": 2000, "price": 3}]}}`), sampleMeta, "2 tiers"},
+		{"tiers at two sizes", model(`{"equals": "m"}`, `{"input_mtok": {"base": 1, "tiers": [{"start": 1000, "price": 2}]}, "output_mtok": {"base": 1, "tiers": [{"start": 2000, "price": 2}]}}`), sampleMeta, "tiers start at"},
+		{"free tier", model(`{"equals": "m"}`, `{"input_mtok": {"base": 1, "tiers": [{"start": 1000, "price": 0}]}}`), sampleMeta, "zero"},
+		{"unknown constraint", model(`{"equals": "m"}`, `[{"prices": {"input_mtok": 1}}, {"constraint": {"weekday": "sunday"}, "prices": {"input_mtok": 2}}]`), sampleMeta, "constraint"},
+		{"unknown fallback", `[{"id": "azure", "name": "x", "api_pattern": "x", "fallback_model_providers": ["nobody"], "models": []}]`, sampleMeta, "nobody"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -66,7 +66,7 @@ func main() {
 
 // The provider's answers, byte for byte as OpenAI sent them.
 const (
-	// From testdata/corpus/openai-insufficient-quota-docs-link-429.json;
+	// From classify/testdata/corpus/openai-insufficient-quota-docs-link-429.json;
 	// source: https://github.com/autohandai/code-cli/issues/88.
 	quotaBody = "{\n    \"error\": {\n        \"message\": \"You exceeded your current quota, please check your plan and billing details. For more information on this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors.\",\n        \"type\": \"insufficient_quota\",\n        \"param\": null,\n        \"code\": \"insufficient_quota\"\n    }\n}\n"
 

@@ -71,9 +71,9 @@ const maxWait = 5 * time.Second
 
 // The provider's answers: real bodies, as OpenAI sent them.
 var (
-	// testdata/corpus/openai-insufficient-quota-docs-link-429.json, from
+	// classify/testdata/corpus/openai-insufficient-quota-docs-link-429.json, from
 	// https://github.com/autohandai/code-cli/issues/88.
-	quotaBody = corpusBody("../../../testdata/corpus/openai-insufficient-quota-docs-link-429.json")
+	quotaBody = corpusBody("../../../classify/testdata/corpus/openai-insufficient-quota-docs-link-429.json")
 	// testdata/streams/openai-chat-cached.json, recorded by pydantic-ai:
 	// see testdata/streams/SOURCES.md.
 	okBody = mustRead("../../../testdata/streams/openai-chat-cached.json")

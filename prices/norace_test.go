@@ -1,0 +1,5 @@
+//go:build !race
+
+package prices
+
+const raceEnabled = false
