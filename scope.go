@@ -29,7 +29,8 @@ import (
 // deduplicated, so one key written two ways is one scope. The same parser
 // tells the redaction of url.full which query values to hide.
 
-// Kinds of scope part, in the order they are hashed and named.
+// Kinds of scope part, in the order they are hashed and named, which is
+// the order of their letters.
 const (
 	partHost       = 'h'
 	partCredential = 'k'
@@ -103,15 +104,13 @@ func sortParts(parts []part) []part {
 	return out
 }
 
+// partLess orders parts by kind (the kinds' letters are in the order
+// they are named), then value.
 func partLess(a, b part) bool {
 	if a.kind != b.kind {
-		return partRank(a.kind) < partRank(b.kind)
+		return a.kind < b.kind
 	}
 	return a.v < b.v
-}
-
-func partRank(kind byte) int {
-	return strings.IndexByte("hkop", kind)
 }
 
 // credentialed reports whether parts hold a credential.
@@ -286,6 +285,9 @@ func headerKind(name string, extra []string) byte {
 		if strings.EqualFold(name, e) {
 			return partCredential
 		}
+	}
+	if strings.HasPrefix(name, "X-Stainless-") { // the OpenAI and Anthropic SDKs' own
+		return 0
 	}
 	switch {
 	case strings.EqualFold(name, "Openai-Organization"):

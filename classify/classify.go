@@ -307,32 +307,42 @@ type head struct {
 }
 
 // headPhrases reads the phrases of head from the start of msg, ignoring
-// ASCII case. One pass looks for each phrase's least common letter and
-// compares around it.
+// ASCII case. One pass looks for each phrase's least common letter (marked
+// in headLetters, so that every other byte costs one load) and compares
+// around it.
 func headPhrases(msg []byte) (h head) {
 	if len(msg) > refinementScan {
 		msg = msg[:refinementScan]
 	}
-	at := func(i int, phrase string) bool {
-		return i >= 0 && i+len(phrase) <= len(msg) && equalFold(msg[i:], phrase)
-	}
 	for i, c := range msg {
-		switch c | 0x20 {
+		if c |= 0x20; !headLetters[c] {
+			continue
+		}
+		switch c {
 		case 'g': // too lar[g]e
-			h.tooLarge = h.tooLarge || at(i-7, "too large")
+			h.tooLarge = h.tooLarge || phraseAt(msg, i-7, "too large")
 		case 'v': // o[v]erload
-			h.overload = h.overload || at(i-1, "overload")
+			h.overload = h.overload || phraseAt(msg, i-1, "overload")
 		case 'y': // capacit[y]
-			h.overload = h.overload || at(i-7, "capacity")
+			h.overload = h.overload || phraseAt(msg, i-7, "capacity")
 		case 'm': // high de[m]and
-			h.overload = h.overload || at(i-7, "high demand")
+			h.overload = h.overload || phraseAt(msg, i-7, "high demand")
 		case 'x': // e[x]tra usage
-			h.paid = h.paid || at(i-1, "extra usage")
+			h.paid = h.paid || phraseAt(msg, i-1, "extra usage")
 		case 'q': // credits are re[q]uired
-			h.paid = h.paid || at(i-14, "credits are required")
+			h.paid = h.paid || phraseAt(msg, i-14, "credits are required")
 		}
 	}
 	return h
+}
+
+// headLetters are the letters headPhrases stops at.
+var headLetters = [256]bool{'g': true, 'v': true, 'y': true, 'm': true, 'x': true, 'q': true}
+
+// phraseAt reports whether msg holds phrase (lower case) at i, ignoring
+// ASCII case.
+func phraseAt(msg []byte, i int, phrase string) bool {
+	return i >= 0 && i+len(phrase) <= len(msg) && equalFold(msg[i:], phrase)
 }
 
 func (f *errorFields) scanMessage() []byte {
