@@ -36,6 +36,12 @@ const (
 	attrRequestID         = attribute.Key("quotabreaker.request_id")
 	attrRemainingRequests = attribute.Key("quotabreaker.ratelimit.remaining_requests")
 	attrRemainingTokens   = attribute.Key("quotabreaker.ratelimit.remaining_tokens")
+	attrWouldShortCircuit = attribute.Key("quotabreaker.would_short_circuit")
+	attrMetering          = attribute.Key("quotabreaker.metering")
+	attrUsageMissing      = attribute.Key("quotabreaker.usage.missing")
+	attrEstimated         = attribute.Key("quotabreaker.estimated")
+	attrEstimatedInput    = attribute.Key("quotabreaker.estimate.input_tokens")
+	attrEstimatedOutput   = attribute.Key("quotabreaker.estimate.output_tokens")
 )
 
 func appendClassAttrs(attrs []attribute.KeyValue, class classify.Class, code, typ string) []attribute.KeyValue {

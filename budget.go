@@ -38,13 +38,29 @@ type Budget struct {
 	// map to tenants, not to requests.
 	Key func(*http.Request) string
 	// Period returns the period that contains t. nil means the calendar
-	// month in UTC (MonthlyUTC). Spend and fired thresholds start from zero
-	// in each period.
+	// month in UTC (MonthlyUTC); DailyUTC, WeeklyUTC, DailyIn, WeeklyIn
+	// and MonthlyIn give the others. Spend and fired thresholds start from
+	// zero in each period.
 	Period func(t time.Time) (start, end time.Time)
 	// Thresholds are the fractions of Limit at which OnBudget fires, once
 	// per key, threshold and period, even under concurrency. nil means 0.5,
 	// 0.8 and 0.95; the limit itself (1) is always reported.
 	Thresholds []float64
+	// Unmetered says what the budget charges for an answer whose usage is
+	// unknown (see usage.Metering), which the provider bills all the same.
+	// The zero value, UnmeteredEstimate, charges an answer cut short (a
+	// stream the caller closed early, a connection that broke) the
+	// estimate of usage.Result.Estimate, priced like a metered answer, and
+	// counts the others (no usage chunk, closed unread, a shape the reader
+	// does not know) as unmetered without charging them. That is the safe
+	// default: charging nothing would let a client that closes its streams
+	// early spend without bound under a hard limit (the provider bills the
+	// whole generation), while refusing the key would turn one harmless
+	// answer without usage (a model list, a shape added by a provider)
+	// into an outage; every unmetered answer is still counted
+	// (BudgetStatus.Unmetered, the quotabreaker.answers metric), so none is
+	// taken as free without saying so.
+	Unmetered Unmetered
 	// HardLimit makes the Transport refuse a key's requests, in
 	// ModeEnforce, once its spend reaches Limit, until the next period or
 	// ResetBudget. A refused request gets a 402 answer that the SDKs raise
@@ -53,11 +69,99 @@ type Budget struct {
 	HardLimit bool
 }
 
+// Unmetered is what a budget charges for an answer whose usage is unknown;
+// see Budget.Unmetered.
+type Unmetered uint8
+
+const (
+	// UnmeteredEstimate charges an answer cut short its estimate, and the
+	// other unmetered answers nothing (the default).
+	UnmeteredEstimate Unmetered = iota
+	// UnmeteredFree charges no unmetered answer, not even an estimate:
+	// each is counted, and a hard limit may be passed by what they cost.
+	UnmeteredFree
+	// UnmeteredRefuses charges as UnmeteredEstimate does, and an
+	// unmetered answer exhausts its key: with HardLimit, the key's
+	// requests are refused until the next period or ResetBudget. For keys
+	// that must never spend what is not measured. With a store, the
+	// refusal is this process's alone.
+	UnmeteredRefuses
+)
+
 // MonthlyUTC is the default budget period: the calendar month of t in UTC.
 func MonthlyUTC(t time.Time) (start, end time.Time) {
 	y, m, _ := t.UTC().Date()
 	start = time.Date(y, m, 1, 0, 0, 0, 0, time.UTC)
 	return start, start.AddDate(0, 1, 0)
+}
+
+// DailyUTC is a budget period: the calendar day of t in UTC, from midnight
+// to midnight.
+func DailyUTC(t time.Time) (start, end time.Time) { return daily(t, time.UTC) }
+
+// WeeklyUTC is a budget period: the ISO week of t in UTC, from Monday
+// midnight to the next.
+func WeeklyUTC(t time.Time) (start, end time.Time) { return weekly(t, time.UTC) }
+
+// DailyIn returns a budget period: the calendar day in loc, from midnight
+// to midnight in loc, so a day of a change to or from daylight saving time
+// lasts 23 or 25 hours. Load loc with time.LoadLocation once, at start-up;
+// nil means UTC.
+func DailyIn(loc *time.Location) func(t time.Time) (start, end time.Time) {
+	loc = orUTC(loc)
+	return func(t time.Time) (time.Time, time.Time) { return daily(t, loc) }
+}
+
+// WeeklyIn returns a budget period: the ISO week in loc, from Monday
+// midnight in loc to the next. nil means UTC.
+func WeeklyIn(loc *time.Location) func(t time.Time) (start, end time.Time) {
+	loc = orUTC(loc)
+	return func(t time.Time) (time.Time, time.Time) { return weekly(t, loc) }
+}
+
+// MonthlyIn returns a budget period: the calendar month in loc, from the
+// first's midnight in loc to the next. nil means UTC.
+func MonthlyIn(loc *time.Location) func(t time.Time) (start, end time.Time) {
+	loc = orUTC(loc)
+	return func(t time.Time) (time.Time, time.Time) {
+		y, m, _ := t.In(loc).Date()
+		return midnight(y, m, 1, loc), midnight(y, m+1, 1, loc)
+	}
+}
+
+func orUTC(loc *time.Location) *time.Location {
+	if loc == nil {
+		return time.UTC
+	}
+	return loc
+}
+
+func daily(t time.Time, loc *time.Location) (start, end time.Time) {
+	y, m, d := t.In(loc).Date()
+	return midnight(y, m, d, loc), midnight(y, m, d+1, loc)
+}
+
+func weekly(t time.Time, loc *time.Location) (start, end time.Time) {
+	y, m, d := t.In(loc).Date()
+	back := (int(t.In(loc).Weekday()) + 6) % 7 // days since Monday
+	return midnight(y, m, d-back, loc), midnight(y, m, d-back+7, loc)
+}
+
+// midnight is the first instant of a day in loc (d may be out of range:
+// the 32nd of March is the 1st of April). Where the clocks skip midnight
+// (Chile and others change to daylight saving time at 00:00), time.Date
+// may give an instant of the day before, which would belong to two days;
+// the day starts at its first quarter hour that exists instead.
+func midnight(y int, m time.Month, d int, loc *time.Location) time.Time {
+	t := time.Date(y, m, d, 0, 0, 0, 0, loc)
+	wy, wm, wd := time.Date(y, m, d, 12, 0, 0, 0, time.UTC).Date()
+	for i := 0; i < 4*24; i++ {
+		if ty, tm, td := t.Date(); ty == wy && tm == wm && td == wd {
+			return t
+		}
+		t = t.Add(15 * time.Minute)
+	}
+	return t
 }
 
 // BudgetStatus is a budget's state for one key in its current period, as
@@ -68,15 +172,26 @@ type BudgetStatus struct {
 	Key         string    `json:"key"`
 	PeriodStart time.Time `json:"period_start"`
 	PeriodEnd   time.Time `json:"period_end"`
-	// Spent and Limit are in US dollars. Spent counts priced answers only.
+	// Spent and Limit are in US dollars. Spent counts priced answers and
+	// the estimates charged for unmetered ones (EstimatedSpent of it).
 	Spent float64 `json:"spent_usd"`
 	Limit float64 `json:"limit_usd"`
+	// EstimatedSpent is the part of Spent that is estimated (see
+	// Budget.Unmetered), in US dollars.
+	EstimatedSpent float64 `json:"estimated_spent_usd"`
 	// Threshold is the fraction of Limit that was crossed, in OnBudget; in
 	// Budgets, the highest one crossed so far (0 when none).
 	Threshold float64 `json:"threshold"`
-	// Unpriced counts the answers whose model had no price: their tokens
-	// were counted, but not their cost.
-	Unpriced int64 `json:"unpriced_answers"`
+	// Every successful answer the budget counted is one of three:
+	// Priced, its usage read and its model priced; Unpriced, its usage
+	// read but its model without a price (its tokens were counted, not its
+	// cost); Unmetered, its usage unknown (see Budget.Unmetered for what
+	// it is charged). Estimated counts the unmetered answers charged an
+	// estimate.
+	Priced    int64 `json:"priced_answers"`
+	Unpriced  int64 `json:"unpriced_answers"`
+	Unmetered int64 `json:"unmetered_answers"`
+	Estimated int64 `json:"estimated_answers"`
 	// Exhausted reports that Spent reached Limit; with HardLimit the key's
 	// requests are refused.
 	Exhausted bool `json:"exhausted"`
@@ -111,7 +226,12 @@ type budget struct {
 type budgetKey struct {
 	start, end time.Time
 	spent      atomic.Int64  // micro-dollars spent by this process
+	estimated  atomic.Int64  // the part of spent that is estimated
+	priced     atomic.Int64  // answers priced
 	unpriced   atomic.Int64  // answers with no price
+	unmetered  atomic.Int64  // answers without usage
+	estimates  atomic.Int64  // unmetered answers charged an estimate
+	refused    atomic.Bool   // an unmetered answer exhausted it (UnmeteredRefuses)
 	fired      atomic.Uint64 // bit i: thresholds[i] has fired
 	// With a store: the fleet's total as last read, and how much of
 	// spent it already counts.
@@ -124,7 +244,29 @@ func (k *budgetKey) effective(shared bool) int64 {
 	if !shared {
 		return k.spent.Load()
 	}
-	return k.fleet.Load() + k.spent.Load() - k.flushed.Load()
+	return satAdd(k.fleet.Load(), max(k.spent.Load()-k.flushed.Load(), 0))
+}
+
+// satAdd returns a+b, or the int64 bound it would pass: spend never wraps.
+func satAdd(a, b int64) int64 {
+	switch {
+	case b > 0 && a > math.MaxInt64-b:
+		return math.MaxInt64
+	case b < 0 && a < math.MinInt64-b:
+		return math.MinInt64
+	}
+	return a + b
+}
+
+// addSat adds d to a, saturating, and returns the new value.
+func addSat(a *atomic.Int64, d int64) int64 {
+	for {
+		old := a.Load()
+		n := satAdd(old, d)
+		if n == old || a.CompareAndSwap(old, n) {
+			return n
+		}
+	}
 }
 
 func newBudget(b Budget) (*budget, error) {
@@ -190,7 +332,7 @@ func (b *budget) current(key string, now time.Time) *budgetKey {
 // exhausted reports whether key has spent its limit in the period of now.
 func (b *budget) exhausted(key string, now time.Time) bool {
 	k := b.current(key, now)
-	return k != nil && k.effective(b.shared) >= b.limit.Load()
+	return k != nil && (k.effective(b.shared) >= b.limit.Load() || k.refused.Load())
 }
 
 // state returns key's state for the period containing now, starting a new
@@ -224,18 +366,40 @@ func (b *budget) state(key string, now time.Time) *budgetKey {
 	return k
 }
 
-// add counts micros against key and, when local is set, returns the
+// charge is what one answer costs a budget key.
+type charge struct {
+	micros    int64 // its cost, or its estimate's
+	priced    bool  // micros is a price (of its usage, or of its estimate)
+	unmetered bool  // its usage is unknown; micros, if priced, is an estimate
+}
+
+// add counts the answer c against key and, when local is set, returns the
 // thresholds this call was the first to cross. Without local, a store
-// shares the spend, and the thresholds are claimed across the fleet.
-func (b *budget) add(key string, micros int64, priced bool, now time.Time, local bool) (k *budgetKey, crossed []float64) {
+// shares the spend, and the thresholds are claimed across the fleet. It
+// returns the micro-dollars it charged.
+func (b *budget) add(key string, c charge, now time.Time, local bool) (k *budgetKey, charged int64, crossed []float64) {
 	k = b.state(key, now)
-	if !priced {
+	switch {
+	case !c.unmetered && c.priced:
+		k.priced.Add(1)
+	case !c.unmetered:
 		k.unpriced.Add(1)
-		return k, nil
+		return k, 0, nil
+	default:
+		k.unmetered.Add(1)
+		if b.Unmetered == UnmeteredRefuses {
+			k.refused.Store(true)
+		}
+		if b.Unmetered == UnmeteredFree || !c.priced {
+			return k, 0, nil
+		}
+		k.estimates.Add(1)
+		addSat(&k.estimated, max(c.micros, 0))
 	}
-	spent := k.spent.Add(micros)
+	charged = max(c.micros, 0)
+	spent := addSat(&k.spent, charged)
 	if !local {
-		return k, nil
+		return k, charged, nil
 	}
 	limit := b.limit.Load()
 	for i, th := range b.thresholds {
@@ -254,7 +418,7 @@ func (b *budget) add(key string, micros int64, priced bool, now time.Time, local
 			}
 		}
 	}
-	return k, crossed
+	return k, charged, crossed
 }
 
 // status describes k, key's state, with th as its threshold.
@@ -270,16 +434,20 @@ func (b *budget) status(key string, k *budgetKey, th float64) BudgetStatus {
 		}
 	}
 	return BudgetStatus{
-		Budget:      b.Name,
-		Key:         key,
-		PeriodStart: k.start,
-		PeriodEnd:   k.end,
-		Spent:       microsToDollars(spent),
-		Limit:       microsToDollars(limit),
-		Threshold:   th,
-		Unpriced:    k.unpriced.Load(),
-		Exhausted:   spent >= limit,
-		HardLimit:   b.HardLimit,
+		Budget:         b.Name,
+		Key:            key,
+		PeriodStart:    k.start,
+		PeriodEnd:      k.end,
+		Spent:          microsToDollars(spent),
+		Limit:          microsToDollars(limit),
+		Threshold:      th,
+		Priced:         k.priced.Load(),
+		Unpriced:       k.unpriced.Load(),
+		Unmetered:      k.unmetered.Load(),
+		Estimated:      k.estimates.Load(),
+		EstimatedSpent: microsToDollars(k.estimated.Load()),
+		Exhausted:      spent >= limit || k.refused.Load(),
+		HardLimit:      b.HardLimit,
 	}
 }
 

@@ -28,6 +28,7 @@ type config struct {
 	mode              Mode
 	noUsage           bool
 	streamUsage       bool
+	streamSet         bool // WithStreamUsage was given: no default from the budgets
 	prices            prices.Func
 	budgets           []Budget
 	store             Store
@@ -59,6 +60,9 @@ func newConfig(opts []Option) config {
 		if o != nil {
 			o.apply(&c)
 		}
+	}
+	if !c.streamSet && len(c.budgets) > 0 {
+		c.streamUsage = true // a budget meters streams unless told otherwise
 	}
 	return c
 }
@@ -193,7 +197,9 @@ func WithPrices(fn prices.Func) Option {
 }
 
 // WithStreamUsage turns on (or off) asking streamed Chat Completions
-// requests for their usage: to a streamed request (stream: true) on a host
+// requests for their usage; it is on by default when a budget is given
+// (WithBudget), so that the default stream of every OpenAI SDK, which does
+// not ask, is metered, and off otherwise. To a streamed request (stream: true) on a host
 // known to accept it (OpenAI and DeepSeek, not Azure nor compatible servers
 // that reject unknown fields), it adds stream_options.include_usage, so
 // that the stream's cost can be counted. The caller's request is not changed: the Transport sends a
@@ -202,7 +208,7 @@ func WithPrices(fn prices.Func) Option {
 // stream reader indexes the first choice of every chunk, and that chunk has
 // none). Request bodies over 8 MiB are sent as they are.
 func WithStreamUsage(on bool) Option {
-	return optionFunc(func(c *config) { c.streamUsage = on })
+	return optionFunc(func(c *config) { c.streamUsage, c.streamSet = on, true })
 }
 
 // WithBudget adds a budget: the Transport counts what each answer of the

@@ -211,7 +211,7 @@ func (t *Transport) addSpend(b *budget, key string, k *budgetKey, micros int64) 
 		s = &fleetSpend{k: k}
 		f.spends[sk] = s
 	}
-	s.micros += micros
+	s.micros = satAdd(s.micros, micros)
 	f.mu.Unlock()
 	// Only the first spend of a batch wakes the loop: a wake per answer
 	// would cost a busy process a goroutine switch per request. Spend
@@ -286,7 +286,7 @@ func (t *Transport) flush() {
 		}) {
 			f.mu.Lock()
 			if q := f.spends[sk]; q != nil {
-				q.micros += s.micros
+				q.micros = satAdd(q.micros, s.micros)
 			} else {
 				f.spends[sk] = s
 			}
@@ -295,7 +295,7 @@ func (t *Transport) flush() {
 		}
 		// The store's total is the truth, lower too after a reset in
 		// another process.
-		s.k.flushed.Add(s.micros)
+		addSat(&s.k.flushed, s.micros)
 		s.k.fleet.Store(total)
 		t.claimThresholds(sk, s.k)
 	}

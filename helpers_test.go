@@ -324,6 +324,13 @@ func collect(tb testing.TB, rec *recording) map[string]int64 {
 	out := map[string]int64{}
 	for _, sm := range rec.metrics(tb).ScopeMetrics {
 		for _, m := range sm.Metrics {
+			if h, ok := m.Data.(metricdata.Histogram[float64]); ok && m.Name == "gen_ai.client.operation.duration" {
+				// Its count of attempts, by attributes.
+				for _, p := range h.DataPoints {
+					out[seriesKey(m.Name, p.Attributes)] = int64(p.Count)
+				}
+				continue
+			}
 			d, ok := m.Data.(metricdata.Sum[int64])
 			if !ok {
 				tb.Fatalf("%s: unexpected %T", m.Name, m.Data)
@@ -345,6 +352,18 @@ func collect(tb testing.TB, rec *recording) map[string]int64 {
 		}
 	}
 	return out
+}
+
+// seriesKey is a metric series' key in what collect returns.
+func seriesKey(name string, set attribute.Set) string {
+	var kv []string
+	for _, a := range set.ToSlice() {
+		kv = append(kv, string(a.Key)+"="+a.Value.String())
+	}
+	if len(kv) > 0 {
+		name += "{" + strings.Join(kv, ",") + "}"
+	}
+	return name
 }
 
 // metricValue sums the series of the metric name, in what collect

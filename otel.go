@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -44,9 +45,16 @@ type telemetry struct {
 	openLatches   metric.Int64UpDownCounter
 	tokens        metric.Int64Histogram
 	cost          metric.Float64Counter
-	budgetRatio   metric.Float64Gauge
-	storeUp       metric.Int64Gauge
-	fleet         *fleet // nil without a store
+	answers       metric.Int64Counter
+	duration      metric.Float64Histogram
+	metrics       bool // the meter provider is not OpenTelemetry's no-op one
+
+	budgetRatio metric.Float64Gauge
+	storeUp     metric.Int64Gauge
+	fleet       *fleet // nil without a store
+
+	opMu    sync.RWMutex
+	opAttrs map[opKey][]metric.RecordOption // guarded by opMu; at most maxOpAttrs
 }
 
 // init creates the tracer and the instruments. Instrument errors go to
@@ -63,6 +71,8 @@ func (tel *telemetry) init(t *Transport) {
 	tel.nested = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindInternal)}
 	tel.internal = isHTTPInstrumentation(t.base)
 
+	_, noMetrics := cfg.meterProv.(noop.MeterProvider)
+	tel.metrics = !noMetrics
 	meter := cfg.meterProv.Meter(instrumentationName,
 		metric.WithInstrumentationVersion(instrumentationVersion), metric.WithSchemaURL(semconv.SchemaURL))
 	counter := func(name, unit, desc string) metric.Int64Counter {
@@ -97,6 +107,17 @@ func (tel *telemetry) init(t *Transport) {
 		cost = noop.Float64Counter{}
 	}
 	tel.cost = cost
+	tel.answers = counter("quotabreaker.answers", "{answer}",
+		"Successful answers by quotabreaker.metering: priced, unpriced (usage read, no price) or unmetered (usage unknown).")
+	duration, err := meter.Float64Histogram("gen_ai.client.operation.duration",
+		metric.WithUnit("s"),
+		metric.WithDescription("GenAI operation duration."),
+		metric.WithExplicitBucketBoundaries(0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92))
+	if err != nil {
+		otel.Handle(err)
+		duration = noop.Float64Histogram{}
+	}
+	tel.duration = duration
 	ratio, err := meter.Float64Gauge("quotabreaker.budget.spent_ratio",
 		metric.WithUnit("1"),
 		metric.WithDescription("Share of each budget key's limit spent in the current period; 1 means the limit is reached."))
@@ -198,7 +219,7 @@ func tracedOutside(ctx context.Context, h http.Header) bool {
 // answer records an answer that came from the network. refusedBy is the
 // open latch that ModeObserve let the request past. The span ends later,
 // when the caller is done with the body (see Transport.follow).
-func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Response, c classify.Result, scope, state string, mode Mode, refusedBy *opened) {
+func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Response, c classify.Result, reqProvider classify.Provider, scope, state string, mode Mode, refusedBy *opened) {
 	ctx := req.Context()
 	if c.Class != "" {
 		tel.errors.Add(ctx, 1, metric.WithAttributes(metricAttrs(c.Class, c.Code, c.Provider)...))
@@ -211,7 +232,7 @@ func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Resp
 	}
 	provider := c.Provider
 	if provider == "" {
-		provider = requestProvider(req)
+		provider = reqProvider
 	}
 	attrs := make([]attribute.KeyValue, 0, 13)
 	attrs = append(attrs,
@@ -234,6 +255,9 @@ func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Resp
 	}
 	if tel.fleet != nil {
 		attrs = append(attrs, attrStoreUp.Bool(tel.fleet.up.Load()))
+	}
+	if refusedBy != nil {
+		attrs = append(attrs, attrWouldShortCircuit.Bool(true), attrCause.String(string(refusedBy.Trip.Cause)))
 	}
 	if c.Class != "" {
 		attrs = appendClassAttrs(attrs, c.Class, c.Code, c.Type)
@@ -273,6 +297,7 @@ func (tel *telemetry) shortCircuit(ctx context.Context, span trace.Span, resp *h
 		attrs := make([]attribute.KeyValue, 0, 10)
 		attrs = append(attrs,
 			attrShortCircuit.Bool(true),
+			attrCause.String(string(tr.Cause)),
 			attrBreakerState.String("open"),
 			attrMode.String(ModeEnforce.String()),
 			attrScope.String(tr.Scope),
@@ -293,10 +318,13 @@ func (tel *telemetry) shortCircuit(ctx context.Context, span trace.Span, resp *h
 	span.End()
 }
 
-// spent records what an answer used and cost, on its span and in metrics.
+// spent records what an answer used and cost, on its span and in metrics:
+// its metering (priced, unpriced or unmetered), its tokens (the provider's
+// count only: an estimate is not recorded as tokens), and its cost (an
+// estimate's marked quotabreaker.estimated).
 func (tel *telemetry) spent(ctx context.Context, span trace.Span, s *Usage) {
 	u := &s.Tokens
-	attrs := make([]attribute.KeyValue, 0, 4)
+	attrs := make([]attribute.KeyValue, 0, 6)
 	if s.Provider != "" {
 		attrs = append(attrs, semconv.GenAIProviderNameKey.String(string(s.Provider)))
 	}
@@ -306,26 +334,125 @@ func (tel *telemetry) spent(ctx context.Context, span trace.Span, s *Usage) {
 	if s.responseModel != "" {
 		attrs = append(attrs, semconv.GenAIResponseModel(s.responseModel))
 	}
-	n := len(attrs)
-	tel.tokens.Record(ctx, u.InputTokens, metric.WithAttributes(append(attrs[:n:n], semconv.GenAITokenTypeInput)...))
-	tel.tokens.Record(ctx, u.OutputTokens, metric.WithAttributes(append(attrs[:n:n], semconv.GenAITokenTypeOutput)...))
+	state := s.state()
+	// Each measurement's set is built from a copy on the stack: NewSet
+	// sorts what it is given, and WithAttributes would copy it again.
+	var buf [8]attribute.KeyValue
+	with := func(extra ...attribute.KeyValue) metric.MeasurementOption {
+		a := append(append(buf[:0], attrs...), extra...)
+		return metric.WithAttributeSet(attribute.NewSet(a...))
+	}
+	if s.Metered {
+		tel.answers.Add(ctx, 1, with(attrMetering.String(state)))
+		tel.tokens.Record(ctx, u.InputTokens, with(semconv.GenAITokenTypeInput))
+		tel.tokens.Record(ctx, u.OutputTokens, with(semconv.GenAITokenTypeOutput))
+	} else {
+		tel.answers.Add(ctx, 1, with(attrMetering.String(state), attrUsageMissing.String(s.Metering.String())))
+	}
 	if s.Priced {
-		tel.cost.Add(ctx, s.Cost, metric.WithAttributes(attrs...))
+		tel.cost.Add(ctx, s.Cost, with(attrEstimated.Bool(s.Estimated)))
 	}
 	if !span.IsRecording() {
 		return
 	}
-	attrs = append(attrs,
-		semconv.GenAIUsageInputTokens(int(u.InputTokens)),
-		semconv.GenAIUsageOutputTokens(int(u.OutputTokens)),
-		semconv.GenAIUsageCacheReadInputTokens(int(u.CacheReadTokens)),
-		semconv.GenAIUsageCacheCreationInputTokens(int(u.CacheWriteTokens)),
-		semconv.GenAIUsageReasoningOutputTokens(int(u.ReasoningTokens)),
-	)
+	attrs = append(attrs, attrMetering.String(state))
+	if s.Metered {
+		attrs = append(attrs,
+			semconv.GenAIUsageInputTokens(int(u.InputTokens)),
+			semconv.GenAIUsageOutputTokens(int(u.OutputTokens)),
+			semconv.GenAIUsageCacheReadInputTokens(int(u.CacheReadTokens)),
+			semconv.GenAIUsageCacheCreationInputTokens(int(u.CacheWriteTokens)),
+			semconv.GenAIUsageReasoningOutputTokens(int(u.ReasoningTokens)),
+		)
+	} else {
+		attrs = append(attrs, attrUsageMissing.String(s.Metering.String()))
+	}
+	if s.Estimated {
+		attrs = append(attrs, attrEstimated.Bool(true),
+			attrEstimatedInput.Int64(u.InputTokens), attrEstimatedOutput.Int64(u.OutputTokens))
+	}
 	if s.Priced {
 		attrs = append(attrs, attrCostUSD.Float64(s.Cost))
 	}
 	span.SetAttributes(attrs...)
+}
+
+// opKey is the attributes of one gen_ai.client.operation.duration series.
+type opKey struct {
+	operation, provider, model, host, errorType string
+}
+
+// maxOpAttrs bounds the attribute sets operation keeps built; beyond it,
+// a series' set is built for each record.
+const maxOpAttrs = 1 << 10
+
+// operation records an attempt that reached the network in
+// gen_ai.client.operation.duration, once its answer is done: read to the
+// end or closed, for a stream its last byte. The attribute set of each
+// series is built once, so that recording allocates nothing.
+func (tel *telemetry) operation(at *attempt) {
+	if !tel.metrics || at.start.IsZero() {
+		return
+	}
+	k := opKey{operation: operationName(at.req), provider: string(at.provider), model: at.requestModel(), errorType: at.errorType}
+	if at.req.URL != nil {
+		k.host = at.req.URL.Hostname()
+	}
+	tel.opMu.RLock()
+	opts, ok := tel.opAttrs[k]
+	tel.opMu.RUnlock()
+	if !ok {
+		opts = opAttrs(k)
+		tel.opMu.Lock()
+		if tel.opAttrs == nil {
+			tel.opAttrs = make(map[opKey][]metric.RecordOption)
+		}
+		if len(tel.opAttrs) < maxOpAttrs {
+			tel.opAttrs[k] = opts
+		}
+		tel.opMu.Unlock()
+	}
+	tel.duration.Record(at.req.Context(), tel.now().Sub(at.start).Seconds(), opts...)
+}
+
+func opAttrs(k opKey) []metric.RecordOption {
+	attrs := make([]attribute.KeyValue, 0, 5)
+	if k.operation != "" {
+		attrs = append(attrs, semconv.GenAIOperationNameKey.String(k.operation))
+	}
+	if k.provider != "" {
+		attrs = append(attrs, semconv.GenAIProviderNameKey.String(k.provider))
+	}
+	if k.model != "" {
+		attrs = append(attrs, semconv.GenAIRequestModel(k.model))
+	}
+	if k.host != "" {
+		attrs = append(attrs, semconv.ServerAddress(k.host))
+	}
+	if k.errorType != "" {
+		attrs = append(attrs, semconv.ErrorTypeKey.String(k.errorType))
+	}
+	return []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(attrs...))}
+}
+
+// operationName is the GenAI operation a request's path names, "" when it
+// names none this package knows.
+func operationName(req *http.Request) string {
+	if req.URL == nil {
+		return ""
+	}
+	p := req.URL.Path
+	switch {
+	case strings.HasSuffix(p, "/chat/completions"), strings.HasSuffix(p, "/messages"), strings.HasSuffix(p, "/responses"):
+		return "chat"
+	case strings.HasSuffix(p, "/embeddings"):
+		return "embeddings"
+	case strings.HasSuffix(p, "/completions"):
+		return "text_completion"
+	case strings.HasSuffix(p, ":generateContent"), strings.HasSuffix(p, ":streamGenerateContent"):
+		return "generate_content"
+	}
+	return ""
 }
 
 // budget records a budget key's spent share.
@@ -352,6 +479,19 @@ func (tel *telemetry) storeState(up bool) {
 		v = 1
 	}
 	tel.storeUp.Record(context.Background(), v)
+}
+
+// wouldRefuseBudget records, in ModeObserve, a request that a budget's
+// hard limit would have refused: the same short_circuits count as in
+// ModeEnforce (with quotabreaker.mode "observe"), and on its span the
+// budget and quotabreaker.would_short_circuit; the request goes on.
+func (tel *telemetry) wouldRefuseBudget(ctx context.Context, span trace.Span, provider classify.Provider, budget string) {
+	attrs := append(metricAttrs(classify.QuotaExhausted, "", provider),
+		attrMode.String(ModeObserve.String()), attrCause.String(string(CauseBudget)))
+	tel.shortCircuits.Add(ctx, 1, metric.WithAttributes(attrs...))
+	if span.IsRecording() {
+		span.SetAttributes(attrWouldShortCircuit.Bool(true), attrCause.String(string(CauseBudget)), attrBudget.String(budget))
+	}
 }
 
 // budgetRefusal records a request refused by a budget's hard limit.

@@ -344,6 +344,12 @@ func TestMetricsScript(t *testing.T) {
 		"quotabreaker.short_circuits{error.type=quota_exhausted,gen_ai.provider.name=openai,quotabreaker.cause=answer,quotabreaker.mode=enforce}":         5,
 		"quotabreaker.trips{error.type=quota_exhausted,gen_ai.provider.name=openai,quotabreaker.error.code=insufficient_quota,quotabreaker.mode=enforce}": 2,
 		"quotabreaker.open_latches": 0,
+		// The two ok answers carry no usage: unmetered, and said so.
+		"quotabreaker.answers{gen_ai.provider.name=openai,gen_ai.request.model=gpt-4o-mini,gen_ai.response.model=gpt-4o-mini,quotabreaker.metering=unmetered,quotabreaker.usage.missing=no_usage}": 2,
+		// Every attempt that reached the network, by its error.type.
+		"gen_ai.client.operation.duration{gen_ai.operation.name=chat,gen_ai.provider.name=openai,gen_ai.request.model=gpt-4o-mini,server.address=api.openai.com}":                            2,
+		"gen_ai.client.operation.duration{error.type=rate_limited,gen_ai.operation.name=chat,gen_ai.provider.name=openai,gen_ai.request.model=gpt-4o-mini,server.address=api.openai.com}":    1,
+		"gen_ai.client.operation.duration{error.type=quota_exhausted,gen_ai.operation.name=chat,gen_ai.provider.name=openai,gen_ai.request.model=gpt-4o-mini,server.address=api.openai.com}": 2,
 	}
 	got := collect(t, rec)
 	for k, v := range want {

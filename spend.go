@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/quotabreaker/quotabreaker/classify"
 	"github.com/quotabreaker/quotabreaker/prices"
@@ -21,10 +22,25 @@ import (
 // attempt is what settling an answer needs to know of its request.
 type attempt struct {
 	req         *http.Request
+	provider    classify.Provider // by the request's host, "" when unknown
 	span        trace.Span
 	latch       *latch
-	epoch       uint64 // the scope's reset epoch as the request was sent
-	filterUsage bool   // remove the usage chunk the Transport asked for
+	epoch       uint64    // the scope's reset epoch as the request was sent
+	filterUsage bool      // remove the usage chunk the Transport asked for
+	start       time.Time // when it was sent, for gen_ai.client.operation.duration
+	status      int       // the answer's status
+	errorType   string    // error.type of a failed attempt ("" when it succeeded)
+
+	model     string // the request's model, once read
+	modelRead bool
+}
+
+// requestModel returns the request's model, reading it once.
+func (at *attempt) requestModel() string {
+	if !at.modelRead {
+		at.model, at.modelRead = requestModel(at.req), true
+	}
+	return at.model
 }
 
 // Usage is what one successful answer used and cost, as the Transport read
@@ -41,18 +57,34 @@ type Usage struct {
 	// Metered reports that the answer said what it used: Tokens holds it.
 	// An answer that did not (a stream without its usage chunk, one cut
 	// short, a body closed unread, a shape the reader does not know) has
-	// false and zero Tokens: unknown, never free.
-	Metered bool
-	Tokens  usage.Tokens
+	// false, Metering says why, and Tokens is zero or, with Estimated, an
+	// estimate (see usage.Result.Estimate): unknown, never free.
+	Metered   bool
+	Metering  usage.Metering
+	Estimated bool
+	Tokens    usage.Tokens
 	// Priced reports that the model has a price (see WithPrices): Price is
-	// it, and Cost what the answer cost in US dollars. An unpriced answer's
-	// tokens still count; its cost is unknown, not zero.
+	// it, and Cost what the answer cost in US dollars (with Estimated,
+	// what its estimate costs). An unpriced answer's tokens still count;
+	// its cost is unknown, not zero.
 	Priced bool
 	Price  prices.Price
 	Cost   float64
 
 	requestModel, responseModel string
 	micros                      int64 // Cost in micro-dollars
+}
+
+// state is how the answer counts: "priced", "unpriced" (usage read, no
+// price) or "unmetered" (usage unknown).
+func (u *Usage) state() string {
+	switch {
+	case !u.Metered:
+		return "unmetered"
+	case u.Priced:
+		return "priced"
+	}
+	return "unpriced"
 }
 
 // follow wraps a network answer's body so that its findings are settled and
@@ -62,14 +94,16 @@ func (t *Transport) follow(resp *http.Response, a attempt) {
 	var obs *usage.Observer
 	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
 	hasBody := resp.Body != nil && resp.Body != http.NoBody
-	if ok && hasBody && (!t.cfg.noUsage || t.cfg.onUsage != nil || isEventStream(resp.Header)) {
+	metering := t.cfg.onUsage != nil || len(t.budgets) > 0
+	if ok && hasBody && (!t.cfg.noUsage || metering || isEventStream(resp.Header)) {
 		obs = usage.NewObserver(resp.Header)
 	}
 	if obs == nil {
-		if ok && t.cfg.onUsage != nil {
-			t.settle(&a, &usage.Result{}) // no body: nothing to read, reported at once
+		if ok && metering {
+			t.settle(&a, &usage.Result{Metering: usage.NoUsage}) // no body: nothing to read, reported at once
 		}
 		if !a.span.IsRecording() {
+			t.tel.operation(&a)
 			a.span.End()
 			return
 		}
@@ -80,6 +114,7 @@ func (t *Transport) follow(resp *http.Response, a attempt) {
 		if seen != nil {
 			t.settle(at, seen)
 		}
+		t.tel.operation(at)
 		at.span.End()
 	})
 	if at.filterUsage && obs != nil {
@@ -92,39 +127,51 @@ func isEventStream(h http.Header) bool {
 }
 
 // settle runs once, on the goroutine that finished the body (the caller's,
-// in Read or Close), before the attempt's span ends.
+// in Read or Close), before the attempt's span ends. Every answer it sees
+// is priced, unpriced (usage read, no price) or unmetered (usage unknown,
+// charged its estimate as each budget's Unmetered says).
 func (t *Transport) settle(at *attempt, seen *usage.Result) {
 	ctx := at.req.Context()
 	if seen.StreamErr != nil {
 		t.streamError(ctx, at, seen.StreamErr)
+		if at.errorType == "" {
+			at.errorType = string(seen.StreamErr.Result.Class)
+		}
 	}
-	u := Usage{Scope: at.latch.scope, Provider: requestProvider(at.req), responseModel: seen.Model}
-	if !seen.Known || t.cfg.noUsage {
+	u := Usage{Scope: at.latch.scope, Provider: at.provider, responseModel: seen.Model, Metering: seen.Metering}
+	if t.cfg.noUsage {
 		if at.span.IsRecording() && seen.Model != "" {
 			at.span.SetAttributes(semconv.GenAIResponseModel(seen.Model))
 		}
 		u.Model = u.responseModel
 		if u.Model == "" && t.cfg.onUsage != nil {
-			u.Model = requestModel(at.req)
+			u.Model = at.requestModel()
 		}
 		callHook("OnUsage", t.cfg.onUsage, ctx, u)
 		return
 	}
-	u.Metered, u.Tokens = true, seen.Tokens
-	if at.span.IsRecording() || u.responseModel == "" {
-		u.requestModel = requestModel(at.req)
+	// The request's model is read whatever the sampling, so that the
+	// metrics carry the same attributes with tracing on or off.
+	if at.span.IsRecording() || t.tel.metrics || u.responseModel == "" {
+		u.requestModel = at.requestModel()
 	}
 	u.Model = u.responseModel
 	if u.Model == "" {
 		u.Model = u.requestModel
 	}
-	if u.Model != "" {
+	if seen.Known {
+		u.Metered, u.Metering, u.Tokens = true, usage.Metered, seen.Tokens
+	} else if est := seen.Estimate(max(at.req.ContentLength, 0)); est.Tokens != (usage.Tokens{}) {
+		u.Estimated, u.Tokens = true, est.Tokens
+	}
+	if u.Model != "" && (u.Metered || u.Estimated) {
 		if p, ok := t.cfg.prices(string(u.Provider), u.Model, seen.ServiceTier); ok {
 			u.micros = p.Cost(prices.Tokens{
-				Input:      u.Tokens.InputTokens,
-				CacheRead:  u.Tokens.CacheReadTokens,
-				CacheWrite: u.Tokens.CacheWriteTokens,
-				Output:     u.Tokens.OutputTokens,
+				Input:        u.Tokens.InputTokens,
+				CacheRead:    u.Tokens.CacheReadTokens,
+				CacheWrite:   u.Tokens.CacheWriteTokens,
+				CacheWrite1h: u.Tokens.CacheWrite1hTokens,
+				Output:       u.Tokens.OutputTokens,
 			})
 			u.Priced, u.Price, u.Cost = true, p, microsToDollars(u.micros)
 		}
@@ -133,9 +180,9 @@ func (t *Transport) settle(at *attempt, seen *usage.Result) {
 	now := t.cfg.now()
 	for _, b := range t.budgets {
 		key := b.key(at.req, at.latch.scope)
-		k, crossed := b.add(key, u.micros, u.Priced, now, !b.shared)
-		if b.shared && u.Priced {
-			t.addSpend(b, key, k, u.micros)
+		k, charged, crossed := b.add(key, charge{micros: u.micros, priced: u.Priced, unmetered: !u.Metered}, now, !b.shared)
+		if b.shared && charged > 0 {
+			t.addSpend(b, key, k, charged)
 		}
 		t.tel.budget(ctx, b, key, k)
 		for _, th := range crossed {
@@ -150,7 +197,7 @@ func (t *Transport) settle(at *attempt, seen *usage.Result) {
 // scope is refused.
 func (t *Transport) streamError(ctx context.Context, at *attempt, e *usage.StreamError) {
 	c := e.Result
-	if p := requestProvider(at.req); p != "" {
+	if p := at.provider; p != "" {
 		c.Provider = p
 	}
 	t.tel.streamError(ctx, at.span, c)

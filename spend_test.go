@@ -19,6 +19,7 @@ import (
 	"github.com/quotabreaker/quotabreaker/internal/corpus"
 	"github.com/quotabreaker/quotabreaker/usage"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.uber.org/goleak"
 )
 
@@ -45,10 +46,14 @@ func spanUsage(tb testing.TB, rec *recording) (usage.Tokens, bool) {
 	a := attrs(spans[0])
 	_, known := a["gen_ai.usage.input_tokens"]
 	if !known {
+		estimated := a["quotabreaker.estimated"].AsBool()
 		for _, k := range usageKeys {
-			if v, ok := a[k]; ok {
+			if v, ok := a[k]; ok && !(k == "quotabreaker.cost.usd" && estimated) {
 				tb.Errorf("usage unknown, yet the span has %s = %s", k, v.String())
 			}
+		}
+		if m := a["quotabreaker.metering"].AsString(); m != "unmetered" {
+			tb.Errorf("usage unknown, yet quotabreaker.metering = %q", m)
 		}
 	}
 	return usage.Tokens{
@@ -130,7 +135,8 @@ func TestTruncatedStreams(t *testing.T) {
 
 // usage.Tokens fields of the wrong type, out of range or malformed are not usage:
 // the answer passes unchanged, its usage is unknown (never zero), its
-// model is still recorded, and nothing is priced or counted.
+// model is still recorded, and nothing is priced or counted. Counts sent
+// as strings or whole floats are read (TestUsageAsStringsAndFloats).
 func TestUsageOfWrongType(t *testing.T) {
 	real, _ := corpus.ReadStream(t, "openai-chat-reasoning.json")
 	realUsage := `"usage": {"completion_tokens": 467, "completion_tokens_details": {"accepted_prediction_tokens": 0, "audio_tokens": 0, "reasoning_tokens": 448, "rejected_prediction_tokens": 0}, "prompt_tokens": 31, "prompt_tokens_details": {"audio_tokens": 0, "cached_tokens": 0}, "total_tokens": 498}`
@@ -145,7 +151,6 @@ func TestUsageOfWrongType(t *testing.T) {
 	for _, tt := range []struct {
 		name, ct, body string
 	}{
-		{"strings", "application/json", strings.NewReplacer(`"completion_tokens": 467`, `"completion_tokens": "467"`, `"prompt_tokens": 31`, `"prompt_tokens": "31"`).Replace(string(real))},
 		{"usage a string", "application/json", strings.Replace(string(real), realUsage, `"usage": "498 tokens"`, 1)},
 		{"usage an array", "application/json", strings.Replace(string(real), realUsage, `"usage": [31, 467]`, 1)},
 		{"usage null", "application/json", strings.Replace(string(real), realUsage, `"usage": null`, 1)},
@@ -155,7 +160,7 @@ func TestUsageOfWrongType(t *testing.T) {
 		{"booleans", "application/json", strings.NewReplacer(`"completion_tokens": 467`, `"completion_tokens": true`, `"prompt_tokens": 31`, `"prompt_tokens": false`).Replace(string(real))},
 		{"objects", "application/json", strings.NewReplacer(`"completion_tokens": 467`, `"completion_tokens": {"n": 467}`, `"prompt_tokens": 31`, `"prompt_tokens": {}`).Replace(string(real))},
 		{"malformed", "application/json", strings.Replace(string(real), `"prompt_tokens": 31`, `"prompt_tokens": 3 1`, 1)},
-		{"stream, strings", "text/event-stream", strings.Replace(string(stream), streamUsage, `"usage":{"prompt_tokens":"14","completion_tokens":"30","total_tokens":"44"`, 1)},
+		{"stream, fractions in strings", "text/event-stream", strings.Replace(string(stream), streamUsage, `"usage":{"prompt_tokens":"14.5","completion_tokens":"30","total_tokens":"44"`, 1)},
 		{"stream, usage a number", "text/event-stream", strings.Replace(string(stream), streamUsage+`,"completion_tokens_details":{"reasoning_tokens":0}}`, `"usage":44`, 1)},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -174,31 +179,84 @@ func TestUsageOfWrongType(t *testing.T) {
 			if m := attrs(rec.ours()[0])["gen_ai.response.model"].AsString(); !strings.HasPrefix(m, "o3-mini") && !strings.HasPrefix(m, "gpt-4o") && tt.name != "malformed" {
 				t.Errorf("gen_ai.response.model = %q, want the answer's", m)
 			}
+			// Unknown usage is charged its estimate (Budget.Unmetered's
+			// default), marked as such, never recorded as tokens.
 			for _, sm := range rec.metrics(t).ScopeMetrics {
 				for _, m := range sm.Metrics {
-					if m.Name == "gen_ai.client.token.usage" || m.Name == "quotabreaker.cost" {
+					if m.Name == "gen_ai.client.token.usage" {
 						t.Errorf("%s recorded for unknown usage", m.Name)
+					}
+					if m.Name == "quotabreaker.cost" {
+						for _, p := range m.Data.(metricdata.Sum[float64]).DataPoints {
+							if v, _ := p.Attributes.Value("quotabreaker.estimated"); !v.AsBool() {
+								t.Errorf("%s recorded for unknown usage, not as an estimate", m.Name)
+							}
+						}
 					}
 				}
 			}
-			if st := budgetStatuses(t, tr); len(st) != 0 && st[0].Spent != 0 {
-				t.Errorf("budget spend %+v from unknown usage", st)
+			if st := budgetStatuses(t, tr); len(st) != 1 || st[0].Unmetered != 1 || st[0].Priced != 0 || st[0].Spent != st[0].EstimatedSpent {
+				t.Errorf("Budgets() = %+v from unknown usage, want one unmetered answer charged its estimate alone", st)
 			}
 		})
 	}
 
-	// One counter unreadable, the other readable: the readable one counts
-	// and the other reads as absent, as usage.go documents.
+	// One counter unreadable, the other readable: the usage is unknown,
+	// never the readable part alone, as usage/usage.go documents.
 	rec := newRecording(t)
-	body := strings.Replace(string(real), `"completion_tokens": 467`, `"completion_tokens": "467"`, 1)
+	body := strings.Replace(string(real), `"completion_tokens": 467`, `"completion_tokens": 467.5`, 1)
 	p := newProvider(func(*http.Request) corpusAnswer {
 		return corpusAnswer{200, http.Header{"Content-Type": {"application/json"}}, body}
 	})
 	if _, got := send(t, New(p, rec.options()...), budgetURL, "sk-wrong"); string(got) != body {
 		t.Fatal("the body changed")
 	}
-	if u, known := spanUsage(t, rec); !known || u != (usage.Tokens{InputTokens: 31}) {
-		t.Errorf("usage %+v known %v, want the 31 input tokens alone", u, known)
+	if u, known := spanUsage(t, rec); known {
+		t.Errorf("usage %+v known, want unknown", u)
+	}
+}
+
+// Counts sent as strings or as floats with no fractional part are read and
+// priced like numbers, in a JSON answer and in a stream, through the
+// Transport.
+func TestUsageAsStringsAndFloats(t *testing.T) {
+	real, _ := corpus.ReadStream(t, "openai-chat-reasoning.json")
+	stream, _ := corpus.ReadStream(t, "openai-chat-stream-usage.sse")
+	streamUsage := `"usage":{"prompt_tokens":14,"completion_tokens":30,"total_tokens":44`
+	for _, tt := range []struct {
+		name, ct, body string
+		want           usage.Tokens
+		micros         float64
+	}{
+		{"strings", "application/json", strings.NewReplacer(`"completion_tokens": 467`, `"completion_tokens": "467"`, `"prompt_tokens": 31`, `"prompt_tokens": "31"`).Replace(string(real)),
+			usage.Tokens{InputTokens: 31, OutputTokens: 467, ReasoningTokens: 448}, answerMicros},
+		{"floats", "application/json", strings.NewReplacer(`"completion_tokens": 467`, `"completion_tokens": 467.0`, `"prompt_tokens": 31`, `"prompt_tokens": 31.00`).Replace(string(real)),
+			usage.Tokens{InputTokens: 31, OutputTokens: 467, ReasoningTokens: 448}, answerMicros},
+		{"stream, strings", "text/event-stream", strings.Replace(string(stream), streamUsage, `"usage":{"prompt_tokens":"14","completion_tokens":"30","total_tokens":"44"`, 1),
+			usage.Tokens{InputTokens: 14, OutputTokens: 30}, 0},
+		{"stream, floats", "text/event-stream", strings.Replace(string(stream), streamUsage, `"usage":{"prompt_tokens":14.0,"completion_tokens":30.0,"total_tokens":44.0`, 1),
+			usage.Tokens{InputTokens: 14, OutputTokens: 30}, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.body == string(real) || tt.body == string(stream) {
+				t.Fatal("fixture changed")
+			}
+			rec := newRecording(t)
+			p := newProvider(func(*http.Request) corpusAnswer {
+				return corpusAnswer{200, http.Header{"Content-Type": {tt.ct}}, tt.body}
+			})
+			tr := New(p, append(rec.options(), WithBudget(Budget{Name: "b", Limit: 1}))...)
+			if _, got := send(t, tr, budgetURL, "sk-strings"); string(got) != tt.body {
+				t.Fatal("the body changed")
+			}
+			if u, known := spanUsage(t, rec); !known || u != tt.want {
+				t.Errorf("usage %+v known %v, want %+v", u, known, tt.want)
+			}
+			st := budgetStatuses(t, tr)
+			if len(st) != 1 || !(st[0].Spent > 0) || (tt.micros != 0 && st[0].Spent != tt.micros/1e6) {
+				t.Errorf("Budgets() = %+v, want the answer priced", st)
+			}
+		})
 	}
 }
 

@@ -7,10 +7,12 @@ import (
 	"hash/maphash"
 	"net/http"
 	"slices"
+	"strconv"
 	"sync/atomic"
 
 	"github.com/quotabreaker/quotabreaker/classify"
 	"github.com/sony/gobreaker/v2"
+	semconv "go.opentelemetry.io/otel/semconv/v1.41.0"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -86,7 +88,20 @@ func New(base http.RoundTripper, opts ...Option) *Transport {
 	if base == nil {
 		base = http.DefaultTransport
 	}
+	for {
+		// New(New(base)): the inner Transport would only pass requests
+		// through (see RoundTrip), so send them to its base at once.
+		inner, ok := base.(*Transport)
+		if !ok || inner.base == nil {
+			break
+		}
+		base = inner.base
+	}
 	t := &Transport{base: base, cfg: newConfig(opts), seed: maphash.MakeSeed()}
+	// Only a base that may hold another Transport further down (otelhttp, a
+	// retry layer, anything but the standard library's) needs requests
+	// marked: a context value and a shallow copy of the request, two small
+	// allocations per request, which a plain *http.Transport is spared.
 	_, plain := base.(*http.Transport)
 	t.mark = !plain
 	t.mode.Store(int32(t.cfg.mode))
@@ -129,10 +144,11 @@ func (t *Transport) SetMode(m Mode) {
 
 // RoundTrip implements http.RoundTripper.
 //
-// A request that another Transport handles already (New(New(base)), or a
-// Transport under otelhttp under a Transport) passes through this one
-// untouched, so that wrapping twice pages once, counts a cost once and
-// records one span per attempt: the outer Transport is the one that acts.
+// A request that another Transport handles already (a Transport under
+// otelhttp under a Transport, say) passes through this one untouched, so
+// that wrapping twice pages once, counts a cost once and records one span
+// per attempt: the outer Transport is the one that acts. New(New(base))
+// skips the inner one outright.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if t.base == nil {
 		closeRequestBody(req)
@@ -170,10 +186,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return t.shortCircuit(req, refusedBy, span)
 	}
 	if len(t.budgets) > 0 {
-		if b, key := t.budgets.refusing(req, l.scope, t.cfg.now()); b != nil && mode == ModeEnforce {
-			spanTaken = true
-			closeRequestBody(req)
-			return t.refuseBudget(req, b, key, span)
+		if b, key := t.budgets.refusing(req, l.scope, t.cfg.now()); b != nil {
+			if mode == ModeEnforce {
+				spanTaken = true
+				closeRequestBody(req)
+				return t.refuseBudget(req, b, key, span)
+			}
+			t.tel.wouldRefuseBudget(ctx, span, requestProvider(req), b.Name)
 		}
 	}
 	if t.mark {
@@ -182,32 +201,42 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if ctx != req.Context() {
 		req = req.WithContext(ctx)
 	}
+	provider := requestProvider(req) // once per attempt: every reader of the answer needs it
 	filterUsage := false
 	if t.cfg.streamUsage {
 		var err error
-		if req, filterUsage, err = askStreamUsage(req); err != nil {
+		if req, filterUsage, err = askStreamUsage(req, provider); err != nil {
 			spanTaken = true
 			t.tel.transportError(span, err, l.state(), mode)
 			return nil, err
 		}
 	}
 
+	start := t.cfg.now()
 	resp, err := t.roundTrip(req)
 	if err != nil {
 		spanTaken = true
+		t.tel.operation(&attempt{req: req, provider: provider, start: start, errorType: semconv.ErrorType(err).Value.AsString()})
 		t.tel.transportError(span, err, l.state(), mode)
 		return nil, err
 	}
 	var c classify.Result
 	var first *opened
 	if resp.StatusCode >= 400 {
-		if c, first = t.judge(req, resp, l, epoch, refusedBy != nil, mode); first != nil {
+		if c, first = t.judge(resp, provider, l, epoch, refusedBy != nil, mode); first != nil {
 			t.announce(ctx, span, first)
 		}
 	}
 	spanTaken = true
-	t.tel.answer(span, req, resp, c, l.scope, l.state(), mode, refusedBy)
-	t.follow(resp, attempt{req: req, span: span, latch: l, epoch: epoch, filterUsage: filterUsage})
+	t.tel.answer(span, req, resp, c, provider, l.scope, l.state(), mode, refusedBy)
+	a := attempt{req: req, provider: provider, span: span, latch: l, epoch: epoch, filterUsage: filterUsage, start: start, status: resp.StatusCode}
+	if resp.StatusCode >= 400 {
+		a.errorType = string(c.Class)
+		if a.errorType == "" {
+			a.errorType = strconv.Itoa(resp.StatusCode)
+		}
+	}
+	t.follow(resp, a)
 	return resp, nil
 }
 
@@ -258,8 +287,8 @@ func (t *Transport) admit(l *latch, id uint64, name func() string) (*latch, *ope
 // opens l's latch when its class trips (unless it was open already when
 // the request was sent, as in ModeObserve). It returns the new trip when
 // this answer opened the latch.
-func (t *Transport) judge(req *http.Request, resp *http.Response, l *latch, epoch uint64, wasOpen bool, mode Mode) (classify.Result, *opened) {
-	c, body, complete := t.inspect(req, resp)
+func (t *Transport) judge(resp *http.Response, provider classify.Provider, l *latch, epoch uint64, wasOpen bool, mode Mode) (classify.Result, *opened) {
+	c, body, complete := t.inspect(resp, provider)
 	enforce := mode == ModeEnforce
 	if !t.trips(c.Class) {
 		if enforce && !c.Retryable && classify.SDKRetries(resp.StatusCode) {

@@ -82,8 +82,7 @@ func readmeBudget() *quotabreaker.Transport {
 		}),
 		quotabreaker.OnBudget(func(ctx context.Context, st quotabreaker.BudgetStatus) {
 			log.Printf("budget %s for %s: %.0f%% spent ($%.2f of $%.2f)", st.Budget, st.Key, st.Threshold*100, st.Spent, st.Limit)
-		}),
-		quotabreaker.WithStreamUsage(true))
+		}))
 	return qb
 }
 

@@ -164,6 +164,7 @@ func TestUsageHookThroughSDKs(t *testing.T) {
 		// streamUsage is WithStreamUsage: the Transport asks OpenAI for
 		// the usage chunk the caller did not.
 		streamUsage bool
+		opts        []quotabreaker.Option
 		call        func(ctx context.Context, t *testing.T, rt http.RoundTripper)
 		provider    classify.Provider
 		want        spent
@@ -275,9 +276,7 @@ func TestUsageHookThroughSDKs(t *testing.T) {
 				usd: 0.0015, priced: true},
 		},
 		{
-			// claude-sonnet-5 has no price: the hook gets its tokens and
-			// no cost, as the span does.
-			name: "anthropic-sdk-go streamed, unpriced model", fixture: "anthropic-stream-advisor-thinking.sse",
+			name: "anthropic-sdk-go streamed, thinking", fixture: "anthropic-stream-advisor-thinking.sse",
 			call: func(ctx context.Context, t *testing.T, rt http.RoundTripper) {
 				stream := anthropicClient(nil, rt).Messages.NewStreaming(ctx, anthropicParams)
 				defer stream.Close()
@@ -288,14 +287,30 @@ func TestUsageHookThroughSDKs(t *testing.T) {
 				}
 			},
 			provider: classify.ProviderAnthropic,
-			want:     spent{input: 2411, output: 145, reasoning: 47, responseModel: "claude-sonnet-5", requestModel: "claude-sonnet-4-5-20250929"},
+			want: spent{input: 2411, output: 145, reasoning: 47, responseModel: "claude-sonnet-5", requestModel: "claude-sonnet-4-5-20250929",
+				usd: 0.009408, priced: true},
+		},
+		{
+			// Prices of one's own that lack the model: the hook gets the
+			// tokens and no cost (unknown, not zero), as the span does.
+			name: "anthropic-sdk-go message, a model the prices lack", fixture: "anthropic-message-cache.json",
+			opts: []quotabreaker.Option{quotabreaker.WithPrices(prices.Table{"gpt-4o": {Input: 1}}.Lookup)},
+			call: func(ctx context.Context, t *testing.T, rt http.RoundTripper) {
+				if _, err := anthropicClient(nil, rt).Messages.New(ctx, anthropicParams); err != nil {
+					t.Fatal(err)
+				}
+			},
+			provider: classify.ProviderAnthropic,
+			want: spent{input: 1532, cacheRead: 1111, cacheWrite: 418, output: 33, responseModel: "claude-sonnet-4-5-20250929",
+				requestModel: "claude-sonnet-4-5-20250929"},
 		},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newAPIHost(t, func([]byte) string { return tt.fixture })
 			tel := newTelemetry(t)
 			hook := &usageHook{tel: tel}
-			qb := quotabreaker.New(h.base, append(tel.options(), hook.option(), quotabreaker.WithStreamUsage(tt.streamUsage))...)
+			opts := append(tel.options(), hook.option(), quotabreaker.WithStreamUsage(tt.streamUsage))
+			qb := quotabreaker.New(h.base, append(opts, tt.opts...)...)
 
 			tt.call(context.WithValue(context.Background(), tenantKey{}, tenant), t, qb)
 

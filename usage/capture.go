@@ -5,7 +5,7 @@ import "bytes"
 // This file holds jsonCapture, an incremental reader of one JSON value fed in
 // pieces of any size. It keeps the few members the observer needs, bounded,
 // and skips everything else without buffering it, so a body of any size costs
-// constant memory. Unlike the scanner in parse.go it never needs the whole
+// constant memory. Unlike internal/jsonscan's Scanner it never needs the whole
 // value at once.
 
 // capField names a member jsonCapture keeps.
@@ -144,13 +144,13 @@ func (c *jsonCapture) prefix(f capField) []byte {
 // "response"/"message".
 func topKey(k []byte) capField {
 	switch string(k) {
-	case "usage":
+	case "usage", "usageMetadata": // usageMetadata: Gemini
 		return capUsage
 	case "error":
 		return capError
-	case "model":
+	case "model", "modelVersion":
 		return capModel
-	case "id":
+	case "id", "responseId":
 		return capID
 	case "service_tier":
 		return capTier
@@ -172,13 +172,13 @@ func topKey(k []byte) capField {
 
 func innerKey(k []byte) capField {
 	switch string(k) {
-	case "usage":
+	case "usage", "usageMetadata":
 		return capInnerUsage
 	case "error":
 		return capInnerError
-	case "model":
+	case "model", "modelVersion":
 		return capInnerModel
-	case "id":
+	case "id", "responseId":
 		return capInnerID
 	case "service_tier":
 		return capInnerTier
@@ -191,10 +191,11 @@ func (c *jsonCapture) tracked(d int) bool {
 	return (d == 1 && c.obj) || (d == 2 && c.inner)
 }
 
-// write feeds the next piece of the value.
-func (c *jsonCapture) write(p []byte) {
+// write feeds the next piece of the value and returns how much of it the
+// value took: all of p, unless the value ended inside it.
+func (c *jsonCapture) write(p []byte) int {
 	if c.done || len(p) == 0 {
-		return
+		return 0
 	}
 	c.dirty = true
 	c.nextQuote = -1
@@ -289,6 +290,7 @@ func (c *jsonCapture) write(p []byte) {
 		c.keep(p[c.capFrom:])
 		c.capFrom = 0
 	}
+	return i
 }
 
 // Kinds of value, for where a kept value ends.

@@ -12,8 +12,18 @@ import (
 // Result is what an Observer read from one answer.
 type Result struct {
 	Tokens Tokens
-	Known  bool   // false: the answer carried no usable usage, which is unknown, never zero
-	Model  string // the answer's model, as the provider named it
+	Known  bool // false: the answer carried no usable usage, which is unknown, never zero
+	// Metering is Metered when Known, and otherwise says why the usage is
+	// unknown.
+	Metering Metering
+	// Estimated reports that Tokens is an estimate made by Estimate for an
+	// answer cut short, not what the provider reported; Known stays false.
+	Estimated bool
+	// TextBytes counts the bytes of generated text a stream carried (see
+	// textCounter), what Estimate turns into output tokens; 0 for a plain
+	// JSON body.
+	TextBytes int64
+	Model     string // the answer's model, as the provider named it
 	// ServiceTier is the tier the answer reports it was served with
 	// (OpenAI's top-level or response.service_tier, Anthropic's
 	// usage.service_tier), "" when it reports none.
@@ -50,18 +60,22 @@ const (
 // Observer reads usage, the model and errors from one successful answer
 // while the caller reads the body, from the bytes the caller reads, without
 // buffering the body, changing it or delaying it. Feed it every byte the
-// caller reads, in order, with Write, and call Result once the caller has
-// read to the end or closed the body.
+// caller reads, in order, with Write, call EOF if the body's reader
+// returned io.EOF, and call Result once the caller has read to the end or
+// closed the body.
 //
 // It reads three kinds of body, chosen by Content-Type: server-sent events
 // (text/event-stream), newline-delimited JSON (application/x-ndjson, as
 // Ollama streams), read as events whose data is one line each, and anything
-// else as one JSON value. A value written as a Python bytes literal
+// else as one JSON value. Of a JSON body it reads the top-level usage (or
+// Gemini's usageMetadata), model (or modelVersion), id (or responseId),
+// service_tier and error; a body that is a JSON array, as Gemini's
+// streamGenerateContent sends without alt=sse, is read as a stream whose
+// events are its elements. A value written as a Python bytes literal
 // (b'{...}', as a gateway formats bytes into its data: lines) is read as the
-// value inside. Errors are found in the shapes other servers use too:
+// value inside, and errors are found in the shapes other servers use too:
 // FastChat's {"text": ..., "error_code": N} and Text Generation Inference's
-// {"error": "...", "error_type": ...}. Of a JSON body it
-// reads the top-level usage, model, id, service_tier and error. Of a stream
+// {"error": "...", "error_type": ...}. Of a stream
 // it reads each event's data the same way, and also the object under
 // "response" (Responses API events) or "message" (Anthropic's message_start);
 // usage objects are merged field by field, a later one replacing the fields
@@ -69,22 +83,35 @@ const (
 // with Answer (see streamErr); and a JSON value outside any data: line, as
 // Gemini appends when it fails mid-stream, is read as an error too. Events
 // named as never carrying usage or errors (see quietEvent), and other events
-// that do not mention either, are skipped after a search or two. Gemini's own
-// usageMetadata is not read.
+// that do not mention either, are skipped after a search or two. Of a
+// stream it also counts the bytes of generated text (Result.TextBytes), for
+// an estimate of an answer cut short.
 //
 // Its memory is bounded whatever the body's size or shape (see capLimits),
-// and a line or value of any length costs no more. A Content-Encoding it
-// cannot see through (the caller asked for gzip itself) makes it read
-// nothing.
+// and a line or value of any length costs no more. A gzip body (the caller
+// asked for gzip itself, so Go's transport left it encoded) is kept, up to
+// maxEncoded bytes, and read through a decoder once it ends; any other
+// Content-Encoding makes it read nothing (Metering Encoded).
 //
 // An observer is not safe for concurrent use; the body it watches is not
 // either.
 type Observer struct {
 	header   http.Header
 	sse      bool
-	ndjson   bool // newline-delimited JSON (Ollama): every line is an event's data
-	encoded  bool // nothing to read: a body encoded by a Content-Encoding
-	finished bool // result was called
+	ndjson   bool      // newline-delimited JSON (Ollama): every line is an event's data
+	encoded  bool      // nothing to read: a body encoded by a Content-Encoding
+	gz       *gzipBody // a gzip body, read once it ends
+	finished bool      // result was called
+	wrote    bool      // a byte was written
+	eof      bool      // EOF was called
+	sawUsage bool      // a usage object was read, known or not
+
+	// A JSON array of answers (Gemini's default stream).
+	jsonStarted bool // the first non-space byte of a JSON body was seen
+	array       bool
+	inElem      bool
+
+	text textCounter
 
 	// The JSON body, or the data of the current event.
 	doc jsonCapture
@@ -101,6 +128,7 @@ type Observer struct {
 
 	// Results so far.
 	usage      usageFields
+	gzResult   Result
 	model      []byte
 	id         []byte
 	tier       []byte
@@ -145,14 +173,24 @@ const (
 func Read(h http.Header, body []byte) Result {
 	o := NewObserver(h)
 	o.Write(body)
+	o.EOF()
 	return o.Result()
 }
 
 // NewObserver returns an Observer for an answer with header h.
 func NewObserver(h http.Header) *Observer {
+	return newObserver(h, true)
+}
+
+func newObserver(h http.Header, encoding bool) *Observer {
 	o := &Observer{header: h, lineStart: true}
-	if enc := h.Get("Content-Encoding"); enc != "" && enc != "identity" {
-		o.encoded = true
+	if enc := h.Get("Content-Encoding"); encoding && enc != "" && !strings.EqualFold(enc, "identity") {
+		switch strings.ToLower(strings.TrimSpace(enc)) {
+		case "gzip", "x-gzip":
+			o.gz = new(gzipBody)
+		default:
+			o.encoded = true
+		}
 	}
 	mt, _, _ := strings.Cut(h.Get("Content-Type"), ";")
 	switch mt = strings.TrimSpace(mt); {
@@ -168,14 +206,66 @@ func NewObserver(h http.Header) *Observer {
 // Write observes p, the next bytes the caller read. It never keeps p and
 // never fails: an Observer is an io.Writer for io.TeeReader.
 func (o *Observer) Write(p []byte) (int, error) {
+	if len(p) > 0 && !o.finished {
+		o.wrote = true
+	}
 	switch {
 	case o.encoded || o.finished:
+	case o.gz != nil:
+		o.gz.write(p)
 	case o.sse:
 		o.writeSSE(p)
 	default:
-		o.doc.write(p)
+		o.writeJSON(p)
 	}
 	return len(p), nil
+}
+
+// EOF tells the observer that the body's reader returned io.EOF: the
+// answer is whole, even a stream whose provider sends no end marker
+// (Gemini's), so usage it lacks is missing (NoUsage), not cut off.
+func (o *Observer) EOF() {
+	if !o.finished {
+		o.eof = true
+	}
+}
+
+// writeJSON reads p as part of a JSON body: one value, or an array of
+// them.
+func (o *Observer) writeJSON(p []byte) {
+	if !o.jsonStarted {
+		i := skipSpace(p, 0)
+		if i == len(p) {
+			return
+		}
+		o.jsonStarted = true
+		o.array = p[i] == '['
+	}
+	if !o.array {
+		o.doc.write(p)
+		return
+	}
+	o.text.write(p)
+	for len(p) > 0 && !o.terminated {
+		if o.inElem {
+			p = p[o.doc.write(p):]
+			if o.doc.done {
+				o.apply(&o.doc, false, o.events == 0)
+				o.events++
+				o.doc.reset()
+				o.inElem = false
+			}
+			continue
+		}
+		switch p[0] {
+		case '{':
+			o.inElem = true
+			continue
+		case ']':
+			o.terminated = true
+		}
+		p = p[1:]
+	}
 }
 
 // Result returns what the Observer read. Call it once the caller has read
@@ -183,14 +273,25 @@ func (o *Observer) Write(p []byte) (int, error) {
 // return the same.
 func (o *Observer) Result() Result {
 	if o.encoded {
-		return Result{}
+		return Result{Metering: Encoded}
+	}
+	if o.gz != nil {
+		if !o.finished {
+			o.finished = true
+			o.gzResult = o.gz.decode(o)
+			o.gz.b = nil
+		}
+		return o.gzResult
 	}
 	if !o.finished {
 		o.finished = true
-		if !o.sse {
+		o.text.end()
+		switch {
+		case o.array:
+		case !o.sse:
 			o.terminated = o.doc.done
 			o.apply(&o.doc, false, true)
-		} else {
+		default:
 			// A stream cut before the blank line that ends its last
 			// event: read that event if its JSON is whole.
 			if o.kind == lineData && !o.lineStart && o.ev.open {
@@ -213,7 +314,23 @@ func (o *Observer) Result() Result {
 	if r.ServiceTier == "" {
 		r.ServiceTier = jsonscan.Text(o.usage.tier, false)
 	}
-	r.Tokens, r.Known = o.usage.usage()
+	var bad bool
+	r.Tokens, r.Known, bad = o.usage.usage()
+	r.TextBytes = o.text.n
+	switch {
+	case r.Known:
+		r.Metering = Metered
+	case bad:
+		r.Metering = UnknownShape
+	case !o.wrote && !o.eof:
+		r.Metering = ClosedUnread
+	case !o.terminated && !o.eof:
+		r.Metering = CutShort
+	case o.sawUsage:
+		r.Metering = UnknownShape
+	default:
+		r.Metering = NoUsage
+	}
 	return r
 }
 
@@ -377,6 +494,21 @@ func (o *Observer) eventLine(p []byte, i int) int {
 	return end + 1
 }
 
+// textEvent reports whether the current event's data may carry generated
+// text: an event with no name, or, of named events, only the deltas
+// (Anthropic's content_block_delta, the Responses API's *.delta). The
+// others repeat the text (response.output_text.done) or carry none (pings,
+// message_delta, content_block_start, whose text is "" or a tool's result,
+// which is input).
+func (o *Observer) textEvent() bool {
+	ev := &o.ev
+	if ev.nameLong {
+		return false
+	}
+	name := ev.name[:ev.nameLen]
+	return len(name) == 0 || bytes.HasSuffix(name, []byte("delta")) && string(name) != "message_delta"
+}
+
 // errorEvent reports whether the current event is named error.
 func (o *Observer) errorEvent() bool {
 	return !o.ev.nameLong && string(o.ev.name[:o.ev.nameLen]) == "error"
@@ -438,6 +570,9 @@ func (o *Observer) dataLine(p []byte, i int) int {
 		// at it before reading it.
 		if ev.lines == 1 {
 			if e := bytes.IndexByte(p[i:], '\n'); e >= 0 {
+				if o.textEvent() {
+					o.text.whole(p[i : i+e])
+				}
 				v := trimCR(p[i : i+e])
 				ev.open = false
 				switch {
@@ -458,6 +593,16 @@ func (o *Observer) dataLine(p []byte, i int) int {
 		end = i + e
 	}
 	v := p[i:end]
+	if o.textEvent() {
+		switch {
+		case e < 0:
+			o.text.hold(v)
+		case o.text.spanning:
+			o.text.endLine(v)
+		default:
+			o.text.whole(v)
+		}
+	}
 	switch {
 	case ev.poisoned:
 	case ev.open:
@@ -493,6 +638,8 @@ var (
 	keyUsage     = []byte(`usage"`)
 	keyError     = []byte(`error"`)
 	keyErrorCode = []byte(`error_code"`)
+	// keyUsageStem finds usage" and Gemini's usageMetadata" in one search.
+	keyUsageStem = []byte(`usage`)
 )
 
 // longestKey is the length of the longest of those keys: a window of
@@ -554,20 +701,27 @@ func containsError(v []byte) bool {
 	return false
 }
 
-// usageNotNull reports whether v holds the string "usage" anywhere but as a
-// key whose value is null, which is how every chunk of a Chat Completions
-// stream with include_usage says it.
+// usageNotNull reports whether v holds the string "usage" (or Gemini's
+// "usageMetadata") anywhere but as a key whose value is null, which is how
+// every chunk of a Chat Completions stream with include_usage says it.
 func usageNotNull(v []byte) bool {
 	for {
-		k := bytes.Index(v, keyUsage)
+		k := bytes.Index(v, keyUsageStem)
 		if k < 0 {
 			return false
 		}
 		quoted := k > 0 && v[k-1] == '"'
-		v = v[k+len(keyUsage):]
+		v = v[k+len(keyUsageStem):]
 		if !quoted {
 			continue // "prompt_usage" or the like: not the key jsonCapture keeps
 		}
+		if bytes.HasPrefix(v, []byte(`Metadata"`)) {
+			return true
+		}
+		if len(v) == 0 || v[0] != '"' {
+			continue // "usages" or the like
+		}
+		v = v[1:]
 		j := skipSpace(v, 0)
 		if j == len(v) || v[j] != ':' {
 			return true
@@ -630,8 +784,8 @@ func (o *Observer) trackPiece(v []byte) {
 		var w [2 * longestKey]byte
 		n := copy(w[:], ev.tail[:ev.tailLen])
 		n += copy(w[n:], v[:min(len(v), longestKey-1)])
-		ev.mayMatter = bytes.Contains(w[:n], keyUsage) || containsError(w[:n]) ||
-			bytes.Contains(v, keyUsage) || containsError(v)
+		ev.mayMatter = bytes.Contains(w[:n], keyUsageStem) || containsError(w[:n]) ||
+			bytes.Contains(v, keyUsageStem) || containsError(v)
 	}
 	if len(v) >= len(ev.tail) {
 		ev.tailLen = copy(ev.tail[:], v[len(v)-len(ev.tail):])
@@ -726,6 +880,9 @@ func (o *Observer) apply(d *jsonCapture, errorEvent bool, first bool) {
 		errKind = 3
 	case nonZero(d.get(capErrorCode)):
 		errKind = 4
+	}
+	if carries {
+		o.sawUsage = true
 	}
 	if !carries && errKind == 0 && !first {
 		return

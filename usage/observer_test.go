@@ -2,6 +2,8 @@ package usage
 
 import (
 	"bytes"
+	"compress/gzip"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -98,8 +100,10 @@ var streamCases = []streamCase{
 	{file: "groq-chat-stream-error-tool-use-failed.sse", events: 95,
 		model: "openai/gpt-oss-120b", id: "chatcmpl-4f39f3af-3267-4ac1-a0cf-6aa7451877dc",
 		errClass: classify.InvalidRequest, errCode: "tool_use_failed", errStatus: 400, errs: 1},
-	// Gemini's raw JSON error after its data: lines, with its own code.
-	{file: "gemini-stream-trailing-error.sse", events: 2,
+	// Gemini's raw JSON error after its data: lines, with its own code;
+	// the usage of the events before it is read.
+	{file: "gemini-stream-trailing-error.sse", events: 2, usage: Tokens{InputTokens: 22786, OutputTokens: 38, ReasoningTokens: 38},
+		known: true, model: "gemma-4-31b-it", tier: "standard", id: "JPozaonvK7yzvdIPrJ7FyAk",
 		errClass: classify.Overloaded, errCode: "UNAVAILABLE", errStatus: 503, errs: 1},
 	// Other servers' errors (issue 19). Anthropic's content filter under
 	// invalid_request_error: the message decides.
@@ -118,6 +122,27 @@ var streamCases = []streamCase{
 	// error that names nothing, so the server failed mid-answer.
 	{file: "ollama-generate-stream-error.ndjson", events: 5, model: "gemma4",
 		errClass: classify.ServerError, errStatus: 500, errs: 1},
+
+	// Gemini's usageMetadata: promptTokenCount includes the cached
+	// content; candidatesTokenCount excludes thoughts (total 3564 = 3520 +
+	// 2 + 42), which are billed as output.
+	{file: "gemini-generate-cached-thoughts.json", usage: Tokens{InputTokens: 3520, CacheReadTokens: 3512, OutputTokens: 44, ReasoningTokens: 42},
+		known: true, model: "gemini-2.5-flash", tier: "standard", id: "_VQYaqvRGbW6qtsPg4TDoAg", terminated: true},
+	// Tool-use prompts (Google Search results) are input beside the
+	// prompt: total 550 = 17 + 119 + 201 + 213.
+	{file: "gemini-generate-tool-use.json", usage: Tokens{InputTokens: 136, OutputTokens: 414, ReasoningTokens: 213},
+		known: true, model: "gemini-2.5-pro", id: "btnJaOrqE4_6qtsP7bOboQs", terminated: true},
+	// streamGenerateContent?alt=sse: usageMetadata on every event,
+	// cumulative; the thoughts grow from 759 to 787 in the last events.
+	// No end marker: the stream ends with its connection.
+	{file: "gemini-stream-thoughts.sse", usage: Tokens{InputTokens: 34, OutputTokens: 469 + 787, ReasoningTokens: 787},
+		known: true, model: "gemini-2.5-pro", id: "beHBaJfEMIi-qtsP3769-Q8", events: 23},
+	// streamGenerateContent without alt=sse: one JSON array, its elements
+	// the events; as recorded, and gzip-encoded as it was sent.
+	{file: "gemini-stream-array-thoughts.json", usage: Tokens{InputTokens: 11, OutputTokens: 2 + 291, ReasoningTokens: 291},
+		known: true, model: "gemini-3.6-flash", tier: "standard", id: "IopyaseNCL-s-8YP7urOoAY", terminated: true, events: 3},
+	{file: "gemini-stream-array-thoughts.json.gz", usage: Tokens{InputTokens: 11, OutputTokens: 2 + 291, ReasoningTokens: 291},
+		known: true, model: "gemini-3.6-flash", tier: "standard", id: "IopyaseNCL-s-8YP7urOoAY", terminated: true, events: 3},
 }
 
 // observe feeds body to a new observer in pieces of the given sizes
@@ -170,6 +195,9 @@ func TestObserverFixtures(t *testing.T) {
 			}
 			if r.Tokens != c.usage || r.Known != c.known {
 				t.Errorf("usage = %+v known %v, want %+v known %v", r.Tokens, r.Known, c.usage, c.known)
+			}
+			if (r.Metering == Metered) != c.known {
+				t.Errorf("metering %v with known %v", r.Metering, r.Known)
 			}
 			if r.Model != c.model || r.ServiceTier != c.tier || r.ResponseID != c.id {
 				t.Errorf("model, tier, id = %q %q %q, want %q %q %q", r.Model, r.ServiceTier, r.ResponseID, c.model, c.tier, c.id)
@@ -246,37 +274,54 @@ func TestUsageNeverCountedTwice(t *testing.T) {
 	}
 }
 
-// TestParseUsageBadInput feeds usage objects with fields of the wrong type,
-// out of range or malformed: those fields read as absent, nothing panics,
-// and usage without a total is unknown.
+// TestParseUsageBadInput feeds usage objects with counts in other types,
+// out of range or malformed: a count sent as a string or as a whole float
+// is read; one that is not a count makes the usage unreadable (bad), never
+// zero; nothing panics, and usage without a total is unknown.
 func TestParseUsageBadInput(t *testing.T) {
 	for _, c := range []struct {
-		name  string
-		raw   string
-		want  Tokens
-		known bool
+		name       string
+		raw        string
+		want       Tokens
+		known, bad bool
 	}{
-		{"strings", `{"prompt_tokens":"12","completion_tokens":"3"}`, Tokens{}, false},
-		{"negative", `{"prompt_tokens":-12,"completion_tokens":3}`, Tokens{OutputTokens: 3}, true},
-		{"fraction and exponent", `{"input_tokens":1.5,"output_tokens":1e3}`, Tokens{}, false},
-		{"huge", `{"prompt_tokens":99999999999999999999999,"completion_tokens":1125899906842625}`, Tokens{}, false},
-		{"at the bound", `{"prompt_tokens":1125899906842624,"completion_tokens":0}`, Tokens{InputTokens: 1 << 50}, true},
-		{"null", `null`, Tokens{}, false},
-		{"empty object", `{}`, Tokens{}, false},
-		{"details not objects", `{"prompt_tokens":10,"completion_tokens":5,"prompt_tokens_details":7,"completion_tokens_details":[1]}`, Tokens{InputTokens: 10, OutputTokens: 5}, true},
+		{"strings", `{"prompt_tokens":"12","completion_tokens":"3"}`, Tokens{InputTokens: 12, OutputTokens: 3}, true, false},
+		{"whole floats", `{"prompt_tokens":12.0,"completion_tokens":"3.00"}`, Tokens{InputTokens: 12, OutputTokens: 3}, true, false},
+		{"gemini strings", `{"promptTokenCount":"7","candidatesTokenCount":2.0,"thoughtsTokenCount":"5"}`, Tokens{InputTokens: 7, OutputTokens: 7, ReasoningTokens: 5}, true, false},
+		{"negative", `{"prompt_tokens":-12,"completion_tokens":3}`, Tokens{}, false, true},
+		{"fraction", `{"input_tokens":1.5,"output_tokens":3}`, Tokens{}, false, true},
+		{"fraction in a string", `{"prompt_tokens":"10","completion_tokens":"2.5"}`, Tokens{}, false, true},
+		{"exponent", `{"input_tokens":2,"output_tokens":1e3}`, Tokens{}, false, true},
+		{"a part is fractional", `{"prompt_tokens":10,"completion_tokens":5,"prompt_tokens_details":{"cached_tokens":0.5}}`, Tokens{}, false, true},
+		{"not a number", `{"prompt_tokens":"ten","completion_tokens":5}`, Tokens{}, false, true},
+		{"a bool", `{"prompt_tokens":true,"completion_tokens":5}`, Tokens{}, false, true},
+		{"huge", `{"prompt_tokens":99999999999999999999999,"completion_tokens":1125899906842625}`, Tokens{}, false, true},
+		{"at the bound", `{"prompt_tokens":1125899906842624,"completion_tokens":0}`, Tokens{InputTokens: 1 << 50}, true, false},
+		{"null counts are absent", `{"prompt_tokens":10,"completion_tokens":null,"prompt_tokens_details":{"cached_tokens":null}}`, Tokens{InputTokens: 10}, true, false},
+		{"null", `null`, Tokens{}, false, false},
+		{"empty object", `{}`, Tokens{}, false, false},
+		{"only a total", `{"totalTokenCount":3512}`, Tokens{}, false, false},
+		{"details not objects", `{"prompt_tokens":10,"completion_tokens":5,"prompt_tokens_details":7,"completion_tokens_details":[1]}`, Tokens{InputTokens: 10, OutputTokens: 5}, true, false},
 		{"parts larger than totals", `{"prompt_tokens":10,"completion_tokens":5,"prompt_tokens_details":{"cached_tokens":50,"cache_write_tokens":3},"completion_tokens_details":{"reasoning_tokens":9}}`,
-			Tokens{InputTokens: 10, CacheReadTokens: 10, OutputTokens: 5, ReasoningTokens: 5}, true},
-		{"truncated", `{"prompt_tokens":10,"completion_tok`, Tokens{}, false},
+			Tokens{InputTokens: 10, CacheReadTokens: 10, OutputTokens: 5, ReasoningTokens: 5}, true, false},
+		{"truncated", `{"prompt_tokens":10,"completion_tok`, Tokens{}, false, false},
 		{"anthropic sums cannot overflow", `{"input_tokens":1125899906842624,"cache_read_input_tokens":1125899906842624,"cache_creation_input_tokens":1125899906842624,"output_tokens":1}`,
-			Tokens{InputTokens: 3 << 50, CacheReadTokens: 1 << 50, CacheWriteTokens: 1 << 50, OutputTokens: 1}, true},
-		{"duplicate key: the last wins", `{"prompt_tokens":1,"prompt_tokens":2,"completion_tokens":0}`, Tokens{InputTokens: 2}, true},
+			Tokens{InputTokens: 3 << 50, CacheReadTokens: 1 << 50, CacheWriteTokens: 1 << 50, OutputTokens: 1}, true, false},
+		{"gemini sums cannot overflow", `{"promptTokenCount":1125899906842624,"toolUsePromptTokenCount":1125899906842624,"candidatesTokenCount":1125899906842624,"thoughtsTokenCount":1125899906842624}`,
+			Tokens{InputTokens: 2 << 50, OutputTokens: 2 << 50, ReasoningTokens: 1 << 50}, true, false},
+		// Anthropic's one-hour cache writes are a part of its cache writes.
+		{"anthropic one-hour cache writes", `{"input_tokens":10,"cache_creation_input_tokens":600,"cache_creation":{"ephemeral_5m_input_tokens":200,"ephemeral_1h_input_tokens":400},"output_tokens":1}`,
+			Tokens{InputTokens: 610, CacheWriteTokens: 600, CacheWrite1hTokens: 400, OutputTokens: 1}, true, false},
+		{"one-hour writes larger than all writes", `{"input_tokens":10,"cache_creation_input_tokens":6,"cache_creation":{"ephemeral_1h_input_tokens":400},"output_tokens":1}`,
+			Tokens{InputTokens: 16, CacheWriteTokens: 6, CacheWrite1hTokens: 6, OutputTokens: 1}, true, false},
+		{"duplicate key: the last wins", `{"prompt_tokens":1,"prompt_tokens":2,"completion_tokens":0}`, Tokens{InputTokens: 2}, true, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var f usageFields
 			parseUsage([]byte(c.raw), &f)
-			got, known := f.usage()
-			if got != c.want || known != c.known {
-				t.Errorf("usage(%s) = %+v %v, want %+v %v", c.raw, got, known, c.want, c.known)
+			got, known, bad := f.usage()
+			if got != c.want || known != c.known || bad != c.bad {
+				t.Errorf("usage(%s) = %+v known %v bad %v, want %+v %v %v", c.raw, got, known, bad, c.want, c.known, c.bad)
 			}
 		})
 	}
@@ -290,13 +335,27 @@ func TestObserverTruncated(t *testing.T) {
 	for _, c := range streamCases {
 		body, h := corpus.ReadStream(t, c.file)
 		possible := map[Tokens]bool{c.usage: true}
-		if h.Get("Content-Type") != "application/json" {
+		if h.Get("Content-Encoding") == "gzip" {
+			// The usage of each prefix of the decoded body.
+			zr, err := gzip.NewReader(bytes.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			plain, _ := io.ReadAll(zr)
+			hp := http.Header{"Content-Type": {"application/json"}}
+			for k := range plain {
+				possible[observe(hp, plain[:k]).Tokens] = true
+			}
+		}
+		if h.Get("Content-Encoding") == "" && (h.Get("Content-Type") != "application/json" || body[0] == '[') {
+			// A stream: the usage of every prefix ending a line,
+			// where its events (or array elements) end.
 			for k := 0; k < len(body); {
-				e := bytes.Index(body[k:], []byte("\n\n"))
+				e := bytes.IndexByte(body[k:], '\n')
 				if e < 0 {
 					break
 				}
-				k += e + 2
+				k += e + 1
 				possible[observe(h, body[:k]).Tokens] = true
 			}
 		}
@@ -310,11 +369,73 @@ func TestObserverTruncated(t *testing.T) {
 	}
 }
 
+// TestObserverEncodedBody reads a gzip body the caller asked for through
+// a decoder, and reports an encoding it does not decode as such.
 func TestObserverEncodedBody(t *testing.T) {
-	body, h := corpus.ReadStream(t, "openai-chat-reasoning.json")
+	gz, h := corpus.ReadStream(t, "gemini-stream-array-thoughts.json.gz")
+	plain, hp := corpus.ReadStream(t, "gemini-stream-array-thoughts.json")
+	want := observe(hp, plain)
+	for _, sizes := range [][]int{nil, {1}, {7, 100}} {
+		if got := observe(h, gz, sizes...); got.Tokens != want.Tokens || !got.Known || got.Model != want.Model {
+			t.Errorf("gzip in pieces %v: %+v, want %+v", sizes, got, want)
+		}
+	}
+	// Cut short: what was decoded before the cut is read, and the answer
+	// is cut short, not free.
+	r := observe(h, gz[:200])
+	if r.Known || r.Metering != CutShort || r.TextBytes == 0 {
+		t.Errorf("half a gzip stream: %+v, want cut short with text counted", r)
+	}
+	// Not gzip after all: nothing is read, and nothing is taken as zero.
 	h.Set("Content-Encoding", "gzip")
-	if r := observe(h, body); r.Known || r.Model != "" {
-		t.Errorf("an encoded body was read: %+v", r)
+	if r := observe(h, plain); r.Known || r.Metering != CutShort {
+		t.Errorf("a body that is not gzip: %+v", r)
+	}
+	body, h := corpus.ReadStream(t, "openai-chat-reasoning.json")
+	h.Set("Content-Encoding", "br")
+	if r := observe(h, body); r.Known || r.Model != "" || r.Metering != Encoded {
+		t.Errorf("a br body was read: %+v", r)
+	}
+}
+
+// TestObserverMetering checks why usage is unknown, on real answers cut,
+// closed and read whole.
+func TestObserverMetering(t *testing.T) {
+	noUsage, sse := corpus.ReadStream(t, "openai-chat-stream-no-usage.sse")
+	withUsage, _ := corpus.ReadStream(t, "openai-chat-stream-usage.sse")
+	gemini, _ := corpus.ReadStream(t, "gemini-stream-thoughts.sse")
+	chat, js := corpus.ReadStream(t, "openai-chat-reasoning.json")
+	for _, c := range []struct {
+		name string
+		h    http.Header
+		body []byte
+		eof  bool
+		want Metering
+	}{
+		{"whole with usage", sse, withUsage, true, Metered},
+		{"whole without usage", sse, noUsage, true, NoUsage},
+		{"ended by [DONE], not yet EOF", sse, noUsage, false, NoUsage},
+		{"closed after 2 KB", sse, withUsage[:2048], false, CutShort},
+		{"broken after 2 KB, then EOF", sse, withUsage[:2048], true, NoUsage},
+		{"gemini to its end", sse, gemini, true, Metered},
+		{"gemini cut before its first usage", sse, gemini[:100], false, CutShort},
+		{"closed unread", sse, nil, false, ClosedUnread},
+		{"empty body", sse, nil, true, NoUsage},
+		{"json cut", js, chat[:100], false, CutShort},
+		{"json without usage", js, []byte(`{"id":"x","choices":[]}`), true, NoUsage},
+		{"json with usage of an unknown shape", js, []byte(`{"id":"x","usage":{"tokens":5}}`), true, UnknownShape},
+		{"json with a fractional count", js, []byte(`{"id":"x","usage":{"prompt_tokens":5,"completion_tokens":2.5}}`), true, UnknownShape},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			o := NewObserver(c.h)
+			o.Write(c.body)
+			if c.eof {
+				o.EOF()
+			}
+			if r := o.Result(); r.Metering != c.want || r.Known != (c.want == Metered) {
+				t.Errorf("metering %v known %v, want %v", r.Metering, r.Known, c.want)
+			}
+		})
 	}
 }
 

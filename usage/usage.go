@@ -1,6 +1,10 @@
 package usage
 
-import "github.com/quotabreaker/quotabreaker/internal/jsonscan"
+import (
+	"bytes"
+
+	"github.com/quotabreaker/quotabreaker/internal/jsonscan"
+)
 
 // Tokens is what one answer says it used, in tokens, in one shape for every
 // provider. The totals count everything: InputTokens includes the tokens read
@@ -24,13 +28,35 @@ import "github.com/quotabreaker/quotabreaker/internal/jsonscan"
 //   - OpenAI Embeddings: prompt_tokens only.
 //   - Anthropic Messages: input_tokens excludes cache_read_input_tokens and
 //     cache_creation_input_tokens, so InputTokens is their sum;
-//     output_tokens includes output_tokens_details.thinking_tokens.
+//     output_tokens includes output_tokens_details.thinking_tokens. The
+//     cache writes of the one-hour cache are
+//     cache_creation.ephemeral_1h_input_tokens (CacheWrite1hTokens), a part
+//     of cache_creation_input_tokens.
+//   - Gemini (generateContent and streamGenerateContent, usageMetadata):
+//     promptTokenCount includes cachedContentTokenCount, and
+//     toolUsePromptTokenCount (the results of Google's own tools, fed to
+//     the model) is billed as input beside it, so InputTokens is
+//     promptTokenCount + toolUsePromptTokenCount. candidatesTokenCount
+//     excludes thoughtsTokenCount (totalTokenCount is the sum of all four),
+//     and thoughts are billed as output, so OutputTokens is
+//     candidatesTokenCount + thoughtsTokenCount and ReasoningTokens is
+//     thoughtsTokenCount.
+//
+// A count may be sent as a JSON number or as a string holding one ("12"),
+// and as a float with no fractional part (12.0); a count that is negative,
+// fractional, larger than 2^50 or of another type makes the whole usage
+// unreadable (see UnknownShape), never zero.
 type Tokens struct {
 	InputTokens      int64 `json:"input_tokens"`
 	CacheReadTokens  int64 `json:"cache_read_tokens"`
 	CacheWriteTokens int64 `json:"cache_write_tokens"`
-	OutputTokens     int64 `json:"output_tokens"`
-	ReasoningTokens  int64 `json:"reasoning_tokens"`
+	// CacheWrite1hTokens are the part of CacheWriteTokens written to
+	// Anthropic's one-hour cache, which is priced higher than its
+	// five-minute cache (CacheWriteTokens - CacheWrite1hTokens). It is 0
+	// for every other provider.
+	CacheWrite1hTokens int64 `json:"cache_write_1h_tokens"`
+	OutputTokens       int64 `json:"output_tokens"`
+	ReasoningTokens    int64 `json:"reasoning_tokens"`
 }
 
 // maxTokenCount bounds a token count read from an answer. No answer has used
@@ -53,16 +79,25 @@ const (
 	uCacheCreate                   // cache_creation_input_tokens (Anthropic)
 	uThinking                      // output_tokens_details.thinking_tokens (Anthropic)
 	uCacheHit                      // prompt_cache_hit_tokens (DeepSeek, before it sent prompt_tokens_details)
+	uCache1h                       // cache_creation.ephemeral_1h_input_tokens (Anthropic)
+	uCache5m                       // cache_creation.ephemeral_5m_input_tokens (Anthropic)
+	gPrompt                        // promptTokenCount: all input but tool use (Gemini)
+	gCandidates                    // candidatesTokenCount: output without thoughts
+	gCached                        // cachedContentTokenCount
+	gThoughts                      // thoughtsTokenCount
+	gToolUse                       // toolUsePromptTokenCount
 	nUsageFields
 )
 
 // usageFields holds the counters one or more usage objects carried, as sent.
-// A counter that was absent, null, negative, fractional, not a number or
-// implausibly large is not set.
+// A counter that was absent or null is not set; one that was negative,
+// fractional, not a number or implausibly large is bad, which makes the
+// usage unreadable.
 type usageFields struct {
 	v    [nUsageFields]int64
-	set  uint16
-	tier []byte // usage.service_tier (Anthropic puts its tier here), raw
+	set  uint32
+	bad  uint32
+	tier []byte // usage.service_tier (Anthropic) or usageMetadata.serviceTier (Gemini), raw
 }
 
 func (f *usageFields) has(k usageField) bool { return f.set&(1<<k) != 0 }
@@ -70,6 +105,13 @@ func (f *usageFields) has(k usageField) bool { return f.set&(1<<k) != 0 }
 func (f *usageFields) put(k usageField, n int64) {
 	f.v[k] = n
 	f.set |= 1 << k
+	f.bad &^= 1 << k
+}
+
+func (f *usageFields) spoil(k usageField) {
+	f.v[k] = 0
+	f.set &^= 1 << k
+	f.bad |= 1 << k
 }
 
 // merge replaces the counters that g carries and keeps the others: Anthropic's
@@ -77,8 +119,11 @@ func (f *usageFields) put(k usageField, n int64) {
 // earlier one's numbers, and a counter it omits keeps the message_start value.
 func (f *usageFields) merge(g *usageFields) {
 	for k := usageField(0); k < nUsageFields; k++ {
-		if g.has(k) {
+		switch {
+		case g.has(k):
 			f.put(k, g.v[k])
+		case g.bad&(1<<k) != 0:
+			f.spoil(k)
 		}
 	}
 	if len(g.tier) > 0 {
@@ -131,7 +176,27 @@ func parseUsage(raw []byte, f *usageFields) bool {
 				}
 				return 0, false
 			})
-		case "service_tier":
+		case "cache_creation":
+			return g.details(&s, func(key []byte) (usageField, bool) {
+				switch string(key) {
+				case "ephemeral_1h_input_tokens":
+					return uCache1h, true
+				case "ephemeral_5m_input_tokens":
+					return uCache5m, true
+				}
+				return 0, false
+			})
+		case "promptTokenCount":
+			g.count(&s, gPrompt)
+		case "candidatesTokenCount":
+			g.count(&s, gCandidates)
+		case "cachedContentTokenCount":
+			g.count(&s, gCached)
+		case "thoughtsTokenCount":
+			g.count(&s, gThoughts)
+		case "toolUsePromptTokenCount":
+			g.count(&s, gToolUse)
+		case "service_tier", "serviceTier":
 			g.tier, _ = s.StringValue()
 		default:
 			return s.Skip()
@@ -145,18 +210,24 @@ func parseUsage(raw []byte, f *usageFields) bool {
 	return true
 }
 
-// count reads a token count at s into field k.
+// count reads a token count at s into field k: a number, or a string
+// holding one. null leaves k unset; anything that is not a count spoils it.
 func (f *usageFields) count(s *jsonscan.Scanner, k usageField) {
-	if c := s.Peek(); c < '0' || c > '9' {
-		s.Skip()
-		return
-	}
 	start := s.I
 	if !s.Skip() {
 		return
 	}
-	if n, ok := tokenCount(s.B[start:s.I]); ok {
+	v := s.B[start:s.I]
+	switch {
+	case string(v) == "null":
+		return
+	case len(v) >= 2 && v[0] == '"':
+		v = v[1 : len(v)-1]
+	}
+	if n, ok := tokenCount(v); ok {
 		f.put(k, n)
+	} else {
+		f.spoil(k)
 	}
 }
 
@@ -175,8 +246,20 @@ func (f *usageFields) details(s *jsonscan.Scanner, field func(key []byte) (usage
 }
 
 // tokenCount parses a JSON number that is a non-negative integer of at most
-// maxTokenCount. "12.0" and "1e3" are refused: no provider sends them.
+// maxTokenCount: digits, then optionally a fraction of zeros ("12.0"). An
+// exponent, a sign or a fractional part is refused: a count is whole.
 func tokenCount(b []byte) (int64, bool) {
+	if i := bytes.IndexByte(b, '.'); i >= 0 {
+		for _, c := range b[i+1:] {
+			if c != '0' {
+				return 0, false
+			}
+		}
+		if i+1 == len(b) {
+			return 0, false // "12." is no JSON number
+		}
+		b = b[:i]
+	}
 	if len(b) == 0 || len(b) > 16 {
 		return 0, false
 	}
@@ -190,42 +273,62 @@ func tokenCount(b []byte) (int64, bool) {
 	return n, n <= maxTokenCount
 }
 
-// usage normalises the fields; ok is false when they say nothing about the
-// answer's size, which is unknown usage, never zero.
-func (f *usageFields) usage() (u Tokens, ok bool) {
+// usage normalises the fields. It reports unknown usage (ok false, which
+// is never zero) when they say nothing about the answer's size, and
+// unreadable usage (bad true) when a counter it would use is not a count.
+func (f *usageFields) usage() (u Tokens, ok, bad bool) {
 	v := &f.v
+	var used uint32
 	switch {
-	case f.has(uPrompt) || f.has(uCompletion):
+	case f.has(uPrompt) || f.has(uCompletion) || f.bad&(1<<uPrompt|1<<uCompletion) != 0:
 		// Chat Completions shape, whatever else a gateway added beside it:
 		// prompt_tokens is the whole input.
+		used = 1<<uPrompt | 1<<uCompletion | 1<<uCached | 1<<uCacheWrite | 1<<uReasoning
 		u.InputTokens, u.OutputTokens = v[uPrompt], v[uCompletion]
 		u.CacheReadTokens, u.CacheWriteTokens = v[uCached], v[uCacheWrite]
 		if !f.has(uCached) {
+			used |= 1 << uCacheHit
 			u.CacheReadTokens = v[uCacheHit]
 		}
 		u.ReasoningTokens = v[uReasoning]
-	case f.has(uInput) || f.has(uOutput):
+	case f.has(uInput) || f.has(uOutput) || f.bad&(1<<uInput|1<<uOutput) != 0:
+		used = 1<<uInput | 1<<uOutput | 1<<uReasoning | 1<<uThinking
 		u.InputTokens, u.OutputTokens = v[uInput], v[uOutput]
-		if f.has(uCacheRead) || f.has(uCacheCreate) {
+		if f.has(uCacheRead) || f.has(uCacheCreate) || f.bad&(1<<uCacheRead|1<<uCacheCreate) != 0 {
 			// Anthropic: input_tokens counts only what came after the
 			// last cache breakpoint.
+			used |= 1<<uCacheRead | 1<<uCacheCreate | 1<<uCache1h
 			u.InputTokens += v[uCacheRead] + v[uCacheCreate]
 			u.CacheReadTokens, u.CacheWriteTokens = v[uCacheRead], v[uCacheCreate]
+			u.CacheWrite1hTokens = v[uCache1h]
 		} else {
+			used |= 1<<uCached | 1<<uCacheWrite
 			u.CacheReadTokens, u.CacheWriteTokens = v[uCached], v[uCacheWrite]
 		}
 		u.ReasoningTokens = v[uReasoning]
 		if !f.has(uReasoning) {
 			u.ReasoningTokens = v[uThinking]
 		}
+	case f.has(gPrompt) || f.has(gCandidates) || f.bad&(1<<gPrompt|1<<gCandidates) != 0:
+		// Gemini: thoughts and tool-use prompts are beside the counts
+		// they are billed with, not inside them.
+		used = 1<<gPrompt | 1<<gCandidates | 1<<gCached | 1<<gThoughts | 1<<gToolUse
+		u.InputTokens = v[gPrompt] + v[gToolUse]
+		u.CacheReadTokens = v[gCached]
+		u.OutputTokens = v[gCandidates] + v[gThoughts]
+		u.ReasoningTokens = v[gThoughts]
 	default:
-		return Tokens{}, false
+		return Tokens{}, false, false
+	}
+	if f.bad&used != 0 {
+		return Tokens{}, false, true
 	}
 	// The totals are what is billed; a part larger than its total is a
 	// provider's inconsistency, and pricing it as sent would charge more
 	// than the total.
 	u.CacheReadTokens = min(u.CacheReadTokens, u.InputTokens)
 	u.CacheWriteTokens = min(u.CacheWriteTokens, u.InputTokens-u.CacheReadTokens)
+	u.CacheWrite1hTokens = min(u.CacheWrite1hTokens, u.CacheWriteTokens)
 	u.ReasoningTokens = min(u.ReasoningTokens, u.OutputTokens)
-	return u, true
+	return u, true, false
 }

@@ -32,7 +32,7 @@ func StreamsDir(tb testing.TB) string {
 
 // ReadStream returns the answer in the file called name of StreamsDir, and
 // the header it was sent with: an event stream for .sse, newline-delimited
-// JSON for .ndjson, JSON otherwise.
+// JSON for .ndjson, JSON otherwise, gzip-encoded JSON for .json.gz.
 func ReadStream(tb testing.TB, name string) ([]byte, http.Header) {
 	tb.Helper()
 	b, err := os.ReadFile(filepath.Join(StreamsDir(tb), name))
@@ -40,6 +40,9 @@ func ReadStream(tb testing.TB, name string) ([]byte, http.Header) {
 		tb.Fatal(err)
 	}
 	h := http.Header{}
+	if strings.HasSuffix(name, ".gz") {
+		h.Set("Content-Encoding", "gzip")
+	}
 	switch {
 	case strings.HasSuffix(name, ".sse"):
 		h.Set("Content-Type", "text/event-stream; charset=utf-8")
