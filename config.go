@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/textproto"
+	"strings"
 	"time"
 
 	"github.com/quotabreaker/quotabreaker/classify"
@@ -17,27 +19,29 @@ import (
 // config holds a Transport's settings; New fills in the defaults before it
 // applies the options.
 type config struct {
-	scope        func(*http.Request) string
-	tripClasses  []classify.Class
-	onTrip       func(context.Context, Trip)
-	onReset      func(context.Context, Trip)
-	mode         Mode
-	noUsage      bool
-	streamUsage  bool
-	streamSet    bool // WithStreamUsage was given: no default from the budgets
-	prices       prices.Func
-	budgets      []Budget
-	store        LatchStore
-	storeTimeout time.Duration
-	storeResync  time.Duration
-	logger       *slog.Logger
-	onBudget     func(context.Context, BudgetStatus)
-	onUsage      func(context.Context, Usage)
-	errorOnOpen  bool
-	tracerProv   trace.TracerProvider
-	meterProv    metric.MeterProvider
-	now          func() time.Time
-	maxErrorBody int
+	scope func(*http.Request) string
+	// credentialHeaders are more credential headers, canonical.
+	credentialHeaders []string
+	tripClasses       []classify.Class
+	onTrip            func(context.Context, Trip)
+	onReset           func(context.Context, Trip)
+	mode              Mode
+	noUsage           bool
+	streamUsage       bool
+	streamSet         bool // WithStreamUsage was given: no default from the budgets
+	prices            prices.Func
+	budgets           []Budget
+	store             LatchStore
+	storeTimeout      time.Duration
+	storeResync       time.Duration
+	logger            *slog.Logger
+	onBudget          func(context.Context, BudgetStatus)
+	onUsage           func(context.Context, Usage)
+	errorOnOpen       bool
+	tracerProv        trace.TracerProvider
+	meterProv         metric.MeterProvider
+	now               func() time.Time
+	maxErrorBody      int
 }
 
 func newConfig(opts []Option) config {
@@ -84,6 +88,22 @@ func (f optionFunc) apply(c *config) { f(c) }
 // default scope for that request.
 func WithScope(scope func(*http.Request) string) Option {
 	return optionFunc(func(c *config) { c.scope = scope })
+}
+
+// WithCredentialHeaders names more request headers that carry a credential,
+// for the default scope (see DefaultScope): a gateway's own key header whose
+// name says neither key, token, secret nor auth, say. Names are matched
+// ignoring case; each value is trimmed, and a scheme ("Bearer ") removed,
+// before it counts. Later calls add to earlier ones. It changes nothing
+// under a WithScope that names a scope.
+func WithCredentialHeaders(names ...string) Option {
+	return optionFunc(func(c *config) {
+		for _, n := range names {
+			if n = strings.TrimSpace(n); n != "" {
+				c.credentialHeaders = append(c.credentialHeaders, textproto.CanonicalMIMEHeaderKey(n))
+			}
+		}
+	})
 }
 
 // WithTripClasses sets which classes open a latch, replacing the default,

@@ -45,6 +45,7 @@
 //	quotabreaker.cause              on a refusal or would-be refusal: "answer", "stream" or "budget"
 //	quotabreaker.budget             on a budget's refusal: the budget's name
 //	quotabreaker.scope              the latch's scope (DefaultScope shows keys as fingerprints)
+//	quotabreaker.scope.credential   "none" when the request carries no credential the Transport can find
 //	quotabreaker.retry_after_ms     on rate_limited: the wait the provider asked for
 //	quotabreaker.request_id         the provider's request id (on a refusal, the tripping answer's)
 //	quotabreaker.ratelimit.remaining_requests, quotabreaker.ratelimit.remaining_tokens

@@ -570,10 +570,10 @@ func (tel *telemetry) reset(ctx context.Context, tr Trip) {
 }
 
 // redactURL returns u for the url.full attribute, with its user info, its
-// fragment, every query value that looks like a credential (Gemini's ?key=,
-// a signature, a token) and every bare query value (?SECRET) replaced by
-// REDACTED. Parameters separated by ';' are treated like those separated by
-// '&', since some servers accept either.
+// fragment and every query value replaced by REDACTED, except the values of
+// the parameters known to be safe (api-version, alt, ...; see safeParams):
+// deny by default, since a gateway may take a secret under any name. Query
+// parameters are read by eachQueryParam, the scope's own reader.
 func redactURL(u *url.URL) string {
 	if u.User == nil && u.RawQuery == "" && u.Fragment == "" && u.RawFragment == "" {
 		return u.String()
@@ -587,42 +587,23 @@ func redactURL(u *url.URL) string {
 	}
 	if r.RawQuery != "" {
 		var b strings.Builder
-		rest := r.RawQuery
-		for rest != "" {
-			part := rest
-			sep := ""
-			if i := strings.IndexAny(rest, "&;"); i >= 0 {
-				part, sep, rest = rest[:i], rest[i:i+1], rest[i+1:]
-			} else {
-				rest = ""
-			}
-			name, _, ok := strings.Cut(part, "=")
+		eachQueryParam(r.RawQuery, func(name, value string, hasValue bool, kind paramKind, sep string) {
 			switch {
-			case part == "":
-			case !ok:
+			case !hasValue: // ?SECRET
 				b.WriteString("REDACTED")
-			case sensitiveParam(name):
+			case kind == paramSafe || value == "":
+				b.WriteString(name)
+				if name != "" || value != "" {
+					b.WriteByte('=')
+				}
+				b.WriteString(value)
+			default:
 				b.WriteString(name)
 				b.WriteString("=REDACTED")
-			default:
-				b.WriteString(part)
 			}
 			b.WriteString(sep)
-		}
+		})
 		r.RawQuery = b.String()
 	}
 	return r.String()
-}
-
-func sensitiveParam(name string) bool {
-	if n, err := url.QueryUnescape(name); err == nil {
-		name = n
-	}
-	name = strings.ToLower(name)
-	for _, s := range [...]string{"key", "token", "sig", "secret", "auth", "pass", "credential"} {
-		if strings.Contains(name, s) {
-			return true
-		}
-	}
-	return false
 }

@@ -67,6 +67,9 @@ type Transport struct {
 	budgets budgets
 	fleet   *fleet // nil without WithStore
 	tel     telemetry
+	// warnedNoCredential: the logger has said once that a request
+	// carried no credential the Transport can find.
+	warnedNoCredential atomic.Bool
 	// mark: base is not a plain *http.Transport, so it may hold another
 	// Transport, which must see that this one handles the request.
 	mark bool
@@ -154,17 +157,20 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if outer, _ := req.Context().Value(handledKey{}).(*Transport); outer != nil && outer != t {
 		return t.base.RoundTrip(req)
 	}
-	id, custom := t.scopeID(req)
+	id, custom, credential := t.scopeID(req)
 	name := func() string {
 		if custom != "" {
 			return custom
 		}
-		return DefaultScope(req)
+		return t.scopeName(req)
 	}
 	mode := t.Mode()
 	l, refusedBy := t.admit(t.latches.acquire(id, name), id, name)
 	epoch := l.epoch.Load() // the scope's reset epoch as the request is sent
 	ctx, span := t.tel.start(req, refusedBy != nil && mode == ModeEnforce)
+	if !credential {
+		t.noCredential(req, span)
+	}
 	// The span ends here unless something took it over, should the base
 	// panic.
 	spanTaken := false
