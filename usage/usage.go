@@ -1,6 +1,9 @@
 package usage
 
-import "github.com/quotabreaker/quotabreaker/internal/jsonscan"
+import (
+	"github.com/quotabreaker/quotabreaker/balance"
+	"github.com/quotabreaker/quotabreaker/internal/jsonscan"
+)
 
 // Tokens is what one answer says it used, in tokens, in one shape for every
 // provider. The totals count everything: InputTokens includes the tokens read
@@ -63,6 +66,10 @@ type usageFields struct {
 	v    [nUsageFields]int64
 	set  uint16
 	tier []byte // usage.service_tier (Anthropic puts its tier here), raw
+	// cost is what the answer says it cost, in micro-dollars, when costSet:
+	// xAI's cost_in_usd_ticks (costTicks) or else OpenRouter's cost.
+	cost               int64
+	costSet, costTicks bool
 }
 
 func (f *usageFields) has(k usageField) bool { return f.set&(1<<k) != 0 }
@@ -83,6 +90,9 @@ func (f *usageFields) merge(g *usageFields) {
 	}
 	if len(g.tier) > 0 {
 		f.tier = append(f.tier[:0], g.tier...)
+	}
+	if g.costSet {
+		f.cost, f.costSet, f.costTicks = g.cost, true, g.costTicks
 	}
 }
 
@@ -133,6 +143,20 @@ func parseUsage(raw []byte, f *usageFields) bool {
 			})
 		case "service_tier":
 			g.tier, _ = s.StringValue()
+		case "cost", "cost_in_usd_ticks":
+			// What the provider billed, better than any price table.
+			ticks := string(key) == "cost_in_usd_ticks"
+			start := s.I
+			if !s.Skip() {
+				return false
+			}
+			conv := balance.OpenRouterCost
+			if ticks {
+				conv = balance.XAICost
+			}
+			if n, ok := conv(s.B[start:s.I]); ok && (ticks || !g.costTicks) {
+				g.cost, g.costSet, g.costTicks = n, true, ticks
+			}
 		default:
 			return s.Skip()
 		}
