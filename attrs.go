@@ -30,6 +30,8 @@ const (
 	attrBudget            = attribute.Key("quotabreaker.budget")
 	attrBudgetKey         = attribute.Key("quotabreaker.budget.key")
 	attrCostUSD           = attribute.Key("quotabreaker.cost.usd")
+	attrCostSource        = attribute.Key("quotabreaker.cost.source")
+	attrCurrency          = attribute.Key("quotabreaker.currency")
 	attrStoreUp           = attribute.Key("quotabreaker.store.up")
 	attrRetryAfterMS      = attribute.Key("quotabreaker.retry_after_ms")
 	attrRequestID         = attribute.Key("quotabreaker.request_id")
