@@ -490,6 +490,13 @@ func (w *Watcher) take(ctx context.Context, b Balance) {
 	}
 }
 
+// Record takes in a balance read elsewhere (a fleet's published history,
+// as the quotabreaker command reads it), as if a probe had read it: it
+// becomes the latest of its account, counts toward the decline, and fires
+// OnLow and OnRunOut as a read would, on the caller's goroutine. A balance
+// no newer than the one recorded for its account is ignored.
+func (w *Watcher) Record(ctx context.Context, b Balance) { w.take(ctx, b) }
+
 // call calls a hook, recovering a panic.
 func (w *Watcher) call(ctx context.Context, hook func(context.Context, Alert), a Alert) {
 	if hook == nil {

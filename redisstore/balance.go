@@ -27,7 +27,13 @@ type BalanceShare struct {
 	timeout time.Duration
 	leases  string // prefix of the lease keys
 	latest  string // hash: account -> balance JSON
+	history string // list: balance JSON, oldest first, the last historyLen
 }
+
+// historyLen bounds the readings History keeps, all accounts together:
+// at one reading per account every 5 minutes, 4096 cover 6 hours (the
+// default forecast window) of 28 accounts.
+const historyLen = 4096
 
 var _ balance.Share = (*BalanceShare)(nil)
 
@@ -38,7 +44,8 @@ const balancesTTL = 7 * 24 * time.Hour
 
 // BalanceShare returns the BalanceShare on s's Redis, under s's prefix.
 func (s *Store) BalanceShare() *BalanceShare {
-	return &BalanceShare{c: s.c, timeout: s.timeout, leases: s.prefix + "balance:lease:", latest: s.prefix + "balance:latest"}
+	return &BalanceShare{c: s.c, timeout: s.timeout, leases: s.prefix + "balance:lease:",
+		latest: s.prefix + "balance:latest", history: s.prefix + "balance:history"}
 }
 
 // Lease sets the lease named name for ttl unless it is set, and reports
@@ -83,13 +90,14 @@ func field(b balance.Balance) string {
 }
 
 // Publish records bs, each replacing the balance of its provider, scope,
-// account and currency, in one transaction that also renews the hash's
-// expiry.
+// account and currency, and appends them to the history, in one
+// transaction that also renews both keys' expiry.
 func (b *BalanceShare) Publish(ctx context.Context, bs []balance.Balance) error {
 	if len(bs) == 0 {
 		return nil
 	}
 	vals := make([]any, 0, 2*len(bs))
+	hist := make([]any, 0, len(bs))
 	for _, x := range bs {
 		w := wireBalance{Provider: x.Provider, Scope: x.Scope, Fingerprint: x.Fingerprint, Account: x.Account,
 			Currency: x.Currency, Available: x.Available, Usable: x.Usable, Read: x.Read}
@@ -101,12 +109,16 @@ func (b *BalanceShare) Publish(ctx context.Context, bs []balance.Balance) error 
 			return fmt.Errorf("redisstore: publish balances: %w", err)
 		}
 		vals = append(vals, field(x), j)
+		hist = append(hist, j)
 	}
 	ctx, cancel := context.WithTimeout(ctx, b.timeout)
 	defer cancel()
 	_, err := b.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, b.latest, vals...)
 		p.PExpire(ctx, b.latest, balancesTTL)
+		p.RPush(ctx, b.history, hist...)
+		p.LTrim(ctx, b.history, -historyLen, -1)
+		p.PExpire(ctx, b.history, balancesTTL)
 		return nil
 	})
 	if err != nil {
@@ -115,8 +127,7 @@ func (b *BalanceShare) Publish(ctx context.Context, bs []balance.Balance) error 
 	return nil
 }
 
-// Latest returns the balances published, skipping any value it cannot
-// read (written by a later version, say).
+// Latest returns the latest balance published of each account.
 func (b *BalanceShare) Latest(ctx context.Context) ([]balance.Balance, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.timeout)
 	defer cancel()
@@ -124,8 +135,31 @@ func (b *BalanceShare) Latest(ctx context.Context) ([]balance.Balance, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: latest balances: %w", err)
 	}
-	out := make([]balance.Balance, 0, len(m))
+	vs := make([]string, 0, len(m))
 	for _, v := range m {
+		vs = append(vs, v)
+	}
+	return decodeBalances(vs), nil
+}
+
+// History returns the balances published recently (the last 4096), oldest
+// first: what a forecast from the balances' own decline needs (see
+// balance.Watcher.Record).
+func (b *BalanceShare) History(ctx context.Context) ([]balance.Balance, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	vs, err := b.c.LRange(ctx, b.history, 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: balance history: %w", err)
+	}
+	return decodeBalances(vs), nil
+}
+
+// decodeBalances decodes balance JSON, skipping any value it cannot read
+// (written by a later version, say).
+func decodeBalances(vs []string) []balance.Balance {
+	out := make([]balance.Balance, 0, len(vs))
+	for _, v := range vs {
 		var w wireBalance
 		if json.Unmarshal([]byte(v), &w) != nil || w.Provider == "" || w.Currency == "" {
 			continue
@@ -137,5 +171,5 @@ func (b *BalanceShare) Latest(ctx context.Context) ([]balance.Balance, error) {
 		}
 		out = append(out, x)
 	}
-	return out, nil
+	return out
 }

@@ -70,6 +70,11 @@ func TestBalanceShare(t *testing.T) {
 	if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", []balance.Balance{b1, b2}) {
 		t.Errorf("Latest = %+v\nwant %+v", got, []balance.Balance{b1, b2})
 	}
+	old := b1
+	old.Available, old.Read = 110_000000, read
+	if h, err := sh.History(ctx); err != nil || fmt.Sprintf("%+v", h) != fmt.Sprintf("%+v", []balance.Balance{old, b2, b1}) {
+		t.Errorf("History = %+v, %v", h, err)
+	}
 	if got, _ := other.Latest(ctx); len(got) != 0 {
 		t.Errorf("another prefix sees %+v", got)
 	}

@@ -5,6 +5,7 @@
 //
 //	quotabreaker [flags] status       list open latches and budgets
 //	quotabreaker [flags] budgets      list budgets only
+//	quotabreaker [flags] balance      list provider balances and forecasts
 //	quotabreaker [flags] reset SCOPE  close one latch, everywhere
 //	quotabreaker [flags] reset -all   close every latch, everywhere
 //
@@ -16,8 +17,10 @@
 //	-json     print JSON instead of a table: status prints the open
 //	          latches ([] when none), reset the latches it closed
 //	-timeout  bound on each call to Redis (default 5s)
+//	-horizon  balance: the forecast that exits 1 (default 24h)
 //
 // Exit status: status exits 1 when a latch is open and 0 when none is;
+// balance exits 1 when a balance runs out within -horizon (24h);
 // reset exits 1 when the scope has no open latch (and then changes
 // nothing). Any error exits 2.
 package main
@@ -49,11 +52,13 @@ func main() {
 const usage = `usage:
   quotabreaker [flags] status       list open latches and budgets
   quotabreaker [flags] budgets      list budgets only
+  quotabreaker [flags] balance      list provider balances and forecasts
   quotabreaker [flags] reset SCOPE  close one latch, everywhere
   quotabreaker [flags] reset -all   close every latch, everywhere
 
 Exit status: 0 nothing open (status) or done (reset); 1 a latch is open
-(status) or the scope has no open latch (reset); 2 an error.
+(status), a balance runs out within -horizon (balance) or the scope has
+no open latch (reset); 2 an error.
 
 flags:
 `
@@ -79,6 +84,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "print JSON")
 	all := fs.Bool("all", false, "reset: close every latch")
 	timeout := fs.Duration("timeout", 5*time.Second, "bound on each call to Redis")
+	horizon := fs.Duration("horizon", 24*time.Hour, "balance: exit 1 when a balance runs out within this")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usage)
 		fs.PrintDefaults()
@@ -117,6 +123,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return exitError
 		}
 		return c.budgets(ctx)
+	case "balance":
+		if len(rest) != 0 || *all {
+			fs.Usage()
+			return exitError
+		}
+		return c.balances(ctx, *horizon)
 	case "reset":
 		// Everything only when asked by name: no scope is not "all".
 		switch {
