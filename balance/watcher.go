@@ -650,7 +650,7 @@ func who(b Balance) string {
 
 // runOutMessage says when a balance runs out.
 func runOutMessage(b Balance, f Forecast) string {
-	rate := Amount(math.Round(f.Rate.PerHour))
+	rate := Amount(math.Round(f.Rate.PerHour/1e4) * 1e4) // to the cent, for a person
 	if f.HoursLeft <= 0 {
 		return fmt.Sprintf("at this rate, %s has run out (%s %s an hour)", who(b), rate, b.Currency)
 	}
