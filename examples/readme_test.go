@@ -143,7 +143,7 @@ func readmeRetryablehttp() *retryablehttp.Client {
 	return rc
 }
 
-var _ = []any{readmeOpenAIGo, readmeGoOpenAI, readmeNetHTTP, readmeObserve, readmeBudget, readmeUsage, readmeFleet, readmeOperations, readmeOtelhttp, readmeRetryablehttp}
+var _ = []any{readmeOpenAIGo, readmeGoOpenAI, readmeNetHTTP, readmeObserve, readmeBudget, readmeUsage, readmeFleet, readmeBalances, readmeOperations, readmeOtelhttp, readmeRetryablehttp}
 
 // normalize drops indentation and blank lines, which differ between a
 // README block and the function body holding it.
