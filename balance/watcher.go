@@ -448,6 +448,7 @@ func (w *Watcher) read(ctx context.Context, p Probe) error {
 // fires the alerts it causes, after the lock is released.
 func (w *Watcher) take(ctx context.Context, b Balance) {
 	now := w.now()
+	b.Parts = slices.Clone(b.Parts) // the caller's slice stays the caller's
 	var alerts []Alert
 	w.mu.Lock()
 	k := keyOf(b)
@@ -470,12 +471,16 @@ func (w *Watcher) take(ctx context.Context, b Balance) {
 	st.bal = b
 	st.decline = append(prune(st.decline, b.Read.Add(-w.cfg.Window)), Sample{At: b.Read, Spent: st.declined})
 	for _, l := range st.th.Observe(b.Available) {
+		b := b
+		b.Parts = slices.Clone(b.Parts)
 		alerts = append(alerts, Alert{Kind: AlertLow, Balance: b, Level: l,
 			Message: fmt.Sprintf("%s is below %s %s: %s %s left", who(b), l, b.Currency, b.Available, b.Currency)})
 	}
 	f, _, ok := w.forecast(st, now)
 	under := ok && f.HoursLeft < w.cfg.Horizon.Hours()
 	if under && !st.runOut {
+		b := b
+		b.Parts = slices.Clone(b.Parts)
 		alerts = append(alerts, Alert{Kind: AlertRunOut, Balance: b, Forecast: f, Message: runOutMessage(b, f)})
 	}
 	st.runOut = under
@@ -622,6 +627,7 @@ func (w *Watcher) Statuses() []Status {
 	out := make([]Status, 0, len(w.balances))
 	for _, st := range w.balances {
 		s := Status{Balance: st.bal, Below: st.th.Below()}
+		s.Parts = slices.Clone(s.Parts) // the Watcher's stay the Watcher's
 		s.Forecast, s.Source, s.HasForecast = w.forecast(st, now)
 		out = append(out, s)
 	}
