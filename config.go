@@ -252,10 +252,9 @@ func WithStore(s Store) Option {
 // them. w's probes must use a client of their own (balance.Config.Client),
 // not this Transport: a probe is not spend. The cost per priced answer is
 // one mutex of w's; each collection of the metrics computes a forecast per
-// balance. Several Transports on one meter provider report the same
-// balances, so give the gauges' w to one of them (and Spent to all: the
-// others take WithBalances too, and their gauges repeat the same values).
-// A nil w is ignored.
+// balance. Several Transports may share one w: each tells it its spend,
+// and each reports the same values on the gauges (a gauge keeps one per
+// attribute set). A nil w is ignored.
 func WithBalances(w *balance.Watcher) Option {
 	return optionFunc(func(c *config) {
 		if w != nil {
