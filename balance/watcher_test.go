@@ -413,10 +413,12 @@ func TestWatcherNoKey(t *testing.T) {
 	}
 }
 
+func runtimeStack(buf []byte) int { return runtime.Stack(buf, true) }
+
 // watcherLoops counts the goroutines running a Watcher's loop.
 func watcherLoops() int {
 	buf := make([]byte, 1<<20)
-	buf = buf[:runtime.Stack(buf, true)]
+	buf = buf[:runtimeStack(buf)]
 	return bytes.Count(buf, []byte("balance.(*Watcher).loop"))
 }
 
