@@ -413,18 +413,24 @@ func TestWatcherNoKey(t *testing.T) {
 	}
 }
 
-func runtimeStack(buf []byte) int { return runtime.Stack(buf, true) }
-
-// watcherLoops counts the goroutines running a Watcher's loop.
-func watcherLoops() int {
-	buf := make([]byte, 1<<20)
-	buf = buf[:runtimeStack(buf)]
-	return bytes.Count(buf, []byte("balance.(*Watcher).loop"))
+// gone reports whether, within 5 seconds, no goroutine's stack names fn.
+func gone(fn string) bool {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		buf := make([]byte, 1<<20)
+		if !bytes.Contains(buf[:runtime.Stack(buf, true)], []byte(fn)) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func TestWatcherStops(t *testing.T) {
 	srv := newBalanceServer(t, "110.00")
-	base := watcherLoops()
+	const loop = "balance.(*Watcher).loop"
 	t.Run("Close", func(t *testing.T) {
 		w := NewWatcher(Config{Probes: []Probe{DeepSeek{Key: canaryKey, BaseURL: srv.URL}}, Client: srv.Client(), Interval: time.Second})
 		w.Start(context.Background())
@@ -434,11 +440,11 @@ func TestWatcherStops(t *testing.T) {
 		}
 		w.Close()
 		w.Close()
-		if n := watcherLoops(); n != base {
-			t.Errorf("%d loops running after Close", n-base)
+		if !gone(loop) {
+			t.Errorf("the loop runs after Close")
 		}
 		w.Start(context.Background()) // not after Close
-		if n := watcherLoops(); n != base {
+		if !gone(loop) {
 			t.Errorf("Start after Close started a loop")
 		}
 	})
@@ -447,12 +453,8 @@ func TestWatcherStops(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		w.Start(ctx)
 		cancel()
-		deadline := time.Now().Add(5 * time.Second)
-		for watcherLoops() != base && time.Now().Before(deadline) {
-			time.Sleep(time.Millisecond)
-		}
-		if n := watcherLoops(); n != base {
-			t.Errorf("%d loops running after the context ended", n-base)
+		if !gone(loop) {
+			t.Errorf("the loop runs after the context ended")
 		}
 		w.Close()
 	})
