@@ -32,6 +32,7 @@ const (
 	attrCostUSD           = attribute.Key("quotabreaker.cost.usd")
 	attrCostSource        = attribute.Key("quotabreaker.cost.source")
 	attrCurrency          = attribute.Key("quotabreaker.currency")
+	attrDay               = attribute.Key("quotabreaker.day")
 	attrStoreUp           = attribute.Key("quotabreaker.store.up")
 	attrRetryAfterMS      = attribute.Key("quotabreaker.retry_after_ms")
 	attrRequestID         = attribute.Key("quotabreaker.request_id")

@@ -218,3 +218,62 @@ func TestCostSourceTable(t *testing.T) {
 		t.Errorf("quotabreaker.cost.source = %v", a["quotabreaker.cost.source"])
 	}
 }
+
+// TestCostDrift: what the Transport counted for OpenAI on a day, against
+// what OpenAI's cost report (its documented example answer: $0.06 on
+// 2024-11-01) billed, as the quotabreaker.cost.drift gauge.
+func TestCostDrift(t *testing.T) {
+	costs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/organization/costs" || r.Header.Get("Authorization") != "Bearer "+balanceKey {
+			http.Error(w, "no", http.StatusUnauthorized)
+			return
+		}
+		io.WriteString(w, `{"object":"page","data":[{"object":"bucket","start_time":1730419200,"end_time":1730505600,`+
+			`"results":[{"object":"organization.costs.result","amount":{"value":0.06,"currency":"usd"},"line_item":null,"project_id":null}]}],`+
+			`"has_more":false,"next_page":null}`)
+	}))
+	defer costs.Close()
+	clk := &testClock{t: time.Date(2024, 11, 1, 12, 0, 0, 0, time.UTC)}
+	r := balance.NewReconciler(balance.ReconcileConfig{
+		Readers: []balance.CostReader{balance.OpenAICosts{Key: func() (string, error) { return balanceKey, nil }, BaseURL: costs.URL}},
+		Client:  costs.Client(),
+		Now:     clk.Now,
+	})
+	rec := newRecording(t)
+	base := roundTripperFunc(func(req *http.Request) (*http.Response, error) {
+		return &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"application/json"}}, Request: req,
+			Body: io.NopCloser(strings.NewReader(`{"model":"gpt-4o-mini","choices":[],"usage":{"prompt_tokens":1000,"completion_tokens":100}}`))}, nil
+	})
+	var got Usage
+	tr := New(base, append(rec.options(), WithReconciler(r), WithClock(clk.Now), OnUsage(func(_ context.Context, u Usage) { got = u }))...)
+	req := httptest.NewRequest(http.MethodPost, "https://api.openai.com/v1/chat/completions", strings.NewReader(`{"model":"gpt-4o-mini"}`))
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err := r.Read(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want := got.Cost - 0.06
+	found := false
+	for _, sm := range rec.metrics(t).ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name != "quotabreaker.cost.drift" {
+				continue
+			}
+			for _, p := range m.Data.(metricdata.Gauge[float64]).DataPoints {
+				day, _ := p.Attributes.Value("quotabreaker.day")
+				prov, _ := p.Attributes.Value("gen_ai.provider.name")
+				if day.AsString() != "2024-11-01" || prov.AsString() != "openai" || math.Abs(p.Value-want) > 1e-6 {
+					t.Errorf("drift %v on %s for %s, want %v on 2024-11-01 for openai", p.Value, day.AsString(), prov.AsString(), want)
+				}
+				found = true
+			}
+		}
+	}
+	if !found || !got.Priced {
+		t.Errorf("no drift recorded (priced %v)", got.Priced)
+	}
+}

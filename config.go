@@ -39,6 +39,7 @@ type config struct {
 	now          func() time.Time
 	maxErrorBody int
 	balances     *balance.Watcher
+	reconciler   *balance.Reconciler
 }
 
 func newConfig(opts []Option) config {
@@ -259,6 +260,21 @@ func WithBalances(w *balance.Watcher) Option {
 	return optionFunc(func(c *config) {
 		if w != nil {
 			c.balances = w
+		}
+	})
+}
+
+// WithReconciler tells r what each priced answer cost, by provider and
+// UTC day, and adds the gauge quotabreaker.cost.drift: per provider and day
+// (quotabreaker.day), the dollars counted less those the provider billed,
+// as r last read them from OpenAI's and Anthropic's cost reports (see
+// balance.Reconciler). Negative means the count fell short of the bill. As
+// with WithBalances, the caller owns r (r.Start, r.Close); the cost per
+// priced answer is one mutex of r's. A nil r is ignored.
+func WithReconciler(r *balance.Reconciler) Option {
+	return optionFunc(func(c *config) {
+		if r != nil {
+			c.reconciler = r
 		}
 	})
 }

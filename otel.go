@@ -136,6 +136,9 @@ func (tel *telemetry) init(t *Transport) {
 	if cfg.balances != nil {
 		balanceGauges(meter, cfg.balances)
 	}
+	if cfg.reconciler != nil {
+		driftGauge(meter, cfg.reconciler)
+	}
 	// A Transport dropped with latches open refuses nothing any more.
 	runtime.AddCleanup(t, func(n *atomic.Int64) {
 		if v := n.Load(); v != 0 {
@@ -174,6 +177,27 @@ func balanceGauges(meter metric.Meter, w *balance.Watcher) {
 		}
 		return nil
 	}, bal, hours, below)
+	if err != nil {
+		otel.Handle(err)
+	}
+}
+
+// driftGauge reports a balance.Reconciler's drifts, as they were at its
+// last read of the providers' cost reports.
+func driftGauge(meter metric.Meter, r *balance.Reconciler) {
+	drift, err := meter.Float64ObservableGauge("quotabreaker.cost.drift", metric.WithUnit("{USD}"),
+		metric.WithDescription("Dollars counted less dollars the provider billed, per provider and UTC day (quotabreaker.day)."))
+	if err != nil {
+		otel.Handle(err)
+		return
+	}
+	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		for _, d := range r.Drifts() {
+			o.ObserveFloat64(drift, d.Diff.Float(), metric.WithAttributes(
+				semconv.GenAIProviderNameKey.String(d.Provider), attrDay.String(d.Day.Format(time.DateOnly))))
+		}
+		return nil
+	}, drift)
 	if err != nil {
 		otel.Handle(err)
 	}

@@ -142,6 +142,9 @@ func (t *Transport) settle(at *attempt, seen *usage.Result) {
 	if w := t.cfg.balances; w != nil && u.Priced {
 		w.Spent(u.Scope, u.Cost, now) // toward the forecast of the key's balance
 	}
+	if r := t.cfg.reconciler; r != nil && u.Priced {
+		r.Counted(string(u.Provider), u.Cost, now) // against the provider's bill
+	}
 	for _, b := range t.budgets {
 		key := b.key(at.req, at.latch.scope)
 		k, crossed := b.add(key, u.micros, u.Priced, now, !b.shared)
