@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/quotabreaker/quotabreaker/balance"
 	"github.com/quotabreaker/quotabreaker/classify"
 	"github.com/quotabreaker/quotabreaker/prices"
 	"go.opentelemetry.io/otel"
@@ -42,6 +43,8 @@ type config struct {
 	meterProv         metric.MeterProvider
 	now               func() time.Time
 	maxErrorBody      int
+	balances          *balance.Watcher
+	reconciler        *balance.Reconciler
 }
 
 func newConfig(opts []Option) config {
@@ -269,6 +272,48 @@ func OnBudget(fn func(ctx context.Context, st BudgetStatus)) Option {
 // the background work.
 func WithStore(s LatchStore) Option {
 	return optionFunc(func(c *config) { c.store = s })
+}
+
+// WithBalances connects a balance.Watcher, which watches what is left on
+// provider accounts (DeepSeek, OpenRouter, Moonshot, SiliconFlow, xAI), to
+// the Transport: the cost of every priced answer is told to w.Spent with
+// its scope, so that w forecasts when each account runs out from the spend
+// counted here (see balance.Watcher); the gauges quotabreaker.balance,
+// quotabreaker.balance.hours_left and quotabreaker.balance.below_threshold
+// report w's balances; and the Handler's GET lists them with their
+// forecasts. No key is recorded: balances are named by scope and key
+// fingerprint.
+//
+// The caller owns w: it starts w's polling goroutine (w.Start) and stops it
+// (w.Close). The Transport starts no goroutine for it and Close leaves it
+// running, so that one Watcher can serve several Transports and outlive
+// them. w's probes must use a client of their own (balance.Config.Client),
+// not this Transport: a probe is not spend. The cost per priced answer is
+// one mutex of w's; each collection of the metrics computes a forecast per
+// balance. Several Transports may share one w: each tells it its spend,
+// and each reports the same values on the gauges (a gauge keeps one per
+// attribute set). A nil w is ignored.
+func WithBalances(w *balance.Watcher) Option {
+	return optionFunc(func(c *config) {
+		if w != nil {
+			c.balances = w
+		}
+	})
+}
+
+// WithReconciler tells r what each priced answer cost, by provider and
+// UTC day, and adds the gauge quotabreaker.cost.drift: per provider and day
+// (quotabreaker.day), the dollars counted less those the provider billed,
+// as r last read them from OpenAI's and Anthropic's cost reports (see
+// balance.Reconciler). Negative means the count fell short of the bill. As
+// with WithBalances, the caller owns r (r.Start, r.Close); the cost per
+// priced answer is one mutex of r's. A nil r is ignored.
+func WithReconciler(r *balance.Reconciler) Option {
+	return optionFunc(func(c *config) {
+		if r != nil {
+			c.reconciler = r
+		}
+	})
 }
 
 // WithStoreTimeout bounds each call the Transport makes to its store (2

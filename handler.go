@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+
+	"github.com/quotabreaker/quotabreaker/balance"
 )
 
 // Handler returns an http.Handler for operators: it shows the Transport's
@@ -19,9 +21,12 @@ import (
 //
 // GET (or HEAD) answers with JSON:
 //
-//	{"mode": "enforce", "store": "up", "latches": [Trip...], "budgets": [BudgetStatus...]}
+//	{"mode": "enforce", "store": "up", "latches": [Trip...], "budgets": [BudgetStatus...],
+//	 "balances": [balance.Status...]}
 //
 // where store is "up", "down" or "none", and both lists are [] when empty.
+// balances, with WithBalances once a balance is read, are the watched
+// balances and their forecasts, named by scope and key fingerprint.
 //
 // POST takes exactly one action, from its body, form-encoded
 // (application/x-www-form-urlencoded) or JSON (application/json, such as
@@ -54,6 +59,8 @@ type handlerState struct {
 	Store   string         `json:"store"`
 	Latches []Trip         `json:"latches"`
 	Budgets []BudgetStatus `json:"budgets"`
+	// Balances holds no key: see balance.Status.MarshalJSON.
+	Balances []balance.Status `json:"balances,omitempty"`
 }
 
 func (t *Transport) serveHTTP(w http.ResponseWriter, r *http.Request) {
@@ -92,6 +99,9 @@ func (t *Transport) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if st.Budgets, err = t.Budgets(r.Context()); err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
+	}
+	if t.cfg.balances != nil {
+		st.Balances = t.cfg.balances.Statuses()
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")

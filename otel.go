@@ -3,6 +3,7 @@ package quotabreaker
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"net/http"
 	"net/url"
 	"reflect"
@@ -12,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/quotabreaker/quotabreaker/balance"
 	"github.com/quotabreaker/quotabreaker/classify"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -164,12 +166,74 @@ func (tel *telemetry) init(t *Transport) {
 		open = noop.Int64UpDownCounter{}
 	}
 	tel.openLatches = open
+	if cfg.balances != nil {
+		balanceGauges(meter, cfg.balances)
+	}
+	if cfg.reconciler != nil {
+		driftGauge(meter, cfg.reconciler)
+	}
 	// A Transport dropped with latches open refuses nothing any more.
 	runtime.AddCleanup(t, func(n *atomic.Int64) {
 		if v := n.Load(); v != 0 {
 			open.Add(context.Background(), -v)
 		}
 	}, t.latches.open)
+}
+
+// balanceGauges reports a balance.Watcher's state. Observable gauges: a
+// balance changes when the Watcher reads it, not at an event of the
+// Transport, and the forecast changes with the time of collection. The
+// callback holds the Watcher, not the Transport.
+func balanceGauges(meter metric.Meter, w *balance.Watcher) {
+	// Units in braces add no suffix to the Prometheus names:
+	// quotabreaker_balance, quotabreaker_balance_hours_left,
+	// quotabreaker_balance_below_threshold.
+	bal, err1 := meter.Float64ObservableGauge("quotabreaker.balance", metric.WithUnit("{currency}"),
+		metric.WithDescription("What is left on each watched provider account, as last read, in its currency (quotabreaker.currency)."))
+	hours, err2 := meter.Float64ObservableGauge("quotabreaker.balance.hours_left", metric.WithUnit("{hour}"),
+		metric.WithDescription("Hours until each watched balance runs out at its recent spend rate; absent while nothing is spent."))
+	below, err3 := meter.Int64ObservableGauge("quotabreaker.balance.below_threshold", metric.WithUnit("{threshold}"),
+		metric.WithDescription("How many of its configured levels each watched balance is below; 0 when above them all."))
+	if err := errors.Join(err1, err2, err3); err != nil {
+		otel.Handle(err)
+		return
+	}
+	_, err := meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		for _, s := range w.Statuses() {
+			attrs := metric.WithAttributes(semconv.GenAIProviderNameKey.String(s.Provider),
+				attrScope.String(s.Scope), attrCurrency.String(s.Currency))
+			o.ObserveFloat64(bal, s.Available.Float(), attrs)
+			o.ObserveInt64(below, int64(len(s.Below)), attrs)
+			if s.HasForecast {
+				o.ObserveFloat64(hours, s.Forecast.HoursLeft, attrs)
+			}
+		}
+		return nil
+	}, bal, hours, below)
+	if err != nil {
+		otel.Handle(err)
+	}
+}
+
+// driftGauge reports a balance.Reconciler's drifts, as they were at its
+// last read of the providers' cost reports.
+func driftGauge(meter metric.Meter, r *balance.Reconciler) {
+	drift, err := meter.Float64ObservableGauge("quotabreaker.cost.drift", metric.WithUnit("{USD}"),
+		metric.WithDescription("Dollars counted less dollars the provider billed, per provider and UTC day (quotabreaker.day)."))
+	if err != nil {
+		otel.Handle(err)
+		return
+	}
+	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		for _, d := range r.Drifts() {
+			o.ObserveFloat64(drift, d.Diff.Float(), metric.WithAttributes(
+				semconv.GenAIProviderNameKey.String(d.Provider), attrDay.String(d.Day.Format(time.DateOnly))))
+		}
+		return nil
+	}, drift)
+	if err != nil {
+		otel.Handle(err)
+	}
 }
 
 // isHTTPInstrumentation reports whether rt is otelhttp's Transport, whose
@@ -384,7 +448,7 @@ func (tel *telemetry) spent(ctx context.Context, span trace.Span, s *Usage) {
 			attrEstimatedInput.Int64(u.InputTokens), attrEstimatedOutput.Int64(u.OutputTokens))
 	}
 	if s.Priced {
-		attrs = append(attrs, attrCostUSD.Float64(s.Cost))
+		attrs = append(attrs, attrCostUSD.Float64(s.Cost), attrCostSource.String(s.CostSource))
 	}
 	span.SetAttributes(attrs...)
 }

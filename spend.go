@@ -63,13 +63,17 @@ type Usage struct {
 	Metering  usage.Metering
 	Estimated bool
 	Tokens    usage.Tokens
-	// Priced reports that the model has a price (see WithPrices): Price is
-	// it, and Cost what the answer cost in US dollars (with Estimated,
-	// what its estimate costs). An unpriced answer's tokens still count;
-	// its cost is unknown, not zero.
-	Priced bool
-	Price  prices.Price
-	Cost   float64
+	// Priced reports that the cost is known: Cost is what the answer cost
+	// in US dollars (with Estimated, what its estimate costs). CostSource
+	// says whence: "provider" when the answer stated it (OpenRouter's
+	// usage.cost, xAI's usage.cost_in_usd_ticks), which wins over any
+	// price table, or "table" from the model's price (see WithPrices).
+	// Price is the model's price when it has one. An unpriced answer's
+	// tokens still count; its cost is unknown, not zero.
+	Priced     bool
+	Price      prices.Price
+	Cost       float64
+	CostSource string
 
 	requestModel, responseModel string
 	micros                      int64 // Cost in micro-dollars
@@ -173,11 +177,21 @@ func (t *Transport) settle(at *attempt, seen *usage.Result) {
 				CacheWrite1h: u.Tokens.CacheWrite1hTokens,
 				Output:       u.Tokens.OutputTokens,
 			})
-			u.Priced, u.Price, u.Cost = true, p, microsToDollars(u.micros)
+			u.Priced, u.Price, u.Cost, u.CostSource = true, p, microsToDollars(u.micros), "table"
 		}
+	}
+	if seen.ProviderCost { // what the provider billed: discounts, tools and fees included
+		u.micros, u.Priced, u.CostSource = seen.ProviderCostMicros, true, "provider"
+		u.Cost = microsToDollars(u.micros)
 	}
 	t.tel.spent(ctx, at.span, &u)
 	now := t.cfg.now()
+	if w := t.cfg.balances; w != nil && u.Priced {
+		w.Spent(u.Scope, u.Cost, now) // toward the forecast of the key's balance
+	}
+	if r := t.cfg.reconciler; r != nil && u.Priced {
+		r.Counted(string(u.Provider), u.Cost, now) // against the provider's bill
+	}
 	for _, b := range t.budgets {
 		key := b.key(at.req, at.latch.scope)
 		k, charged, crossed := b.add(key, charge{micros: u.micros, priced: u.Priced, unmetered: !u.Metered}, now, !b.shared)

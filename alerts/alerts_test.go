@@ -11,10 +11,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/quotabreaker/quotabreaker"
+	"github.com/quotabreaker/quotabreaker/balance"
 	"go.opentelemetry.io/otel/attribute"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/metric"
@@ -90,7 +92,15 @@ func TestMetricNames(t *testing.T) {
 		_, _ = w.Write([]byte(sample.Body))
 	}))
 	defer srv.Close()
-	client := &http.Client{Transport: quotabreaker.New(srv.Client().Transport, quotabreaker.WithMeterProvider(mp))}
+	// A balance watched (quotabreaker.WithBalances) that fell 10 CNY in an
+	// hour, below its level of 150: the three balance gauges.
+	w := balance.NewWatcher(balance.Config{Levels: map[string][]balance.Amount{"CNY": {150_000000}}})
+	now := time.Now()
+	for i, left := range []balance.Amount{110_000000, 100_000000} {
+		w.Record(context.Background(), balance.Balance{Provider: "deepseek", Scope: "api.deepseek.com/key:1f0c3a9e52b7",
+			Fingerprint: "1f0c3a9e52b7", Currency: "CNY", Available: left, Read: now.Add(time.Duration(i-1) * time.Hour)})
+	}
+	client := &http.Client{Transport: quotabreaker.New(srv.Client().Transport, quotabreaker.WithMeterProvider(mp), quotabreaker.WithBalances(w))}
 	for range 2 { // the trip, then a request the open latch refuses
 		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/chat/completions", strings.NewReader(`{}`))
 		req.Header.Set("Authorization", "Bearer sk-test-not-a-real-key")
@@ -131,10 +141,13 @@ func TestMetricNames(t *testing.T) {
 		}
 	}
 	want := map[string]dto.MetricType{
-		"quotabreaker_open_latches":       dto.MetricType_GAUGE,
-		"quotabreaker_trips_total":        dto.MetricType_COUNTER,
-		"quotabreaker_budget_spent_ratio": dto.MetricType_GAUGE,
-		"quotabreaker_store_up":           dto.MetricType_GAUGE,
+		"quotabreaker_open_latches":            dto.MetricType_GAUGE,
+		"quotabreaker_trips_total":             dto.MetricType_COUNTER,
+		"quotabreaker_budget_spent_ratio":      dto.MetricType_GAUGE,
+		"quotabreaker_store_up":                dto.MetricType_GAUGE,
+		"quotabreaker_balance":                 dto.MetricType_GAUGE,
+		"quotabreaker_balance_hours_left":      dto.MetricType_GAUGE,
+		"quotabreaker_balance_below_threshold": dto.MetricType_GAUGE,
 	}
 	for name, typ := range want {
 		switch got, ok := types[name]; {
@@ -172,7 +185,8 @@ func TestMetricNames(t *testing.T) {
 			t.Errorf("the rules use %s, which the exporter produced neither as a metric nor as a label", n)
 		}
 	}
-	for _, l := range []string{"error_type", "quotabreaker_error_code", "quotabreaker_budget_key"} {
+	for _, l := range []string{"error_type", "quotabreaker_error_code", "quotabreaker_budget_key",
+		"gen_ai_provider_name", "quotabreaker_scope", "quotabreaker_currency"} {
 		if !labels[l] {
 			t.Errorf("no label %s in the exporter's output", l)
 		}

@@ -2,8 +2,8 @@
 // when it runs out, and reads what providers billed, so that a page can
 // come a day before the quota answer instead of with it.
 //
-// It imports only the standard library. It reads; it never tops up, and it
-// keeps no state but what a Thresholds holds.
+// It imports only the standard library. It reads; it never tops up. Its
+// state is in a Thresholds and in a Watcher.
 //
 // # Balances
 //
@@ -54,6 +54,22 @@
 // of exchange of its choosing. No spend gives no forecast (ErrNoSpend).
 // Thresholds fires once when a balance falls below a level and again only
 // after a top-up has lifted it above.
+//
+// # Watching
+//
+// A Watcher puts these together: it polls its probes at an interval, with
+// jitter and a capped exponential backoff on errors (never faster than the
+// interval; a Retry-After is honoured), through an *http.Client of the
+// caller's (never a quotabreaker.Transport: a probe is not spend). It keeps
+// the latest Balance of each account, is told the spend the Transport
+// counts (Spent, which quotabreaker.WithBalances wires), forecasts each
+// balance from the faster of that spend and the balance's own decline
+// between reads, and calls OnLow once per threshold crossing and OnRunOut
+// once each time a forecast falls under the horizon (24 hours by default),
+// with a sentence for the page: "at this rate, DeepSeek key 3f2a9e52b7c1
+// runs out in about 9 hours". With a Share (redisstore implements one), a
+// fleet polls each probe once per interval and every replica reads the
+// result.
 //
 // # Costs the provider states
 //

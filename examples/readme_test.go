@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 
 	"github.com/quotabreaker/quotabreaker"
+	"github.com/quotabreaker/quotabreaker/balance"
 	"github.com/quotabreaker/quotabreaker/redisstore"
 	"github.com/quotabreaker/quotabreaker/usage"
 )
@@ -111,6 +112,24 @@ func readmeFleet() {
 	}()
 }
 
+func readmeBalances(ctx context.Context, store *redisstore.Store, page func(string)) {
+	w := balance.NewWatcher(balance.Config{
+		Probes:   []balance.Probe{balance.DeepSeek{Key: balance.EnvKey("DEEPSEEK_API_KEY")}},
+		Interval: 5 * time.Minute, // with jitter; errors back off
+		// OnLow below 100 CNY; OnRunOut when the forecast falls under 24 hours.
+		Levels:   map[string][]balance.Amount{"CNY": {100_000000}},
+		OnRunOut: func(ctx context.Context, a balance.Alert) { page(a.Message) },
+		// To count the dollars the Transport counts against a balance in yuan.
+		PerUSD: map[string]float64{"CNY": 7.1},
+		// Optional, with a fleet on Redis: one poll per interval for all replicas.
+		Share: store.BalanceShare(),
+	})
+	w.Start(ctx)
+	defer w.Close() // the caller owns the Watcher: the Transport's Close leaves it running
+	qb := quotabreaker.New(http.DefaultTransport, quotabreaker.WithBalances(w))
+	_ = qb
+}
+
 func readmeOperations(mux *http.ServeMux, qb *quotabreaker.Transport, requireOperator func(http.Handler) http.Handler) {
 	mux.Handle("/admin/quotabreaker", requireOperator(qb.Handler()))
 }
@@ -127,7 +146,7 @@ func readmeRetryablehttp() *retryablehttp.Client {
 	return rc
 }
 
-var _ = []any{readmeOpenAIGo, readmeGoOpenAI, readmeNetHTTP, readmeObserve, readmeBudget, readmeUsage, readmeFleet, readmeOperations, readmeOtelhttp, readmeRetryablehttp}
+var _ = []any{readmeOpenAIGo, readmeGoOpenAI, readmeNetHTTP, readmeObserve, readmeBudget, readmeUsage, readmeFleet, readmeBalances, readmeOperations, readmeOtelhttp, readmeRetryablehttp}
 
 // normalize drops indentation and blank lines, which differ between a
 // README block and the function body holding it.

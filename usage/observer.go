@@ -40,6 +40,12 @@ type Result struct {
 	// message_stop or a Responses API terminal event. A stream cut short
 	// (the caller closed it early, or the connection broke) has false.
 	Terminated bool
+	// ProviderCost reports that the answer's usage says what it cost:
+	// OpenRouter's usage.cost or xAI's usage.cost_in_usd_ticks (preferred
+	// when both are there). ProviderCostMicros is that cost in
+	// micro-dollars, rounded up (see balance.UsageCost).
+	ProviderCost       bool
+	ProviderCostMicros int64
 }
 
 // StreamError is an error a provider sent inside a successful answer.
@@ -331,6 +337,7 @@ func (o *Observer) Result() Result {
 	default:
 		r.Metering = NoUsage
 	}
+	r.ProviderCost, r.ProviderCostMicros = o.usage.costSet, o.usage.cost
 	return r
 }
 

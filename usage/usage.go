@@ -3,6 +3,7 @@ package usage
 import (
 	"bytes"
 
+	"github.com/quotabreaker/quotabreaker/balance"
 	"github.com/quotabreaker/quotabreaker/internal/jsonscan"
 )
 
@@ -98,6 +99,10 @@ type usageFields struct {
 	set  uint32
 	bad  uint32
 	tier []byte // usage.service_tier (Anthropic) or usageMetadata.serviceTier (Gemini), raw
+	// cost is what the answer says it cost, in micro-dollars, when costSet:
+	// xAI's cost_in_usd_ticks (costTicks) or else OpenRouter's cost.
+	cost               int64
+	costSet, costTicks bool
 }
 
 func (f *usageFields) has(k usageField) bool { return f.set&(1<<k) != 0 }
@@ -128,6 +133,9 @@ func (f *usageFields) merge(g *usageFields) {
 	}
 	if len(g.tier) > 0 {
 		f.tier = append(f.tier[:0], g.tier...)
+	}
+	if g.costSet {
+		f.cost, f.costSet, f.costTicks = g.cost, true, g.costTicks
 	}
 }
 
@@ -198,6 +206,20 @@ func parseUsage(raw []byte, f *usageFields) bool {
 			g.count(&s, gToolUse)
 		case "service_tier", "serviceTier":
 			g.tier, _ = s.StringValue()
+		case "cost", "cost_in_usd_ticks":
+			// What the provider billed, better than any price table.
+			ticks := string(key) == "cost_in_usd_ticks"
+			start := s.I
+			if !s.Skip() {
+				return false
+			}
+			conv := balance.OpenRouterCost
+			if ticks {
+				conv = balance.XAICost
+			}
+			if n, ok := conv(s.B[start:s.I]); ok && (ticks || !g.costTicks) {
+				g.cost, g.costSet, g.costTicks = n, true, ticks
+			}
 		default:
 			return s.Skip()
 		}

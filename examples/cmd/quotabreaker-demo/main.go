@@ -1,7 +1,8 @@
 // Command quotabreaker-demo shows quotabreaker in front of a real openai-go
 // client, in a few seconds and without network. It starts an embedded
 // stand-in for OpenAI's API and tells a story, top to bottom: normal calls,
-// a rate limit the SDK retries, the quota running out (the latch opens and
+// a rate limit the SDK retries, the account's balance falling and its
+// forecast paging a warning, the quota running out (the latch opens and
 // on-call is paged once), calls refused without reaching the server, and a
 // reset once billing is fixed, after which calls flow again. Under each call
 // it prints, in plain words, the trace span the Transport recorded for each
@@ -25,6 +26,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/signal"
 	"strings"
@@ -41,6 +43,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/quotabreaker/quotabreaker"
+	"github.com/quotabreaker/quotabreaker/balance"
 	"github.com/quotabreaker/quotabreaker/examples/internal/fakeopenai"
 )
 
@@ -85,6 +88,7 @@ type facts struct {
 	ShortCircuits int64 // the quotabreaker.short_circuits metric
 	Resets        int   // latches closed by the reset
 	FinalOK       bool  // the call after the reset succeeded
+	Warnings      int   // OnRunOut calls before the quota answer
 	TotalHits     int64 // server hits at the end
 }
 
@@ -103,6 +107,13 @@ type demo struct {
 	mu    sync.Mutex
 	pages []string // pages not yet printed
 	paged int
+
+	// The balance chapter: a Watcher of a DeepSeek balance that falls
+	// with every request the stand-in receives, on a clock of the story's
+	// that moves an hour per call.
+	watcher *balance.Watcher
+	clock   time.Time
+	warned  int // OnRunOut calls
 }
 
 // run tells the story into w; with cfg.Real it calls the real API instead
@@ -126,7 +137,34 @@ func run(ctx context.Context, w io.Writer, cfg config) (facts, error) {
 	defer base.CloseIdleConnections()
 
 	d := &demo{w: w, model: cfg.Model, spans: spans, metrics: metrics}
+	var srv *fakeopenai.Server // the stand-in, set before the balance is read
+	if !cfg.Real {
+		bal := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			// DeepSeek's documented answer
+			// (https://api-docs.deepseek.com/api/get-user-balance), in
+			// dollars: $12 at first, $2 less for every request the
+			// stand-in has received.
+			left := balance.Amount(12_000000 - 2_000000*srv.Hits())
+			fmt.Fprintf(w, `{"is_available":%t,"balance_infos":[{"currency":"USD","total_balance":%q,"granted_balance":"0.00","topped_up_balance":%q}]}`,
+				left > 0, left, left)
+		}))
+		defer bal.Close()
+		d.clock = time.Now()
+		d.watcher = balance.NewWatcher(balance.Config{
+			Probes: []balance.Probe{balance.DeepSeek{Key: func() (string, error) { return demoKey, nil }, BaseURL: bal.URL}},
+			Client: bal.Client(), // not the Transport: reading a balance is not spend
+			OnRunOut: func(_ context.Context, a balance.Alert) {
+				d.mu.Lock()
+				defer d.mu.Unlock()
+				d.pages = append(d.pages, "   WARNING to on-call: "+a.Message+".\n")
+				d.warned++
+			},
+			Now: func() time.Time { return d.clock },
+		})
+		defer d.watcher.Close()
+	}
 	d.qb = quotabreaker.New(base,
+		quotabreaker.WithBalances(d.watcher),
 		quotabreaker.WithTracerProvider(tp),
 		quotabreaker.WithMeterProvider(mp),
 		quotabreaker.OnTrip(d.page),
@@ -145,7 +183,7 @@ func run(ctx context.Context, w io.Writer, cfg config) (facts, error) {
 		return facts{}, d.real(ctx)
 	}
 
-	srv := fakeopenai.New()
+	srv = fakeopenai.New()
 	defer srv.Close()
 	srv.SetRetryAfter(rateLimitWait)
 	d.client = openai.NewClient(append(opts, option.WithBaseURL(srv.BaseURL()), option.WithAPIKey(demoKey))...)
@@ -174,10 +212,17 @@ func (d *demo) story(ctx context.Context, srv *fakeopenai.Server) (facts, error)
 	fmt.Fprintf(w, "at %s through quotabreaker.Transport. Under each call, one line per attempt\n", srv.BaseURL())
 	fmt.Fprintln(w, "shows the trace span the Transport recorded for it.")
 
-	fmt.Fprintln(w, "\n1. Normal traffic.")
+	fmt.Fprintln(w, "\n1. Normal traffic. The key's provider states its balance, as DeepSeek does: a balance.Watcher")
+	fmt.Fprintln(w, "   reads it after each call (the story's clock moves an hour per call) and forecasts when it runs out.")
+	if err := d.readBalance(ctx, false); err != nil {
+		return f, err
+	}
 	for range 2 {
 		if r := d.call(ctx, srv); !r.ok || r.hits != 1 {
 			return f, fmt.Errorf("a normal call: ok=%v after %d requests, want ok after 1", r.ok, r.hits)
+		}
+		if err := d.readBalance(ctx, true); err != nil {
+			return f, err
 		}
 	}
 
@@ -187,6 +232,13 @@ func (d *demo) story(ctx context.Context, srv *fakeopenai.Server) (facts, error)
 	if r := d.call(ctx, srv); !r.ok || r.hits != 2 {
 		return f, fmt.Errorf("the rate-limited call: ok=%v after %d requests, want ok after 2", r.ok, r.hits)
 	}
+	if err := d.readBalance(ctx, true); err != nil {
+		return f, err
+	}
+	if d.warned != 1 {
+		return f, fmt.Errorf("the forecast warned %d times before the quota answer, want once", d.warned)
+	}
+	f.Warnings = d.warned
 
 	fmt.Fprintln(w, "\n3. The quota runs out. The server now answers 429 insufficient_quota: no wait will help.")
 	fmt.Fprintln(w, "   quotabreaker marks that answer \"do not retry\" (X-Should-Retry: false), so the SDK gives up")
@@ -250,8 +302,39 @@ func (d *demo) story(ctx context.Context, srv *fakeopenai.Server) (facts, error)
 		return f, fmt.Errorf("the quotabreaker.short_circuits metric says %d, want %d", f.ShortCircuits, f.Refused)
 	}
 	fmt.Fprintf(w, "\nIn short: the quota answer reached the server once and was not retried, on-call was paged once, "+
-		"%d calls were refused without reaching the server, and after the reset calls went through again.\n", f.Refused)
+		"%d calls were refused without reaching the server, and after the reset calls went through again; "+
+		"the balance's forecast had warned on-call %s before the quota answer came.\n", f.Refused, times(f.Warnings))
 	return f, nil
+}
+
+// readBalance moves the story's clock an hour on when a call was made, has
+// the Watcher read the balance, and prints it with its forecast.
+func (d *demo) readBalance(ctx context.Context, called bool) error {
+	if called {
+		d.clock = d.clock.Add(time.Hour)
+	}
+	if err := d.watcher.Poll(ctx); err != nil {
+		return err
+	}
+	st := d.watcher.Statuses()
+	if len(st) != 1 {
+		return fmt.Errorf("the Watcher holds %d balances, want 1", len(st))
+	}
+	line := fmt.Sprintf("   balance: $%s left", st[0].Available)
+	if s := st[0]; s.HasForecast {
+		line += fmt.Sprintf(", falling $%.2f an hour: runs out in %s", s.Forecast.Rate.PerHour/1e6, balance.About(time.Duration(s.Forecast.HoursLeft*float64(time.Hour))))
+	} else {
+		line += "; no forecast before it has fallen"
+	}
+	fmt.Fprintln(d.w, line)
+	d.mu.Lock()
+	pages := d.pages
+	d.pages = nil
+	d.mu.Unlock()
+	for _, p := range pages {
+		fmt.Fprint(d.w, p)
+	}
+	return nil
 }
 
 // real sends a few calls to the real API. If the account is out of quota,
@@ -334,6 +417,13 @@ func (d *demo) call(ctx context.Context, srv *fakeopenai.Server) result {
 	}
 	d.printSpans()
 	return r
+}
+
+func times(n int) string {
+	if n == 1 {
+		return "once"
+	}
+	return fmt.Sprintf("%d times", n)
 }
 
 func requests(n int64) string {

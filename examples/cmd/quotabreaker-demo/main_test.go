@@ -64,6 +64,17 @@ func TestRunEmbedded(t *testing.T) {
 		t.Errorf("%d pages printed, want 1", pages)
 	}
 
+	// The balance's forecast warned once, before the quota answer.
+	if f.Warnings != 1 || strings.Count(out, "   WARNING to on-call: at this rate, DeepSeek key ") != 1 {
+		t.Errorf("%d warnings, want 1:\n%s", f.Warnings, out)
+	}
+	if w, q := strings.Index(out, "WARNING to on-call"), strings.Index(out, "call 4: failed with 429 Insufficient Quota"); w < 0 || w > q {
+		t.Errorf("the warning does not come before the quota answer")
+	}
+	if strings.Contains(out, demoKey) {
+		t.Errorf("the demo printed its key")
+	}
+
 	// Times say the date and the zone.
 	when := regexp.MustCompile(`since \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} [A-Z+\-0-9]+\)`)
 	if got := len(when.FindAllString(out, -1)); got != 1 {

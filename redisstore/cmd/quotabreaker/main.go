@@ -5,6 +5,7 @@
 //
 //	quotabreaker [flags] status                  list open latches and budgets
 //	quotabreaker [flags] budgets                 list budgets only
+//	quotabreaker [flags] balance                 list provider balances and forecasts
 //	quotabreaker [flags] reset SCOPE             close one latch, everywhere
 //	quotabreaker [flags] reset -all              close every latch, everywhere
 //	quotabreaker [flags] reset -budget NAME KEY  forget what KEY spent in budget NAME this period
@@ -20,9 +21,11 @@
 //	          the hard limit are the Transports' settings, not in Redis:
 //	          zero here), reset the latches it closed
 //	-timeout  bound on each call to Redis (default 5s)
+//	-horizon  balance: the forecast that exits 1 (default 24h)
 //
 // Exit status: status exits 1 whenever a latch is open (even when the
-// budgets cannot be read) and 0 when none is; reset exits 1 when there is
+// budgets cannot be read) and 0 when none is; balance exits 1 when a
+// balance runs out within -horizon (24h); reset exits 1 when there is
 // nothing to reset (and then changes nothing). A usage error, or a Redis
 // that cannot be reached or read, exits 2. The command never prints the
 // password of an -addr URL, and go-redis's own log lines are silenced.
@@ -63,13 +66,14 @@ func main() {
 const usage = `usage:
   quotabreaker [flags] status                  list open latches and budgets
   quotabreaker [flags] budgets                 list budgets only
+  quotabreaker [flags] balance                 list provider balances and forecasts
   quotabreaker [flags] reset SCOPE             close one latch, everywhere
   quotabreaker [flags] reset -all              close every latch, everywhere
   quotabreaker [flags] reset -budget NAME KEY  forget what KEY spent in budget NAME this period
 
 Exit status: 0 nothing open (status) or done (reset); 1 a latch is open
-(status) or nothing to reset (reset); 2 a usage error, or Redis cannot be
-reached or read.
+(status), a balance runs out within -horizon (balance) or nothing to
+reset (reset); 2 a usage error, or Redis cannot be reached or read.
 
 flags:
 `
@@ -99,6 +103,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	all := fs.Bool("all", false, "reset: close every latch")
 	budget := fs.String("budget", "", "reset: the budget whose KEY's spend to forget")
 	timeout := fs.Duration("timeout", 5*time.Second, "bound on each call to Redis")
+	horizon := fs.Duration("horizon", 24*time.Hour, "balance: exit 1 when a balance runs out within this")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usage)
 		fs.PrintDefaults()
@@ -137,6 +142,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return exitError
 		}
 		return c.budgets(ctx)
+	case "balance":
+		if len(rest) != 0 || *all {
+			fs.Usage()
+			return exitError
+		}
+		return c.balances(ctx, *horizon)
 	case "reset":
 		// Everything only when asked by name: no scope is not "all".
 		switch {
