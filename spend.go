@@ -151,7 +151,7 @@ func (t *Transport) settle(at *attempt, seen *usage.Result) {
 	}
 	// The request's model is read whatever the sampling, so that the
 	// metrics carry the same attributes with tracing on or off.
-	if at.span.IsRecording() || t.tel.metrics || u.responseModel == "" {
+	if at.span.IsRecording() || t.tel.spendMetrics(ctx) || u.responseModel == "" {
 		u.requestModel = at.requestModel()
 	}
 	u.Model = u.responseModel
