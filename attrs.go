@@ -23,6 +23,7 @@ const (
 	attrShortCircuit      = attribute.Key("quotabreaker.short_circuit")
 	attrMode              = attribute.Key("quotabreaker.mode")
 	attrScope             = attribute.Key("quotabreaker.scope")
+	attrScopeCredential   = attribute.Key("quotabreaker.scope.credential")
 	attrErrorCode         = attribute.Key("quotabreaker.error.code")
 	attrErrorType         = attribute.Key("quotabreaker.error.type")
 	attrTripClass         = attribute.Key("quotabreaker.trip.class")

@@ -25,7 +25,7 @@ import (
 // inspect classifies an error answer from a bounded prefix of its body and
 // puts back a body that yields exactly the bytes the server sent. It returns
 // the decoded prefix and whether that prefix is the whole body.
-func (t *Transport) inspect(req *http.Request, resp *http.Response) (c classify.Result, body []byte, complete bool) {
+func (t *Transport) inspect(resp *http.Response, provider classify.Provider) (c classify.Result, body []byte, complete bool) {
 	if resp.Body != nil && resp.Body != http.NoBody {
 		var rerr error
 		body, complete, rerr = readPrefix(resp.Body, t.cfg.maxErrorBody, resp.ContentLength)
@@ -37,8 +37,8 @@ func (t *Transport) inspect(req *http.Request, resp *http.Response) (c classify.
 		body, complete = decode(enc, body, complete, t.cfg.maxErrorBody)
 	}
 	c = classify.Answer(resp.StatusCode, resp.Header, body)
-	if p := requestProvider(req); p != "" {
-		c.Provider = p
+	if provider != "" {
+		c.Provider = provider
 	}
 	return c, body, complete
 }
@@ -219,13 +219,13 @@ func requestModel(req *http.Request) string {
 // askStreamUsage returns req, or a copy of it asking for the stream's usage
 // (see WithStreamUsage), and whether the usage chunk must be removed from
 // the answer because the caller had not asked for it.
-func askStreamUsage(req *http.Request) (*http.Request, bool, error) {
+func askStreamUsage(req *http.Request, provider classify.Provider) (*http.Request, bool, error) {
 	if req.Method != http.MethodPost || req.Body == nil || req.Body == http.NoBody ||
 		req.URL == nil || !strings.HasSuffix(req.URL.Path, "/chat/completions") ||
 		req.ContentLength > usage.MaxRewriteBody {
 		return req, false, nil
 	}
-	switch requestProvider(req) {
+	switch provider {
 	case classify.ProviderOpenAI, classify.ProviderDeepSeek:
 	default:
 		return req, false, nil

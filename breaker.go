@@ -107,6 +107,7 @@ type opened struct {
 	resetOwed bool // reset before that: whoever announces calls OnReset
 	paging    bool // OnTrip was called for it here
 	quiet     bool // another process paged for it: no OnTrip, no OnReset here
+	wasReset  bool // its latch was reset here
 }
 
 // newTrip is the record of a trip of scope, for cause, in mode: what c
@@ -294,6 +295,13 @@ func (ls *latches) markPaging(o *opened) bool {
 	return true
 }
 
+// wasReset reports whether o's latch was reset here.
+func (ls *latches) wasReset(o *opened) bool {
+	ls.mu.RLock()
+	defer ls.mu.RUnlock()
+	return o.wasReset
+}
+
 // quiet records that o will not be announced here (another process paged
 // for it), and reports whether a reset came first and is owed its
 // telemetry.
@@ -390,6 +398,7 @@ func (ls *latches) resetLocked(name string, l *latch, due []*opened) []*opened {
 	o := l.trip.Load()
 	ls.removeLocked(name, l)
 	l.reset.Store(true)
+	o.wasReset = true
 	ls.open.Add(-1)
 	if o.announced {
 		return append(due, o)

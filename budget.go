@@ -516,10 +516,16 @@ func (t *Transport) ResetBudget(ctx context.Context, budget, key string) (bool, 
 	if b == nil {
 		return false, fmt.Errorf("%w %q", ErrUnknownBudget, budget)
 	}
-	if t.fleet != nil {
+	if f := t.fleet; f != nil && f.spend != nil {
 		start, end := b.Period(t.cfg.now())
 		sk := spendKey{budget: b, key: key, period: Period{Start: start, End: end}}
-		if err := t.fleet.store.ResetSpend(ctx, sk.storeKey(), sk.period); err != nil {
+		// Spend queued before the reset must not land after it: wait for
+		// a write under way, and drop what is queued.
+		f.spendMu.Lock()
+		f.dropSpend(sk)
+		err := f.spend.ResetSpend(ctx, sk.storeKey(), sk.period)
+		f.spendMu.Unlock()
+		if err != nil {
 			return false, err
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/textproto"
+	"strings"
 	"time"
 
 	"github.com/quotabreaker/quotabreaker/classify"
@@ -17,27 +19,29 @@ import (
 // config holds a Transport's settings; New fills in the defaults before it
 // applies the options.
 type config struct {
-	scope        func(*http.Request) string
-	tripClasses  []classify.Class
-	onTrip       func(context.Context, Trip)
-	onReset      func(context.Context, Trip)
-	mode         Mode
-	noUsage      bool
-	streamUsage  bool
-	streamSet    bool // WithStreamUsage was given: no default from the budgets
-	prices       prices.Func
-	budgets      []Budget
-	store        Store
-	storeTimeout time.Duration
-	storeResync  time.Duration
-	logger       *slog.Logger
-	onBudget     func(context.Context, BudgetStatus)
-	onUsage      func(context.Context, Usage)
-	errorOnOpen  bool
-	tracerProv   trace.TracerProvider
-	meterProv    metric.MeterProvider
-	now          func() time.Time
-	maxErrorBody int
+	scope func(*http.Request) string
+	// credentialHeaders are more credential headers, canonical.
+	credentialHeaders []string
+	tripClasses       []classify.Class
+	onTrip            func(context.Context, Trip)
+	onReset           func(context.Context, Trip)
+	mode              Mode
+	noUsage           bool
+	streamUsage       bool
+	streamSet         bool // WithStreamUsage was given: no default from the budgets
+	prices            prices.Func
+	budgets           []Budget
+	store             LatchStore
+	storeTimeout      time.Duration
+	storeResync       time.Duration
+	logger            *slog.Logger
+	onBudget          func(context.Context, BudgetStatus)
+	onUsage           func(context.Context, Usage)
+	errorOnOpen       bool
+	tracerProv        trace.TracerProvider
+	meterProv         metric.MeterProvider
+	now               func() time.Time
+	maxErrorBody      int
 }
 
 func newConfig(opts []Option) config {
@@ -86,6 +90,22 @@ func WithScope(scope func(*http.Request) string) Option {
 	return optionFunc(func(c *config) { c.scope = scope })
 }
 
+// WithCredentialHeaders names more request headers that carry a credential,
+// for the default scope (see DefaultScope): a gateway's own key header whose
+// name says neither key, token, secret nor auth, say. Names are matched
+// ignoring case; each value is trimmed, and a scheme ("Bearer ") removed,
+// before it counts. Later calls add to earlier ones. It changes nothing
+// under a WithScope that names a scope.
+func WithCredentialHeaders(names ...string) Option {
+	return optionFunc(func(c *config) {
+		for _, n := range names {
+			if n = strings.TrimSpace(n); n != "" {
+				c.credentialHeaders = append(c.credentialHeaders, textproto.CanonicalMIMEHeaderKey(n))
+			}
+		}
+	})
+}
+
 // WithTripClasses sets which classes open a latch, replacing the default,
 // classify.QuotaExhausted alone. Adding classify.Authentication makes a revoked key
 // stop its traffic too. Retryable classes (rate limits, overload, server
@@ -110,13 +130,16 @@ func WithTripClasses(classes ...classify.Class) Option {
 //
 // ctx is the tripping request's context without its cancellation, so the
 // hook can reach the request's trace and values (a tenant, say) after the
-// request ended. It runs on the goroutine of that request, before its
-// RoundTrip returns (for an error inside a stream, in the Read or Close of
-// the body that found it; with WithStore, on the store's goroutine once the
-// fleet-wide claim is made), with no lock held. It may call Reset or
-// OpenLatches, but it delays that request for as long as it runs: hand slow
-// work, such as a call to a paging service, to another goroutine. A panic in
-// it is recovered and reported to otel.Handle; the latch stays open.
+// request ended. Without a store, it runs on the goroutine of that request,
+// before its RoundTrip returns (for an error inside a stream, in the Read or
+// Close of the body that found it), with no lock held, and delays that
+// request for as long as it runs: hand slow work, such as a call to a paging
+// service, to another goroutine. With WithStore, it runs on the Transport's
+// hook goroutine once the fleet-wide claim is made (ctx is then a fresh
+// context), one hook at a time in order, so that a slow OnTrip delays only
+// later hooks, never requests, the store's work or Shutdown's writes. It may
+// call Reset, OpenLatches, or Shutdown with its ctx. A panic in it is
+// recovered and reported to otel.Handle; the latch stays open.
 func OnTrip(fn func(ctx context.Context, tr Trip)) Option {
 	return optionFunc(func(c *config) { c.onTrip = fn })
 }
@@ -124,7 +147,9 @@ func OnTrip(fn func(ctx context.Context, tr Trip)) Option {
 // OnReset sets a function called for every open latch that Reset or
 // ResetAll closes, with the trip that opened it and the context given to
 // Reset. It runs on the goroutine that called Reset, after the latch closed
-// (and never before OnTrip for that latch has returned), with no lock held.
+// (and never before OnTrip for that latch has returned), with no lock held;
+// with WithStore, a reset made in another process, or one that came while
+// OnTrip was due, runs it on the hook goroutine (see OnTrip).
 // A panic in it is recovered and reported to otel.Handle; the other latches
 // of a ResetAll still close and get their OnReset.
 func OnReset(fn func(ctx context.Context, tr Trip)) Option {
@@ -204,15 +229,18 @@ func WithBudget(b Budget) Option {
 // once per key, threshold and period, even when many answers cross it at
 // once. It runs on the goroutine that finished reading the answer that
 // crossed it (the caller's, in Read or Close of the body), with no lock
-// held, and must not block it for long. A panic in it is recovered and
+// held, and must not block it for long (with WithStore, on the hook
+// goroutine once the fleet's claim of the threshold is made: see OnTrip).
+// A panic in it is recovered and
 // reported to otel.Handle.
 func OnBudget(fn func(ctx context.Context, st BudgetStatus)) Option {
 	return optionFunc(func(c *config) { c.onBudget = fn })
 }
 
-// WithStore shares the Transport's latches, and its budgets' spend, with
-// every Transport on the same store, typically one per replica of a
-// service (see the redisstore module for Redis):
+// WithStore shares the Transport's latches with every Transport on the
+// same store, typically one per replica of a service (see the redisstore
+// module for Redis), and its budgets' spend too when s is also a SpendStore
+// (a Store, as redisstore's is):
 //
 //   - a trip in any process opens that scope in every process, within the
 //     store's propagation delay (Redis: well under a second);
@@ -227,16 +255,19 @@ func OnBudget(fn func(ctx context.Context, st BudgetStatus)) Option {
 //
 // Requests never wait on the store. They are decided from memory that a
 // background goroutine keeps current (the store's change feed, a resync
-// every 10 seconds and after every reconnection), and OnTrip runs on that
-// goroutine once the trip is claimed. If the store is unreachable, requests
-// keep flowing on this process's latches, a trip pages from this process
-// as soon as its claim fails (at once when the store refuses connections,
-// after WithStoreTimeout when it hangs), and trips and spend are written
-// when the store is back; the
-// outage is logged once per change of state, recorded in the
-// quotabreaker.store.up metric and on every span. Call Close to stop the
-// background work.
-func WithStore(s Store) Option {
+// every 10 seconds and after every reconnection), and hooks run on a
+// goroutine of their own (see OnTrip). When the store cannot be reached, or
+// answers but refuses writes (a Redis replica after a failover, an ACL, a
+// corrupt value), requests keep flowing on this process's latches; a trip
+// pages from this process at once, or as soon as its claim has gone
+// unanswered for 50 ms; trips and spend are kept and retried with a
+// jittered backoff from 250 ms to 10 s, so a failing store gets a call every
+// few seconds, not a loop. Each change of the store's state (up, read-only,
+// down) is logged once, with the number of calls that failed, and recorded
+// in the quotabreaker.store.up and quotabreaker.store.writable metrics and
+// on every span. Call Shutdown (or Close) to write what is queued and stop
+// the background work.
+func WithStore(s LatchStore) Option {
 	return optionFunc(func(c *config) { c.store = s })
 }
 
@@ -251,8 +282,10 @@ func WithStoreTimeout(d time.Duration) Option {
 }
 
 // WithLogger sets where the Transport logs the few events that are not
-// tied to a request: a store becoming unreachable or reachable again. The
-// default is slog.Default(); a nil logger is ignored.
+// tied to a request: each change of its store's state (up, read-only,
+// down), once, never once per failed call. The default is slog.Default(); a
+// nil logger is ignored. go-redis's own lines do not go here by themselves:
+// see redisstore.RedisLogger.
 func WithLogger(l *slog.Logger) Option {
 	return optionFunc(func(c *config) {
 		if l != nil {

@@ -42,9 +42,10 @@
 //	quotabreaker.breaker.state      "closed" or "open"
 //	quotabreaker.mode               "enforce" or "observe"
 //	quotabreaker.short_circuit      true when the Transport answered without the network
-//	quotabreaker.cause              on a refusal: "answer", "stream" or "budget"
+//	quotabreaker.cause              on a refusal or would-be refusal: "answer", "stream" or "budget"
 //	quotabreaker.budget             on a budget's refusal: the budget's name
 //	quotabreaker.scope              the latch's scope (DefaultScope shows keys as fingerprints)
+//	quotabreaker.scope.credential   "none" when the request carries no credential the Transport can find
 //	quotabreaker.retry_after_ms     on rate_limited: the wait the provider asked for
 //	quotabreaker.request_id         the provider's request id (on a refusal, the tripping answer's)
 //	quotabreaker.ratelimit.remaining_requests, quotabreaker.ratelimit.remaining_tokens
@@ -53,7 +54,12 @@
 //	gen_ai.usage.cache_read.input_tokens, gen_ai.usage.cache_creation.input_tokens,
 //	gen_ai.usage.reasoning.output_tokens
 //	quotabreaker.cost.usd           the answer's cost in dollars; absent when its model has no price
-//	quotabreaker.store.up           with WithStore: whether the store answered at the last call
+//	quotabreaker.metering           on a successful answer: "priced", "unpriced" or "unmetered"
+//	quotabreaker.usage.missing      on an unmetered answer, why: "no_usage", "cut_short", "closed_unread", "unknown_shape", "encoded"
+//	quotabreaker.estimated          true when the cost is an estimate (an answer cut short), with
+//	quotabreaker.estimate.input_tokens, quotabreaker.estimate.output_tokens
+//	quotabreaker.would_short_circuit  in observe mode: true when enforcing would have refused the request
+//	quotabreaker.store.up           with WithStore: whether the store answers reads (false while it is down)
 //
 // The tripping attempt's span has a quotabreaker.trip event. A reset is a
 // span of its own, quotabreaker.reset, with quotabreaker.scope and
@@ -67,9 +73,22 @@
 //	quotabreaker.trips           counter {trip}: latches opened, by error.type, quotabreaker.error.code, quotabreaker.mode
 //	quotabreaker.open_latches    up-down counter {latch}: open latches; above 0 means traffic is refused
 //	gen_ai.client.token.usage    histogram {token}: tokens per answer, by gen_ai.token.type
-//	quotabreaker.cost            counter {USD}: dollars spent, by gen_ai.provider.name and gen_ai.response.model
+//	quotabreaker.cost            counter {USD}: dollars spent, by gen_ai.provider.name, gen_ai.request.model, gen_ai.response.model and quotabreaker.estimated
+//	quotabreaker.answers         counter {answer}: successful answers by quotabreaker.metering (and quotabreaker.usage.missing), gen_ai.provider.name and the models
+//	gen_ai.client.operation.duration  histogram s: each attempt that reached the network, until its body is done, by gen_ai.operation.name,
+//	                             gen_ai.provider.name, gen_ai.request.model, server.address and, on a failure, error.type
 //	quotabreaker.budget.spent_ratio  gauge 1: spent share of each budget key's limit, by quotabreaker.budget and quotabreaker.budget.key
-//	quotabreaker.store.up        gauge: 1 while the store answers, 0 while it is unreachable
+//	quotabreaker.store.up        gauge: 1 while the store answers reads, 0 while it is unreachable
+//	quotabreaker.store.writable  gauge: 1 while it takes writes too, 0 while it refuses them (a read-only
+//	                             replica after a failover, an ACL, a corrupt value) or is unreachable
+//	quotabreaker.store.invalid_changes  counter {change}: change messages dropped as invalid
+//
+// With both gauges the store's state is up (1, 1), read-only (1, 0) or down
+// (0, 0), as the Handler's "store" field says; each change of state is
+// logged once, with the number of calls that failed in the state it left.
+//
+// No metric attribute depends on sampling: the request's model is read for
+// the metrics whether or not the span records.
 //
 // A metric's quotabreaker.error.code is the provider's code only when it is
 // one the package knows, and "_OTHER" otherwise, so that a server cannot

@@ -3,7 +3,11 @@ package quotabreaker
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
 )
 
@@ -19,8 +23,9 @@ import (
 //
 // where store is "up", "down" or "none", and both lists are [] when empty.
 //
-// POST takes exactly one action, as form values (a URL query or a
-// form-encoded body), and answers with the state after it:
+// POST takes exactly one action, from its body, form-encoded
+// (application/x-www-form-urlencoded) or JSON (application/json, such as
+// {"scope": "SCOPE"} or {"all": true}), and answers with the state after it:
 //
 //	scope=SCOPE           reset the latch named SCOPE; 404 if it is not open
 //	all=true              reset every open latch
@@ -28,10 +33,20 @@ import (
 //	mode=enforce|observe  switch the Transport's mode
 //
 // A POST with none of these, or with more than one, is refused with 400:
-// a misspelled field never resets all latches. A store that cannot be
-// reached makes a reset answer 503.
+// a misspelled field never resets all latches. So is a POST with an action
+// in its URL's query, and a body of another type is refused with 415. A
+// cross-origin browser request (Sec-Fetch-Site cross-site or same-site, or
+// an Origin that is not the Host) is refused with 403, by Go's
+// http.CrossOriginProtection; tools that send neither header (curl, scripts)
+// are not browsers and pass. A store that cannot be reached makes a reset
+// answer 503.
 func (t *Transport) Handler() http.Handler {
-	return http.HandlerFunc(t.serveHTTP)
+	// A browser that holds an operator's cookie must not act for another
+	// site: CrossOriginProtection refuses a cross-origin POST (by
+	// Sec-Fetch-Site, or Origin against Host), and actions come only
+	// from a body a cross-site "simple" request cannot send (a form or
+	// JSON, never text/plain or the URL's query).
+	return http.NewCrossOriginProtection().Handler(http.HandlerFunc(t.serveHTTP))
 }
 
 type handlerState struct {
@@ -42,6 +57,10 @@ type handlerState struct {
 }
 
 func (t *Transport) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if t.base == nil {
+		http.Error(w, errNotNew.Error(), http.StatusInternalServerError)
+		return
+	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 	case http.MethodPost:
@@ -56,8 +75,12 @@ func (t *Transport) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	st := handlerState{Mode: t.Mode(), Store: "none"}
 	if t.fleet != nil {
-		st.Store = "down"
-		if t.fleet.up.Load() {
+		switch {
+		case !t.fleet.readsUp.Load():
+			st.Store = "down"
+		case !t.fleet.writesUp.Load():
+			st.Store = "read-only"
+		default:
 			st.Store = "up"
 		}
 	}
@@ -77,14 +100,60 @@ func (t *Transport) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	enc.Encode(st)
 }
 
+// handlerActions are the fields that name a POST's action.
+var handlerActions = [...]string{"scope", "all", "budget", "mode"}
+
+// maxActionBody bounds the body of a POST.
+const maxActionBody = 64 << 10
+
+// actionForm reads a POST's action from its body, never from the query.
+func actionForm(r *http.Request) (url.Values, int, error) {
+	q := r.URL.Query()
+	for _, k := range handlerActions {
+		if q.Has(k) {
+			return nil, http.StatusBadRequest, errors.New("quotabreaker: a POST takes its action from its body (a form or JSON), never from the URL's query")
+		}
+	}
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	switch mt {
+	case "application/x-www-form-urlencoded":
+		r.Body = http.MaxBytesReader(nil, r.Body, maxActionBody)
+		if err := r.ParseForm(); err != nil {
+			return nil, http.StatusBadRequest, err
+		}
+		return r.PostForm, 0, nil
+	case "application/json":
+		var fields map[string]json.RawMessage
+		dec := json.NewDecoder(io.LimitReader(r.Body, maxActionBody))
+		if err := dec.Decode(&fields); err != nil {
+			return nil, http.StatusBadRequest, fmt.Errorf("quotabreaker: JSON body: %w", err)
+		}
+		f := url.Values{}
+		for k, raw := range fields {
+			var s string
+			var b bool
+			switch {
+			case json.Unmarshal(raw, &s) == nil:
+				f.Set(k, s)
+			case json.Unmarshal(raw, &b) == nil:
+				f.Set(k, strconv.FormatBool(b))
+			default:
+				return nil, http.StatusBadRequest, fmt.Errorf("quotabreaker: JSON body: %s must be a string or a boolean", strconv.Quote(k))
+			}
+		}
+		return f, 0, nil
+	}
+	return nil, http.StatusUnsupportedMediaType, errors.New("quotabreaker: a POST's body must be application/x-www-form-urlencoded or application/json")
+}
+
 // act performs a POST's one action and returns the status of a failure.
 func (t *Transport) act(r *http.Request) (int, error) {
-	if err := r.ParseForm(); err != nil {
-		return http.StatusBadRequest, err
+	f, code, err := actionForm(r)
+	if err != nil {
+		return code, err
 	}
-	f := r.Form
 	actions := 0
-	for _, k := range [...]string{"scope", "all", "budget", "mode"} {
+	for _, k := range handlerActions {
 		if f.Has(k) {
 			actions++
 		}

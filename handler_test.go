@@ -17,20 +17,32 @@ type operator struct {
 	h  http.Handler
 }
 
-// do sends method with form values, in the URL query or, with inBody, as a
-// form-encoded body, and returns the status and body of the answer.
+// do sends method with form values, as a form-encoded body or, without
+// inBody, as a JSON object ("true" and "false" as booleans), and returns
+// the status and body of the answer.
 func (o operator) do(method string, form url.Values, inBody bool) (int, http.Header, string) {
 	o.tb.Helper()
 	target := "/quotabreaker"
 	var req *http.Request
-	if inBody {
+	switch {
+	case method == http.MethodGet || method == http.MethodHead:
+		req = httptest.NewRequest(method, target, nil)
+	case inBody:
 		req = httptest.NewRequest(method, target, strings.NewReader(form.Encode()))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	} else {
-		if len(form) > 0 {
-			target += "?" + form.Encode()
+	default:
+		obj := map[string]any{}
+		for k := range form {
+			switch v := form.Get(k); v {
+			case "true", "false":
+				obj[k] = v == "true"
+			default:
+				obj[k] = v
+			}
 		}
-		req = httptest.NewRequest(method, target, nil)
+		b, _ := json.Marshal(obj)
+		req = httptest.NewRequest(method, target, strings.NewReader(string(b)))
+		req.Header.Set("Content-Type", "application/json")
 	}
 	w := httptest.NewRecorder()
 	o.h.ServeHTTP(w, req)
@@ -93,7 +105,7 @@ func TestHandlerEmptyLists(t *testing.T) {
 // scope reaches the provider again.
 func TestHandlerResetScope(t *testing.T) {
 	for _, inBody := range []bool{false, true} {
-		t.Run(map[bool]string{false: "query", true: "form body"}[inBody], func(t *testing.T) {
+		t.Run(map[bool]string{false: "JSON body", true: "form body"}[inBody], func(t *testing.T) {
 			tr, p, op := handlerEnv(t)
 			send(t, tr, budgetURL, "sk-broke-1")
 			send(t, tr, budgetURL, "sk-broke-2")
@@ -246,5 +258,58 @@ func TestHandlerZeroTransport(t *testing.T) {
 		if code, _, body := op.do(m, form, false); code < 500 || !strings.Contains(body, "quotabreaker.New") {
 			t.Errorf("%s: %d %s, want a server error naming quotabreaker.New", m, code, body)
 		}
+	}
+}
+
+// A web page an operator visits cannot act through the operator's
+// browser: the cross-site "simple" POSTs (text/plain, the action in the
+// query string) and a cross-origin form POST are refused, and nothing
+// changes; a POST with its action in the query is refused from any client.
+func TestHandlerRefusesCrossSiteAndQueryActions(t *testing.T) {
+	tr, _, op := handlerEnv(t)
+	send(t, tr, budgetURL, "sk-broke-1")
+	for _, tt := range []struct {
+		name, target, contentType, body string
+		headers                         map[string]string
+		code                            int
+	}{
+		{"cross-site simple POST, mode in the query", "/quotabreaker?mode=observe", "text/plain", "x",
+			map[string]string{"Sec-Fetch-Site": "cross-site"}, http.StatusForbidden},
+		{"cross-site simple POST, all in the query", "/quotabreaker?all=true", "text/plain", "",
+			map[string]string{"Sec-Fetch-Site": "cross-site"}, http.StatusForbidden},
+		{"cross-site form POST", "/quotabreaker", "application/x-www-form-urlencoded", "all=true",
+			map[string]string{"Sec-Fetch-Site": "cross-site"}, http.StatusForbidden},
+		{"same-site form POST from another origin", "/quotabreaker", "application/x-www-form-urlencoded", "mode=observe",
+			map[string]string{"Sec-Fetch-Site": "same-site"}, http.StatusForbidden},
+		{"an old browser's cross-origin POST", "/quotabreaker", "application/x-www-form-urlencoded", "all=true",
+			map[string]string{"Origin": "https://evil.example"}, http.StatusForbidden},
+		{"a tool's POST, action in the query", "/quotabreaker?all=true", "", "", nil, http.StatusBadRequest},
+		{"a tool's POST, mode in the query", "/quotabreaker?mode=observe", "application/x-www-form-urlencoded", "", nil, http.StatusBadRequest},
+		{"a text/plain body", "/quotabreaker", "text/plain", "all=true", nil, http.StatusUnsupportedMediaType},
+	} {
+		req := httptest.NewRequest(http.MethodPost, tt.target, strings.NewReader(tt.body))
+		if tt.contentType != "" {
+			req.Header.Set("Content-Type", tt.contentType)
+		}
+		for k, v := range tt.headers {
+			req.Header.Set(k, v)
+		}
+		w := httptest.NewRecorder()
+		op.h.ServeHTTP(w, req)
+		if w.Code != tt.code {
+			t.Errorf("%s: %d %s, want %d", tt.name, w.Code, w.Body.String(), tt.code)
+		}
+		if st := op.state(); st.Mode != ModeEnforce || len(st.Latches) != 1 {
+			t.Fatalf("%s changed the state: mode %v, %d latches", tt.name, st.Mode, len(st.Latches))
+		}
+	}
+	// The operator's own page (same origin) still works.
+	req := httptest.NewRequest(http.MethodPost, "/quotabreaker", strings.NewReader("mode=observe"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	w := httptest.NewRecorder()
+	op.h.ServeHTTP(w, req)
+	if w.Code != http.StatusOK || tr.Mode() != ModeObserve {
+		t.Errorf("same-origin form POST: %d %s, mode %v", w.Code, w.Body.String(), tr.Mode())
 	}
 }

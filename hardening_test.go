@@ -439,9 +439,9 @@ func TestNoRequestAfterTripRecorded(t *testing.T) {
 	}
 }
 
-// TestRedaction: url.full never shows user info, a fragment, a credential
-// parameter (with '&' or ';' between parameters) or a bare query value;
-// nothing recorded anywhere does.
+// TestRedaction: url.full never shows user info, a fragment, or the value
+// of a query parameter not known to be safe (with '&' or ';' between
+// parameters), a bare query value included; nothing recorded anywhere does.
 func TestRedaction(t *testing.T) {
 	t.Parallel() // local state only; no global provider, handler or heap measure
 	tests := []struct {
@@ -451,12 +451,25 @@ func TestRedaction(t *testing.T) {
 			"https://api.openai.com/v1/chat/completions#REDACTED"},
 		{"https://llm-gateway.example/v1/chat/completions?BARESECRET",
 			"https://llm-gateway.example/v1/chat/completions?REDACTED"},
-		{"https://llm-gateway.example/v1/chat/completions?a=1&BARESECRET&b=2",
-			"https://llm-gateway.example/v1/chat/completions?a=1&REDACTED&b=2"},
+		{"https://llm-gateway.example/v1/chat/completions?a=1SECRET&BARESECRET&b=2SECRET",
+			"https://llm-gateway.example/v1/chat/completions?a=REDACTED&REDACTED&b=REDACTED"},
 		{"https://x.openai.azure.com/openai/deployments/d/chat/completions?api-version=2024-10-21;api_key=SEMISECRET",
 			"https://x.openai.azure.com/openai/deployments/d/chat/completions?api-version=2024-10-21;api_key=REDACTED"},
-		{"https://x.openai.azure.com/openai/deployments/d/chat/completions?api-version=2024-10-21;sig=SEMISECRET&se=2026",
-			"https://x.openai.azure.com/openai/deployments/d/chat/completions?api-version=2024-10-21;sig=REDACTED&se=2026"},
+		{"https://x.openai.azure.com/openai/deployments/d/chat/completions?api-version=2024-10-21;sig=SEMISECRET&se=2026SECRET",
+			"https://x.openai.azure.com/openai/deployments/d/chat/completions?api-version=2024-10-21;sig=REDACTED&se=REDACTED"},
+		// Issue 19: names the old redaction list did not know.
+		{"https://fn.azurewebsites.net/api/chat?code=FUNCSECRET", "https://fn.azurewebsites.net/api/chat?code=REDACTED"},
+		{"https://llm-gateway.example/v1/chat/completions?jwt=eyJSECRET", "https://llm-gateway.example/v1/chat/completions?jwt=REDACTED"},
+		{"https://llm-gateway.example/v1/chat/completions?bearer=BEARERSECRET", "https://llm-gateway.example/v1/chat/completions?bearer=REDACTED"},
+		{"https://llm-gateway.example/v1/chat/completions?session=SESSIONSECRET", "https://llm-gateway.example/v1/chat/completions?session=REDACTED"},
+		{"https://llm-gateway.example/v1/chat/completions?hmac=HMACSECRET&ts=1SECRET", "https://llm-gateway.example/v1/chat/completions?hmac=REDACTED&ts=REDACTED"},
+		{"https://llm-gateway.example/v1/chat/completions?sas=SASSECRET", "https://llm-gateway.example/v1/chat/completions?sas=REDACTED"},
+		{"https://llm-gateway.example/v1/chat/completions?Custom%5FName=ANYSECRET", "https://llm-gateway.example/v1/chat/completions?Custom%5FName=REDACTED"},
+		// The safe ones stay, empty values and empty parameters too.
+		{"https://generativelanguage.googleapis.com/v1beta/models/m:streamGenerateContent?alt=sse&key=KEYSECRET&x=",
+			"https://generativelanguage.googleapis.com/v1beta/models/m:streamGenerateContent?alt=sse&key=REDACTED&x="},
+		{"https://x.openai.azure.com/openai/responses?API-Version=preview&&model=gpt-4o",
+			"https://x.openai.azure.com/openai/responses?API-Version=preview&&model=gpt-4o"},
 		{"https://tenant:USERSECRET@llm-gateway.example/v1/chat/completions",
 			"https://REDACTED:REDACTED@llm-gateway.example/v1/chat/completions"},
 		{"https://tenant:USERSECRET@llm-gateway.example/v1/chat/completions?key=KEYSECRET;BARESECRET#FRAGSECRET",

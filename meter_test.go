@@ -360,6 +360,139 @@ func TestRefusalSpansCarryCause(t *testing.T) {
 	}
 }
 
+// Anthropic's one-hour cache writes are priced at their rate, not the
+// five-minute one: the real claude-sonnet-4-5 answer with its cache writes
+// made 400 one-hour and 200 five-minute tokens (issue 18's example). At $3
+// in, $0.30 cached, $3.75 and $6 per million cache writes and $15 out:
+// 3 × 3 + 1111 × 0.30 + 200 × 3.75 + 400 × 6 + 33 × 15 = 3987.3 µ$, where
+// the five-minute rate for all 600 would say 3087.3.
+func TestOneHourCacheWritesPriced(t *testing.T) {
+	real, h := corpus.ReadStream(t, "anthropic-message-cache.json")
+	body := strings.NewReplacer(
+		`"ephemeral_1h_input_tokens": 0, "ephemeral_5m_input_tokens": 418`, `"ephemeral_1h_input_tokens": 400, "ephemeral_5m_input_tokens": 200`,
+		`"cache_creation_input_tokens": 418`, `"cache_creation_input_tokens": 600`).Replace(string(real))
+	if strings.Count(body, "600")+strings.Count(body, "400") < 2 {
+		t.Fatal("the fixture changed")
+	}
+	var got []Usage
+	p := newProvider(func(*http.Request) corpusAnswer { return corpusAnswer{200, h, body} })
+	tr := New(p, OnUsage(func(_ context.Context, u Usage) { got = append(got, u) }),
+		WithBudget(Budget{Name: "b", Limit: 1}))
+	req, _ := http.NewRequest(http.MethodPost, "https://api.anthropic.com/v1/messages", strings.NewReader(`{"model":"claude-sonnet-4-5","max_tokens":64,"messages":[]}`))
+	req.Header.Set("X-Api-Key", "sk-ant-1h")
+	sendReq(t, tr, req)
+	if len(got) != 1 || got[0].Tokens.CacheWriteTokens != 600 || got[0].Tokens.CacheWrite1hTokens != 400 || got[0].Cost != 3988e-6 {
+		t.Errorf("OnUsage got %+v, want 600 cache writes, 400 of them one-hour, costing 3988 µ$", got)
+	}
+	if st := budgetStatuses(t, tr); len(st) != 1 || st[0].Spent != 3988e-6 {
+		t.Errorf("Budgets() = %+v, want 3988 µ$ spent", st)
+	}
+}
+
+// Budget.Unmetered chooses what a budget charges for answers whose usage
+// is unknown: an estimate for one cut short by default, nothing at all,
+// or the key itself.
+func TestBudgetUnmeteredPolicy(t *testing.T) {
+	srv := fixtureServer(t, "openai-chat-stream-no-usage.sse")
+	for _, c := range []struct {
+		name      string
+		policy    Unmetered
+		cut       bool // close after 2 KB; else read to the end (no usage chunk)
+		estimated bool
+		refused   bool
+	}{
+		{"estimate, cut short", UnmeteredEstimate, true, true, false},
+		{"estimate, no usage chunk", UnmeteredEstimate, false, false, false},
+		{"free, cut short", UnmeteredFree, true, false, false},
+		{"refuses, no usage chunk", UnmeteredRefuses, false, false, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			// WithStreamUsage(false): the server is not asked for the
+			// usage chunk, and sends none.
+			tr := New(hostTransport(t, srv), WithStreamUsage(false),
+				WithBudget(Budget{Name: "b", Limit: 100, HardLimit: true, Unmetered: c.policy}))
+			req, _ := http.NewRequest(http.MethodPost, "http://api.openai.com/v1/chat/completions", strings.NewReader(bigPrompt("gpt-4o")))
+			resp, err := tr.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.cut {
+				io.ReadFull(resp.Body, make([]byte, 2048))
+			} else {
+				io.Copy(io.Discard, resp.Body)
+			}
+			resp.Body.Close()
+			st := budgetStatuses(t, tr)
+			if len(st) != 1 || st[0].Unmetered != 1 || (st[0].Estimated == 1) != c.estimated || (st[0].Spent > 0) != c.estimated || st[0].Exhausted != c.refused {
+				t.Errorf("Budgets() = %+v, want estimated %v, exhausted %v", st, c.estimated, c.refused)
+			}
+			next, _ := http.NewRequest(http.MethodPost, "http://api.openai.com/v1/chat/completions", strings.NewReader(`{"model":"gpt-4o","stream":true}`))
+			resp, err = tr.RoundTrip(next)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if (resp.StatusCode == http.StatusPaymentRequired) != c.refused {
+				t.Errorf("the next request: %s, want refused %v", resp.Status, c.refused)
+			}
+		})
+	}
+}
+
+// gen_ai.client.operation.duration is recorded once per attempt that
+// reached the network, in seconds, with the GenAI conventions' bucket
+// boundaries and, on a failure, error.type: the class of an error answer,
+// the error's type of a transport failure.
+func TestOperationDuration(t *testing.T) {
+	rec := newRecording(t)
+	var fail bool
+	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		if fail {
+			return nil, &net.OpError{Op: "dial", Net: "tcp", Err: io.ErrUnexpectedEOF}
+		}
+		return quotaAnswer(t).response(r), nil
+	})
+	tr := New(base, rec.options()...)
+	send(t, tr, budgetURL, "sk-dur") // a quota answer
+	send(t, tr, budgetURL, "sk-dur") // refused: not an attempt on the network
+	fail = true
+	if _, err := tr.RoundTrip(chatRequest(t, budgetURL, "sk-other")); err == nil {
+		t.Fatal("no error")
+	}
+	var rm metricdata.ResourceMetrics
+	if err := rec.reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	want := []float64{0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92}
+	found := map[string]uint64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name != "gen_ai.client.operation.duration" {
+				continue
+			}
+			if m.Unit != "s" {
+				t.Errorf("unit %q, want s", m.Unit)
+			}
+			for _, p := range m.Data.(metricdata.Histogram[float64]).DataPoints {
+				if !slices.Equal(p.Bounds, want) {
+					t.Errorf("bounds %v, want %v", p.Bounds, want)
+				}
+				et, _ := p.Attributes.Value("error.type")
+				op, _ := p.Attributes.Value("gen_ai.operation.name")
+				host, _ := p.Attributes.Value("server.address")
+				model, _ := p.Attributes.Value("gen_ai.request.model")
+				if op.AsString() != "chat" || host.AsString() != "api.openai.com" || model.AsString() != "gpt-4o-mini" {
+					t.Errorf("attributes %v", p.Attributes.ToSlice())
+				}
+				found[et.AsString()] += p.Count
+			}
+		}
+	}
+	if found["quota_exhausted"] != 1 || found["*net.OpError"] != 1 || len(found) != 2 {
+		t.Errorf("durations by error.type %v, want one quota_exhausted and one *net.OpError", found)
+	}
+}
+
 // TestSpendSetsBounded: answers naming more models than the Transport
 // keeps attribute sets for are still recorded, each under its own model,
 // with the same series whether its sets were kept or built for it; the

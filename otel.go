@@ -48,9 +48,16 @@ type telemetry struct {
 	answers       metric.Int64Counter
 	duration      metric.Float64Histogram
 	metrics       bool // the meter provider is not OpenTelemetry's no-op one
+
 	budgetRatio   metric.Float64Gauge
 	storeUp       metric.Int64Gauge
-	fleet         *fleet // nil without a store
+	storeWritable metric.Int64Gauge
+	// invalidChanges counts changes from the store that were dropped.
+	invalidChanges metric.Int64Counter
+	fleet          *fleet // nil without a store
+
+	opMu    sync.RWMutex
+	opAttrs map[opKey][]metric.RecordOption // guarded by opMu; at most maxOpAttrs
 
 	// The attribute sets of the spend metrics, by provider and model: a
 	// bounded cache (see spendSets).
@@ -137,9 +144,18 @@ func (tel *telemetry) init(t *Transport) {
 		storeUp = noop.Int64Gauge{}
 	}
 	tel.storeUp = storeUp
+	writable, err := meter.Int64Gauge("quotabreaker.store.writable",
+		metric.WithDescription("1 while the Transport's store takes writes, 0 while it refuses them or is unreachable: trips then page from this process and trips and spend wait to be written."))
+	if err != nil {
+		otel.Handle(err)
+		writable = noop.Int64Gauge{}
+	}
+	tel.storeWritable = writable
+	tel.invalidChanges = counter("quotabreaker.store.invalid_changes", "{change}",
+		"Changes from the store's feed that were dropped because they could not be read or failed the store's own checks.")
 	tel.fleet = t.fleet
 	if t.fleet != nil {
-		storeUp.Record(context.Background(), 1)
+		tel.storeState(true, true)
 	}
 
 	// A synchronous up-down counter rather than an observable gauge: it
@@ -220,7 +236,7 @@ func tracedOutside(ctx context.Context, h http.Header) bool {
 // answer records an answer that came from the network. refusedBy is the
 // open latch that ModeObserve let the request past. The span ends later,
 // when the caller is done with the body (see Transport.follow).
-func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Response, c classify.Result, scope, state string, mode Mode, refusedBy *opened) {
+func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Response, c classify.Result, reqProvider classify.Provider, scope, state string, mode Mode, refusedBy *opened) {
 	ctx := req.Context()
 	if c.Class != "" && tel.errors.Enabled(ctx) {
 		tel.errors.Add(ctx, 1, metric.WithAttributes(metricAttrs(c.Class, c.Code, c.Provider)...))
@@ -233,7 +249,7 @@ func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Resp
 	}
 	provider := c.Provider
 	if provider == "" {
-		provider = requestProvider(req)
+		provider = reqProvider
 	}
 	attrs := make([]attribute.KeyValue, 0, 13)
 	attrs = append(attrs,
@@ -255,7 +271,7 @@ func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Resp
 		attrs = append(attrs, attrRemainingTokens.Int64(n))
 	}
 	if tel.fleet != nil {
-		attrs = append(attrs, attrStoreUp.Bool(tel.fleet.up.Load()))
+		attrs = append(attrs, attrStoreUp.Bool(tel.fleet.readsUp.Load()))
 	}
 	if refusedBy != nil {
 		attrs = append(attrs, attrWouldShortCircuit.Bool(true), attrCause.String(string(refusedBy.Trip.Cause)))
@@ -377,6 +393,15 @@ func (tel *telemetry) spent(ctx context.Context, span trace.Span, s *Usage) {
 	span.SetAttributes(attrs...)
 }
 
+// opKey is the attributes of one gen_ai.client.operation.duration series.
+type opKey struct {
+	operation, provider, model, host, errorType string
+}
+
+// maxOpAttrs bounds the attribute sets operation keeps built; beyond it,
+// a series' set is built for each record.
+const maxOpAttrs = 1 << 10
+
 // appendModelAttrs appends the provider and model attributes every spend
 // metric carries.
 func appendModelAttrs(attrs []attribute.KeyValue, provider classify.Provider, requestModel, responseModel string) []attribute.KeyValue {
@@ -471,30 +496,51 @@ func (tel *telemetry) spendSets(s *Usage) *spendSets {
 
 // operation records an attempt that reached the network in
 // gen_ai.client.operation.duration, once its answer is done: read to the
-// end or closed, for a stream its last byte.
+// end or closed, for a stream its last byte. The attribute set of each
+// series is built once, so that recording allocates nothing.
 func (tel *telemetry) operation(at *attempt) {
 	if !tel.metrics || at.start.IsZero() || !tel.duration.Enabled(at.req.Context()) {
 		return
 	}
-	attrs := make([]attribute.KeyValue, 0, 5)
-	if op := operationName(at.req); op != "" {
-		attrs = append(attrs, semconv.GenAIOperationNameKey.String(op))
-	}
-	if p := requestProvider(at.req); p != "" {
-		attrs = append(attrs, semconv.GenAIProviderNameKey.String(string(p)))
-	}
-	if m := at.requestModel(); m != "" {
-		attrs = append(attrs, semconv.GenAIRequestModel(m))
-	}
+	k := opKey{operation: operationName(at.req), provider: string(at.provider), model: at.requestModel(), errorType: at.errorType}
 	if at.req.URL != nil {
-		if host := at.req.URL.Hostname(); host != "" {
-			attrs = append(attrs, semconv.ServerAddress(host))
+		k.host = at.req.URL.Hostname()
+	}
+	tel.opMu.RLock()
+	opts, ok := tel.opAttrs[k]
+	tel.opMu.RUnlock()
+	if !ok {
+		opts = opAttrs(k)
+		tel.opMu.Lock()
+		if tel.opAttrs == nil {
+			tel.opAttrs = make(map[opKey][]metric.RecordOption)
 		}
+		if len(tel.opAttrs) < maxOpAttrs {
+			tel.opAttrs[k] = opts
+		}
+		tel.opMu.Unlock()
 	}
-	if at.errorType != "" {
-		attrs = append(attrs, semconv.ErrorTypeKey.String(at.errorType))
+	tel.duration.Record(at.req.Context(), tel.now().Sub(at.start).Seconds(), opts...)
+}
+
+func opAttrs(k opKey) []metric.RecordOption {
+	attrs := make([]attribute.KeyValue, 0, 5)
+	if k.operation != "" {
+		attrs = append(attrs, semconv.GenAIOperationNameKey.String(k.operation))
 	}
-	tel.duration.Record(at.req.Context(), tel.now().Sub(at.start).Seconds(), metric.WithAttributes(attrs...))
+	if k.provider != "" {
+		attrs = append(attrs, semconv.GenAIProviderNameKey.String(k.provider))
+	}
+	if k.model != "" {
+		attrs = append(attrs, semconv.GenAIRequestModel(k.model))
+	}
+	if k.host != "" {
+		attrs = append(attrs, semconv.ServerAddress(k.host))
+	}
+	if k.errorType != "" {
+		attrs = append(attrs, semconv.ErrorTypeKey.String(k.errorType))
+	}
+	return []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(attrs...))}
 }
 
 // operationName is the GenAI operation a request's path names, "" when it
@@ -537,13 +583,23 @@ func (tel *telemetry) streamError(ctx context.Context, span trace.Span, c classi
 	}
 }
 
-// storeState records a change of the store's reachability.
-func (tel *telemetry) storeState(up bool) {
-	v := int64(0)
-	if up {
-		v = 1
+// storeState records a change of the store's state: up (it answers) and
+// writable (it takes writes too).
+func (tel *telemetry) storeState(up, writable bool) {
+	tel.storeUp.Record(context.Background(), boolInt(up))
+	tel.storeWritable.Record(context.Background(), boolInt(writable))
+}
+
+func boolInt(b bool) int64 {
+	if b {
+		return 1
 	}
-	tel.storeUp.Record(context.Background(), v)
+	return 0
+}
+
+// invalidChange counts a change from the store that was dropped.
+func (tel *telemetry) invalidChange() {
+	tel.invalidChanges.Add(context.Background(), 1)
 }
 
 // wouldRefuseBudget records, in ModeObserve, a request that a budget's
@@ -613,10 +669,10 @@ func (tel *telemetry) reset(ctx context.Context, tr Trip) {
 }
 
 // redactURL returns u for the url.full attribute, with its user info, its
-// fragment, every query value that looks like a credential (Gemini's ?key=,
-// a signature, a token) and every bare query value (?SECRET) replaced by
-// REDACTED. Parameters separated by ';' are treated like those separated by
-// '&', since some servers accept either.
+// fragment and every query value replaced by REDACTED, except the values of
+// the parameters known to be safe (api-version, alt, ...; see safeParams):
+// deny by default, since a gateway may take a secret under any name. Query
+// parameters are read by eachQueryParam, the scope's own reader.
 func redactURL(u *url.URL) string {
 	if u.User == nil && u.RawQuery == "" && u.Fragment == "" && u.RawFragment == "" {
 		return u.String()
@@ -630,42 +686,23 @@ func redactURL(u *url.URL) string {
 	}
 	if r.RawQuery != "" {
 		var b strings.Builder
-		rest := r.RawQuery
-		for rest != "" {
-			part := rest
-			sep := ""
-			if i := strings.IndexAny(rest, "&;"); i >= 0 {
-				part, sep, rest = rest[:i], rest[i:i+1], rest[i+1:]
-			} else {
-				rest = ""
-			}
-			name, _, ok := strings.Cut(part, "=")
+		eachQueryParam(r.RawQuery, func(name, value string, hasValue bool, kind paramKind, sep string) {
 			switch {
-			case part == "":
-			case !ok:
+			case !hasValue: // ?SECRET
 				b.WriteString("REDACTED")
-			case sensitiveParam(name):
+			case kind == paramSafe || value == "":
+				b.WriteString(name)
+				if name != "" || value != "" {
+					b.WriteByte('=')
+				}
+				b.WriteString(value)
+			default:
 				b.WriteString(name)
 				b.WriteString("=REDACTED")
-			default:
-				b.WriteString(part)
 			}
 			b.WriteString(sep)
-		}
+		})
 		r.RawQuery = b.String()
 	}
 	return r.String()
-}
-
-func sensitiveParam(name string) bool {
-	if n, err := url.QueryUnescape(name); err == nil {
-		name = n
-	}
-	name = strings.ToLower(name)
-	for _, s := range [...]string{"key", "token", "sig", "secret", "auth", "pass", "credential"} {
-		if strings.Contains(name, s) {
-			return true
-		}
-	}
-	return false
 }

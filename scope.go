@@ -10,31 +10,27 @@ import (
 	"unicode/utf8"
 
 	"github.com/quotabreaker/quotabreaker/classify"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // The default scope is the credentials that made a call: the target host,
-// the API key (wherever the request carries it), and OpenAI's organization
-// and project. Two views of it exist, both drawn from defaultScopeParts so
-// that they cannot drift apart: a 64-bit id, hashed with a per-Transport
-// seed on every request (cheap, and useless to an outsider), and the
-// printable name, built only when a scope is first seen (it hashes each key
-// with SHA-256). Requests with the same name share one latch.
+// every credential the request carries (in a header, in the URL's user info,
+// in a query parameter), and OpenAI's organization and project. Two views of
+// it exist, both drawn from scopeParts so that they cannot drift apart: a
+// 64-bit id, hashed with a per-Transport seed on every request (cheap, and
+// useless to an outsider), and the printable name, built only when a scope
+// is first seen (it hashes each key with SHA-256). Requests with the same
+// name share one latch.
+//
+// A credential is found however the caller set it: header names are
+// matched ignoring case (a caller may write h["x-api-key"] directly, which
+// net/http sends as it is), values are trimmed of the spaces and tabs the
+// wire drops, a scheme ("Bearer ") is removed, and the parts are sorted and
+// deduplicated, so one key written two ways is one scope. The same parser
+// tells the redaction of url.full which query values to hide.
 
-// Credential headers, in their canonical form: indexing the map directly
-// saves canonicalizing per request.
-var credentialHeaders = [...]string{
-	"Authorization",
-	"Api-Key",                   // Azure OpenAI
-	"X-Api-Key",                 // Anthropic
-	"X-Goog-Api-Key",            // Gemini
-	"Ocp-Apim-Subscription-Key", // Azure API Management
-}
-
-// credentialParams are query parameters that carry an API key: Gemini's
-// ?key=, and the names gateways and proxies use.
-var credentialParams = [...]string{"key", "api_key", "api-key", "apikey", "access_token", "token", "subscription-key", "subscription_key"}
-
-// Kinds of scope part.
+// Kinds of scope part, in the order they are hashed and named, which is
+// the order of their letters.
 const (
 	partHost       = 'h'
 	partCredential = 'k'
@@ -42,51 +38,148 @@ const (
 	partProject    = 'p'
 )
 
-// defaultScopeParts calls fn with each part of req's default scope, in a
-// fixed order: the host (as the request spells it), every credential (bare:
-// "Bearer " removed), the organization and the project.
-func defaultScopeParts(req *http.Request, fn func(kind byte, v string)) {
-	fn(partHost, requestHost(req))
-	eachCredential(req, func(v string) { fn(partCredential, v) })
-	if v := firstValue(req.Header, "Openai-Organization"); v != "" {
-		fn(partOrg, v)
-	}
-	if v := firstValue(req.Header, "Openai-Project"); v != "" {
-		fn(partProject, v)
-	}
+// part is one part of a request's default scope.
+type part struct {
+	kind byte
+	v    string
 }
 
-// scopeID returns the id of req's latch and, when WithScope named it, its
-// name. It runs on every request and allocates nothing for the default scope.
-func (t *Transport) scopeID(req *http.Request) (id uint64, custom string) {
+// maxParts is how many parts scopeParts collects without allocating; real
+// requests carry one or two credentials.
+const maxParts = 8
+
+// scopeParts appends the parts of req's default scope to parts, sorted and
+// without duplicates: the host (as the request spells it), every credential
+// (bare), the organization and the project. extra names more credential
+// headers (canonical). It allocates only past maxParts parts or to unescape
+// a query value.
+func scopeParts(req *http.Request, extra []string, parts []part) []part {
+	parts = append(parts, part{partHost, requestHost(req)})
+	for name, vs := range req.Header {
+		kind := headerKind(name, extra)
+		if kind == 0 {
+			continue
+		}
+		for _, v := range vs {
+			if v = strings.Trim(v, " \t"); kind == partCredential {
+				v = bareCredential(v)
+			}
+			if v != "" {
+				parts = append(parts, part{kind, v})
+			}
+		}
+	}
+	if req.URL != nil {
+		if u := req.URL.User; u != nil {
+			parts = append(parts, part{partCredential, u.String()})
+		}
+		if req.URL.RawQuery != "" {
+			eachQueryParam(req.URL.RawQuery, func(_, value string, _ bool, kind paramKind, _ string) {
+				if kind == paramCredential {
+					if v, err := url.QueryUnescape(value); err == nil {
+						value = v
+					}
+					parts = append(parts, part{partCredential, value})
+				}
+			})
+		}
+	}
+	return sortParts(parts)
+}
+
+// sortParts sorts parts by kind, then value, and drops duplicates. An
+// insertion sort: there are a handful.
+func sortParts(parts []part) []part {
+	for i := 1; i < len(parts); i++ {
+		for j := i; j > 0 && partLess(parts[j], parts[j-1]); j-- {
+			parts[j], parts[j-1] = parts[j-1], parts[j]
+		}
+	}
+	out := parts[:0]
+	for i, p := range parts {
+		if i == 0 || p != parts[i-1] {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// partLess orders parts by kind (the kinds' letters are in the order
+// they are named), then value.
+func partLess(a, b part) bool {
+	if a.kind != b.kind {
+		return a.kind < b.kind
+	}
+	return a.v < b.v
+}
+
+// credentialed reports whether parts hold a credential.
+func credentialed(parts []part) bool {
+	for _, p := range parts {
+		if p.kind == partCredential {
+			return true
+		}
+	}
+	return false
+}
+
+// scopeID returns the id of req's latch, when WithScope named it its name,
+// and whether the request carries a credential the Transport can find. It
+// runs on every request and allocates nothing for the default scope.
+func (t *Transport) scopeID(req *http.Request) (id uint64, custom string, credential bool) {
 	var h maphash.Hash
 	h.SetSeed(t.seed)
 	if t.cfg.scope != nil {
 		if custom = t.cfg.scope(req); custom != "" {
 			h.WriteByte('c')
 			h.WriteString(custom)
-			return h.Sum64(), custom
+			return h.Sum64(), custom, true
 		}
 	}
+	var buf [maxParts]part
+	parts := scopeParts(req, t.cfg.credentialHeaders, buf[:0])
 	h.WriteByte('d')
-	defaultScopeParts(req, func(kind byte, v string) {
-		h.WriteByte(kind)
-		h.WriteString(v)
+	for _, p := range parts {
+		h.WriteByte(p.kind)
+		h.WriteString(p.v)
 		h.WriteByte(0)
-	})
-	return h.Sum64(), ""
+	}
+	return h.Sum64(), "", credentialed(parts)
+}
+
+// scopeName is the name of req's default scope as this Transport sees it:
+// DefaultScope with the headers WithCredentialHeaders names.
+func (t *Transport) scopeName(req *http.Request) string {
+	return defaultScopeName(req, t.cfg.credentialHeaders)
 }
 
 // DefaultScope returns the name of req's default scope, as Trip.Scope and
 // the quotabreaker.scope attribute show it: the host, then the fingerprint
-// of each API key, then OpenAI's organization and project, as in
+// of each credential, then OpenAI's organization and project, as in
 //
 //	api.openai.com/key:1f0c3a9e52b7/org:org-abc/project:proj_abc
 //
 // A key's fingerprint is the first 12 hex digits of the SHA-256 of the key
 // alone (for an Authorization header, the part after "Bearer "; for URL
 // user info, "user:password"): `printf %s "$KEY" | sha256sum | cut -c1-12`
-// finds it. The name holds no secret.
+// finds it. Several credentials are joined by '+', sorted by fingerprint's
+// key. The name holds no secret. A request that carries no credential is
+// named by its host alone, and one quota answer to it refuses every such
+// request to that host.
+//
+// The credentials are the values of the headers known to carry one
+// (Authorization, Api-Key, X-Api-Key, X-Goog-Api-Key,
+// Ocp-Apim-Subscription-Key, LiteLLM's X-Litellm-Api-Key, Portkey's
+// X-Portkey-Api-Key and X-Portkey-Virtual-Key, Cloudflare AI Gateway's
+// Cf-Aig-Authorization) and of any other header whose name has the word
+// key, token, secret, auth, authorization, signature, credential or
+// password in it, except those known to carry none (Idempotency-Key,
+// Sec-WebSocket-Key, Proxy-Authorization, anti-forgery tokens); the URL's
+// user info; and the query parameters whose names say the same or name a
+// code, JWT, bearer token, session, HMAC or SAS. Header names are matched
+// ignoring case and values are trimmed as the wire trims them. A Transport
+// also counts the headers its WithCredentialHeaders names, which
+// DefaultScope, knowing no Transport, does not.
 //
 // Use it in WithScope to combine a scope of your own with the default one:
 //
@@ -96,31 +189,61 @@ func (t *Transport) scopeID(req *http.Request) (id uint64, custom string) {
 //
 // It hashes each key with SHA-256, about a microsecond per call.
 func DefaultScope(req *http.Request) string {
+	return defaultScopeName(req, nil)
+}
+
+func defaultScopeName(req *http.Request, extra []string) string {
+	var buf [maxParts]part
 	var b strings.Builder
-	keys := 0
-	defaultScopeParts(req, func(kind byte, v string) {
-		switch kind {
+	var prev byte
+	for _, p := range scopeParts(req, extra, buf[:0]) {
+		same := p.kind == prev
+		prev = p.kind
+		switch p.kind {
 		case partHost:
 			// Hosts are case-insensitive: requests to API.openai.com and
 			// api.openai.com share the latch named by the lower case.
-			b.WriteString(strings.ToLower(v))
+			b.WriteString(strings.ToLower(p.v))
 		case partCredential:
-			if keys == 0 {
-				b.WriteString("/key:")
-			} else {
+			if same {
 				b.WriteByte('+')
+			} else {
+				b.WriteString("/key:")
 			}
-			b.WriteString(Fingerprint(v))
-			keys++
+			b.WriteString(Fingerprint(p.v))
 		case partOrg:
-			b.WriteString("/org:")
-			b.WriteString(printable(v))
+			if same {
+				b.WriteByte('+')
+			} else {
+				b.WriteString("/org:")
+			}
+			b.WriteString(printable(p.v))
 		case partProject:
-			b.WriteString("/project:")
-			b.WriteString(printable(v))
+			if same {
+				b.WriteByte('+')
+			} else {
+				b.WriteString("/project:")
+			}
+			b.WriteString(printable(p.v))
 		}
-	})
+	}
 	return b.String()
+}
+
+// noCredential makes visible that req carries no credential the Transport
+// can find, so that its scope is its host alone: the span says
+// quotabreaker.scope.credential=none, and the Transport's logger says it
+// once, naming the host.
+func (t *Transport) noCredential(req *http.Request, span trace.Span) {
+	if span.IsRecording() {
+		span.SetAttributes(attrScopeCredential.String("none"))
+	}
+	if t.warnedNoCredential.CompareAndSwap(false, true) {
+		t.cfg.logger.Warn("quotabreaker: a request carries no credential the Transport can find, so its scope is its host alone "+
+			"and one quota answer will refuse every such request to that host; name its credential header with "+
+			"WithCredentialHeaders, or scope requests with WithScope",
+			"host", strings.ToLower(requestHost(req)))
+	}
 }
 
 // Fingerprint returns the first 12 hex digits of the SHA-256 of key: enough
@@ -141,59 +264,114 @@ func printable(s string) string {
 	return s
 }
 
-// eachCredential calls fn with every API key req carries: in a credential
-// header, in the URL's user info, or in a credential query parameter.
-func eachCredential(req *http.Request, fn func(v string)) {
-	eachCredentialHeader(req.Header, func(v string) { fn(bareCredential(v)) })
-	if req.URL == nil {
-		return
+// headerKind says what a header of this name carries: partCredential,
+// partOrg, partProject, or 0 for nothing of the scope. The common names are
+// decided by a switch; others by their words. extra lists more credential
+// headers, canonical.
+func headerKind(name string, extra []string) byte {
+	switch name {
+	case "Authorization", "Api-Key", "X-Api-Key", "X-Goog-Api-Key", "Ocp-Apim-Subscription-Key",
+		"X-Litellm-Api-Key", "X-Portkey-Api-Key", "X-Portkey-Virtual-Key", "Cf-Aig-Authorization":
+		return partCredential
+	case "Openai-Organization":
+		return partOrg
+	case "Openai-Project":
+		return partProject
+	case "Content-Type", "Content-Length", "Accept", "Accept-Encoding", "User-Agent", "Traceparent",
+		"Tracestate", "Anthropic-Version", "Anthropic-Beta", "Openai-Beta", "Idempotency-Key":
+		return 0
 	}
-	if u := req.URL.User; u != nil {
-		fn(u.String())
+	for _, e := range extra {
+		if strings.EqualFold(name, e) {
+			return partCredential
+		}
 	}
-	if req.URL.RawQuery != "" {
-		eachCredentialParam(req.URL.RawQuery, fn)
+	if strings.HasPrefix(name, "X-Stainless-") { // the OpenAI and Anthropic SDKs' own
+		return 0
 	}
+	switch {
+	case strings.EqualFold(name, "Openai-Organization"):
+		return partOrg
+	case strings.EqualFold(name, "Openai-Project"):
+		return partProject
+	case credentialName(name, credentialHeaderWords[:]) && !notCredentialHeader(name):
+		return partCredential
+	}
+	return 0
 }
 
-// eachCredentialHeader calls fn with the value of every credential header of
-// h. Headers set through Header.Set are canonical; one written into the map
-// by hand in another case is found by a slower scan, so it cannot merge two
-// tenants' scopes.
-func eachCredentialHeader(h http.Header, fn func(v string)) {
-	found := false
-	for _, name := range credentialHeaders {
-		for _, v := range h[name] {
-			fn(v)
-			found = true
+// credentialHeaderWords are the words of a header name that say it carries
+// a credential: X-Api-Key, X-Auth-Token, Cf-Aig-Authorization, X-Client-Secret.
+// "Tokens" is not "token": X-Ratelimit-Remaining-Tokens counts tokens.
+var credentialHeaderWords = [...]string{
+	"key", "apikey", "token", "authtoken", "apitoken", "accesstoken",
+	"secret", "auth", "authorization", "signature", "credential", "credentials", "password",
+}
+
+// notCredentialHeader reports the headers whose names say key, token or
+// authorization but that carry no credential of the API: a key that is new
+// on every request (Idempotency-Key, Sec-WebSocket-Key), the credential of a
+// forward proxy (Proxy-Authorization), and anti-forgery tokens.
+func notCredentialHeader(name string) bool {
+	for _, n := range [...]string{"Idempotency-Key", "X-Idempotency-Key", "Sec-Websocket-Key", "Proxy-Authorization", "X-Csrf-Token", "X-Xsrf-Token"} {
+		if strings.EqualFold(name, n) {
+			return true
 		}
 	}
-	if found {
-		return
-	}
-	for k, vs := range h {
-		for _, name := range credentialHeaders {
-			if k != name && strings.EqualFold(k, name) {
-				for _, v := range vs {
-					fn(v)
+	return false
+}
+
+// credentialName reports whether one of the words of name (split at '-',
+// '_', '.', spaces and lower-to-upper case changes) is one of words,
+// ignoring case.
+func credentialName(name string, words []string) bool {
+	start := 0
+	for i := 0; i <= len(name); i++ {
+		boundary := i == len(name)
+		if !boundary {
+			switch c := name[i]; {
+			case c == '-' || c == '_' || c == '.' || c == ' ':
+				boundary = true
+			case 'A' <= c && c <= 'Z' && i > start && 'a' <= name[i-1] && name[i-1] <= 'z':
+				// camelCase: "apiKey", "accessToken"
+				if oneOf(name[start:i], words) {
+					return true
 				}
+				start = i
 			}
 		}
+		if boundary {
+			if i > start && oneOf(name[start:i], words) {
+				return true
+			}
+			start = i + 1
+		}
 	}
+	return false
+}
+
+func oneOf(w string, words []string) bool {
+	for _, x := range words {
+		if len(x) == len(w) && strings.EqualFold(w, x) {
+			return true
+		}
+	}
+	return false
 }
 
 // bareCredential removes an Authorization header's scheme ("Bearer sk-..."
-// becomes "sk-..."), so a key's fingerprint depends on the key alone.
+// becomes "sk-..."), so a key's fingerprint depends on the key alone. The
+// scheme ends at the first space or tab, which may be repeated.
 func bareCredential(v string) string {
 	// An auth-scheme is a token: it ends at the first space and holds no
 	// '=' or ':', which a bare key or a Basic credential may.
 	for i := 0; i < len(v); i++ {
 		switch v[i] {
-		case ' ':
+		case ' ', '\t':
 			if i == 0 {
 				return v
 			}
-			return strings.TrimLeft(v[i+1:], " ")
+			return strings.TrimLeft(v[i+1:], " \t")
 		case '=', ':':
 			return v
 		}
@@ -201,47 +379,80 @@ func bareCredential(v string) string {
 	return v
 }
 
-// eachCredentialParam calls fn with the value of every credential parameter
-// of a raw query. It splits on both '&' and ';', which some servers accept
-// as a separator.
-func eachCredentialParam(rawQuery string, fn func(v string)) {
+// paramKind is what a query parameter's name says of its value.
+type paramKind uint8
+
+const (
+	// paramOther is any parameter not known to be safe: its value is
+	// redacted in url.full, and it is not part of the scope.
+	paramOther paramKind = iota
+	// paramSafe is a parameter known to carry no secret (api-version,
+	// alt): shown in url.full.
+	paramSafe
+	// paramCredential carries a credential: redacted, and part of the
+	// scope.
+	paramCredential
+)
+
+// safeParams are the query parameters known to carry no secret, shown in
+// url.full as sent. Every other value is redacted.
+var safeParams = [...]string{
+	"api-version", "api_version", "alt", "stream", "beta", "model", "format", "version",
+	"limit", "order", "after", "before", "page", "per_page", "page_size", "pageSize",
+	"pageToken", "page_token", "include", "prettyPrint", "upload_protocol", "uploadType",
+}
+
+// credentialParamWords are the words of a query parameter's name that say
+// it carries a credential: Gemini's ?key=, ?api_key=, ?access_token=, Azure
+// Functions' ?code=, a SAS's ?sig=, and the names gateways give their own.
+var credentialParamWords = [...]string{
+	"key", "apikey", "token", "authtoken", "apitoken", "accesstoken", "secret", "auth",
+	"authorization", "signature", "sig", "credential", "credentials", "password", "passwd",
+	"pwd", "code", "jwt", "bearer", "session", "sessionid", "hmac", "sas", "subscriptionkey",
+}
+
+// eachQueryParam calls fn with each parameter of a raw query, in order:
+// its name and value as written (escaped), whether it has a value at all
+// ("?SECRET" has none), what its name says of it, and the separator that
+// follows it ("" for the last). It splits on both '&' and ';', which some
+// servers accept as a separator. It is the one reader of query parameters
+// for the scope and for url.full.
+func eachQueryParam(rawQuery string, fn func(name, value string, hasValue bool, kind paramKind, sep string)) {
 	for rawQuery != "" {
-		var part string
+		p, sep := rawQuery, ""
 		if i := strings.IndexAny(rawQuery, "&;"); i >= 0 {
-			part, rawQuery = rawQuery[:i], rawQuery[i+1:]
+			p, sep, rawQuery = rawQuery[:i], rawQuery[i:i+1], rawQuery[i+1:]
 		} else {
-			part, rawQuery = rawQuery, ""
+			rawQuery = ""
 		}
-		name, value, ok := strings.Cut(part, "=")
-		if !ok || !isCredentialParam(name) {
-			continue
+		name, value, ok := strings.Cut(p, "=")
+		switch {
+		case p == "":
+			fn("", "", true, paramSafe, sep)
+		case !ok:
+			fn(name, "", false, paramOther, sep)
+		default:
+			fn(name, value, true, queryParamKind(name), sep)
 		}
-		if v, err := url.QueryUnescape(value); err == nil {
-			value = v
-		}
-		fn(value)
 	}
 }
 
-func isCredentialParam(name string) bool {
+// queryParamKind says what a parameter of this name (as written) carries.
+func queryParamKind(name string) paramKind {
 	if strings.IndexByte(name, '%') >= 0 || strings.IndexByte(name, '+') >= 0 {
 		if n, err := url.QueryUnescape(name); err == nil {
 			name = n
 		}
 	}
-	for _, p := range credentialParams {
-		if strings.EqualFold(name, p) {
-			return true
+	for _, s := range safeParams {
+		if strings.EqualFold(name, s) {
+			return paramSafe
 		}
 	}
-	return false
-}
-
-func firstValue(h http.Header, canonicalKey string) string {
-	if v := h[canonicalKey]; len(v) > 0 {
-		return v[0]
+	if credentialName(name, credentialParamWords[:]) {
+		return paramCredential
 	}
-	return ""
+	return paramOther
 }
 
 // requestProvider names the provider a request is sent to, by its host.

@@ -18,6 +18,19 @@ import (
 // counted, one CLIENT span per attempt, one cost; resetting the outer
 // Transport lets the next request through.
 func TestDoubleWrapActsOnce(t *testing.T) {
+	t.Run("direct", func(t *testing.T) {
+		testDoubleWrap(t, func(inner *Transport) http.RoundTripper { return inner })
+	})
+	// A layer between the two (otelhttp, a retry layer) hides the inner
+	// Transport from New: the request's context tells it.
+	t.Run("through another layer", func(t *testing.T) {
+		testDoubleWrap(t, func(inner *Transport) http.RoundTripper {
+			return roundTripperFunc(func(r *http.Request) (*http.Response, error) { return inner.RoundTrip(r) })
+		})
+	})
+}
+
+func testDoubleWrap(t *testing.T, between func(*Transport) http.RoundTripper) {
 	quota := quotaAnswer(t)
 	body, h := corpus.ReadStream(t, "openai-chat-reasoning.json")
 	priced := corpusAnswer{200, h, string(body)}
@@ -35,7 +48,7 @@ func TestDoubleWrapActsOnce(t *testing.T) {
 		OnTrip(func(context.Context, Trip) { trips.Add(1) }),
 		OnUsage(func(_ context.Context, u Usage) { usages.Add(1); costs.Store(u.Cost, true) }))
 	inner := New(nil, opts...)
-	outer := New(inner, opts...)
+	outer := New(between(inner), opts...)
 
 	send(t, outer, srv.URL, "sk-A")
 	if got := usages.Load(); got != 1 {

@@ -22,6 +22,7 @@ import (
 // attempt is what settling an answer needs to know of its request.
 type attempt struct {
 	req         *http.Request
+	provider    classify.Provider // by the request's host, "" when unknown
 	span        trace.Span
 	latch       *latch
 	epoch       uint64    // the scope's reset epoch as the request was sent
@@ -140,7 +141,7 @@ func (t *Transport) settle(at *attempt, seen *usage.Result) {
 			at.errorType = string(seen.StreamErr.Result.Class)
 		}
 	}
-	u := Usage{Scope: at.latch.scope, Provider: requestProvider(at.req), responseModel: seen.Model, Metering: seen.Metering}
+	u := Usage{Scope: at.latch.scope, Provider: at.provider, responseModel: seen.Model, Metering: seen.Metering}
 	if t.cfg.noUsage {
 		if at.span.IsRecording() && seen.Model != "" {
 			at.span.SetAttributes(semconv.GenAIResponseModel(seen.Model))
@@ -199,7 +200,7 @@ func (t *Transport) settle(at *attempt, seen *usage.Result) {
 // scope is refused.
 func (t *Transport) streamError(ctx context.Context, at *attempt, e *usage.StreamError) {
 	c := e.Result
-	if p := requestProvider(at.req); p != "" {
+	if p := at.provider; p != "" {
 		c.Provider = p
 	}
 	t.tel.streamError(ctx, at.span, c)

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/quotabreaker/quotabreaker/classify"
 	"github.com/quotabreaker/quotabreaker/internal/corpus"
 	"github.com/quotabreaker/quotabreaker/usage"
 	"go.opentelemetry.io/otel/attribute"
@@ -201,7 +202,7 @@ func TestUsageOfWrongType(t *testing.T) {
 	}
 
 	// One counter unreadable, the other readable: the usage is unknown,
-	// never the readable part alone, as usage.go documents.
+	// never the readable part alone, as usage/usage.go documents.
 	rec := newRecording(t)
 	body := strings.Replace(string(real), `"completion_tokens": 467`, `"completion_tokens": 467.5`, 1)
 	p := newProvider(func(*http.Request) corpusAnswer {
@@ -511,5 +512,37 @@ func TestStreamQuotaErrorAfterEviction(t *testing.T) {
 	}
 	if resp, _ := send(t, tr, url, "sk-streaming"); shortCircuited(resp) {
 		t.Error("refused after Reset")
+	}
+}
+
+// TestOtherServersStreamErrorsTrip: a quota error inside another server's
+// stream shape (Ollama's newline-delimited JSON, FastChat's error chunk, a
+// gateway's Python bytes literal) latches the scope like an OpenAI one.
+func TestOtherServersStreamErrorsTrip(t *testing.T) {
+	tests := []struct{ name, ct, body string }{
+		{"NDJSON", "application/x-ndjson", "{\"model\":\"qwen\",\"response\":\"a\",\"done\":false}\n{\"error\":\"\\u4f59\\u989d\\u4e0d\\u8db3\"}\n"},
+		{"FastChat", "text/event-stream", "data: {\"id\": \"c\", \"choices\": []}\n\ndata: {\"text\": \"insufficient balance\", \"error_code\": 50001}\n\ndata: [DONE]\n\n"},
+		{"bytes literal", "text/event-stream", "data: {\"choices\":[]}\n\ndata: b'{\"error\":{\"message\":\"You exceeded your current quota\",\"type\":\"insufficient_quota\",\"code\":\"insufficient_quota\"}}'\n\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := newProvider(func(*http.Request) corpusAnswer {
+				return corpusAnswer{200, http.Header{"Content-Type": {tt.ct}}, tt.body}
+			})
+			tr := New(p)
+			url := "http://llm.internal:8080/v1/chat/completions"
+			resp, body := send(t, tr, url, "sk-stream")
+			if resp.StatusCode != 200 || string(body) != tt.body {
+				t.Fatalf("the stream reached the caller changed: %d %q", resp.StatusCode, body)
+			}
+			latches := openLatches(t, tr)
+			if len(latches) != 1 || latches[0].Cause != CauseStream || latches[0].Class != classify.QuotaExhausted {
+				t.Fatalf("OpenLatches() = %+v, want one latch opened by the stream", latches)
+			}
+			before := p.hits.Load()
+			if resp, _ := send(t, tr, url, "sk-stream"); !shortCircuited(resp) || p.hits.Load() != before {
+				t.Error("the next request of the tripped scope reached the server")
+			}
+		})
 	}
 }

@@ -5,9 +5,11 @@ import (
 	"time"
 )
 
-// Store shares latches, and the spend of budgets, between the Transports of
-// many processes, so that a fleet of replicas holds one latch per scope and
-// pages once per trip. The Redis implementation is in the nested module
+// LatchStore shares latches between the Transports of many processes, so
+// that a fleet of replicas holds one latch per scope and pages once per
+// trip. It is the part of a store that WithStore requires; a store that also
+// implements SpendStore shares the spend of budgets too. The Redis
+// implementation, of both, is in the nested module
 // github.com/quotabreaker/quotabreaker/redisstore.
 //
 // Every scope has a reset epoch: a counter that starts at 0 and that only
@@ -15,11 +17,11 @@ import (
 // tripping request was sent, so that an answer to a request sent before a
 // reset cannot reopen the latch anywhere.
 //
-// A Transport calls a Store off the request path, with contexts that carry a
+// A Transport calls a store off the request path, with contexts that carry a
 // deadline, and decides requests from its own memory, which Watch and
-// Snapshot keep current. A Store's methods are safe for concurrent use and
+// Snapshot keep current. A store's methods are safe for concurrent use and
 // return by ctx's deadline, whether or not the store can be reached.
-type Store interface {
+type LatchStore interface {
 	// Claim records tr as the open latch of tr.Scope, unless one is
 	// already recorded there or tr is stale: tr.Epoch is below the scope's
 	// epoch, so a reset happened after the tripping request was sent.
@@ -28,13 +30,16 @@ type Store interface {
 	// only its caller should call OnTrip. A trip whose Epoch is above the
 	// scope's epoch (the store lost its state) is recorded and raises the
 	// epoch to tr.Epoch. current is the scope's state after the call, when
-	// err is nil.
+	// err is nil. A store refuses (with an error) a trip with an empty
+	// Scope or an Epoch above MaxEpoch.
 	Claim(ctx context.Context, tr Trip) (claimed bool, current ScopeState, err error)
 
-	// Clear closes scope's latch, if one is open, and advances its epoch
-	// either way. It returns the change it made, a ChangeCleared whose
-	// Trip is the latch that was open (zero, with an empty Scope, when
-	// none was); every Watch receives the same change.
+	// Clear closes scope's latch and advances its epoch, if the latch is
+	// open. It returns the change it made, a ChangeCleared whose Trip is
+	// the latch that was open, and every Watch receives the same change.
+	// When scope is not open it writes nothing, and returns a ChangeCleared
+	// with the scope's epoch and a zero Trip (empty Scope): resets of
+	// scopes that are not open must not grow the store.
 	Clear(ctx context.Context, scope string) (Change, error)
 
 	// ClearAll clears every open latch as one atomic step and returns a
@@ -43,7 +48,8 @@ type Store interface {
 	ClearAll(ctx context.Context) ([]Change, error)
 
 	// Snapshot returns every open latch and every scope's epoch, read as
-	// of one moment.
+	// of one moment. A store that is still loading its data (Redis after
+	// a restart) waits for it, within ctx, rather than answer empty.
 	Snapshot(ctx context.Context) (Snapshot, error)
 
 	// Watch calls fn for every change any process makes, until ctx is
@@ -55,15 +61,25 @@ type Store interface {
 	// calls fn with a ChangeResync when it starts watching and again after
 	// every reconnection, once changes are flowing again: the caller then
 	// takes a Snapshot and reconciles. When it loses the store, it calls
-	// fn with a ChangeDisconnected, once. Changes can also arrive late
-	// (older than a Snapshot taken since), so apply them by epoch: see
-	// Change.
+	// fn with a ChangeDisconnected, once. A change it receives but cannot
+	// read, or that fails the checks Claim makes, it drops and reports
+	// with a ChangeInvalid. Changes can also arrive late (older than a
+	// Snapshot taken since), so apply them by epoch: see Change.
 	Watch(ctx context.Context, fn func(Change)) error
+}
 
-	// AddSpend adds micros (micro-dollars; negative for a refund) to the
-	// spend of budget key in period p and returns the total across every
-	// process. A store may forget a period's spend some time after p.End.
-	AddSpend(ctx context.Context, key string, p Period, micros int64) (total int64, err error)
+// SpendStore shares the spend of budgets between the Transports of many
+// processes, so that a budget counts the fleet's spend and each threshold's
+// OnBudget fires once across the fleet. A store given to WithStore that
+// implements it too is used for it. Its methods follow LatchStore's rules:
+// safe for concurrent use, and bounded by ctx.
+type SpendStore interface {
+	// AddSpend adds w.Micros (micro-dollars; negative for a refund) to the
+	// spend of budget key w.Key in period w.Period and returns the total
+	// across every process. It applies a write at most once: see
+	// SpendWrite. A store may forget a period's spend some time after
+	// its end.
+	AddSpend(ctx context.Context, w SpendWrite) (total int64, err error)
 
 	// ClaimThreshold reports whether this call is the first, across every
 	// process, to claim threshold pct of budget key in period p: each
@@ -77,6 +93,33 @@ type Store interface {
 	// ResetSpend sets the spend of budget key in period p to zero and
 	// forgets its claimed thresholds, so that they can fire again.
 	ResetSpend(ctx context.Context, key string, p Period) error
+}
+
+// Store is a store of both latches and spend, as redisstore's is.
+type Store interface {
+	LatchStore
+	SpendStore
+}
+
+// MaxEpoch is the largest reset epoch a store must hold: 2^53-1, the
+// largest integer that Lua (Redis's scripts) and JSON numbers read in
+// JavaScript hold exactly. A Trip or Change with a larger Epoch is invalid.
+const MaxEpoch = 1<<53 - 1
+
+// SpendWrite is one addition to a budget key's spend in a period.
+type SpendWrite struct {
+	Key    string
+	Period Period
+	Micros int64
+	// Writer and Seq make a write idempotent. Writer names the writing
+	// Transport (random, one per Transport) and Seq numbers its writes,
+	// ascending for each Key and Period. A store applies a write only if
+	// its Seq is above the last it applied for the same Writer, Key and
+	// Period, so that a write retried after a timeout, which the store
+	// had in fact applied, is not counted twice. An empty Writer turns
+	// the check off.
+	Writer string
+	Seq    uint64
 }
 
 // ScopeState is what a Store holds for one scope.
@@ -117,6 +160,11 @@ const (
 	// when it started); changes may be missed until the next
 	// ChangeResync. It comes once per loss, not once per failed attempt.
 	ChangeDisconnected
+	// ChangeInvalid: Watch received a change it could not read or that
+	// failed the checks a write gets (an empty scope, an epoch above
+	// MaxEpoch), and dropped it. The Transport counts these in the
+	// quotabreaker.store.invalid_changes metric.
+	ChangeInvalid
 )
 
 // Change is one change to a Store's state, as Watch, Clear and ClearAll
@@ -127,8 +175,8 @@ const (
 // and a ChangeCleared when Epoch > e (then e = Epoch); ignore the others.
 type Change struct {
 	Kind ChangeKind
-	// Scope is the scope that changed; empty for ChangeResync and
-	// ChangeDisconnected.
+	// Scope is the scope that changed; empty for ChangeResync,
+	// ChangeDisconnected and ChangeInvalid.
 	Scope string
 	// Epoch is the scope's epoch after the change: the trip's epoch for
 	// ChangeOpened, the advanced one for ChangeCleared.

@@ -67,6 +67,9 @@ type Transport struct {
 	budgets budgets
 	fleet   *fleet // nil without WithStore
 	tel     telemetry
+	// warnedNoCredential: the logger has said once that a request
+	// carried no credential the Transport can find.
+	warnedNoCredential atomic.Bool
 	// mark: base is not a plain *http.Transport, so it may hold another
 	// Transport, which must see that this one handles the request.
 	mark bool
@@ -85,7 +88,20 @@ func New(base http.RoundTripper, opts ...Option) *Transport {
 	if base == nil {
 		base = http.DefaultTransport
 	}
+	for {
+		// New(New(base)): the inner Transport would only pass requests
+		// through (see RoundTrip), so send them to its base at once.
+		inner, ok := base.(*Transport)
+		if !ok || inner.base == nil {
+			break
+		}
+		base = inner.base
+	}
 	t := &Transport{base: base, cfg: newConfig(opts), seed: maphash.MakeSeed()}
+	// Only a base that may hold another Transport further down (otelhttp, a
+	// retry layer, anything but the standard library's) needs requests
+	// marked: a context value and a shallow copy of the request, two small
+	// allocations per request, which a plain *http.Transport is spared.
 	_, plain := base.(*http.Transport)
 	t.mark = !plain
 	t.mode.Store(int32(t.cfg.mode))
@@ -101,9 +117,9 @@ func New(base http.RoundTripper, opts ...Option) *Transport {
 	}
 	t.latches.open = new(atomic.Int64)
 	if t.cfg.store != nil {
-		t.fleet = &fleet{store: t.cfg.store, timeout: t.cfg.storeTimeout, resync: t.cfg.storeResync, log: t.cfg.logger}
+		t.fleet = newFleet(t.cfg.store, &t.cfg)
 		for _, b := range t.budgets {
-			b.shared = true
+			b.shared = t.fleet.spend != nil
 		}
 	}
 	t.tel.init(t)
@@ -128,10 +144,11 @@ func (t *Transport) SetMode(m Mode) {
 
 // RoundTrip implements http.RoundTripper.
 //
-// A request that another Transport handles already (New(New(base)), or a
-// Transport under otelhttp under a Transport) passes through this one
-// untouched, so that wrapping twice pages once, counts a cost once and
-// records one span per attempt: the outer Transport is the one that acts.
+// A request that another Transport handles already (a Transport under
+// otelhttp under a Transport, say) passes through this one untouched, so
+// that wrapping twice pages once, counts a cost once and records one span
+// per attempt: the outer Transport is the one that acts. New(New(base))
+// skips the inner one outright.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if t.base == nil {
 		closeRequestBody(req)
@@ -140,17 +157,20 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if outer, _ := req.Context().Value(handledKey{}).(*Transport); outer != nil && outer != t {
 		return t.base.RoundTrip(req)
 	}
-	id, custom := t.scopeID(req)
+	id, custom, credential := t.scopeID(req)
 	name := func() string {
 		if custom != "" {
 			return custom
 		}
-		return DefaultScope(req)
+		return t.scopeName(req)
 	}
 	mode := t.Mode()
 	l, refusedBy := t.admit(t.latches.acquire(id, name), id, name)
 	epoch := l.epoch.Load() // the scope's reset epoch as the request is sent
 	ctx, span := t.tel.start(req, refusedBy != nil && mode == ModeEnforce)
+	if !credential {
+		t.noCredential(req, span)
+	}
 	// The span ends here unless something took it over, should the base
 	// panic.
 	spanTaken := false
@@ -181,10 +201,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if ctx != req.Context() {
 		req = req.WithContext(ctx)
 	}
+	provider := requestProvider(req) // once per attempt: every reader of the answer needs it
 	filterUsage := false
 	if t.cfg.streamUsage {
 		var err error
-		if req, filterUsage, err = askStreamUsage(req); err != nil {
+		if req, filterUsage, err = askStreamUsage(req, provider); err != nil {
 			spanTaken = true
 			t.tel.transportError(span, err, l.state(), mode)
 			return nil, err
@@ -195,20 +216,20 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := t.roundTrip(req)
 	if err != nil {
 		spanTaken = true
-		t.tel.operation(&attempt{req: req, start: start, errorType: semconv.ErrorType(err).Value.AsString()})
+		t.tel.operation(&attempt{req: req, provider: provider, start: start, errorType: semconv.ErrorType(err).Value.AsString()})
 		t.tel.transportError(span, err, l.state(), mode)
 		return nil, err
 	}
 	var c classify.Result
 	var first *opened
 	if resp.StatusCode >= 400 {
-		if c, first = t.judge(req, resp, l, epoch, refusedBy != nil, mode); first != nil {
+		if c, first = t.judge(resp, provider, l, epoch, refusedBy != nil, mode); first != nil {
 			t.announce(ctx, span, first)
 		}
 	}
 	spanTaken = true
-	t.tel.answer(span, req, resp, c, l.scope, l.state(), mode, refusedBy)
-	a := attempt{req: req, span: span, latch: l, epoch: epoch, filterUsage: filterUsage, start: start, status: resp.StatusCode}
+	t.tel.answer(span, req, resp, c, provider, l.scope, l.state(), mode, refusedBy)
+	a := attempt{req: req, provider: provider, span: span, latch: l, epoch: epoch, filterUsage: filterUsage, start: start, status: resp.StatusCode}
 	if resp.StatusCode >= 400 {
 		a.errorType = string(c.Class)
 		if a.errorType == "" {
@@ -226,7 +247,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 func (t *Transport) announce(ctx context.Context, span trace.Span, o *opened) {
 	t.tel.tripped(ctx, span, o.Trip)
 	if t.fleet != nil {
-		t.claim(o)
+		t.claim(context.WithoutCancel(ctx), o)
 		return
 	}
 	t.latches.markPaging(o)
@@ -266,8 +287,8 @@ func (t *Transport) admit(l *latch, id uint64, name func() string) (*latch, *ope
 // opens l's latch when its class trips (unless it was open already when
 // the request was sent, as in ModeObserve). It returns the new trip when
 // this answer opened the latch.
-func (t *Transport) judge(req *http.Request, resp *http.Response, l *latch, epoch uint64, wasOpen bool, mode Mode) (classify.Result, *opened) {
-	c, body, complete := t.inspect(req, resp)
+func (t *Transport) judge(resp *http.Response, provider classify.Provider, l *latch, epoch uint64, wasOpen bool, mode Mode) (classify.Result, *opened) {
+	c, body, complete := t.inspect(resp, provider)
 	enforce := mode == ModeEnforce
 	if !t.trips(c.Class) {
 		if enforce && !c.Retryable && classify.SDKRetries(resp.StatusCode) {
@@ -358,8 +379,12 @@ func (t *Transport) reset(ctx context.Context, scope string, all bool) (int, err
 			due = append(due, t.latches.clearEpoch(ch.Scope, ch.Epoch)...)
 		}
 	}
-	// Latches open only here (their claim not written yet) close too.
+	// Latches open only here (their claim not written yet) close too,
+	// and their claims are not written.
 	local, more := t.latches.reset(scope, all)
+	if t.fleet != nil && local > 0 {
+		t.dropClaims(ctx)
+	}
 	n = max(n, local)
 	due = append(due, more...)
 	slices.SortFunc(due, func(a, b *opened) int { return compareTrips(a.Trip, b.Trip) })

@@ -3,6 +3,7 @@ package classify
 import (
 	"bytes"
 	"net/http"
+	"sync"
 
 	"github.com/quotabreaker/quotabreaker/internal/jsonscan"
 )
@@ -75,18 +76,51 @@ const maxMessageScan = 4 << 10
 // A gateway's answer that wraps the upstream provider's body in
 // error.metadata.raw (OpenRouter's "Provider returned error") is classified
 // by the upstream body, one level deep; Code and Type are then the upstream's.
+//
+// A message is read with its JSON escapes applied: Python's and Flask's JSON
+// writers send "\u4f59\u989d\u4e0d\u8db3" for 余额不足, and its words must
+// count as the UTF-8 ones do.
 func Answer(status int, header http.Header, body []byte) Result {
 	if status < 400 {
 		return Result{}
 	}
 	var f errorFields
 	f.parse(body)
+	if f.messageEscaped() {
+		return f.answerUnescaped(status, header)
+	}
+	return f.answer(status, header)
+}
+
+// answerUnescaped is answer for a message that holds escapes, read through
+// a pooled buffer.
+func (f *errorFields) answerUnescaped(status int, header http.Header) Result {
+	buf := messageBuffers.Get().(*[maxMessageScan]byte)
+	defer messageBuffers.Put(buf)
+	f.message = jsonscan.AppendUnescaped(buf[:0], f.scanMessage())
+	return f.answer(status, header)
+}
+
+// messageBuffers hold the unescaped text of a message while its answer is
+// classified: escaped messages are common behind Python relays, and a pooled
+// buffer keeps them at no allocation. The text never grows when unescaped,
+// so maxMessageScan bytes hold the part of any message the rules read.
+var messageBuffers = sync.Pool{New: func() any { return new([maxMessageScan]byte) }}
+
+// answer is Answer's verdict from the parsed fields.
+func (f *errorFields) answer(status int, header http.Header) Result {
 	if len(f.raw) > 0 && f.meaning() == "" {
-		if c, ok := classifyNested(status, header, &f); ok {
+		if c, ok := classifyNested(status, header, f); ok {
 			return c
 		}
 	}
-	return f.classification(status, header, &f)
+	return f.classification(status, header, f)
+}
+
+// messageEscaped reports whether the part of the message the text rules
+// read holds a JSON escape.
+func (f *errorFields) messageEscaped() bool {
+	return bytes.IndexByte(f.scanMessage(), '\\') >= 0
 }
 
 // classifyNested classifies the upstream answer a gateway wrapped in
@@ -98,6 +132,9 @@ func classifyNested(status int, header http.Header, outer *errorFields) (Result,
 	inner.parseNested(outer.raw, outer.rawEscaped)
 	if !inner.structured() {
 		return Result{}, false
+	}
+	if inner.messageEscaped() { // a rare path that already allocates
+		inner.message = jsonscan.AppendUnescaped(nil, inner.scanMessage())
 	}
 	inner.conflict = inner.conflict || outer.conflict
 	return inner.classification(status, header, outer), true
@@ -126,7 +163,7 @@ const hintRateLimit Class = "rate_limit_hint"
 // rate limit even when its message says "exceeded your current quota": Google
 // uses it for per-minute and per-day limits that heal by themselves, and for
 // models a free tier does not include ("limit: 0"), which the same key can
-// live without.
+// live without. Only a message in googleBillingPhrases makes it a quota.
 var googleStatusClasses = map[string]Class{
 	"RESOURCE_EXHAUSTED": RateLimited,
 	"UNAVAILABLE":        Overloaded,
@@ -157,11 +194,21 @@ func (f *errorFields) meaning() Class {
 	}
 	if f.google && string(f.status) == "RESOURCE_EXHAUSTED" {
 		// Google's rate limits and per-day quotas: its message may say
-		// "quota" and "billing" but never means money.
+		// "quota" and "billing" and mean neither, unless it says that
+		// prepaid credit ran out.
+		if containsAnyFold(f.scanMessage(), googleBillingPhrases) {
+			return QuotaExhausted
+		}
 		return RateLimited
 	}
 	return ""
 }
+
+// googleBillingPhrases say, in a RESOURCE_EXHAUSTED message, that an
+// account's prepaid credit ran out ("Your prepayment credits are depleted"),
+// which no wait heals. "billing" alone does not: the free tier's per-minute
+// message says "check your plan and billing details".
+var googleBillingPhrases = []string{"prepayment", "credits are depleted", "credits have been depleted", "out of credits"}
 
 // codeProse reports whether the code member is a sentence rather than a
 // code (xAI sends gRPC's status text there); its words say nothing.
@@ -175,8 +222,15 @@ func (f *errorFields) class(status int) Class {
 	case QuotaExhausted:
 		return f.quota(status)
 	case RateLimited, hintRateLimit:
-		if c, ok := f.rateRefinement(status); ok {
+		head := headPhrases(f.message)
+		if c, ok := head.refinement(status); ok {
 			return c
+		}
+		if m == RateLimited && head.paid {
+			// A rate-limit type whose message says only money unlocks the
+			// request (Anthropic's "Extra usage is required for long
+			// context requests"); quota vetoes it if it speaks of a rate.
+			return f.quota(status)
 		}
 		if m == RateLimited || status == http.StatusTooManyRequests {
 			return RateLimited
@@ -194,6 +248,13 @@ func (f *errorFields) class(status int) Class {
 			return f.quota(status)
 		}
 		return c
+	case Permission:
+		// xAI's permission-denied covers both a banned account and a
+		// refused prompt; the message tells them apart.
+		if containsAnyFold(f.scanMessage(), contentPhrases) {
+			return ContentFilter
+		}
+		return m
 	default:
 		return m
 	}
@@ -224,41 +285,64 @@ func (f *errorFields) quota(status int) Class {
 // and "overloaded" or "no capacity" under 429 is the provider's load, not
 // the caller's rate. It runs on every ordinary 429, so it reads only the
 // head of the message, where these phrases stand in every real answer.
-func (f *errorFields) rateRefinement(status int) (Class, bool) {
-	tooLarge, overload := headPhrases(f.message)
+func (head head) refinement(status int) (Class, bool) {
 	switch {
-	case tooLarge && (status == http.StatusTooManyRequests || status == http.StatusRequestEntityTooLarge):
+	case head.tooLarge && (status == http.StatusTooManyRequests || status == http.StatusRequestEntityTooLarge):
 		return InvalidRequest, true
-	case overload && (status == http.StatusTooManyRequests || status >= 500):
+	case head.overload && (status == http.StatusTooManyRequests || status >= 500):
 		return Overloaded, true
 	}
 	return "", false
 }
 
-// refinementScan is how much of a message headPhrases reads.
-const refinementScan = 64
+// refinementScan is how much of a message headPhrases reads: enough for a
+// gateway's prefix ("azure-openai error: ") before the provider's words.
+const refinementScan = 80
 
-// headPhrases reports whether the head of msg says "too large", and
-// whether it says "overload" or "capacity", ignoring ASCII case. One pass
-// looks for each phrase's least common letter and compares around it.
-func headPhrases(msg []byte) (tooLarge, overload bool) {
+// head is what the head of a message says, as headPhrases reads it.
+type head struct {
+	tooLarge bool // "too large": a request larger than the whole budget
+	overload bool // "overload", "capacity", "high demand": the provider's load
+	paid     bool // "extra usage", "credits are required": only money unlocks it
+}
+
+// headPhrases reads the phrases of head from the start of msg, ignoring
+// ASCII case. One pass looks for each phrase's least common letter (marked
+// in headLetters, so that every other byte costs one load) and compares
+// around it.
+func headPhrases(msg []byte) (h head) {
 	if len(msg) > refinementScan {
 		msg = msg[:refinementScan]
 	}
-	at := func(i int, phrase string) bool {
-		return i >= 0 && i+len(phrase) <= len(msg) && equalFold(msg[i:], phrase)
-	}
 	for i, c := range msg {
-		switch c | 0x20 {
+		if c |= 0x20; !headLetters[c] {
+			continue
+		}
+		switch c {
 		case 'g': // too lar[g]e
-			tooLarge = tooLarge || at(i-7, "too large")
+			h.tooLarge = h.tooLarge || phraseAt(msg, i-7, "too large")
 		case 'v': // o[v]erload
-			overload = overload || at(i-1, "overload")
+			h.overload = h.overload || phraseAt(msg, i-1, "overload")
 		case 'y': // capacit[y]
-			overload = overload || at(i-7, "capacity")
+			h.overload = h.overload || phraseAt(msg, i-7, "capacity")
+		case 'm': // high de[m]and
+			h.overload = h.overload || phraseAt(msg, i-7, "high demand")
+		case 'x': // e[x]tra usage
+			h.paid = h.paid || phraseAt(msg, i-1, "extra usage")
+		case 'q': // credits are re[q]uired
+			h.paid = h.paid || phraseAt(msg, i-14, "credits are required")
 		}
 	}
-	return tooLarge, overload
+	return h
+}
+
+// headLetters are the letters headPhrases stops at.
+var headLetters = [256]bool{'g': true, 'v': true, 'y': true, 'm': true, 'x': true, 'q': true}
+
+// phraseAt reports whether msg holds phrase (lower case) at i, ignoring
+// ASCII case.
+func phraseAt(msg []byte, i int, phrase string) bool {
+	return i >= 0 && i+len(phrase) <= len(msg) && equalFold(msg[i:], phrase)
 }
 
 func (f *errorFields) scanMessage() []byte {
@@ -276,10 +360,12 @@ var quotaPhrases = []string{
 	"insufficient balance", "insufficient account balance", "insufficient credit",
 	"insufficient fund", "insufficient quota", "balance is insufficient", "quota is not enough",
 	"credit balance is too low", "out of credits", "run out of credits", "no credits remaining",
-	"have any credits", "used all available credits", "extra usage",
+	"have any credits", "used all available credits", "extra usage", "credits are required",
+	"credits are depleted", "prepayment credits",
+	"budget has been exceeded", "exceeded budget", "over budget", "budget exceeded",
 	"spend limit", "spending limit", "api usage limit",
-	"arrears", "overdue", "pay past invoices", "payment required", "recharge",
-	"余额不足", "欠费", "充值", "额度不足", "配额不足",
+	"arrears", "overdue", "past due", "pay past invoices", "payment required", "recharge",
+	"余额不足", "欠费", "充值", "额度不足", "配额不足", "额度已用尽", "额度已用完", "预扣费额度失败",
 }
 
 // ratePhrases speak of a rate limit: a quota verdict is vetoed when its
@@ -293,6 +379,9 @@ var ratePhrases = []string{
 	"too many requests", "concurren", "throttl", "slow down",
 	"try again in", "try again after", "try again later", "retry after", "retry in", "retry shortly", "please retry",
 	"token-limit",
+	// A quota that says when it comes back heals by itself (Google's
+	// QUOTA_EXHAUSTED "Your quota will reset after 161h39m41s").
+	"will reset", "reset after", "resets after", "resets in",
 	"频率", "并发", "每分钟", "每秒", "每小时", "每天", "每日", "稍后再试", "稍后重试", "限流", "速率",
 }
 
@@ -320,10 +409,17 @@ func rateWords(msg []byte) bool {
 // the message rules for the other classes, read only when the structured
 // fields say nothing specific.
 var (
-	overloadPhrases  = []string{"overload", "no capacity", "capacity exceeded", "at capacity", "out of capacity"}
-	contentPhrases   = []string{"safety system", "usage policy", "content policy", "content management policy", "content exists risk", "inappropriate content", "sensitive words", "sensitive content", "不安全", "敏感"}
+	overloadPhrases  = []string{"overload", "no capacity", "capacity exceeded", "at capacity", "out of capacity", "high demand"}
+	contentPhrases   = []string{"safety system", "usage policy", "content policy", "content management policy", "content exists risk", "inappropriate content", "sensitive words", "sensitive content", "content filter", "usage guidelines", "不安全", "敏感"}
 	locationPhrases  = []string{"location is not supported", "not available in your region", "country, region, or territory"}
-	modelGonePhrases = []string{"has been decommissioned", "has been deprecated"}
+	modelGonePhrases = []string{"has been decommissioned", "has been deprecated", "model not exist"}
+	// contextPhrases say that prompt and completion exceed the window: OpenAI
+	// before its code (and vLLM), Anthropic (twice), Text Generation
+	// Inference's validation error and SGLang.
+	contextPhrases = []string{"maximum context length", "prompt is too long", "exceed context limit", "`max_new_tokens` must be <=",
+		"is longer than the model"} // SGLang: "The input (61709 tokens) is longer than the model's context length"
+	// permissionPhrases: an account refused as a whole under a generic type.
+	permissionPhrases = []string{"organization has been disabled"}
 )
 
 // textClass holds the message rules, for answers whose structured fields
@@ -339,7 +435,7 @@ func (f *errorFields) textClass(status int) (Class, bool) {
 		// "insufficient balance (1008)" as 500, and a retry never helps.
 		return f.quota(status), true
 	}
-	if c, ok := f.rateRefinement(status); ok {
+	if c, ok := headPhrases(f.message).refinement(status); ok {
 		return c, true
 	}
 	switch {
@@ -347,9 +443,8 @@ func (f *errorFields) textClass(status int) (Class, bool) {
 		if containsAnyFold(msg, overloadPhrases) {
 			return Overloaded, true
 		}
-	case status == http.StatusBadRequest || status == http.StatusRequestEntityTooLarge:
-		if containsFold(msg, "maximum context length") || // OpenAI before code context_length_exceeded
-			containsFold(msg, "prompt is too long") || // Anthropic
+	case status == http.StatusBadRequest || status == http.StatusRequestEntityTooLarge || status == http.StatusUnprocessableEntity:
+		if containsAnyFold(msg, contextPhrases) ||
 			(containsFold(msg, "input token count") && containsFold(msg, "exceeds the maximum")) { // Gemini
 			return ContextLengthExceeded, true
 		}
@@ -365,7 +460,7 @@ func (f *errorFields) textClass(status int) (Class, bool) {
 		switch {
 		case containsAnyFold(msg, contentPhrases):
 			return ContentFilter, true
-		case containsAnyFold(msg, locationPhrases):
+		case containsAnyFold(msg, locationPhrases), containsAnyFold(msg, permissionPhrases):
 			return Permission, true
 		case containsFold(msg, "api key was reported as leaked"): // Gemini revokes such keys
 			return Authentication, true
@@ -626,7 +721,7 @@ func (t *token) meaning() Class {
 		return Overloaded
 	case quotaWords(w):
 		return QuotaExhausted
-	case has(w, "context_length"):
+	case has(w, "context_length") || has(w, "context_size") || has(w, "context_window"):
 		return ContextLengthExceeded
 	case has(w, "model_not_found") || has(w, "deployment_not_found") || has(w, "decommission") ||
 		(has(w, "model") && (has(w, "not_found") || has(w, "not_exist") || has(w, "deprecated"))):
@@ -655,7 +750,7 @@ func quotaWords(w []byte) bool {
 	case has(w, "insufficient"):
 		return has(w, "quota") || has(w, "balance") || has(w, "credit") || has(w, "fund")
 	case has(w, "arrear") || has(w, "overdue") || has(w, "payment_required") || has(w, "billing") ||
-		has(w, "spend_limit") || has(w, "spending_limit"):
+		has(w, "spend_limit") || has(w, "spending_limit") || has(w, "budget_exceeded") || has(w, "exceeded_budget"):
 		return true
 	case has(w, "credit"):
 		return has(w, "exhausted") || has(w, "balance")

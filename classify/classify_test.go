@@ -116,6 +116,32 @@ func TestClassifyQuotaPrecision(t *testing.T) {
 		{"structured 402 speaking of a rate limit", 402, `{"error":{"message":"Rate limit exceeded, try again in 5s","code":402}}`, RateLimited},
 		{"structured 402", 402, `{"error":{"message":"Insufficient credits","code":402}}`, QuotaExhausted},
 		{"truncated quota body", 429, `{"error":{"message":"You exceeded","type":"insufficient_quota","pa`, QuotaExhausted},
+		// Issue 19's long tail. The Gemini messages are verbatim from
+		// dyad-sh/dyad#3626 and su-kaka/gcli2api#416 in Google's canonical
+		// shape; the corpus holds the answers found whole.
+		{"Gemini prepaid credits depleted", 429,
+			`{"error":{"code":429,"message":"Your prepayment credits are depleted. Please go to AI Studio at https://ai.studio/projects to manage your project and billing.","status":"RESOURCE_EXHAUSTED"}}`,
+			QuotaExhausted},
+		{"Gemini Google One credits, whole shape", 429,
+			`{"error":{"code":429,"message":"Resource has been exhausted (e.g. check quota).","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"INSUFFICIENT_G1_CREDITS_BALANCE","metadata":{"error_number":"2008"}}]}}`,
+			QuotaExhausted},
+		{"Gemini billing words alone stay a rate limit", 429,
+			`{"error":{"code":429,"message":"You exceeded your current quota, please check your plan and billing details.","status":"RESOURCE_EXHAUSTED"}}`,
+			RateLimited},
+		{"quota that resets after hours", 429,
+			`{"error":{"code":429,"message":"Individual quota reached. Please upgrade your subscription to increase your limits. Resets in 9h22m20s.","status":"RESOURCE_EXHAUSTED","details":[{"reason":"QUOTA_EXHAUSTED"}]}}`,
+			RateLimited},
+		{"rate-limit type saying money unlocks it", 429,
+			`{"type":"error","error":{"type":"rate_limit_error","message":"Extra usage is required for long context requests."}}`,
+			QuotaExhausted},
+		{"rate-limit type with money words and a rate", 429,
+			`{"type":"error","error":{"type":"rate_limit_error","message":"Insufficient balance for this burst; retry after 20s."}}`,
+			RateLimited},
+		{"escaped balance message", 429, `{"error":{"message":"\u4f59\u989d\u4e0d\u8db3"}}`, QuotaExhausted},
+		{"escaped balance message, flat", 429, `{"code":1008,"message":"\u4f59\u989d\u4e0d\u8db3\uff0c\u8bf7\u5145\u503c"}`, QuotaExhausted},
+		{"escaped balance with an escaped per-minute veto", 429, `{"error":{"message":"\u4f59\u989d\u4e0d\u8db3\uff0c\u6bcf\u5206\u949f\u8bf7\u6c42\u6b21\u6570\u8d85\u9650"}}`, RateLimited},
+		{"escaped rate-limit message", 429, `{"error":{"message":"\u60a8\u7684\u8bf7\u6c42\u9891\u7387\u8fc7\u9ad8"}}`, RateLimited},
+		{"escaped message inside a nested body", 402, `{"error":{"message":"Provider returned error","code":402,"metadata":{"raw":"{\"error\":{\"message\":\"\\u4f59\\u989d\\u4e0d\\u8db3\"}}"}}}`, QuotaExhausted},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -265,6 +291,30 @@ func TestClassifyNested(t *testing.T) {
 				t.Errorf("Classify = %+v, want %+v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestClassifyEscapedMessage checks that a message written with JSON
+// escapes classifies as its UTF-8 twin does, without allocating.
+func TestClassifyEscapedMessage(t *testing.T) {
+	pairs := []struct{ escaped, plain string }{
+		{`{"error":{"message":"\u4f59\u989d\u4e0d\u8db3"}}`, `{"error":{"message":"余额不足"}}`},
+		{`{"error":{"message":"\u8bf7\u6c42\u9891\u7387\u8fc7\u9ad8\uff0c\u8bf7\u7a0d\u540e\u518d\u8bd5"}}`, `{"error":{"message":"请求频率过高，请稍后再试"}}`},
+		{`{"error":"Content violates usage guidelines.\n"}`, `{"error":"Content violates usage guidelines.
+"}`},
+		{`{"error":{"message":"Model Not Exist \"x\"","type":"invalid_request_error"}}`, `{"error":{"message":"Model Not Exist 'x'","type":"invalid_request_error"}}`},
+	}
+	for _, status := range []int{400, 403, 429, 500} {
+		for _, p := range pairs {
+			esc, plain := Answer(status, nil, []byte(p.escaped)), Answer(status, nil, []byte(p.plain))
+			if esc != plain {
+				t.Errorf("status %d: escaped %s = %+v, plain %s = %+v", status, p.escaped, esc, p.plain, plain)
+			}
+		}
+	}
+	body := []byte(`{"error":{"message":"\u4f59\u989d\u4e0d\u8db3","type":"insufficient_quota"}}`)
+	if n := testing.AllocsPerRun(100, func() { Answer(429, nil, body) }); n != 0 {
+		t.Errorf("an escaped message costs %v allocations, want 0", n)
 	}
 }
 

@@ -41,6 +41,7 @@ var codes = map[string]Class{
 	// Relays (one-api, new-api) and gateways.
 	"insufficient_user_quota": QuotaExhausted,
 	"payment_required":        QuotaExhausted,
+	"budget_exceeded":         QuotaExhausted, // LiteLLM's key, team and user budgets
 	// Anthropic's types and details.error_code.
 	"enforced_spend_limit_reached": QuotaExhausted,
 	"billing_error":                QuotaExhausted,
@@ -62,6 +63,20 @@ var codes = map[string]Class{
 	"NOT_FOUND":           "",
 	"DEADLINE_EXCEEDED":   "",
 	"FAILED_PRECONDITION": "",
+	// Self-hosted servers.
+	"exceed_context_size_error": ContextLengthExceeded, // llama.cpp's server, as 400 and 500
+	"validation":                "",                    // Text Generation Inference's error_type, a 422: read by its message
+	// FastChat's error codes (fastchat/constants.py ErrorCode), in its
+	// {"object":"error","code":N} answers and {"text":..,"error_code":N}
+	// stream chunks; its 5xxxx worker and controller codes name no class.
+	"40101": Authentication,        // INVALID_AUTH_KEY
+	"40102": Authentication,        // INCORRECT_AUTH_KEY
+	"40103": Permission,            // NO_PERMISSION
+	"40301": ModelNotFound,         // INVALID_MODEL
+	"40303": ContextLengthExceeded, // CONTEXT_OVERFLOW
+	"42901": RateLimited,           // RATE_LIMIT
+	"42903": Overloaded,            // ENGINE_OVERLOADED
+	"50001": "",                    // INTERNAL_ERROR
 	// Others.
 	"DeploymentNotFound":           ModelNotFound,  // Azure
 	"organization_restricted":      Permission,     // Groq

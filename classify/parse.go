@@ -46,6 +46,7 @@ type errorFields struct {
 //	{"error":{"code":429,"message":..,"status":"RESOURCE_EXHAUSTED"}} Google, also wrapped in [ ]
 //	{"object":"error","message":..,"type":..,"code":..}               Mistral, vLLM
 //	{"error":"message"}, {"message":..}, {"detail":..}                  assorted gateways
+//	{"error":"message","error_type":"validation"}                        Text Generation Inference
 //	{"error":{"message":..,"code":402,"metadata":{"raw":"{...}"}}}     OpenRouter, wrapping an upstream answer
 func (f *errorFields) parse(body []byte) {
 	s := jsonscan.Scanner{B: body}
@@ -63,6 +64,7 @@ func (f *errorFields) parse(body []byte) {
 	}
 	var top struct {
 		typ, message, code, object, raw []byte
+		errType                         []byte // Text Generation Inference's error_type
 		typEscaped, codeEscaped         bool
 		codePresent, typPresent, detail bool
 		rawEscaped                      bool
@@ -104,6 +106,8 @@ func (f *errorFields) parse(body []byte) {
 			top.code, top.codeEscaped, top.codePresent = v, esc, true
 		case "object":
 			top.object, _ = s.StringValue()
+		case "error_type":
+			top.errType, _ = s.StringValue()
 		case "metadata": // a gateway's error flattened by an SDK
 			top.raw, top.rawEscaped = metadataRaw(&s)
 		default:
@@ -113,9 +117,14 @@ func (f *errorFields) parse(body []byte) {
 	})
 	switch {
 	case f.errorObject && f.errorString:
-		// {"error":"message","code":...}: xAI, Ollama
+		// {"error":"message","code":...}: xAI, Ollama; and Text Generation
+		// Inference's {"error":"message","error_type":"validation"}, whose
+		// error_type is its type.
 		f.code, f.codeEscaped, f.codePresent = top.code, top.codeEscaped, top.codePresent
 		f.typ, f.typEscaped, f.typPresent = top.typ, top.typEscaped, top.typPresent
+		if !top.typPresent && len(top.errType) > 0 {
+			f.typ, f.typPresent = top.errType, true
+		}
 	case f.errorObject:
 		f.anthropic = string(top.typ) == "error" && !top.typEscaped && !f.google
 	case len(top.message) > 0 || top.detail || string(top.object) == "error":

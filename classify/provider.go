@@ -33,47 +33,57 @@ const (
 	ProviderSiliconFlow Provider = "siliconflow"
 )
 
-// knownHosts are the API hosts of providers; suffix entries also match
-// every subdomain (Azure's per-resource hosts, Vertex's regional ones).
-var knownHosts = [...]struct {
-	host     string
-	suffix   bool
-	provider Provider
-}{
-	{"api.openai.com", false, ProviderOpenAI},
-	{"openai.azure.com", true, ProviderAzure},
-	{"cognitiveservices.azure.com", true, ProviderAzure},
-	{"services.ai.azure.com", true, ProviderAzure},
-	{"api.anthropic.com", false, ProviderAnthropic},
-	{"generativelanguage.googleapis.com", false, ProviderGemini},
-	{"aiplatform.googleapis.com", true, ProviderVertexAI},
-	{"api.deepseek.com", false, ProviderDeepSeek},
-	{"openrouter.ai", false, ProviderOpenRouter},
-	{"api.groq.com", false, ProviderGroq},
-	{"api.mistral.ai", false, ProviderMistral},
-	{"api.x.ai", false, ProviderXAI},
-	{"api.together.xyz", false, ProviderTogether},
-	{"api.together.ai", false, ProviderTogether},
-	{"api.perplexity.ai", false, ProviderPerplexity},
-	{"api.fireworks.ai", false, ProviderFireworks},
-	{"api.moonshot.ai", false, ProviderMoonshot},
-	{"api.moonshot.cn", false, ProviderMoonshot},
-	{"open.bigmodel.cn", false, ProviderZhipu},
-	{"api.z.ai", false, ProviderZhipu},
-	{"api.siliconflow.cn", false, ProviderSiliconFlow},
-	{"api.siliconflow.com", false, ProviderSiliconFlow},
-	{"api.cohere.com", false, ProviderCohere},
-	{"api.cohere.ai", false, ProviderCohere},
-}
-
 // HostProvider names the provider of a well-known API host (a host name
 // without its port, in any case), "" for others: a relay, a self-hosted
-// server.
+// server. It runs on every answer, so the hosts are a switch, which the
+// compiler turns into a search, rather than a loop over a table.
 func HostProvider(host string) Provider {
 	host = strings.ToLower(host)
-	for _, p := range knownHosts {
-		if host == p.host || (p.suffix && strings.HasSuffix(host, "."+p.host)) {
-			return p.provider
+	switch host {
+	case "api.openai.com":
+		return ProviderOpenAI
+	case "api.anthropic.com":
+		return ProviderAnthropic
+	case "generativelanguage.googleapis.com":
+		return ProviderGemini
+	case "api.deepseek.com":
+		return ProviderDeepSeek
+	case "openrouter.ai":
+		return ProviderOpenRouter
+	case "api.groq.com":
+		return ProviderGroq
+	case "api.mistral.ai":
+		return ProviderMistral
+	case "api.x.ai":
+		return ProviderXAI
+	case "api.together.xyz", "api.together.ai":
+		return ProviderTogether
+	case "api.perplexity.ai":
+		return ProviderPerplexity
+	case "api.fireworks.ai":
+		return ProviderFireworks
+	case "api.moonshot.ai", "api.moonshot.cn":
+		return ProviderMoonshot
+	case "open.bigmodel.cn", "api.z.ai":
+		return ProviderZhipu
+	case "api.siliconflow.cn", "api.siliconflow.com":
+		return ProviderSiliconFlow
+	case "api.cohere.com", "api.cohere.ai":
+		return ProviderCohere
+	}
+	// Hosts whose every subdomain is the provider's: Azure's per-resource
+	// hosts, Vertex's regional ones.
+	for _, s := range [...]struct {
+		domain   string
+		provider Provider
+	}{
+		{"openai.azure.com", ProviderAzure},
+		{"cognitiveservices.azure.com", ProviderAzure},
+		{"services.ai.azure.com", ProviderAzure},
+		{"aiplatform.googleapis.com", ProviderVertexAI},
+	} {
+		if n := len(host) - len(s.domain); n > 0 && host[n-1] == '.' && host[n:] == s.domain {
+			return s.provider
 		}
 	}
 	return ""

@@ -105,6 +105,8 @@ func streamErrorStatus(numeric int, code, typ string) int {
 		switch k {
 		case "invalid_request_error", "invalid_request":
 			return http.StatusBadRequest
+		case "validation": // Text Generation Inference's error_type
+			return http.StatusUnprocessableEntity
 		case "not_found_error":
 			return http.StatusNotFound
 		case "request_too_large":

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
 	"github.com/openai/openai-go/v3"
@@ -82,8 +83,7 @@ func readmeBudget() *quotabreaker.Transport {
 		}),
 		quotabreaker.OnBudget(func(ctx context.Context, st quotabreaker.BudgetStatus) {
 			log.Printf("budget %s for %s: %.0f%% spent ($%.2f of $%.2f)", st.Budget, st.Key, st.Threshold*100, st.Spent, st.Limit)
-		}),
-		quotabreaker.WithStreamUsage(true))
+		}))
 	return qb
 }
 
@@ -104,7 +104,11 @@ func readmeFleet() {
 		log.Fatal(err)
 	}
 	qb := quotabreaker.New(http.DefaultTransport, quotabreaker.WithStore(store))
-	defer qb.Close()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		qb.Shutdown(ctx) // writes the last trips and spend, waits for the pages
+	}()
 }
 
 func readmeOperations(mux *http.ServeMux, qb *quotabreaker.Transport, requireOperator func(http.Handler) http.Handler) {

@@ -164,7 +164,7 @@ func TestUsageHookThroughSDKs(t *testing.T) {
 		// streamUsage is WithStreamUsage: the Transport asks OpenAI for
 		// the usage chunk the caller did not.
 		streamUsage bool
-		unpriced    bool // price with an empty table: the snapshot knows every model here
+		opts        []quotabreaker.Option
 		call        func(ctx context.Context, t *testing.T, rt http.RoundTripper)
 		provider    classify.Provider
 		want        spent
@@ -276,9 +276,7 @@ func TestUsageHookThroughSDKs(t *testing.T) {
 				usd: 0.0015, priced: true},
 		},
 		{
-			// Priced from a table without claude-sonnet-5: the hook gets
-			// its tokens and no cost, as the span does.
-			name: "anthropic-sdk-go streamed, unpriced model", fixture: "anthropic-stream-advisor-thinking.sse", unpriced: true,
+			name: "anthropic-sdk-go streamed, thinking", fixture: "anthropic-stream-advisor-thinking.sse",
 			call: func(ctx context.Context, t *testing.T, rt http.RoundTripper) {
 				stream := anthropicClient(nil, rt).Messages.NewStreaming(ctx, anthropicParams)
 				defer stream.Close()
@@ -289,7 +287,22 @@ func TestUsageHookThroughSDKs(t *testing.T) {
 				}
 			},
 			provider: classify.ProviderAnthropic,
-			want:     spent{input: 2411, output: 145, reasoning: 47, responseModel: "claude-sonnet-5", requestModel: "claude-sonnet-4-5-20250929"},
+			want: spent{input: 2411, output: 145, reasoning: 47, responseModel: "claude-sonnet-5", requestModel: "claude-sonnet-4-5-20250929",
+				usd: 0.009408, priced: true},
+		},
+		{
+			// Prices of one's own that lack the model: the hook gets the
+			// tokens and no cost (unknown, not zero), as the span does.
+			name: "anthropic-sdk-go message, a model the prices lack", fixture: "anthropic-message-cache.json",
+			opts: []quotabreaker.Option{quotabreaker.WithPrices(prices.Table{"gpt-4o": {Input: 1}}.Lookup)},
+			call: func(ctx context.Context, t *testing.T, rt http.RoundTripper) {
+				if _, err := anthropicClient(nil, rt).Messages.New(ctx, anthropicParams); err != nil {
+					t.Fatal(err)
+				}
+			},
+			provider: classify.ProviderAnthropic,
+			want: spent{input: 1532, cacheRead: 1111, cacheWrite: 418, output: 33, responseModel: "claude-sonnet-4-5-20250929",
+				requestModel: "claude-sonnet-4-5-20250929"},
 		},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -297,10 +310,7 @@ func TestUsageHookThroughSDKs(t *testing.T) {
 			tel := newTelemetry(t)
 			hook := &usageHook{tel: tel}
 			opts := append(tel.options(), hook.option(), quotabreaker.WithStreamUsage(tt.streamUsage))
-			if tt.unpriced {
-				opts = append(opts, quotabreaker.WithPrices(prices.Table{}.Lookup))
-			}
-			qb := quotabreaker.New(h.base, opts...)
+			qb := quotabreaker.New(h.base, append(opts, tt.opts...)...)
 
 			tt.call(context.WithValue(context.Background(), tenantKey{}, tenant), t, qb)
 

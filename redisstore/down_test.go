@@ -36,7 +36,7 @@ func TestCallsWhenRedisIsDown(t *testing.T) {
 			return err
 		}},
 		{"AddSpend", func(ctx context.Context, s *redisstore.Store) error {
-			_, err := s.AddSpend(ctx, "k", p, 1)
+			_, err := s.AddSpend(ctx, redisstore.SpendWrite{Key: "k", Period: p, Micros: 1})
 			return err
 		}},
 		{"ClaimThreshold", func(ctx context.Context, s *redisstore.Store) error {

@@ -52,9 +52,11 @@ func openLatches(t testing.TB, r *sdkmetric.ManualReader) int64 {
 	return n
 }
 
-// A latch reset elsewhere while its trip waits to be claimed leaves the
-// open_latches metric at zero once the claim is found stale: the alert on
-// that metric must not fire for a latch that no replica holds.
+// A latch reset in the Transport while its claim is on the way to the
+// store: the claim lands after the reset, with nothing there to clear, so
+// the Transport clears it again. The store ends with no latch, and the
+// open_latches metric at zero: the alert on that metric must not fire for a
+// latch that no replica holds.
 func TestFleetResetBeforeClaim(t *testing.T) {
 	srv := redistest.Start(t)
 	p := newFakeProvider(t)
@@ -64,20 +66,12 @@ func TestFleetResetBeforeClaim(t *testing.T) {
 	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
 	base := &http.Transport{}
 	defer base.CloseIdleConnections()
-	tr := quotabreaker.New(base, quotabreaker.WithStore(g), quotabreaker.WithStoreTimeout(time.Minute), quotabreaker.WithMeterProvider(mp))
+	var pages, resets atomic.Int64
+	tr := quotabreaker.New(base, quotabreaker.WithStore(g), quotabreaker.WithStoreTimeout(time.Minute), quotabreaker.WithMeterProvider(mp),
+		quotabreaker.OnTrip(func(context.Context, quotabreaker.Trip) { pages.Add(1) }),
+		quotabreaker.OnReset(func(context.Context, quotabreaker.Trip) { resets.Add(1) }))
 	defer tr.Close()
 	r := &replica{Transport: tr, hc: &http.Client{Transport: tr}}
-	operator := newStore(t, srv, redisstore.Options{})
-	// Wait until the Transport watches the store: the held claim will
-	// hold its resyncs, so only the change feed can bring it the reset.
-	if _, _, err := operator.Claim(context.Background(), trip("warm-up", 0, "r")); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the Transport watches", func() bool { return len(openScopes(t, r)) == 1 })
-	if _, err := operator.Clear(context.Background(), "warm-up"); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the warm-up latch closes", func() bool { return len(openScopes(t, r)) == 0 })
 
 	p.quota.Store(true)
 	r.call(t, p, "sk-gated")
@@ -85,26 +79,25 @@ func TestFleetResetBeforeClaim(t *testing.T) {
 	if n := openLatches(t, reader); n != 1 {
 		t.Fatalf("open_latches after the trip = %d, want 1", n)
 	}
-	// The operator resets the scope while the trip's claim is held.
-	if _, err := operator.Clear(context.Background(), scope); err != nil {
-		t.Fatal(err)
+	waitFor(t, "the claim is held", func() bool { return g.held.Load() == 1 })
+	if ok, err := tr.Reset(context.Background(), scope); !ok || err != nil {
+		t.Fatalf("Reset = %v, %v", ok, err)
 	}
-	waitFor(t, "the reset reaches the Transport", func() bool { return len(openScopes(t, r)) == 0 })
 	close(g.gate)
 	waitFor(t, "open_latches back to 0", func() bool { return openLatches(t, reader) == 0 })
-	snap, err := g.Snapshot(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(snap.Open) != 0 {
-		t.Errorf("the stale claim opened %+v", snap.Open)
-	}
+	waitFor(t, "the late claim is cleared", func() bool {
+		snap, err := g.Snapshot(context.Background())
+		return err == nil && len(snap.Open) == 0
+	})
+	// It paged (the claim waited past 100 ms), so the reset is reported
+	// too, after the page.
+	waitFor(t, "OnReset after OnTrip", func() bool { return pages.Load() == 1 && resets.Load() == 1 })
 }
 
-// Close does not page for a trip whose claim it interrupts: the store was
-// answering, so another replica may be paging for it; Close drops what it
-// has not written, as it says.
-func TestFleetCloseDoesNotPage(t *testing.T) {
+// Shutdown against a store that holds every claim: it returns at its
+// deadline, saying what it could not write, and the trip has paged from this
+// process: a trip is never lost, though another replica may page for it too.
+func TestFleetShutdownPagesWhatItCannotWrite(t *testing.T) {
 	srv := redistest.Start(t)
 	p := newFakeProvider(t)
 	g := &gatedStore{Store: newStore(t, srv, redisstore.Options{}), gate: make(chan struct{})}
@@ -117,10 +110,14 @@ func TestFleetCloseDoesNotPage(t *testing.T) {
 	p.quota.Store(true)
 	r.call(t, p, "sk-closing")
 	waitFor(t, "the claim is held", func() bool { return g.held.Load() == 1 })
-	if err := tr.Close(); err != nil {
-		t.Fatal(err)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := tr.Shutdown(ctx)
+	if took := time.Since(start); err == nil || took > 2*time.Second {
+		t.Errorf("Shutdown = %v after %v, want an error at its 500ms deadline", err, took)
 	}
-	if n := pages.Load(); n != 0 {
-		t.Errorf("OnTrip ran %d times during Close", n)
+	if n := pages.Load(); n != 1 {
+		t.Errorf("OnTrip ran %d times, want 1", n)
 	}
 }

@@ -151,11 +151,11 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 }
 
 // forceResync makes every Transport watching srv resync now, as each does
-// every few seconds and after every reconnection: a message on the changes
-// channel that no Store wrote means "take a Snapshot".
+// every few seconds and after every reconnection: Redis drops their
+// subscriptions, and each resyncs once subscribed again.
 func forceResync(t testing.TB, srv *redistest.Server) {
 	t.Helper()
-	if err := srv.Client().Publish(context.Background(), redisstore.DefaultPrefix+"changes", "resync").Err(); err != nil {
+	if err := srv.Client().ClientKillByFilter(context.Background(), "TYPE", "pubsub").Err(); err != nil {
 		t.Fatal(err)
 	}
 }

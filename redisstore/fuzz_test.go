@@ -5,7 +5,9 @@ import (
 )
 
 // FuzzDecodeChange: any message on the channel decodes or fails; it never
-// panics, and a decoded one keeps its scope's bytes.
+// panics, a decoded one keeps its scope's bytes, and it passes the checks
+// Claim makes (a scope, an epoch within 2^53-1) and what the scripts write
+// (a clear advances the epoch past 0).
 func FuzzDecodeChange(f *testing.F) {
 	for _, s := range []string{
 		`open 3 5:a b:c{"scope":"x","epoch":3}`,
@@ -14,6 +16,10 @@ func FuzzDecodeChange(f *testing.F) {
 		"open 1 2:\xff\n{}",
 		`open 1 99:a{}`,
 		`open -1 1:a{}`,
+		`open 0 0:{}`,
+		`open 9007199254740992 1:a{}`,
+		`clear 9007199254740991 1:a`,
+		`clear 0 1:a`,
 		``,
 	} {
 		f.Add(s)
@@ -28,6 +34,9 @@ func FuzzDecodeChange(f *testing.F) {
 		}
 		if ch.Trip.Scope != "" && ch.Trip.Scope != ch.Scope {
 			t.Fatalf("trip scope %q, change scope %q", ch.Trip.Scope, ch.Scope)
+		}
+		if ch.Scope == "" || ch.Epoch > maxEpoch || (ch.Kind == ChangeCleared && ch.Epoch == 0) {
+			t.Fatalf("accepted %q as %+v, which Claim or the scripts never write", msg, ch)
 		}
 	})
 }

@@ -38,15 +38,18 @@ return {1, cur, ARGV[3]}
 //	KEYS[1] open latches, KEYS[2] epochs
 //	ARGV[1] scope, ARGV[2] changes channel
 //
-// It returns {the new epoch, the trip that was open or nil}. The epoch
-// advances first: if it fails (a corrupt field), nothing has changed.
+// It returns {the epoch, the trip that was open or nil}. A scope that is
+// not open is left as it is: resets of scopes nobody opened must not grow
+// the epochs hash. The epoch advances before the latch is removed: if it
+// fails (a corrupt field), nothing has changed.
 const clearScript = `
-local ep = redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
 local open = redis.call('HGET', KEYS[1], ARGV[1])
-if open then
-	redis.call('HDEL', KEYS[1], ARGV[1])
+if not open then
+	return {redis.call('HGET', KEYS[2], ARGV[1]) or '0', false}
 end
-redis.call('PUBLISH', ARGV[2], 'clear ' .. string.format('%d', ep) .. ' ' .. #ARGV[1] .. ':' .. ARGV[1] .. (open or ''))
+local ep = redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('PUBLISH', ARGV[2], 'clear ' .. string.format('%d', ep) .. ' ' .. #ARGV[1] .. ':' .. ARGV[1] .. open)
 return {ep, open}
 `
 
@@ -85,4 +88,38 @@ for _, m in ipairs(redis.call('SMEMBERS', KEYS[2])) do
 	end
 end
 return 0
+`
+
+// addSpendScript adds to one key's spend in a period, at most once per
+// write: a retry of a write Redis applied but whose answer was lost finds
+// its sequence number recorded and adds nothing.
+//
+//	KEYS[1] the period's spend (hash: key -> micros)
+//	KEYS[2] the period's last applied writes (hash: writer/key -> seq)
+//	KEYS[3] the period index (sorted set)
+//	ARGV[1] budget key, ARGV[2] micros, ARGV[3] the writer's field ('' for
+//	no check), ARGV[4] seq, ARGV[5] expiry (Unix seconds), ARGV[6] period id
+//
+// It returns the key's total.
+const addSpendScript = `
+local apply = true
+if ARGV[3] ~= '' then
+	local last = redis.call('HGET', KEYS[2], ARGV[3])
+	if last and tonumber(last) >= tonumber(ARGV[4]) then
+		apply = false
+	end
+end
+local total
+if apply then
+	total = redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
+	if ARGV[3] ~= '' then
+		redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
+		redis.call('EXPIREAT', KEYS[2], ARGV[5])
+	end
+else
+	total = redis.call('HGET', KEYS[1], ARGV[1]) or '0'
+end
+redis.call('EXPIREAT', KEYS[1], ARGV[5])
+redis.call('ZADD', KEYS[3], ARGV[5], ARGV[6])
+return total
 `

@@ -16,6 +16,7 @@ import (
 //
 //	<prefix>spend:<id>       hash: budget key -> micro-dollars
 //	<prefix>thresholds:<id>  set: "<pct>:<budget key>" per claimed threshold
+//	<prefix>writes:<id>      hash: "<writer>/<budget key>" -> last applied write
 //
 // Both expire one period length after the period ends, so the last period
 // stays readable for a while and old ones go by themselves. The sorted set
@@ -52,29 +53,35 @@ func expiry(p Period) time.Time { return p.End.Add(p.End.Sub(p.Start)) }
 
 func (s *Store) spendKey(id string) string      { return s.prefix + "spend:" + id }
 func (s *Store) thresholdsKey(id string) string { return s.prefix + "thresholds:" + id }
+func (s *Store) writesKey(id string) string     { return s.prefix + "writes:" + id }
 
-// AddSpend adds micros to key's spend in p and returns the total across
-// every process, in one MULTI/EXEC transaction that also sets the period's
-// expiry.
-func (s *Store) AddSpend(ctx context.Context, key string, p Period, micros int64) (total int64, err error) {
-	id, err := periodID(p)
+// AddSpend adds w.Micros to w.Key's spend in w.Period and returns the
+// total across every process, in one script that also sets the period's
+// expiry. A write whose Writer is set is applied at most once: the script
+// records each writer's last Seq per key and period (in
+// <prefix>writes:<period>, which expires with the period), and a write
+// whose Seq is not above it only reads the total.
+func (s *Store) AddSpend(ctx context.Context, w SpendWrite) (total int64, err error) {
+	id, err := periodID(w.Period)
 	if err != nil {
 		return 0, fmt.Errorf("redisstore: add spend: %w", err)
 	}
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	k, exp := s.spendKey(id), expiry(p)
-	var incr *redis.IntCmd
-	_, err = s.c.TxPipelined(ctx, func(pl redis.Pipeliner) error {
-		incr = pl.HIncrBy(ctx, k, key, micros)
-		pl.ExpireAt(ctx, k, exp)
-		pl.ZAdd(ctx, s.periods, redis.Z{Score: float64(exp.Unix()), Member: id})
-		return nil
+	exp := expiry(w.Period)
+	field := ""
+	if w.Writer != "" {
+		field = w.Writer + "/" + w.Key
+	}
+	err = retryLoading(ctx, func() (err error) {
+		total, err = s.addSpend.Run(ctx, s.c, []string{s.spendKey(id), s.writesKey(id), s.periods},
+			w.Key, w.Micros, field, strconv.FormatUint(w.Seq, 10), exp.Unix(), id).Int64()
+		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("redisstore: add spend: %w", err)
 	}
-	return incr.Val(), nil
+	return total, nil
 }
 
 // ClaimThreshold adds threshold pct of key in p to the period's set of
@@ -88,11 +95,17 @@ func (s *Store) ClaimThreshold(ctx context.Context, key string, p Period, pct in
 	defer cancel()
 	k, exp := s.thresholdsKey(id), expiry(p)
 	var add *redis.IntCmd
-	_, err = s.c.TxPipelined(ctx, func(pl redis.Pipeliner) error {
-		add = pl.SAdd(ctx, k, strconv.Itoa(pct)+":"+key)
-		pl.ExpireAt(ctx, k, exp)
-		pl.ZAdd(ctx, s.periods, redis.Z{Score: float64(exp.Unix()), Member: id})
-		return nil
+	err = retryLoading(ctx, func() error {
+		_, err := s.c.TxPipelined(ctx, func(pl redis.Pipeliner) error {
+			add = pl.SAdd(ctx, k, strconv.Itoa(pct)+":"+key)
+			pl.ExpireAt(ctx, k, exp)
+			pl.ZAdd(ctx, s.periods, redis.Z{Score: float64(exp.Unix()), Member: id})
+			return nil
+		})
+		if err != nil && isLoading(add.Err()) {
+			return add.Err()
+		}
+		return err
 	})
 	if err != nil {
 		return false, fmt.Errorf("redisstore: claim threshold: %w", err)
@@ -109,7 +122,9 @@ func (s *Store) ResetSpend(ctx context.Context, key string, p Period) error {
 	}
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	err = s.resetSpend.Run(ctx, s.c, []string{s.spendKey(id), s.thresholdsKey(id)}, key).Err()
+	err = retryLoading(ctx, func() error {
+		return s.resetSpend.Run(ctx, s.c, []string{s.spendKey(id), s.thresholdsKey(id)}, key).Err()
+	})
 	if err != nil {
 		return fmt.Errorf("redisstore: reset spend: %w", err)
 	}
@@ -122,7 +137,11 @@ func (s *Store) ResetSpend(ctx context.Context, key string, p Period) error {
 func (s *Store) Spend(ctx context.Context) ([]Spend, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	ids, err := s.c.ZRange(ctx, s.periods, 0, -1).Result()
+	var ids []string
+	err := retryLoading(ctx, func() (err error) {
+		ids, err = s.c.ZRange(ctx, s.periods, 0, -1).Result()
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: spend: %w", err)
 	}

@@ -32,7 +32,7 @@ func TestAddSpendConcurrent(t *testing.T) {
 		s := newStore(t, srv, redisstore.Options{})
 		for range perClient {
 			wg.Go(func() {
-				total, err := s.AddSpend(ctxT(t), "team-a", november, each)
+				total, err := s.AddSpend(ctxT(t), redisstore.SpendWrite{Key: "team-a", Period: november, Micros: each})
 				if err != nil {
 					t.Error(err)
 				}
@@ -119,7 +119,7 @@ func TestSpend(t *testing.T) {
 		{"c", december, 0, 80},       // a threshold with no spend
 	}
 	for _, st := range steps {
-		if _, err := s.AddSpend(ctx, st.key, st.p, st.micros); err != nil {
+		if _, err := s.AddSpend(ctx, redisstore.SpendWrite{Key: st.key, Period: st.p, Micros: st.micros}); err != nil {
 			t.Fatal(err)
 		}
 		if st.pct != 0 {
@@ -165,7 +165,7 @@ func TestSpend(t *testing.T) {
 	if claimed, err := s.ClaimThreshold(ctx, "b", november, 50); err != nil || !claimed {
 		t.Errorf("threshold after a reset: %v, %v; want claimed", claimed, err)
 	}
-	if total, err := s.AddSpend(ctx, "b", november, 2); err != nil || total != 2 {
+	if total, err := s.AddSpend(ctx, redisstore.SpendWrite{Key: "b", Period: november, Micros: 2}); err != nil || total != 2 {
 		t.Errorf("spend after a reset: %d, %v; want 2", total, err)
 	}
 	want[2] = redisstore.Spend{Key: "b", Period: november, Micros: 2, Thresholds: []int{50}}
@@ -205,7 +205,7 @@ func TestSpendInvalidPeriod(t *testing.T) {
 	s := newStore(t, srv, redisstore.Options{})
 	at := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	for _, p := range []redisstore.Period{{}, {Start: at, End: at}, {Start: at, End: at.Add(-time.Hour)}} {
-		if _, err := s.AddSpend(ctxT(t), "k", p, 1); err == nil {
+		if _, err := s.AddSpend(ctxT(t), redisstore.SpendWrite{Key: "k", Period: p, Micros: 1}); err == nil {
 			t.Errorf("AddSpend accepted %+v", p)
 		}
 		if _, err := s.ClaimThreshold(ctxT(t), "k", p, 1); err == nil {

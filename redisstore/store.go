@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/quotabreaker/quotabreaker"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -58,12 +59,12 @@ type Store struct {
 	channel string // pub/sub channel of changes
 	periods string // sorted set: budget period ids, scored by expiry
 
-	claim, clear, clearAll, resetSpend *redis.Script
+	claim, clear, clearAll, resetSpend, addSpend *redis.Script
 }
 
 // maxEpoch bounds the epochs a Store accepts: the scripts compare epochs as
 // Lua numbers, which are exact up to 2^53.
-const maxEpoch = 1<<53 - 1
+const maxEpoch = quotabreaker.MaxEpoch
 
 // New returns a Store that talks to Redis through client, which it does not
 // own: closing the client is the caller's job, after every Watch returned.
@@ -88,6 +89,11 @@ func New(client redis.UniversalClient, opts Options) (*Store, error) {
 	if opts.Prefix == "" {
 		opts.Prefix = DefaultPrefix
 	}
+	if _, ok := client.(*redis.ClusterClient); ok && !hasHashTag(opts.Prefix) {
+		// The scripts touch several keys, which a cluster serves only
+		// from one slot: without a tag every call would fail CROSSSLOT.
+		return nil, fmt.Errorf("redisstore: a cluster client needs a hash tag in the prefix, such as %q", "{quotabreaker}:")
+	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = 2 * time.Second
 	}
@@ -108,6 +114,7 @@ func New(client redis.UniversalClient, opts Options) (*Store, error) {
 		clear:        redis.NewScript(clearScript),
 		clearAll:     redis.NewScript(clearAllScript),
 		resetSpend:   redis.NewScript(resetSpendScript),
+		addSpend:     redis.NewScript(addSpendScript),
 	}, nil
 }
 
@@ -134,8 +141,12 @@ func (s *Store) Claim(ctx context.Context, tr Trip) (claimed bool, current Scope
 	}
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	res, err := s.claim.Run(ctx, s.c, []string{s.open, s.epochs},
-		tr.Scope, strconv.FormatUint(tr.Epoch, 10), b, s.channel).Slice()
+	var res []any
+	err = retryLoading(ctx, func() (err error) {
+		res, err = s.claim.Run(ctx, s.c, []string{s.open, s.epochs},
+			tr.Scope, strconv.FormatUint(tr.Epoch, 10), b, s.channel).Slice()
+		return err
+	})
 	if err != nil {
 		return false, ScopeState{}, fmt.Errorf("redisstore: claim: %w", err)
 	}
@@ -155,12 +166,17 @@ func (s *Store) Claim(ctx context.Context, tr Trip) (claimed bool, current Scope
 	return claimed, current, nil
 }
 
-// Clear advances scope's epoch and closes its latch, if open, as one atomic
-// script that also publishes the change.
+// Clear closes scope's latch and advances its epoch, if it is open, as one
+// atomic script that also publishes the change. A scope that is not open
+// is left as it is: nothing is written or published.
 func (s *Store) Clear(ctx context.Context, scope string) (Change, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	res, err := s.clear.Run(ctx, s.c, []string{s.open, s.epochs}, scope, s.channel).Slice()
+	var res []any
+	err := retryLoading(ctx, func() (err error) {
+		res, err = s.clear.Run(ctx, s.c, []string{s.open, s.epochs}, scope, s.channel).Slice()
+		return err
+	})
 	if err != nil {
 		return Change{}, fmt.Errorf("redisstore: clear: %w", err)
 	}
@@ -182,7 +198,11 @@ func (s *Store) Clear(ctx context.Context, scope string) (Change, error) {
 func (s *Store) ClearAll(ctx context.Context) ([]Change, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	res, err := s.clearAll.Run(ctx, s.c, []string{s.open, s.epochs}, s.channel).Slice()
+	var res []any
+	err := retryLoading(ctx, func() (err error) {
+		res, err = s.clearAll.Run(ctx, s.c, []string{s.open, s.epochs}, s.channel).Slice()
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: clear all: %w", err)
 	}
@@ -209,10 +229,19 @@ func (s *Store) Snapshot(ctx context.Context) (Snapshot, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	var open, epochs *redis.MapStringStringCmd
-	_, err := s.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		open = p.HGetAll(ctx, s.open)
-		epochs = p.HGetAll(ctx, s.epochs)
-		return nil
+	// A Redis still loading its data after a restart answers -LOADING
+	// (and EXEC, -EXECABORT): an empty answer would start a replica
+	// without the fleet's open latches, so wait for it.
+	err := retryLoading(ctx, func() error {
+		_, err := s.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			open = p.HGetAll(ctx, s.open)
+			epochs = p.HGetAll(ctx, s.epochs)
+			return nil
+		})
+		if err != nil && open != nil && isLoading(open.Err()) {
+			return open.Err()
+		}
+		return err
 	})
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("redisstore: snapshot: %w", err)
@@ -284,6 +313,14 @@ func decodeChange(msg string) (Change, error) {
 	if err != nil {
 		return Change{}, fmt.Errorf("epoch: %w", err)
 	}
+	// The checks Claim makes, and what the scripts write: a clear always
+	// advances the epoch past 0.
+	switch {
+	case epoch > maxEpoch:
+		return Change{}, fmt.Errorf("epoch %d out of range", epoch)
+	case kind == ChangeCleared && epoch == 0:
+		return Change{}, errors.New("clear to epoch 0")
+	}
 	ln, rest, ok := strings.Cut(rest, ":")
 	if !ok {
 		return Change{}, errors.New("no scope")
@@ -291,6 +328,9 @@ func decodeChange(msg string) (Change, error) {
 	n, err := strconv.Atoi(ln)
 	if err != nil || n < 0 || n > len(rest) {
 		return Change{}, fmt.Errorf("bad scope length %q", ln)
+	}
+	if n == 0 {
+		return Change{}, errors.New("empty scope")
 	}
 	ch := Change{Kind: kind, Scope: rest[:n], Epoch: epoch}
 	raw := []byte(rest[n:])
@@ -304,4 +344,42 @@ func decodeChange(msg string) (Change, error) {
 		ch.Trip = decodeTrip(ch.Scope, raw)
 	}
 	return ch, nil
+}
+
+// hasHashTag reports whether prefix has a Redis Cluster hash tag: a "{"
+// followed by a non-empty name and a "}". Every key then hashes by the tag
+// alone, so that they all share one slot.
+func hasHashTag(prefix string) bool {
+	i := strings.IndexByte(prefix, '{')
+	if i < 0 {
+		return false
+	}
+	j := strings.IndexByte(prefix[i+1:], '}')
+	return j > 0
+}
+
+// retryLoading runs op until it succeeds, fails with anything but Redis's
+// -LOADING (a restarted Redis still reading its data), or ctx is done.
+// go-redis retries LOADING a few times by itself, within about a second;
+// loading a large file takes longer.
+func retryLoading(ctx context.Context, op func() error) error {
+	wait := 20 * time.Millisecond
+	for {
+		err := op()
+		if err == nil || !isLoading(err) {
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		wait = min(2*wait, 250*time.Millisecond)
+	}
+}
+
+func isLoading(err error) bool {
+	return err != nil && redis.HasErrorPrefix(err, "LOADING")
 }

@@ -19,6 +19,7 @@ type (
 	Change     = quotabreaker.Change
 	Period     = quotabreaker.Period
 	Spend      = quotabreaker.Spend
+	SpendWrite = quotabreaker.SpendWrite
 )
 
 const (
@@ -26,6 +27,7 @@ const (
 	ChangeCleared      = quotabreaker.ChangeCleared
 	ChangeResync       = quotabreaker.ChangeResync
 	ChangeDisconnected = quotabreaker.ChangeDisconnected
+	ChangeInvalid      = quotabreaker.ChangeInvalid
 
 	CauseAnswer = quotabreaker.CauseAnswer
 	CauseStream = quotabreaker.CauseStream

@@ -28,8 +28,9 @@ const (
 // subscriber that was away. It reconnects when the connection fails or when
 // a ping goes unanswered for Options.PingInterval, so a Redis that hangs is
 // noticed too, and then calls fn with a ChangeDisconnected (once, however
-// many attempts fail after it). A message it cannot read also yields a
-// ChangeResync. A fn that is slow to return delays later changes; if Redis
+// many attempts fail after it). A message it cannot read, or that fails the
+// checks Claim makes (an empty scope, an epoch above MaxEpoch, a clear to
+// epoch 0), is dropped and reported with a ChangeInvalid. A fn that is slow to return delays later changes; if Redis
 // drops the subscription because of it (its client-output-buffer-limit for
 // pubsub), a ChangeDisconnected and a ChangeResync follow.
 func (s *Store) Watch(ctx context.Context, fn func(Change)) error {
@@ -128,9 +129,11 @@ func (w *watcher) once(ctx context.Context) (confirmed bool, err error) {
 			}
 			ch, err := decodeChange(m.Payload)
 			if err != nil {
-				// Someone else wrote on the channel; whatever it meant,
-				// the state in Redis is still the truth.
-				ch = Change{Kind: ChangeResync}
+				// Someone else wrote on the channel. It is dropped and
+				// reported, not answered with a resync: a flood of
+				// garbage must not become a flood of snapshots, and the
+				// periodic resync still reads the truth from Redis.
+				ch = Change{Kind: ChangeInvalid}
 			}
 			w.fn(ch)
 		}

@@ -5,7 +5,7 @@ import "bytes"
 // This file holds jsonCapture, an incremental reader of one JSON value fed in
 // pieces of any size. It keeps the few members the observer needs, bounded,
 // and skips everything else without buffering it, so a body of any size costs
-// constant memory. Unlike the scanner in parse.go it never needs the whole
+// constant memory. Unlike internal/jsonscan's Scanner it never needs the whole
 // value at once.
 
 // capField names a member jsonCapture keeps.
@@ -21,6 +21,9 @@ const (
 	capType
 	capCode
 	capMessage
+	capErrorType // Text Generation Inference: {"error": "...", "error_type": "validation"}
+	capErrorCode // FastChat: {"text": "...", "error_code": 50001}
+	capText
 	// The same members of the object under "response" (OpenAI Responses
 	// stream events) or "message" (Anthropic's message_start).
 	capInnerUsage
@@ -41,6 +44,7 @@ var capLimits = [nCapFields]int{
 	capID: 256, capInnerID: 256,
 	capTier: 64, capInnerTier: 64,
 	capType: 64, capCode: 256, capMessage: 1 << 10,
+	capErrorType: 64, capErrorCode: 64, capText: 1 << 10,
 }
 
 // level is the state of a tracked object level.
@@ -100,6 +104,10 @@ type jsonCapture struct {
 	// nextQuote caches where the next quote is in the current piece, so a
 	// string full of backslashes is still read in linear time.
 	nextQuote int
+	// py reads a Python bytes literal around the value (b'{...}'), which a
+	// gateway writes when it formats bytes into a data: line: 1 after a
+	// leading b, 2 after b'.
+	py uint8
 }
 
 // reset readies c for a new value, keeping its buffers.
@@ -152,6 +160,12 @@ func topKey(k []byte) capField {
 		return capCode
 	case "message":
 		return capMessage
+	case "error_type":
+		return capErrorType
+	case "error_code":
+		return capErrorCode
+	case "text":
+		return capText
 	}
 	return capNone
 }
@@ -259,9 +273,14 @@ func (c *jsonCapture) write(p []byte) int {
 				c.lvl[d].expect = expValue
 			}
 		default: // a number, a literal, or garbage
-			if valueHere {
+			switch {
+			case valueHere:
 				c.valueStarts(p, i, d, kindScalar)
-			} else if d == 0 {
+			case d == 0 && c.py == 0 && b == 'b':
+				c.py = 1 // perhaps b'{...}'
+			case d == 0 && c.py == 1 && b == '\'':
+				c.py = 2
+			case d == 0:
 				c.done = true // a scalar top-level value: nothing to keep
 			}
 		}

@@ -29,7 +29,7 @@ func TestEstimateError(t *testing.T) {
 		{file: "groq-chat-stream-usage-in-finish-chunk.sse", out: 0.61},
 		{file: "gemini-stream-thoughts.sse", out: 0.71, in: 2.56},
 		{file: "gemini-stream-array-thoughts.json", out: 0.25, in: 10.18},
-		{file: "anthropic-stream-advisor-thinking.sse", out: 0.41},
+		{file: "anthropic-stream-advisor-thinking.sse", out: 0.34},
 		// Reasoning hidden from the stream: gpt-5 reasoned 448 of 469
 		// tokens; gpt-5.2-codex reports 54 output tokens for 33 bytes of
 		// text.

@@ -71,7 +71,7 @@ const BytesPerToken = 4
 //   - Output, when all of it is streamed text: x1.33 (gpt-4o, 30 tokens).
 //   - Output, when part of it is reasoning: x0.61 (Groq gpt-oss, its
 //     reasoning streamed), x0.71 and x0.25 (Gemini 2.5 Pro and 3 Flash,
-//     thoughts streamed as summaries), x0.41 (Claude, thinking not
+//     thoughts streamed as summaries), x0.34 (Claude, thinking not
 //     streamed), x0.17 and x0.01 (OpenAI Responses, reasoning hidden: 448
 //     of gpt-5's 469 tokens).
 //   - Input, from the request's JSON: x2.56 and x10.18 for short prompts
@@ -106,11 +106,19 @@ const maxTextLine = 16 << 10
 // the string values of the members that carry text deltas in the streams
 // of OpenAI (content, refusal, arguments, and reasoning_content or
 // reasoning of the servers that copy it), Anthropic (text, thinking,
-// partial_json), Gemini (text) and the Responses API (delta). Events of the
-// Responses API other than its .delta events repeat text already counted,
-// and are skipped. Escapes count as the bytes they are.
+// partial_json), Gemini (text) and the Responses API (delta). Of named
+// events only the deltas are read (see line). Escapes count as the bytes
+// they are. It costs a search for the line's end and, in the common case,
+// one comparison where the last line had its text.
 type textCounter struct {
-	n        int64
+	n int64
+	// hint is the key (without its opening quote) and separator, up to
+	// the value's opening quote, of the last text value found: nearly
+	// every line of a stream carries its text under the same key, which
+	// one search then finds.
+	hint     []byte
+	hintBuf  [24]byte
+	hintAt   int    // where it was in its line: in most streams, where it is in the next
 	held     []byte // the start of a line spanning writes
 	long     int64  // bytes of that line beyond held
 	spanning bool
@@ -152,12 +160,29 @@ func (t *textCounter) hold(b []byte) {
 // end counts a last line that no newline ended.
 func (t *textCounter) end() {
 	if t.spanning {
-		t.line(t.held, t.long)
+		t.count(t.held, t.long)
 		t.held, t.long, t.spanning = t.held[:0], 0, false
 	}
 }
 
-// line counts one line, l its first maxTextLine bytes and extra the rest.
+// whole counts a whole line (an event stream's data, which the observer
+// found and chose).
+func (t *textCounter) whole(l []byte) {
+	if len(l) > maxTextLine {
+		t.count(l[:maxTextLine], int64(len(l)-maxTextLine))
+	} else {
+		t.count(l, 0)
+	}
+}
+
+// endLine counts the line held since it spanned writes, which b ends.
+func (t *textCounter) endLine(b []byte) {
+	t.hold(b)
+	t.end()
+}
+
+// line counts one line of a body read by write, l its first maxTextLine
+// bytes and extra the rest.
 func (t *textCounter) line(l []byte, extra int64) {
 	if extra == 0 {
 		l = trimCR(l)
@@ -167,27 +192,60 @@ func (t *textCounter) line(l []byte, extra int64) {
 		t.skip = false // the blank line that ends an event
 		return
 	case l[0] == 'e' && bytes.HasPrefix(l, []byte("event:")):
+		// Of named events only the deltas carry new text: Anthropic's
+		// content_block_delta and the Responses API's *.delta. The others
+		// repeat it (response.output_text.done) or carry none (pings,
+		// message_delta, and content_block_start, whose text is "" or a
+		// tool's result, which is input).
 		name := bytes.TrimSpace(l[len("event:"):])
-		t.skip = bytes.HasPrefix(name, []byte("response.")) && !bytes.HasSuffix(name, []byte(".delta"))
+		t.skip = !bytes.HasSuffix(name, []byte("delta")) || bytes.Equal(name, []byte("message_delta"))
 		return
 	case t.skip:
 		return
 	}
-	t.n += textIn(l) + extra
+	t.count(l, extra)
 }
 
-// textIn returns the bytes of the text values in l, a line of JSON.
-func textIn(l []byte) (n int64) {
+// count counts the text values of l, a line's first maxTextLine bytes, and
+// extra, the bytes of the line beyond them.
+func (t *textCounter) count(l []byte, extra int64) {
+	if extra == 0 {
+		l = trimCR(l)
+	}
+	t.n += extra
+	if len(t.hint) > 0 {
+		// The common case: the line carries its text under the key of
+		// the last, most often at the same place; then that value alone
+		// is counted.
+		if k := t.hintAt; k > 0 && k < len(l) && l[k-1] == '"' && bytes.HasPrefix(l[k:], t.hint) {
+			from := k + len(t.hint)
+			t.n += int64(stringEnd(l, from) - from)
+			return
+		}
+	}
+	n, key, at := textIn(l)
+	t.n += n
+	if key != nil {
+		t.hint, t.hintAt = append(t.hintBuf[:0], key...), at
+	}
+}
+
+// textIn returns the bytes of the text values in l, a line of JSON, and
+// the first one's key and separator (from the key's first letter to the
+// value's opening quote, included) and where it starts, nil when there is
+// none.
+func textIn(l []byte) (n int64, key []byte, at int) {
 	for i := 0; i < len(l); {
 		k := bytes.IndexByte(l[i:], ':')
 		if k < 0 {
-			return n
+			return n, key, at
 		}
 		j := i + k
 		i = j + 1
 		if j < 2 || l[j-1] != '"' || !textKeyBefore(l, j-1) {
 			continue
 		}
+		q := bytes.LastIndexByte(l[:j-1], '"') // the key's opening quote: one found by textKeyBefore
 		s := i
 		for s < len(l) && l[s] == ' ' {
 			s++
@@ -197,9 +255,12 @@ func textIn(l []byte) (n int64) {
 		}
 		e := stringEnd(l, s+1)
 		n += int64(e - (s + 1))
+		if key == nil && s+1-(q+1) <= 24 {
+			key, at = l[q+1:s+1], q+1
+		}
 		i = e + 1
 	}
-	return n
+	return n, key, at
 }
 
 // textKeyBefore reports whether the key whose closing quote is l[q] is

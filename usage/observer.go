@@ -67,12 +67,18 @@ const (
 // returned io.EOF, and call Result once the caller has read to the end or
 // closed the body.
 //
-// It reads two kinds of body, chosen by Content-Type: server-sent events
-// (text/event-stream) and anything else as one JSON value. Of a JSON body it
-// reads the top-level usage (or Gemini's usageMetadata), model (or
-// modelVersion), id (or responseId), service_tier and error; a body that
-// is a JSON array, as Gemini's streamGenerateContent sends without
-// alt=sse, is read as a stream whose events are its elements. Of a stream
+// It reads three kinds of body, chosen by Content-Type: server-sent events
+// (text/event-stream), newline-delimited JSON (application/x-ndjson, as
+// Ollama streams), read as events whose data is one line each, and anything
+// else as one JSON value. Of a JSON body it reads the top-level usage (or
+// Gemini's usageMetadata), model (or modelVersion), id (or responseId),
+// service_tier and error; a body that is a JSON array, as Gemini's
+// streamGenerateContent sends without alt=sse, is read as a stream whose
+// events are its elements. A value written as a Python bytes literal
+// (b'{...}', as a gateway formats bytes into its data: lines) is read as the
+// value inside, and errors are found in the shapes other servers use too:
+// FastChat's {"text": ..., "error_code": N} and Text Generation Inference's
+// {"error": "...", "error_type": ...}. Of a stream
 // it reads each event's data the same way, and also the object under
 // "response" (Responses API events) or "message" (Anthropic's message_start);
 // usage objects are merged field by field, a later one replacing the fields
@@ -95,6 +101,7 @@ const (
 type Observer struct {
 	header   http.Header
 	sse      bool
+	ndjson   bool      // newline-delimited JSON (Ollama): every line is an event's data
 	encoded  bool      // nothing to read: a body encoded by a Content-Encoding
 	gz       *gzipBody // a gzip body, read once it ends
 	finished bool      // result was called
@@ -150,8 +157,8 @@ type event struct {
 	// For a first data line that spans writes (open): what track learns
 	// to decide, at its end, whether it matters.
 	open      bool
-	spilled   bool    // the line outgrew carry: track decides
-	tail      [6]byte // the last bytes of the value so far
+	spilled   bool                 // the line outgrew carry: track decides
+	tail      [longestKey - 1]byte // the last bytes of the value so far
 	tailLen   int
 	mayMatter bool
 	last      byte // last non-space byte of the value
@@ -194,7 +201,13 @@ func newObserver(h http.Header, encoding bool) *Observer {
 		}
 	}
 	mt, _, _ := strings.Cut(h.Get("Content-Type"), ";")
-	o.sse = strings.EqualFold(strings.TrimSpace(mt), "text/event-stream")
+	switch mt = strings.TrimSpace(mt); {
+	case strings.EqualFold(mt, "text/event-stream"):
+		o.sse = true
+	case strings.EqualFold(mt, "application/x-ndjson"), strings.EqualFold(mt, "application/jsonl"),
+		strings.EqualFold(mt, "application/x-jsonlines"):
+		o.sse, o.ndjson = true, true
+	}
 	return o
 }
 
@@ -209,7 +222,6 @@ func (o *Observer) Write(p []byte) (int, error) {
 	case o.gz != nil:
 		o.gz.write(p)
 	case o.sse:
-		o.text.write(p)
 		o.writeSSE(p)
 	default:
 		o.writeJSON(p)
@@ -341,7 +353,9 @@ func (o *Observer) writeSSE(p []byte) {
 		case lineUnknown:
 			i = o.lineHead(p, i)
 		case lineData:
-			i = o.dataLine(p, i)
+			if i = o.dataLine(p, i); o.ndjson && o.lineStart {
+				o.dispatch() // a line is an event
+			}
 		case lineEvent:
 			i = o.eventLine(p, i)
 		case lineRaw:
@@ -352,12 +366,22 @@ func (o *Observer) writeSSE(p []byte) {
 	}
 }
 
-// lineHead reads the first bytes of a line until its kind is known.
+// lineHead reads the first bytes of a line until its kind is known. In
+// newline-delimited JSON every line that is not blank is data.
 func (o *Observer) lineHead(p []byte, i int) int {
 	if o.plen == 0 && p[i] == '\n' {
 		o.lineStart = true
 		o.dispatch()
 		return i + 1
+	}
+	if o.ndjson {
+		if p[i] == '\r' {
+			o.kind = lineIgnore // a blank line's CR; the line ends at its LF
+			return i
+		}
+		o.kind, o.valStart = lineData, true
+		o.dataStarts()
+		return i
 	}
 	if o.plen == 0 && !o.rawOn && len(p)-i >= len("event:") {
 		switch {
@@ -483,6 +507,21 @@ func (o *Observer) eventLine(p []byte, i int) int {
 	return end + 1
 }
 
+// textEvent reports whether the current event's data may carry generated
+// text: an event with no name, or, of named events, only the deltas
+// (Anthropic's content_block_delta, the Responses API's *.delta). The
+// others repeat the text (response.output_text.done) or carry none (pings,
+// message_delta, content_block_start, whose text is "" or a tool's result,
+// which is input).
+func (o *Observer) textEvent() bool {
+	ev := &o.ev
+	if ev.nameLong {
+		return false
+	}
+	name := ev.name[:ev.nameLen]
+	return len(name) == 0 || bytes.HasSuffix(name, []byte("delta")) && string(name) != "message_delta"
+}
+
 // errorEvent reports whether the current event is named error.
 func (o *Observer) errorEvent() bool {
 	return !o.ev.nameLong && string(o.ev.name[:o.ev.nameLen]) == "error"
@@ -545,6 +584,9 @@ func (o *Observer) dataLine(p []byte, i int) int {
 		// at it before reading it.
 		if ev.lines == 1 {
 			if e := bytes.IndexByte(p[i:], '\n'); e >= 0 {
+				if o.textEvent() {
+					o.text.whole(p[i : i+e])
+				}
 				o.firstLine(trimCR(p[i : i+e]))
 				o.lineStart = true
 				return i + e + 1
@@ -557,6 +599,16 @@ func (o *Observer) dataLine(p []byte, i int) int {
 		end = i + e
 	}
 	v := p[i:end]
+	if o.textEvent() {
+		switch {
+		case e < 0:
+			o.text.hold(v)
+		case o.text.spanning:
+			o.text.endLine(v)
+		default:
+			o.text.whole(v)
+		}
+	}
 	if ev.open && !ev.spilled {
 		// A first line spanning writes: carried until it ends, then
 		// judged whole, unless it outgrows the carry.
@@ -639,13 +691,20 @@ func trimCR(v []byte) []byte {
 
 // Keys whose presence makes an event's data worth reading. The leading
 // quote is left out because bytes.Index is three times faster on a pattern
-// that does not start with a byte as common as a quote.
+// that does not start with a byte as common as a quote. FastChat names its
+// errors error_code.
 var (
-	keyUsage = []byte(`usage"`)
-	keyError = []byte(`error"`)
+	keyUsage     = []byte(`usage"`)
+	keyError     = []byte(`error"`)
+	keyErrorCode = []byte(`error_code"`)
 	// keyUsageStem finds usage" and Gemini's usageMetadata" in one search.
 	keyUsageStem = []byte(`usage`)
 )
+
+// longestKey is the length of the longest of those keys: a window of
+// longestKey-1 bytes on each side of a write's boundary finds one split by
+// it.
+const longestKey = len(`error_code"`)
 
 // mayMatter reports whether the first data line v of an event is read: the
 // stream's first event (for the model), an event named error, and, unless
@@ -682,16 +741,18 @@ func (o *Observer) quietEvent() bool {
 	return false
 }
 
-// containsError is bytes.Contains(v, keyError), three times faster on JSON:
-// it looks for the less common r rather than e.
+// containsError reports whether v holds keyError or keyErrorCode, three
+// times faster on JSON than bytes.Contains: it looks for the less common r
+// rather than e.
 func containsError(v []byte) bool {
 	for i := 0; i < len(v); {
 		k := bytes.IndexByte(v[i:], 'r')
 		if k < 0 {
 			return false
 		}
-		j := i + k // at the first r of error"
-		if j >= 1 && j+5 <= len(v) && string(v[j-1:j+5]) == `error"` {
+		j := i + k // at the first r of error
+		if j >= 1 && j+5 <= len(v) && string(v[j-1:j+4]) == "error" &&
+			(v[j+4] == '"' || j+10 <= len(v) && string(v[j+4:j+10]) == `_code"`) {
 			return true
 		}
 		i = j + 1
@@ -779,16 +840,16 @@ func (o *Observer) trackPiece(v []byte) {
 	}
 	if !ev.mayMatter {
 		// Search the window across the boundary, then the piece.
-		var w [12]byte
+		var w [2 * longestKey]byte
 		n := copy(w[:], ev.tail[:ev.tailLen])
-		n += copy(w[n:], v[:min(len(v), len(keyUsage)-1)])
-		ev.mayMatter = bytes.Contains(w[:n], keyUsageStem) || bytes.Contains(w[:n], keyError) ||
-			bytes.Contains(v, keyUsageStem) || bytes.Contains(v, keyError)
+		n += copy(w[n:], v[:min(len(v), longestKey-1)])
+		ev.mayMatter = bytes.Contains(w[:n], keyUsageStem) || containsError(w[:n]) ||
+			bytes.Contains(v, keyUsageStem) || containsError(v)
 	}
 	if len(v) >= len(ev.tail) {
 		ev.tailLen = copy(ev.tail[:], v[len(v)-len(ev.tail):])
 	} else {
-		var t [12]byte
+		var t [2 * longestKey]byte
 		n := copy(t[:], ev.tail[:ev.tailLen])
 		n += copy(t[n:], v)
 		ev.tailLen = copy(ev.tail[:], t[max(0, n-len(ev.tail)):n])
@@ -876,6 +937,8 @@ func (o *Observer) apply(d *jsonCapture, errorEvent bool, first bool) {
 		errKind = 2
 	case string(typ) == "error" || errorEvent:
 		errKind = 3
+	case nonZero(d.get(capErrorCode)):
+		errKind = 4
 	}
 	if carries {
 		o.sawUsage = true
@@ -903,16 +966,27 @@ func (o *Observer) apply(d *jsonCapture, errorEvent bool, first bool) {
 	}
 	switch errKind {
 	case 1:
-		// {"error": {...}}, and Anthropic's {"type": "error", "error": {...}}.
-		o.streamErr(errorBody(d.get(capType), d.prefix(capError)))
+		// {"error": {...}}, Anthropic's {"type": "error", "error": {...}},
+		// and Text Generation Inference's {"error": "...", "error_type": ...}.
+		o.streamErr(errorBody(d.get(capType), d.prefix(capError), d.get(capErrorType)))
 	case 2:
 		// A Responses API response.failed event's response.error.
-		o.streamErr(errorBody(nil, d.prefix(capInnerError)))
+		o.streamErr(errorBody(nil, d.prefix(capInnerError), nil))
 	case 3:
 		// The Responses API's documented error event is flat:
 		// {"type": "error", "code": ..., "message": ...}.
 		o.streamErr(flatErrorBody(d.get(capCode), d.get(capMessage)))
+	case 4:
+		// FastChat's {"text": "...", "error_code": 50001}, read as the
+		// {"object": "error", "message": ..., "code": ...} it answers with
+		// outside a stream.
+		o.streamErr(fastChatErrorBody(d.get(capErrorCode), d.get(capText)))
 	}
+}
+
+// nonZero reports whether raw is a number other than 0.
+func nonZero(raw []byte) bool {
+	return len(raw) > 0 && raw[0] >= '0' && raw[0] <= '9' && !(len(raw) == 1 && raw[0] == '0')
 }
 
 // nonNull reports whether raw is a value other than null (or anything else
@@ -931,15 +1005,27 @@ func stringValue(raw []byte) ([]byte, bool) {
 }
 
 // errorBody rebuilds a small error body from the kept parts, in the shape
-// Answer reads: {"type": <typ>, "error": <err>}. err may be a truncated
-// prefix; Answer keeps what it can read of it.
-func errorBody(typ, err []byte) []byte {
-	b := make([]byte, 0, len(typ)+len(err)+20)
+// Answer reads: {"type": <typ>, "error_type": <errType>, "error": <err>}.
+// err may be a truncated prefix; Answer keeps what it can read of it.
+func errorBody(typ, err, errType []byte) []byte {
+	b := make([]byte, 0, len(typ)+len(err)+len(errType)+40)
 	b = append(b, '{')
 	if len(typ) > 0 {
 		b = append(append(append(b, `"type":`...), typ...), ',')
 	}
+	if len(errType) > 0 {
+		b = append(append(append(b, `"error_type":`...), errType...), ',')
+	}
 	b = append(append(b, `"error":`...), err...)
+	return append(b, '}')
+}
+
+func fastChatErrorBody(code, text []byte) []byte {
+	b := append(make([]byte, 0, len(code)+len(text)+50), `{"object":"error","code":`...)
+	b = append(b, code...)
+	if len(text) > 0 {
+		b = append(append(b, `,"message":`...), text...)
+	}
 	return append(b, '}')
 }
 

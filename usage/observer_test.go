@@ -105,6 +105,23 @@ var streamCases = []streamCase{
 	{file: "gemini-stream-trailing-error.sse", events: 2, usage: Tokens{InputTokens: 22786, OutputTokens: 38, ReasoningTokens: 38},
 		known: true, model: "gemma-4-31b-it", tier: "standard", id: "JPozaonvK7yzvdIPrJ7FyAk",
 		errClass: classify.Overloaded, errCode: "UNAVAILABLE", errStatus: 503, errs: 1},
+	// Other servers' errors (issue 19). Anthropic's content filter under
+	// invalid_request_error: the message decides.
+	{file: "anthropic-stream-error-content-filter.sse", events: 1,
+		errClass: classify.ContentFilter, errCode: "invalid_request_error", errStatus: 400, errs: 1},
+	// FastChat's worker error as a chunk of its own, then [DONE]: its code
+	// 50001 is a server error.
+	{file: "fastchat-chat-stream-error-code.sse", events: 3, terminated: true,
+		model: "7597c2a3-b186-4bac-b2e4-21ff56413f7f", id: "chatcmpl-3Lo28HviQo8949WkJyfFzJ",
+		errClass: classify.ServerError, errCode: "50001", errStatus: 500, errs: 1},
+	// Text Generation Inference's validation error: error_type validation
+	// is a 422, and its message says the context overflowed.
+	{file: "tgi-chat-stream-validation-error.sse", events: 2,
+		errClass: classify.ContextLengthExceeded, errCode: "validation", errStatus: 422, errs: 1},
+	// Ollama's newline-delimited JSON: every line an event, the last an
+	// error that names nothing, so the server failed mid-answer.
+	{file: "ollama-generate-stream-error.ndjson", events: 5, model: "gemma4",
+		errClass: classify.ServerError, errStatus: 500, errs: 1},
 
 	// Gemini's usageMetadata: promptTokenCount includes the cached
 	// content; candidatesTokenCount excludes thoughts (total 3564 = 3520 +
@@ -519,8 +536,8 @@ func TestObserverCRLF(t *testing.T) {
 }
 
 func TestContainsError(t *testing.T) {
-	for _, s := range []string{"", "error\"", "rror\"", "xerror\"", "errorr\"", "error", "\"rr\"error\"x", "error'", "erro\"", "eerror\"", "rrr"} {
-		if got, want := containsError([]byte(s)), bytes.Contains([]byte(s), keyError); got != want {
+	for _, s := range []string{"", "error\"", "rror\"", "xerror\"", "errorr\"", "error", "\"rr\"error\"x", "error'", "erro\"", "eerror\"", "rrr", "error_code\"", "error_cod\"", "error_code", "\"error_type\""} {
+		if got, want := containsError([]byte(s)), bytes.Contains([]byte(s), keyError) || bytes.Contains([]byte(s), keyErrorCode); got != want {
 			t.Errorf("containsError(%q) = %v, want %v", s, got, want)
 		}
 	}
@@ -545,7 +562,7 @@ func FuzzObserver(f *testing.F) {
 	f.Add([]byte("{\n  \"error\": {\n    \"code\": 429\n  }\n}\ndata: {\"choices\":[]}\n\n"), uint8(5))
 	f.Fuzz(func(t *testing.T, body []byte, cut uint8) {
 		sizes := []int{1 + int(cut%7), 1 + int(cut/7)}
-		for _, ct := range []string{"text/event-stream", "application/json"} {
+		for _, ct := range []string{"text/event-stream", "application/json", "application/x-ndjson"} {
 			h := http.Header{"Content-Type": {ct}}
 			want := comparable(observe(h, body))
 			if got := comparable(observe(h, body, 1)); !reflect.DeepEqual(got, want) {
@@ -562,11 +579,52 @@ func FuzzObserver(f *testing.F) {
 		if got := filterAll(body, sizes...); !bytes.Equal(got, whole) {
 			t.Fatalf("filter in pieces %v:\n%q\nwant\n%q", sizes, got, whole)
 		}
-		if containsError(body) != bytes.Contains(body, keyError) {
+		if containsError(body) != (bytes.Contains(body, keyError) || bytes.Contains(body, keyErrorCode)) {
 			t.Fatal("containsError disagrees with bytes.Contains")
 		}
 		if !bytes.Contains(body, keyUsage) && !bytes.Equal(whole, body) {
 			t.Fatalf("a stream without usage changed:\n%q\nwant\n%q", whole, body)
 		}
 	})
+}
+
+// TestObserverOtherServersErrors: errors in the shapes other servers send
+// inside a 200 stream, however the stream is cut. The Python bytes literal
+// (data: b'{...}') is what a gateway writes when it formats bytes into its
+// data: line, as the review of one such gateway quotes it; the value inside
+// is Text Generation Inference's chunk from testdata/streams.
+func TestObserverOtherServersErrors(t *testing.T) {
+	tgi := `{"error":"Input validation error: ` + "`inputs` tokens + `max_new_tokens` must be <= 4096. Given: 6 `inputs` tokens and 4091 `max_new_tokens`" + `","error_type":"validation"}`
+	tests := []struct {
+		name, ct, body string
+		class          classify.Class
+		status         int
+	}{
+		{"bytes literal", "text/event-stream", "data: {\"choices\":[]}\n\ndata: b'" + tgi + "'\n\n", classify.ContextLengthExceeded, 422},
+		{"bytes literal, CRLF", "text/event-stream", "data: {\"choices\":[]}\r\n\r\ndata: b'" + tgi + "'\r\n\r\n", classify.ContextLengthExceeded, 422},
+		{"FastChat quota code", "text/event-stream", "data: {\"choices\":[]}\n\ndata: {\"text\": \"rate limited\", \"error_code\": 42901}\n\n", classify.RateLimited, 429},
+		{"FastChat context overflow", "text/event-stream", "data: {\"choices\":[]}\n\ndata: {\"text\": \"This model's maximum context length is 4096 tokens.\", \"error_code\": 40303}\n\n", classify.ContextLengthExceeded, 400},
+		{"NDJSON quota", "application/x-ndjson", "{\"model\":\"m\",\"done\":false}\n{\"error\":\"\\u4f59\\u989d\\u4e0d\\u8db3\"}\n", classify.QuotaExhausted, 500},
+		{"NDJSON without a final newline", "application/x-ndjson", "{\"model\":\"m\",\"done\":false}\r\n\r\n{\"error\":\"an error was encountered while running the model\"}", classify.ServerError, 500},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := http.Header{"Content-Type": {tt.ct}}
+			want := comparable(observe(h, []byte(tt.body)))
+			r := observe(h, []byte(tt.body))
+			if r.StreamErr == nil || r.StreamErr.Class != tt.class || r.StreamErr.Status != tt.status {
+				t.Fatalf("stream error = %+v, want %q at %d", r.StreamErr, tt.class, tt.status)
+			}
+			for _, sizes := range [][]int{{1}, {2}, {3}, {5, 1, 9}} {
+				if got := comparable(observe(h, []byte(tt.body), sizes...)); !reflect.DeepEqual(got, want) {
+					t.Fatalf("pieces %v: %+v, want %+v", sizes, got, want)
+				}
+			}
+		})
+	}
+	// A chunk without an error code, or with 0, is no error.
+	r := observe(http.Header{"Content-Type": {"text/event-stream"}}, []byte("data: {\"text\": \"hi\", \"error_code\": 0}\n\n"))
+	if r.StreamErr != nil {
+		t.Errorf("error_code 0 read as %+v", *r.StreamErr)
+	}
 }

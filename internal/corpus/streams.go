@@ -31,8 +31,8 @@ func StreamsDir(tb testing.TB) string {
 }
 
 // ReadStream returns the answer in the file called name of StreamsDir, and
-// the header it was sent with: an event stream for .sse, JSON otherwise,
-// gzip-encoded JSON for .json.gz.
+// the header it was sent with: an event stream for .sse, newline-delimited
+// JSON for .ndjson, JSON otherwise, gzip-encoded JSON for .json.gz.
 func ReadStream(tb testing.TB, name string) ([]byte, http.Header) {
 	tb.Helper()
 	b, err := os.ReadFile(filepath.Join(StreamsDir(tb), name))
@@ -43,9 +43,12 @@ func ReadStream(tb testing.TB, name string) ([]byte, http.Header) {
 	if strings.HasSuffix(name, ".gz") {
 		h.Set("Content-Encoding", "gzip")
 	}
-	if strings.HasSuffix(name, ".sse") {
+	switch {
+	case strings.HasSuffix(name, ".sse"):
 		h.Set("Content-Type", "text/event-stream; charset=utf-8")
-	} else {
+	case strings.HasSuffix(name, ".ndjson"):
+		h.Set("Content-Type", "application/x-ndjson")
+	default:
 		h.Set("Content-Type", "application/json")
 	}
 	return b, h

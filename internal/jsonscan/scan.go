@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"strings"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -255,4 +256,84 @@ func Text(raw []byte, escaped bool) string {
 		s = s[:cut]
 	}
 	return s
+}
+
+// AppendUnescaped appends the raw contents of a JSON string to dst with its
+// escapes applied, and returns the extended slice. It allocates only when
+// dst lacks room: the text never grows, so a dst with len(raw) free bytes
+// is enough. An escape that is malformed or cut off at the end of raw is
+// copied as it is, and a lone surrogate becomes U+FFFD, as in encoding/json.
+func AppendUnescaped(dst, raw []byte) []byte {
+	for i := 0; i < len(raw); {
+		c := raw[i]
+		if c != '\\' || i+1 >= len(raw) {
+			dst = append(dst, c)
+			i++
+			continue
+		}
+		switch e := raw[i+1]; e {
+		case '"', '\\', '/':
+			dst = append(dst, e)
+		case 'b':
+			dst = append(dst, '\b')
+		case 'f':
+			dst = append(dst, '\f')
+		case 'n':
+			dst = append(dst, '\n')
+		case 'r':
+			dst = append(dst, '\r')
+		case 't':
+			dst = append(dst, '\t')
+		case 'u':
+			r, ok := hex4(raw[i+2:])
+			if !ok {
+				dst = append(dst, c)
+				i++
+				continue
+			}
+			n := 6
+			if utf16.IsSurrogate(r) {
+				r2, ok := rune(-1), false
+				if i+12 <= len(raw) && raw[i+6] == '\\' && raw[i+7] == 'u' {
+					r2, ok = hex4(raw[i+8:])
+				}
+				if d := utf16.DecodeRune(r, r2); ok && d != utf8.RuneError {
+					r, n = d, 12
+				} else {
+					r = utf8.RuneError
+				}
+			}
+			dst = utf8.AppendRune(dst, r)
+			i += n
+			continue
+		default:
+			dst = append(dst, c)
+			i++
+			continue
+		}
+		i += 2
+	}
+	return dst
+}
+
+// hex4 reads the four hex digits of a \u escape.
+func hex4(b []byte) (rune, bool) {
+	if len(b) < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[:4] {
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c -= 'a' - 10
+		case 'A' <= c && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	return r, true
 }

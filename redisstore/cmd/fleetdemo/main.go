@@ -25,6 +25,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -43,6 +44,10 @@ import (
 )
 
 func main() {
+	// go-redis logs through one logger for the whole process; a program,
+	// never the library, decides where its lines go: here, below the
+	// default log level, since the Transport logs the store's state.
+	redis.SetLogger(redisstore.RedisLogger{Level: slog.LevelDebug})
 	addr := flag.String("addr", "", "Redis address (host:port); empty: start redis-server from PATH")
 	flag.Parse()
 	if *addr == "" {

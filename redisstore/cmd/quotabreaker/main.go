@@ -3,10 +3,11 @@
 //
 // Usage:
 //
-//	quotabreaker [flags] status       list open latches and budgets
-//	quotabreaker [flags] budgets      list budgets only
-//	quotabreaker [flags] reset SCOPE  close one latch, everywhere
-//	quotabreaker [flags] reset -all   close every latch, everywhere
+//	quotabreaker [flags] status                  list open latches and budgets
+//	quotabreaker [flags] budgets                 list budgets only
+//	quotabreaker [flags] reset SCOPE             close one latch, everywhere
+//	quotabreaker [flags] reset -all              close every latch, everywhere
+//	quotabreaker [flags] reset -budget NAME KEY  forget what KEY spent in budget NAME this period
 //
 // Flags:
 //
@@ -14,12 +15,20 @@
 //	          (default $QUOTABREAKER_REDIS, else localhost:6379)
 //	-prefix   key prefix the Transports use (default "quotabreaker:")
 //	-json     print JSON instead of a table: status prints the open
-//	          latches ([] when none), reset the latches it closed
+//	          latches ([] when none), budgets the budgets in the shape of
+//	          quotabreaker.BudgetStatus (the limit, the unpriced answers and
+//	          the hard limit are the Transports' settings, not in Redis:
+//	          zero here), reset the latches it closed
 //	-timeout  bound on each call to Redis (default 5s)
 //
-// Exit status: status exits 1 when a latch is open and 0 when none is;
-// reset exits 1 when the scope has no open latch (and then changes
-// nothing). Any error exits 2.
+// Exit status: status exits 1 whenever a latch is open (even when the
+// budgets cannot be read) and 0 when none is; reset exits 1 when there is
+// nothing to reset (and then changes nothing). A usage error, or a Redis
+// that cannot be reached or read, exits 2. The command never prints the
+// password of an -addr URL, and go-redis's own log lines are silenced.
+//
+// The mode (enforce or observe) lives in each Transport, not in Redis: switch
+// it with each replica's Handler.
 package main
 
 import (
@@ -29,17 +38,22 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/quotabreaker/quotabreaker"
 	"github.com/quotabreaker/quotabreaker/redisstore"
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/logging"
 )
 
 func main() {
@@ -47,13 +61,15 @@ func main() {
 }
 
 const usage = `usage:
-  quotabreaker [flags] status       list open latches and budgets
-  quotabreaker [flags] budgets      list budgets only
-  quotabreaker [flags] reset SCOPE  close one latch, everywhere
-  quotabreaker [flags] reset -all   close every latch, everywhere
+  quotabreaker [flags] status                  list open latches and budgets
+  quotabreaker [flags] budgets                 list budgets only
+  quotabreaker [flags] reset SCOPE             close one latch, everywhere
+  quotabreaker [flags] reset -all              close every latch, everywhere
+  quotabreaker [flags] reset -budget NAME KEY  forget what KEY spent in budget NAME this period
 
 Exit status: 0 nothing open (status) or done (reset); 1 a latch is open
-(status) or the scope has no open latch (reset); 2 an error.
+(status) or nothing to reset (reset); 2 a usage error, or Redis cannot be
+reached or read.
 
 flags:
 `
@@ -68,6 +84,9 @@ const (
 // run is the command, apart from the process: it takes the arguments after
 // the program name and returns the exit status.
 func run(args []string, stdout, stderr io.Writer) int {
+	// go-redis logs through one process-wide logger, to stderr, a line per
+	// failed dial; this command says what failed itself.
+	quietRedis.Do(func() { redis.SetLogger(&logging.VoidLogger{}) })
 	fs := flag.NewFlagSet("quotabreaker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	defAddr := os.Getenv("QUOTABREAKER_REDIS")
@@ -78,6 +97,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	prefix := fs.String("prefix", redisstore.DefaultPrefix, "key prefix the Transports use")
 	asJSON := fs.Bool("json", false, "print JSON")
 	all := fs.Bool("all", false, "reset: close every latch")
+	budget := fs.String("budget", "", "reset: the budget whose KEY's spend to forget")
 	timeout := fs.Duration("timeout", 5*time.Second, "bound on each call to Redis")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usage)
@@ -120,12 +140,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "reset":
 		// Everything only when asked by name: no scope is not "all".
 		switch {
+		case *budget != "" && !*all && len(rest) == 1:
+			return c.resetBudget(ctx, *budget, rest[0])
+		case *budget != "":
 		case *all && len(rest) == 0:
 			return c.resetAll(ctx)
 		case !*all && len(rest) == 1:
 			return c.reset(ctx, rest[0])
 		}
-		fmt.Fprintln(stderr, "quotabreaker: reset takes one SCOPE, or -all alone")
+		fmt.Fprintln(stderr, "quotabreaker: reset takes one SCOPE, -all alone, or -budget NAME and one KEY")
 		return exitError
 	}
 	fmt.Fprintf(stderr, "quotabreaker: unknown command %q\n", pos[0])
@@ -162,7 +185,8 @@ func open(addr, prefix string, timeout time.Duration) (*redisstore.Store, func()
 	if strings.Contains(addr, "://") {
 		var err error
 		if opt, err = redis.ParseURL(addr); err != nil {
-			return nil, nil, fmt.Errorf("-addr: %w", err)
+			// The parser's error quotes the URL, password and all.
+			return nil, nil, fmt.Errorf("-addr %s is not a valid redis:// or rediss:// URL", redactURL(addr))
 		}
 	} else {
 		opt = &redis.Options{Addr: addr}
@@ -176,6 +200,18 @@ func open(addr, prefix string, timeout time.Duration) (*redisstore.Store, func()
 	}
 	return s, func() { _ = client.Close() }, nil
 }
+
+// redactURL shows addr with its password replaced, or nothing of it when it
+// does not parse.
+func redactURL(addr string) string {
+	u, err := url.Parse(addr)
+	if err != nil {
+		return "(not shown: it may hold a password)"
+	}
+	return strconv.Quote(u.Redacted())
+}
+
+var quietRedis sync.Once
 
 type cmd struct {
 	s              *redisstore.Store
@@ -203,15 +239,21 @@ func (c *cmd) status(ctx context.Context) int {
 		}
 		return code
 	}
-	spends, err := c.s.Spend(ctx)
-	if err != nil {
-		return c.fail(err)
-	}
+	// Latches first: a budget that cannot be read (a corrupt field) must
+	// not hide an open latch, nor its exit status.
+	spends, spendErr := c.s.Spend(ctx)
 	if len(snap.Open) == 0 {
 		fmt.Fprintln(c.stdout, "No open latches.")
 	} else {
 		fmt.Fprintf(c.stdout, "%d open latch(es): requests of these scopes are refused until a reset.\n\n", len(snap.Open))
 		writeTrips(c.stdout, snap.Open)
+	}
+	if spendErr != nil {
+		fmt.Fprintf(c.stderr, "quotabreaker: budgets: %v\n", spendErr)
+		if code == exitOK {
+			return exitError
+		}
+		return code
 	}
 	if len(spends) > 0 {
 		fmt.Fprintln(c.stdout)
@@ -226,9 +268,9 @@ func (c *cmd) budgets(ctx context.Context) int {
 		return c.fail(err)
 	}
 	if c.json {
-		out := make([]spendJSON, 0, len(spends))
+		out := make([]quotabreaker.BudgetStatus, 0, len(spends))
 		for _, sp := range spends {
-			out = append(out, spendJSON{sp.Key, sp.Period.Start, sp.Period.End, sp.Micros, sp.Thresholds})
+			out = append(out, budgetStatus(sp))
 		}
 		if err := writeJSON(c.stdout, out); err != nil {
 			return c.fail(err)
@@ -243,13 +285,75 @@ func (c *cmd) budgets(ctx context.Context) int {
 	return exitOK
 }
 
-// spendJSON is a budget's spend in -json output.
-type spendJSON struct {
-	Key         string    `json:"key"`
-	PeriodStart time.Time `json:"period_start"`
-	PeriodEnd   time.Time `json:"period_end"`
-	SpentMicros int64     `json:"spent_micros"`
-	Thresholds  []int     `json:"thresholds_crossed,omitempty"`
+// budgetKey splits the key under which a Transport shares a budget key's
+// spend, "<len(name)>:<name>/<key>" (see budgetPrefix in the quotabreaker
+// package's fleet.go), into the budget's name and the key. A key in another
+// form is shown whole, as the key of a budget with no name.
+func budgetKey(storeKey string) (name, key string) {
+	n, rest, ok := strings.Cut(storeKey, ":")
+	l, err := strconv.Atoi(n)
+	if !ok || err != nil || l < 0 || l >= len(rest) || rest[l] != '/' {
+		return "", storeKey
+	}
+	return rest[:l], rest[l+1:]
+}
+
+// budgetStatus is what Redis holds of a budget key, in the shape the
+// Transport's Budgets and Handler show. The limit, the unpriced answers and
+// the hard limit are the Transports' settings, not in Redis; a key that
+// claimed its limit (threshold 100%) is exhausted.
+func budgetStatus(sp redisstore.Spend) quotabreaker.BudgetStatus {
+	name, key := budgetKey(sp.Key)
+	st := quotabreaker.BudgetStatus{
+		Budget:      name,
+		Key:         key,
+		PeriodStart: sp.Period.Start,
+		PeriodEnd:   sp.Period.End,
+		Spent:       float64(sp.Micros) / 1e6,
+	}
+	for _, pct := range sp.Thresholds {
+		st.Threshold = max(st.Threshold, float64(pct)/100)
+		st.Exhausted = st.Exhausted || pct >= 100
+	}
+	return st
+}
+
+// resetBudget forgets what key spent in budget name in the periods Redis
+// holds that contain now, as the Transport's ResetBudget does for its own
+// period; the replicas take it at their next resync.
+func (c *cmd) resetBudget(ctx context.Context, name, key string) int {
+	spends, err := c.s.Spend(ctx)
+	if err != nil {
+		return c.fail(err)
+	}
+	now := time.Now()
+	reset := []quotabreaker.BudgetStatus{}
+	for _, sp := range spends {
+		n, k := budgetKey(sp.Key)
+		if n != name || k != key || now.Before(sp.Period.Start) || !now.Before(sp.Period.End) {
+			continue
+		}
+		if err := c.s.ResetSpend(ctx, sp.Key, sp.Period); err != nil {
+			return c.fail(err)
+		}
+		reset = append(reset, budgetStatus(sp))
+	}
+	if c.json {
+		if err := writeJSON(c.stdout, reset); err != nil {
+			return c.fail(err)
+		}
+	}
+	if len(reset) == 0 {
+		fmt.Fprintf(c.stderr, "quotabreaker: budget %s has no spend for key %s this period; nothing reset\n", clean(name), clean(key))
+		return exitOpen
+	}
+	if !c.json {
+		for _, st := range reset {
+			fmt.Fprintf(c.stdout, "Reset budget %s for key %s (%s spent); every replica takes it at its next resync, within 10 seconds.\n",
+				clean(st.Budget), clean(st.Key), dollars(int64(math.Round(st.Spent*1e6))))
+		}
+	}
+	return exitOK
 }
 
 func (c *cmd) reset(ctx context.Context, scope string) int {
@@ -341,14 +445,15 @@ func writeTrips(w io.Writer, trips []redisstore.Trip) {
 
 func writeSpends(w io.Writer, spends []redisstore.Spend) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "BUDGET\tPERIOD (UTC)\tSPENT (USD)\tTHRESHOLDS CROSSED")
+	fmt.Fprintln(tw, "BUDGET\tKEY\tPERIOD (UTC)\tSPENT (USD)\tTHRESHOLDS CROSSED")
 	for _, sp := range spends {
+		name, key := budgetKey(sp.Key)
 		var crossed []string
 		for _, pct := range sp.Thresholds {
 			crossed = append(crossed, strconv.Itoa(pct)+"%")
 		}
 		th := strings.Join(crossed, ", ")
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", clean(sp.Key), period(sp.Period), dollars(sp.Micros), dash(th))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", dash(name), clean(key), period(sp.Period), dollars(sp.Micros), dash(th))
 	}
 	_ = tw.Flush()
 }

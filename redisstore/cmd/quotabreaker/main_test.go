@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +17,28 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	// The test binary stands for the command when asked to, so that a
+	// test sees all the process prints, go-redis's own lines included.
+	if os.Getenv("QUOTABREAKER_TEST_RUN_MAIN") == "1" {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// runProcess runs the command as a process of its own and returns its exit
+// status and everything it printed.
+func runProcess(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "QUOTABREAKER_TEST_RUN_MAIN=1")
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		t.Fatal(err)
+	}
+	return cmd.ProcessState.ExitCode(), string(out)
+}
 
 // runCmd runs the command and returns its exit status and output.
 func runCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
@@ -133,19 +157,19 @@ func TestStatusBudgets(t *testing.T) {
 	srv, s := fleet(t)
 	nov := redisstore.Period{Start: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), End: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)}
 	ctx := context.Background()
-	if _, err := s.AddSpend(ctx, "team-a", nov, 41_250_000); err != nil {
+	if _, err := s.AddSpend(ctx, redisstore.SpendWrite{Key: "7:monthly/team-a", Period: nov, Micros: 41_250_000}); err != nil {
 		t.Fatal(err)
 	}
 	for _, pct := range []int{80, 50} {
-		if _, err := s.ClaimThreshold(ctx, "team-a", nov, pct); err != nil {
+		if _, err := s.ClaimThreshold(ctx, "7:monthly/team-a", nov, pct); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.AddSpend(ctx, "team-b", nov, 1_234_567); err != nil {
+	if _, err := s.AddSpend(ctx, redisstore.SpendWrite{Key: "7:monthly/team-b", Period: nov, Micros: 1_234_567}); err != nil {
 		t.Fatal(err)
 	}
 	code, out, _ := runCmd(t, "status", "-addr", srv.Addr)
-	for _, want := range []string{"No open latches.", "BUDGET", "team-a", "2026-11-01 to 2026-11-30", "$41.25", "50%, 80%", "team-b", "$1.234567"} {
+	for _, want := range []string{"No open latches.", "BUDGET", "KEY", "monthly  team-a", "2026-11-01 to 2026-11-30", "$41.25", "50%, 80%", "team-b", "$1.234567"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)
 		}
@@ -154,22 +178,40 @@ func TestStatusBudgets(t *testing.T) {
 		t.Errorf("status exit %d with budgets and no latch; want 0", code)
 	}
 	code, out, _ = runCmd(t, "budgets", "-json", "-addr", srv.Addr)
+	// The shape of quotabreaker.BudgetStatus, with the budget's name and
+	// key apart, as the Handler shows them.
 	want := `[
   {
+    "budget": "monthly",
     "key": "team-a",
     "period_start": "2026-11-01T00:00:00Z",
     "period_end": "2026-12-01T00:00:00Z",
-    "spent_micros": 41250000,
-    "thresholds_crossed": [
-      50,
-      80
-    ]
+    "spent_usd": 41.25,
+    "limit_usd": 0,
+    "estimated_spent_usd": 0,
+    "threshold": 0.8,
+    "priced_answers": 0,
+    "unpriced_answers": 0,
+    "unmetered_answers": 0,
+    "estimated_answers": 0,
+    "exhausted": false,
+    "hard_limit": false
   },
   {
+    "budget": "monthly",
     "key": "team-b",
     "period_start": "2026-11-01T00:00:00Z",
     "period_end": "2026-12-01T00:00:00Z",
-    "spent_micros": 1234567
+    "spent_usd": 1.234567,
+    "limit_usd": 0,
+    "estimated_spent_usd": 0,
+    "threshold": 0,
+    "priced_answers": 0,
+    "unpriced_answers": 0,
+    "unmetered_answers": 0,
+    "estimated_answers": 0,
+    "exhausted": false,
+    "hard_limit": false
   }
 ]
 `
@@ -328,6 +370,97 @@ func TestDollars(t *testing.T) {
 	for _, tt := range tests {
 		if got := dollars(tt.micros); got != tt.want {
 			t.Errorf("dollars(%d) = %s, want %s", tt.micros, got, tt.want)
+		}
+	}
+}
+
+// The password of a malformed -addr URL is never printed, nor are
+// go-redis's own log lines when Redis is down.
+func TestNoSecretsNoRedisLogs(t *testing.T) {
+	for _, addr := range []string{"redis://admin:hunter2-secret@[::1", "redis://:hunter2-secret@localhost:notaport", "rediss://u:hunter2-secret@host:1/notadb"} {
+		code, out, errOut := runCmd(t, "status", "-addr", addr)
+		if code != 2 || strings.Contains(out+errOut, "hunter2") {
+			t.Errorf("-addr %q: exit %d, printed %q %q; want 2 and no password", addr, code, out, errOut)
+		}
+	}
+	srv := redistest.Start(t)
+	srv.Kill()
+	code, out := runProcess(t, "status", "-addr", "redis://:hunter2-secret@"+srv.Addr, "-timeout", "2s")
+	if code != 2 || strings.Contains(out, "hunter2") || strings.Contains(out, "redis: ") || strings.Count(out, "\n") != 1 {
+		t.Errorf("Redis down: exit %d, printed %q; want 2 and one line of ours, none of go-redis's", code, out)
+	}
+}
+
+// A corrupt spend field does not hide an open latch: status lists it and
+// exits 1, and says on stderr that the budgets cannot be read.
+func TestStatusCorruptSpend(t *testing.T) {
+	srv, s := fleet(t)
+	claim(t, s, tripA)
+	nov := redisstore.Period{Start: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), End: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)}
+	if _, err := s.AddSpend(context.Background(), redisstore.SpendWrite{Key: "7:monthly/team-a", Period: nov, Micros: 1}); err != nil {
+		t.Fatal(err)
+	}
+	c := srv.Client()
+	keys, err := c.Keys(context.Background(), "quotabreaker:spend:*").Result()
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("spend keys %v, %v", keys, err)
+	}
+	if err := c.HSet(context.Background(), keys[0], "7:monthly/team-a", "lots").Err(); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCmd(t, "status", "-addr", srv.Addr)
+	if code != 1 || !strings.Contains(out, tripA.Scope) || !strings.Contains(errOut, "budgets") {
+		t.Errorf("status with a corrupt spend field: exit %d\n%s\n%s\nwant 1, the latch listed, the budget error on stderr", code, out, errOut)
+	}
+	claimNone := redistest.Start(t)
+	s2, err := redisstore.New(claimNone.Client(), redisstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s2.AddSpend(context.Background(), redisstore.SpendWrite{Key: "7:monthly/team-a", Period: nov, Micros: 1}); err != nil {
+		t.Fatal(err)
+	}
+	keys, _ = claimNone.Client().Keys(context.Background(), "quotabreaker:spend:*").Result()
+	_ = claimNone.Client().HSet(context.Background(), keys[0], "7:monthly/team-a", "lots").Err()
+	if code, _, _ := runCmd(t, "status", "-addr", claimNone.Addr); code != 2 {
+		t.Errorf("status with no latch and unreadable budgets: exit %d, want 2", code)
+	}
+}
+
+// reset -budget forgets a key's spend in the current period, by the
+// budget's name, as the Handler's budget=NAME&key=KEY does.
+func TestResetBudget(t *testing.T) {
+	srv, s := fleet(t)
+	now := time.Now().UTC()
+	start := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
+	cur := redisstore.Period{Start: start, End: start.AddDate(0, 1, 0)}
+	ctx := context.Background()
+	for _, k := range []string{"7:monthly/team-a", "7:monthly/team-b", "5:daily/team-a"} {
+		if _, err := s.AddSpend(ctx, redisstore.SpendWrite{Key: k, Period: cur, Micros: 3_000_000}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, _, errOut := runCmd(t, "reset", "-budget", "monthly", "team-z", "-addr", srv.Addr); code != 1 || !strings.Contains(errOut, "nothing reset") {
+		t.Errorf("reset of a key with no spend: exit %d, %q; want 1", code, errOut)
+	}
+	code, out, errOut := runCmd(t, "reset", "-budget", "monthly", "team-a", "-addr", srv.Addr)
+	if code != 0 || !strings.Contains(out, "Reset budget monthly for key team-a") {
+		t.Errorf("reset -budget: exit %d\n%s%s", code, out, errOut)
+	}
+	spends, err := s.Spend(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := map[string]int64{}
+	for _, sp := range spends {
+		left[sp.Key] = sp.Micros
+	}
+	if len(left) != 2 || left["7:monthly/team-b"] != 3e6 || left["5:daily/team-a"] != 3e6 {
+		t.Errorf("spend after the reset: %v, want team-b's and the other budget's only", left)
+	}
+	for _, args := range [][]string{{"reset", "-budget", "monthly"}, {"reset", "-budget", "monthly", "a", "b"}, {"reset", "-budget", "monthly", "-all", "a"}} {
+		if code, _, _ := runCmd(t, append(args, "-addr", srv.Addr)...); code != 2 {
+			t.Errorf("%q: exit %d, want 2", args, code)
 		}
 	}
 }

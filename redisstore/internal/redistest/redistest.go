@@ -29,12 +29,27 @@ type Server struct {
 	port int
 	cmd  *exec.Cmd
 	done chan struct{} // closed when cmd has exited
+	args []string      // extra arguments of every start
+	once []string      // extra arguments of the next start only
+	conf string        // a configuration file to start with (a sentinel's)
 }
 
 // Start starts a redis-server for t and stops it when t ends. Without a
 // redis-server in PATH it skips t, unless the environment variable CI is
 // set: then it fails t, because CI must run these tests.
-func Start(t testing.TB) *Server {
+func Start(t testing.TB) *Server { t.Helper(); return StartWith(t) }
+
+// StartWith is Start with extra redis-server arguments, for every start
+// of the server ("--cluster-enabled", "yes", say).
+func StartWith(t testing.TB, args ...string) *Server {
+	t.Helper()
+	s := newServer(t)
+	s.args = args
+	s.launch()
+	return s
+}
+
+func newServer(t testing.TB) *Server {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -45,17 +60,42 @@ func Start(t testing.TB) *Server {
 	}
 	s := &Server{Dir: t.TempDir(), t: t, bin: bin}
 	t.Cleanup(s.Kill)
+	return s
+}
+
+// StartSentinel starts a Redis Sentinel that monitors the primary at
+// primaryAddr under the name master, with a quorum of quorum sentinels and
+// a primary taken as down after one silent second.
+func StartSentinel(t testing.TB, master, primaryAddr string, quorum int) *Server {
+	t.Helper()
+	s := newServer(t)
+	host, port, _ := net.SplitHostPort(primaryAddr)
+	s.conf = filepath.Join(s.Dir, "sentinel.conf")
+	conf := "sentinel monitor " + master + " " + host + " " + port + " " + strconv.Itoa(quorum) + "\n" +
+		"sentinel down-after-milliseconds " + master + " 1000\n" +
+		"sentinel failover-timeout " + master + " 10000\n" +
+		"sentinel parallel-syncs " + master + " 1\n"
+	if err := os.WriteFile(s.conf, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.launch()
+	return s
+}
+
+// launch starts the server on a free port.
+func (s *Server) launch() {
+	t := s.t
+	t.Helper()
 	// Another process can take the port between its discovery and the
 	// server's bind: try a few.
 	for range 3 {
 		s.port = freePort(t)
-		if s.start() {
+		if s.start(true) {
 			s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
-			return s
+			return
 		}
 	}
 	t.Fatalf("redis-server did not start; its log:\n%s", s.log())
-	return nil
 }
 
 func freePort(t testing.TB) int {
@@ -69,20 +109,25 @@ func freePort(t testing.TB) int {
 }
 
 // start runs redis-server on s.port and waits until it answers PING,
-// which it does only once it has loaded its data. It reports false if the
-// server exits first.
-func (s *Server) start() bool {
+// which it does only once it has loaded its data, or, without loaded, until
+// it answers at all (-LOADING, say). It reports false if the server exits
+// first.
+func (s *Server) start(loaded bool) bool {
 	s.t.Helper()
-	s.cmd = exec.Command(s.bin,
+	args := []string{
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
 		"--dir", s.Dir,
-		"--save", "",
-		"--appendonly", "yes",
-		"--appendfsync", "always",
 		"--daemonize", "no",
 		"--logfile", filepath.Join(s.Dir, "redis.log"),
-	)
+	}
+	if s.conf != "" {
+		args = append([]string{s.conf, "--sentinel"}, args...)
+	} else {
+		args = append(args, "--save", "", "--appendonly", "yes", "--appendfsync", "always")
+	}
+	args = append(append(args, s.args...), s.once...)
+	s.cmd = exec.Command(s.bin, args...)
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("starting redis-server: %v", err)
 	}
@@ -101,7 +146,7 @@ func (s *Server) start() bool {
 			return false
 		default:
 		}
-		if ping(addr) {
+		if reply := ping(addr); strings.HasPrefix(reply, "+PONG") || (!loaded && reply != "") {
 			return true
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -110,20 +155,23 @@ func (s *Server) start() bool {
 	return false
 }
 
-// ping reports whether the server at addr answers PING with PONG (not,
-// say, LOADING).
-func ping(addr string) bool {
+// ping returns the first line of the server's answer to PING ("+PONG",
+// or "-LOADING ..." while it loads its data), "" when it does not answer.
+func ping(addr string) string {
 	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
-		return false
+		return ""
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(time.Second))
 	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return false
+		return ""
 	}
 	line, err := bufio.NewReader(c).ReadString('\n')
-	return err == nil && strings.HasPrefix(line, "+PONG")
+	if err != nil {
+		return ""
+	}
+	return line
 }
 
 func (s *Server) log() string {
@@ -151,7 +199,7 @@ func (s *Server) Kill() {
 func (s *Server) Restart() {
 	s.t.Helper()
 	s.Kill()
-	if !s.start() {
+	if !s.start(true) {
 		s.t.Fatalf("redis-server did not restart on port %d; its log:\n%s", s.port, s.log())
 	}
 }
@@ -180,3 +228,19 @@ func (s *Server) Client() *redis.Client {
 	s.t.Cleanup(func() { _ = c.Close() })
 	return c
 }
+
+// RestartLoading starts the server again after Kill, like Restart, with
+// extra redis-server arguments (for this start only), and returns as soon
+// as it answers, which may be -LOADING while it still loads its data.
+func (s *Server) RestartLoading(args ...string) {
+	s.t.Helper()
+	s.Kill()
+	s.once = args
+	defer func() { s.once = nil }()
+	if !s.start(false) {
+		s.t.Fatalf("redis-server did not restart on port %d; its log:\n%s", s.port, s.log())
+	}
+}
+
+// Port is the server's port.
+func (s *Server) Port() int { return s.port }

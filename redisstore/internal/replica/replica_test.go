@@ -308,7 +308,7 @@ func TestFleet(t *testing.T) {
 				switch {
 				case strings.Contains(l, "store unreachable"):
 					down++
-				case strings.Contains(l, "store reachable again"):
+				case strings.Contains(l, "store up again"):
 					up++
 				}
 			}
