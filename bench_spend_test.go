@@ -175,3 +175,21 @@ func BenchmarkSpendFirstByte(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSpendEmpty is a 200 JSON answer with an empty body, closed
+// unread: the least an answer costs once usage is read.
+func BenchmarkSpendEmpty(b *testing.B) {
+	for _, tt := range transports(memoryBase(nil, "application/json")) {
+		b.Run(tt.name, func(b *testing.B) {
+			req := benchRequest()
+			b.ReportAllocs()
+			for b.Loop() {
+				resp, err := tt.rt.RoundTrip(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				resp.Body.Close()
+			}
+		})
+	}
+}

@@ -137,21 +137,23 @@ func decode(encoding string, b []byte, complete bool, limit int) ([]byte, bool) 
 // measured whole. It never changes, holds back or reorders a byte.
 type answerBody struct {
 	rc    io.ReadCloser
-	end   func(seen *usage.Result) // seen is nil without an observer
+	t     *Transport
+	at    attempt      // settled by t.done, in the body: no closure nor copy to allocate
+	seen  usage.Result // what obs saw, kept here so that it need not escape on its own
 	ended atomic.Bool
 
 	mu  sync.Mutex // guards obs: Close may race a Read in another goroutine
 	obs *usage.Observer
 }
 
-// newAnswerBody wraps rc so that end runs once the caller is done with it.
-// A nil body ends at once.
-func newAnswerBody(rc io.ReadCloser, obs *usage.Observer, end func(*usage.Result)) io.ReadCloser {
+// newAnswerBody wraps rc so that t.done runs for a once the caller is done
+// with it. A nil body ends at once.
+func (t *Transport) newAnswerBody(rc io.ReadCloser, obs *usage.Observer, a *attempt) io.ReadCloser {
 	if rc == nil {
-		end(nil)
+		t.done(a, nil)
 		return rc
 	}
-	b := &answerBody{rc: rc, obs: obs, end: end}
+	b := &answerBody{rc: rc, obs: obs, t: t, at: *a}
 	if _, ok := rc.(io.ReadWriteCloser); ok {
 		// A 101 Switching Protocols body must stay writable.
 		return answerBodyRW{b}
@@ -166,11 +168,11 @@ func (b *answerBody) finish() {
 	var seen *usage.Result
 	if b.obs != nil {
 		b.mu.Lock()
-		r := b.obs.Result()
+		b.seen = b.obs.Result()
 		b.mu.Unlock()
-		seen = &r
+		seen = &b.seen
 	}
-	b.end(seen)
+	b.t.done(&b.at, seen)
 }
 
 func (b *answerBody) Read(p []byte) (int, error) {

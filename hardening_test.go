@@ -376,6 +376,7 @@ func TestPanickingHooks(t *testing.T) {
 // draws the quota answer that trips. It is repeated, since it races by
 // design; on correct code it cannot fail.
 func TestNoRequestAfterTripRecorded(t *testing.T) {
+	t.Parallel() // local state only; no global provider, handler or heap measure
 	type reachedKey struct{}
 	const url = "https://api.openai.com/v1/chat/completions"
 	quota := quotaAnswer(t)
@@ -442,6 +443,7 @@ func TestNoRequestAfterTripRecorded(t *testing.T) {
 // of a query parameter not known to be safe (with '&' or ';' between
 // parameters), a bare query value included; nothing recorded anywhere does.
 func TestRedaction(t *testing.T) {
+	t.Parallel() // local state only; no global provider, handler or heap measure
 	tests := []struct {
 		url, want string
 	}{
@@ -638,6 +640,7 @@ func TestResetNeverIgnored(t *testing.T) {
 // the SHA-256 of the key alone, wherever the request carries it, as
 // printf %s "$KEY" | sha256sum | cut -c1-12 prints.
 func TestFingerprintIsSHA256OfKey(t *testing.T) {
+	t.Parallel() // local state only; no global provider, handler or heap measure
 	const key = "sk-proj-0123456789abcdefFINGERPRINT"
 	sum := sha256.Sum256([]byte(key))
 	want := hex.EncodeToString(sum[:])[:12]

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -17,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 )
 
 // The tests of this file drive the Transport with httptest servers that
@@ -488,5 +490,45 @@ func TestOperationDuration(t *testing.T) {
 	}
 	if found["quota_exhausted"] != 1 || found["*net.OpError"] != 1 || len(found) != 2 {
 		t.Errorf("durations by error.type %v, want one quota_exhausted and one *net.OpError", found)
+	}
+}
+
+// TestSpendSetsBounded: answers naming more models than the Transport
+// keeps attribute sets for are still recorded, each under its own model,
+// with the same series whether its sets were kept or built for it; the
+// kept sets stop at maxSpendSets.
+func TestSpendSetsBounded(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	models := maxSpendSets + 44
+	i := 0
+	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		body := fmt.Sprintf(`{"id":"c","model":"m-%d","usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8}}`, i%models)
+		i++
+		return &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"application/json"}},
+			Body: io.NopCloser(strings.NewReader(body)), Request: r}, nil
+	})
+	tr := New(base, WithTracerProvider(tracenoop.NewTracerProvider()),
+		WithMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))))
+	for range 2 * models {
+		sendReq(t, tr, chatRequest(t, "https://api.openai.com/v1/chat/completions", "sk-a"))
+	}
+	if n := tr.tel.nSets.Load(); n != maxSpendSets {
+		t.Errorf("%d attribute sets kept, want %d", n, maxSpendSets)
+	}
+	got := collectSeries(t, reader)
+	for _, m := range []int{0, maxSpendSets - 1, maxSpendSets, models - 1} {
+		model := "gen_ai.response.model=m-" + strconv.Itoa(m)
+		if n := sumSeries(got, "quotabreaker.answers", model); n != 2 {
+			t.Errorf("%s: %d answers, want 2", model, n)
+		}
+		var tokens []string
+		for k, v := range got {
+			if strings.HasPrefix(k, "gen_ai.client.token.usage{") && strings.Contains(k, model+",") && strings.Contains(k, "gen_ai.token.type=input") {
+				tokens = append(tokens, v)
+			}
+		}
+		if len(tokens) != 1 || tokens[0] != "n=2 sum=6" {
+			t.Errorf("%s: input tokens %q, want one series of n=2 sum=6", model, tokens)
+		}
 	}
 }

@@ -60,6 +60,11 @@ type telemetry struct {
 
 	opMu    sync.RWMutex
 	opAttrs map[opKey][]metric.RecordOption // guarded by opMu; at most maxOpAttrs
+
+	// The attribute sets of the spend metrics, by provider and model: a
+	// bounded cache (see spendSets).
+	sets  sync.Map // modelKey -> *spendSets
+	nSets atomic.Int64
 }
 
 // init creates the tracer and the instruments. Instrument errors go to
@@ -297,7 +302,7 @@ func tracedOutside(ctx context.Context, h http.Header) bool {
 // when the caller is done with the body (see Transport.follow).
 func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Response, c classify.Result, reqProvider classify.Provider, scope, state string, mode Mode, refusedBy *opened) {
 	ctx := req.Context()
-	if c.Class != "" {
+	if c.Class != "" && tel.errors.Enabled(ctx) {
 		tel.errors.Add(ctx, 1, metric.WithAttributes(metricAttrs(c.Class, c.Code, c.Provider)...))
 	}
 	if refusedBy != nil {
@@ -397,40 +402,39 @@ func (tel *telemetry) shortCircuit(ctx context.Context, span trace.Span, resp *h
 // spent records what an answer used and cost, on its span and in metrics:
 // its metering (priced, unpriced or unmetered), its tokens (the provider's
 // count only: an estimate is not recorded as tokens), and its cost (an
-// estimate's marked quotabreaker.estimated).
+// estimate's marked quotabreaker.estimated). Each instrument is asked
+// whether it records (Enabled) before its attributes are built, and the
+// attribute sets of a provider and model are built once (see spendSets).
 func (tel *telemetry) spent(ctx context.Context, span trace.Span, s *Usage) {
 	u := &s.Tokens
-	attrs := make([]attribute.KeyValue, 0, 6)
-	if s.Provider != "" {
-		attrs = append(attrs, semconv.GenAIProviderNameKey.String(string(s.Provider)))
-	}
-	if s.requestModel != "" {
-		attrs = append(attrs, semconv.GenAIRequestModel(s.requestModel))
-	}
-	if s.responseModel != "" {
-		attrs = append(attrs, semconv.GenAIResponseModel(s.responseModel))
-	}
 	state := s.state()
-	// Each measurement's set is built from a copy on the stack: NewSet
-	// sorts what it is given, and WithAttributes would copy it again.
-	var buf [8]attribute.KeyValue
-	with := func(extra ...attribute.KeyValue) metric.MeasurementOption {
-		a := append(append(buf[:0], attrs...), extra...)
-		return metric.WithAttributeSet(attribute.NewSet(a...))
-	}
-	if s.Metered {
-		tel.answers.Add(ctx, 1, with(attrMetering.String(state)))
-		tel.tokens.Record(ctx, u.InputTokens, with(semconv.GenAITokenTypeInput))
-		tel.tokens.Record(ctx, u.OutputTokens, with(semconv.GenAITokenTypeOutput))
-	} else {
-		tel.answers.Add(ctx, 1, with(attrMetering.String(state), attrUsageMissing.String(s.Metering.String())))
-	}
-	if s.Priced {
-		tel.cost.Add(ctx, s.Cost, with(attrEstimated.Bool(s.Estimated)))
+	answers := tel.answers.Enabled(ctx)
+	tokens := s.Metered && tel.tokens.Enabled(ctx)
+	cost := s.Priced && tel.cost.Enabled(ctx)
+	if answers || tokens || cost {
+		sets := tel.spendSets(s)
+		if answers {
+			if s.Metered {
+				tel.answers.Add(ctx, 1, sets.answers[b2i(s.Priced)])
+			} else {
+				n := len(sets.attrs)
+				tel.answers.Add(ctx, 1, metric.WithAttributes(append(sets.attrs[:n:n],
+					attrMetering.String(state), attrUsageMissing.String(s.Metering.String()))...))
+			}
+		}
+		if tokens {
+			tel.tokens.Record(ctx, u.InputTokens, sets.input)
+			tel.tokens.Record(ctx, u.OutputTokens, sets.output)
+		}
+		if cost {
+			tel.cost.Add(ctx, s.Cost, sets.cost[b2i(s.Estimated)])
+		}
 	}
 	if !span.IsRecording() {
 		return
 	}
+	attrs := make([]attribute.KeyValue, 0, 16)
+	attrs = appendModelAttrs(attrs, s.Provider, s.requestModel, s.responseModel)
 	attrs = append(attrs, attrMetering.String(state))
 	if s.Metered {
 		attrs = append(attrs,
@@ -462,12 +466,104 @@ type opKey struct {
 // a series' set is built for each record.
 const maxOpAttrs = 1 << 10
 
+// appendModelAttrs appends the provider and model attributes every spend
+// metric carries.
+func appendModelAttrs(attrs []attribute.KeyValue, provider classify.Provider, requestModel, responseModel string) []attribute.KeyValue {
+	if provider != "" {
+		attrs = append(attrs, semconv.GenAIProviderNameKey.String(string(provider)))
+	}
+	if requestModel != "" {
+		attrs = append(attrs, semconv.GenAIRequestModel(requestModel))
+	}
+	if responseModel != "" {
+		attrs = append(attrs, semconv.GenAIResponseModel(responseModel))
+	}
+	return attrs
+}
+
+// maxSpendSets bounds the attribute sets a Transport keeps: model names
+// come from servers, so their number has no bound of its own. Past it, the
+// sets of a new provider and model are built for each answer, as they were
+// before they were kept.
+const maxSpendSets = 256
+
+// modelKey names the attribute sets of one provider and model.
+type modelKey struct {
+	provider                    classify.Provider
+	requestModel, responseModel string
+}
+
+// spendSets are the metric attributes of the answers of one provider and
+// model, built once: attribute.NewSet sorts and copies, which showed as a
+// sixth of the answer path in a profile when done for every answer.
+type spendSets struct {
+	attrs   []attribute.KeyValue        // provider and models; not to be appended to in place
+	answers [2]metric.MeasurementOption // by Priced (1), for metered answers
+	input   metric.MeasurementOption
+	output  metric.MeasurementOption
+	cost    [2]metric.MeasurementOption // by Estimated (1)
+}
+
+func newSpendSets(k modelKey) *spendSets {
+	attrs := appendModelAttrs(make([]attribute.KeyValue, 0, 3), k.provider, k.requestModel, k.responseModel)
+	n := len(attrs)
+	set := func(extra ...attribute.KeyValue) metric.MeasurementOption {
+		return metric.WithAttributeSet(attribute.NewSet(append(attrs[:n:n], extra...)...))
+	}
+	return &spendSets{
+		attrs: attrs[:n:n],
+		answers: [2]metric.MeasurementOption{
+			set(attrMetering.String("unpriced")),
+			set(attrMetering.String("priced")),
+		},
+		input:  set(semconv.GenAITokenTypeInput),
+		output: set(semconv.GenAITokenTypeOutput),
+		cost: [2]metric.MeasurementOption{
+			set(attrEstimated.Bool(false)),
+			set(attrEstimated.Bool(true)),
+		},
+	}
+}
+
+// b2i is 1 for true, 0 for false.
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// spendMetrics reports whether any instrument spent records would record
+// for ctx: without one, the request's model need not be read for them.
+func (tel *telemetry) spendMetrics(ctx context.Context) bool {
+	return tel.metrics && (tel.answers.Enabled(ctx) || tel.tokens.Enabled(ctx) || tel.cost.Enabled(ctx))
+}
+
+// spendSets returns the attribute sets of s's provider and model, from the
+// Transport's bounded cache.
+func (tel *telemetry) spendSets(s *Usage) *spendSets {
+	k := modelKey{s.Provider, s.requestModel, s.responseModel}
+	if v, ok := tel.sets.Load(k); ok {
+		return v.(*spendSets)
+	}
+	sets := newSpendSets(k)
+	if tel.nSets.Add(1) <= maxSpendSets {
+		if v, loaded := tel.sets.LoadOrStore(k, sets); loaded {
+			tel.nSets.Add(-1)
+			return v.(*spendSets)
+		}
+	} else {
+		tel.nSets.Add(-1)
+	}
+	return sets
+}
+
 // operation records an attempt that reached the network in
 // gen_ai.client.operation.duration, once its answer is done: read to the
 // end or closed, for a stream its last byte. The attribute set of each
 // series is built once, so that recording allocates nothing.
 func (tel *telemetry) operation(at *attempt) {
-	if !tel.metrics || at.start.IsZero() {
+	if !tel.metrics || at.start.IsZero() || !tel.duration.Enabled(at.req.Context()) {
 		return
 	}
 	k := opKey{operation: operationName(at.req), provider: string(at.provider), model: at.requestModel(), errorType: at.errorType}
@@ -533,6 +629,9 @@ func operationName(req *http.Request) string {
 
 // budget records a budget key's spent share.
 func (tel *telemetry) budget(ctx context.Context, b *budget, key string, k *budgetKey) {
+	if !tel.budgetRatio.Enabled(ctx) {
+		return
+	}
 	ratio := float64(k.effective(b.shared)) / float64(b.limit.Load())
 	tel.budgetRatio.Record(ctx, ratio, metric.WithAttributes(attrBudget.String(b.Name), attrBudgetKey.String(key)))
 }

@@ -20,6 +20,7 @@ import (
 )
 
 func TestSpanPerClass(t *testing.T) {
+	t.Parallel() // local state only; no global provider, handler or heap measure
 	tests := []struct {
 		sample, url, provider string
 		class                 classify.Class

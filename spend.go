@@ -112,18 +112,21 @@ func (t *Transport) follow(resp *http.Response, a attempt) {
 			return
 		}
 	}
-	at := new(attempt) // only now does the attempt outlive RoundTrip
-	*at = a
-	resp.Body = newAnswerBody(resp.Body, obs, func(seen *usage.Result) {
-		if seen != nil {
-			t.settle(at, seen)
-		}
-		t.tel.operation(at)
-		at.span.End()
-	})
-	if at.filterUsage && obs != nil {
+	// Only now does the attempt outlive RoundTrip: the body keeps it.
+	resp.Body = t.newAnswerBody(resp.Body, obs, &a)
+	if a.filterUsage && obs != nil {
 		resp.Body = usage.HideUsageChunk(resp.Body, nil)
 	}
+}
+
+// done settles an answer once the caller is done with its body (seen is
+// what its observer read, nil without one), and ends its span.
+func (t *Transport) done(at *attempt, seen *usage.Result) {
+	if seen != nil {
+		t.settle(at, seen)
+	}
+	t.tel.operation(at)
+	at.span.End()
 }
 
 func isEventStream(h http.Header) bool {
@@ -156,7 +159,7 @@ func (t *Transport) settle(at *attempt, seen *usage.Result) {
 	}
 	// The request's model is read whatever the sampling, so that the
 	// metrics carry the same attributes with tracing on or off.
-	if at.span.IsRecording() || t.tel.metrics || u.responseModel == "" {
+	if at.span.IsRecording() || t.tel.spendMetrics(ctx) || u.responseModel == "" {
 		u.requestModel = at.requestModel()
 	}
 	u.Model = u.responseModel

@@ -475,6 +475,7 @@ func readSomeThenClose(t *testing.T, tr *Transport, url string, rec *recording) 
 // the quota error at its end must still open its scope's latch, listed and
 // refusing the next request, not an orphan that nothing consults.
 func TestStreamQuotaErrorAfterEviction(t *testing.T) {
+	t.Parallel() // local state only; no global provider, handler or heap measure
 	quota, h := corpus.ReadStream(t, "openai-responses-stream-error-insufficient-quota.sse")
 	p := newProvider(func(r *http.Request) corpusAnswer {
 		if bearerKey(r) == "sk-streaming" {

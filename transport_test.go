@@ -99,6 +99,7 @@ func TestQuotaOpensLatchAndShortCircuits(t *testing.T) {
 }
 
 func TestRetryableAnswersPassThrough(t *testing.T) {
+	t.Parallel() // local state only; no global provider, handler or heap measure
 	for _, name := range []string{
 		"openai-rate-limit-tokens-tpm",
 		"openai-rate-limit-requests-collapsed",

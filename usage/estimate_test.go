@@ -1,6 +1,7 @@
 package usage
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"os"
@@ -78,5 +79,28 @@ func TestEstimateError(t *testing.T) {
 			}
 			t.Log(line)
 		})
+	}
+}
+
+// TestTextKeyBefore checks textKeyBefore against what it replaces: the
+// key from the last quote before the colon's quote, named by textKey.
+func TestTextKeyBefore(t *testing.T) {
+	keys := []string{"content", "text", "delta", "thinking", "partial_json", "arguments", "reasoning_content", "reasoning", "refusal",
+		"", "t", "ext", "xcontent", "contents", "reasoning_contents", "model", "index", "a\"text", "role"}
+	for _, k := range keys {
+		for _, pre := range []string{"", `"`, `{"`, `x"`, `"a":"`, `\"`} {
+			l := []byte(pre + k + `":"v"`)
+			q := len(pre) + len(k) // the key's closing quote
+			if q < 1 {
+				continue
+			}
+			want := false
+			if o := bytes.LastIndexByte(l[:q], '"'); o >= 0 {
+				want = textKey(l[o+1 : q])
+			}
+			if got := textKeyBefore(l, q); got != want {
+				t.Errorf("%q: textKeyBefore %v, want %v", l, got, want)
+			}
+		}
 	}
 }

@@ -242,13 +242,10 @@ func textIn(l []byte) (n int64, key []byte, at int) {
 		}
 		j := i + k
 		i = j + 1
-		if j < 2 || l[j-1] != '"' {
+		if j < 2 || l[j-1] != '"' || !textKeyBefore(l, j-1) {
 			continue
 		}
-		q := bytes.LastIndexByte(l[:j-1], '"')
-		if q < 0 || !textKey(l[q+1:j-1]) {
-			continue
-		}
+		q := bytes.LastIndexByte(l[:j-1], '"') // the key's opening quote: one found by textKeyBefore
 		s := i
 		for s < len(l) && l[s] == ' ' {
 			s++
@@ -266,6 +263,38 @@ func textIn(l []byte) (n int64, key []byte, at int) {
 	return n, key, at
 }
 
+// textKeyBefore reports whether the key whose closing quote is l[q] is
+// one textKey names: whether the string from the last quote before q to q
+// is one. It looks at the key's last byte, and then compares the few keys
+// ending with it, rather than searching back for the opening quote at
+// every colon of the line.
+func textKeyBefore(l []byte, q int) bool {
+	switch l[q-1] {
+	case 't':
+		return keyBefore(l, q, "content") || keyBefore(l, q, "text") || keyBefore(l, q, "reasoning_content")
+	case 'a':
+		return keyBefore(l, q, "delta")
+	case 'g':
+		return keyBefore(l, q, "thinking") || keyBefore(l, q, "reasoning")
+	case 'n':
+		return keyBefore(l, q, "partial_json")
+	case 's':
+		return keyBefore(l, q, "arguments")
+	case 'l':
+		return keyBefore(l, q, "refusal")
+	}
+	return false
+}
+
+// keyBefore reports whether l holds "k" with its closing quote at l[q]. k
+// has no quote, so the quote before it is the last before q.
+func keyBefore(l []byte, q int, k string) bool {
+	o := q - len(k) - 1
+	return o >= 0 && l[o] == '"' && string(l[o+1:q]) == k
+}
+
+// textKey reports whether k is the key of a text value; textKeyBefore is
+// its faster form, checked against it in TestTextKeyBefore.
 func textKey(k []byte) bool {
 	switch string(k) {
 	case "content", "text", "delta", "thinking", "partial_json", "arguments", "reasoning_content", "reasoning", "refusal":

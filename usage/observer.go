@@ -61,6 +61,9 @@ type StreamError struct {
 // Bounds of the event-stream reader.
 const (
 	maxEventName = 64 // longer event names are not ones it knows
+	// maxCarry bounds the start of a first data line held while it spans
+	// writes: a Chat Completions chunk is a few hundred bytes.
+	maxCarry = 4 << 10
 )
 
 // Observer reads usage, the model and errors from one successful answer
@@ -129,8 +132,12 @@ type Observer struct {
 	plen      int
 	valStart  bool // at the first byte of a data value (after "data:" and its space)
 	ev        event
-	raw       jsonCapture // a JSON value outside any data: line (Gemini's trailing error)
+	raw       *jsonCapture // a JSON value outside any data: line (Gemini's trailing error); nil until one starts
 	rawOn     bool
+	// carry holds the start of an event's first data line that spans
+	// writes, up to maxCarry bytes, so that it is judged whole, as in one
+	// write, and read once; a longer one is read as it comes (see track).
+	carry []byte
 
 	// Results so far.
 	usage      usageFields
@@ -156,6 +163,7 @@ type event struct {
 	// For a first data line that spans writes (open): what track learns
 	// to decide, at its end, whether it matters.
 	open      bool
+	spilled   bool                 // the line outgrew carry: track decides
 	tail      [longestKey - 1]byte // the last bytes of the value so far
 	tailLen   int
 	mayMatter bool
@@ -301,6 +309,7 @@ func (o *Observer) Result() Result {
 			// A stream cut before the blank line that ends its last
 			// event: read that event if its JSON is whole.
 			if o.kind == lineData && !o.lineStart && o.ev.open {
+				o.spill()
 				o.decide()
 			}
 			if o.ev.lines > 0 && o.ev.examine && !o.ev.poisoned && o.doc.done {
@@ -404,7 +413,11 @@ func (o *Observer) lineHead(p []byte, i int) int {
 			case b == '{' || b == '[':
 				if !o.rawOn {
 					o.rawOn = true
-					o.raw.reset()
+					if o.raw == nil {
+						o.raw = new(jsonCapture) // rare: kept out of every observer
+					} else {
+						o.raw.reset()
+					}
 				}
 				o.kind = lineRaw
 				return i
@@ -530,7 +543,7 @@ func (o *Observer) rawLine(p []byte, i int) int {
 	}
 	o.raw.write(p[i:end])
 	if o.raw.done {
-		o.apply(&o.raw, false, true)
+		o.apply(o.raw, false, true)
 		o.rawOn = false
 		o.raw.reset()
 		o.kind = lineIgnore // the rest of the line
@@ -547,7 +560,8 @@ func (o *Observer) dataStarts() {
 	ev.lines++
 	if ev.lines == 1 {
 		o.doc.reset()
-		ev.examine, ev.open = false, true
+		ev.examine, ev.open, ev.spilled = false, true, false
+		o.carry = o.carry[:0]
 		ev.tailLen, ev.mayMatter, ev.last, ev.done, ev.vlen, ev.cr = 0, false, 0, 0, 0, false
 		return
 	}
@@ -580,15 +594,7 @@ func (o *Observer) dataLine(p []byte, i int) int {
 				if o.textEvent() {
 					o.text.whole(p[i : i+e])
 				}
-				v := trimCR(p[i : i+e])
-				ev.open = false
-				switch {
-				case string(v) == "[DONE]":
-					o.terminated = true
-				case o.mayMatter(v):
-					ev.examine = true
-					o.doc.write(v)
-				}
+				o.firstLine(trimCR(p[i : i+e]))
 				o.lineStart = true
 				return i + e + 1
 			}
@@ -610,6 +616,30 @@ func (o *Observer) dataLine(p []byte, i int) int {
 			o.text.whole(v)
 		}
 	}
+	if ev.open && !ev.spilled {
+		// A first line spanning writes: carried until it ends, then
+		// judged whole, unless it outgrows the carry.
+		if len(o.carry)+len(v) <= maxCarry {
+			if e < 0 {
+				if o.carry == nil {
+					// A chunk's line fits; a longer one grows it
+					// up to maxCarry.
+					o.carry = make([]byte, 0, 512)
+				}
+				o.carry = append(o.carry, v...)
+				return len(p)
+			}
+			if len(o.carry) > 0 {
+				o.carry = append(o.carry, v...)
+				v = o.carry
+			}
+			o.firstLine(trimCR(v))
+			o.carry = o.carry[:0]
+			o.lineStart = true
+			return end + 1
+		}
+		o.spill()
+	}
 	switch {
 	case ev.poisoned:
 	case ev.open:
@@ -628,6 +658,35 @@ func (o *Observer) dataLine(p []byte, i int) int {
 	}
 	o.lineStart = true
 	return end + 1
+}
+
+// firstLine reads an event's first data line v, whole, its CR trimmed:
+// the end of the stream, or data read if it may matter.
+func (o *Observer) firstLine(v []byte) {
+	ev := &o.ev
+	ev.open = false
+	switch {
+	case string(v) == "[DONE]":
+		o.terminated = true
+	case o.mayMatter(v):
+		ev.examine = true
+		o.doc.write(v)
+	}
+}
+
+// spill gives up carrying a first data line: what was carried is read as
+// one piece, and the rest of the line as it comes (see track).
+func (o *Observer) spill() {
+	ev := &o.ev
+	if ev.spilled {
+		return
+	}
+	ev.spilled = true
+	if len(o.carry) > 0 {
+		o.track(o.carry, false)
+		o.doc.write(o.carry)
+		o.carry = o.carry[:0]
+	}
 }
 
 func trimCR(v []byte) []byte {
