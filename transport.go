@@ -185,6 +185,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeRequestBody(req) // a RoundTripper closes it, even when it sends nothing
 		return t.shortCircuit(req, refusedBy, span)
 	}
+	provider := requestProvider(req) // once per attempt: every reader of the answer needs it
 	if len(t.budgets) > 0 {
 		if b, key := t.budgets.refusing(req, l.scope, t.cfg.now()); b != nil {
 			if mode == ModeEnforce {
@@ -192,7 +193,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 				closeRequestBody(req)
 				return t.refuseBudget(req, b, key, span)
 			}
-			t.tel.wouldRefuseBudget(ctx, span, requestProvider(req), b.Name)
+			t.tel.wouldRefuseBudget(ctx, span, provider, b.Name)
 		}
 	}
 	if t.mark {
@@ -201,7 +202,6 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if ctx != req.Context() {
 		req = req.WithContext(ctx)
 	}
-	provider := requestProvider(req) // once per attempt: every reader of the answer needs it
 	filterUsage := false
 	if t.cfg.streamUsage {
 		var err error
