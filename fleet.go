@@ -65,6 +65,10 @@ type fleet struct {
 	readsUp  atomic.Bool
 	writesUp atomic.Bool
 	invalid  atomic.Int64 // changes Watch dropped as invalid
+	// slow is how long the store's recent answers took, in nanoseconds:
+	// the slowest, decaying by an eighth at each answer. A claim waits
+	// for several of those before this process pages on its own.
+	slow atomic.Int64
 
 	ctx    context.Context // the background work's; Shutdown cancels it
 	cancel context.CancelFunc
@@ -400,7 +404,14 @@ func signal(c chan struct{}) {
 func (t *Transport) call(ctx context.Context, op func(ctx context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, t.fleet.timeout)
 	defer cancel()
-	return op(ctx)
+	start := time.Now()
+	err := op(ctx)
+	if err == nil {
+		d := int64(time.Since(start))
+		s := &t.fleet.slow
+		s.Store(max(d, s.Load()-s.Load()/8)) // a race loses one sample: it is an estimate
+	}
+	return err
 }
 
 // opKind is what a store operation does, for the store's state.
@@ -677,10 +688,13 @@ func (t *Transport) flushClaims(ctx context.Context) (wrote bool, err error) {
 	return wrote, nil
 }
 
-// claimOne claims o in the store. A claim that takes longer than claimWait
-// pages from this process meanwhile.
+// claimOne claims o in the store. A claim that takes longer than claimWait,
+// or four times the store's recent answers when those were slower (a busy
+// Redis, which still decides the claim: paging here meanwhile would page
+// twice), pages from this process meanwhile.
 func (t *Transport) claimOne(ctx context.Context, o *opened) (claimed bool, cur ScopeState, err error) {
-	late := time.AfterFunc(claimWait, func() { t.pageAsync(o) })
+	wait := min(max(claimWait, 4*time.Duration(t.fleet.slow.Load())), t.fleet.timeout)
+	late := time.AfterFunc(wait, func() { t.pageAsync(o) })
 	defer late.Stop()
 	err = t.call(ctx, func(ctx context.Context) (err error) {
 		claimed, cur, err = t.fleet.store.Claim(ctx, o.Trip)
