@@ -1,15 +1,21 @@
 package quotabreaker
 
 import (
+	"context"
+	"errors"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/quotabreaker/quotabreaker/balance"
 	"github.com/quotabreaker/quotabreaker/classify"
 	"github.com/quotabreaker/quotabreaker/internal/jsonscan"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
-	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
+	semconv "go.opentelemetry.io/otel/semconv/v1.41.0"
 )
 
 // This file holds the attributes the Transport's spans and metrics carry:
@@ -150,4 +156,241 @@ func requestID(h http.Header) string {
 		}
 	}
 	return ""
+}
+
+// opKey is the attributes of one gen_ai.client.operation.duration series.
+type opKey struct {
+	operation, provider, model, host, errorType string
+}
+
+// maxOpAttrs bounds the attribute sets operation keeps built; beyond it,
+// a series' set is built for each record.
+const maxOpAttrs = 1 << 10
+
+// appendModelAttrs appends the provider and model attributes every spend
+// metric carries.
+func appendModelAttrs(attrs []attribute.KeyValue, provider classify.Provider, requestModel, responseModel string) []attribute.KeyValue {
+	if provider != "" {
+		attrs = append(attrs, semconv.GenAIProviderNameKey.String(string(provider)))
+	}
+	if requestModel != "" {
+		attrs = append(attrs, semconv.GenAIRequestModel(requestModel))
+	}
+	if responseModel != "" {
+		attrs = append(attrs, semconv.GenAIResponseModel(responseModel))
+	}
+	return attrs
+}
+
+// maxSpendSets bounds the attribute sets a Transport keeps: model names
+// come from servers, so their number has no bound of its own. Past it, the
+// sets of a new provider and model are built for each answer, as they were
+// before they were kept.
+const maxSpendSets = 256
+
+// modelKey names the attribute sets of one provider and model.
+type modelKey struct {
+	provider                    classify.Provider
+	requestModel, responseModel string
+}
+
+// spendSets are the metric attributes of the answers of one provider and
+// model, built once: attribute.NewSet sorts and copies, which showed as a
+// sixth of the answer path in a profile when done for every answer.
+type spendSets struct {
+	attrs   []attribute.KeyValue        // provider and models; not to be appended to in place
+	answers [2]metric.MeasurementOption // by Priced (1), for metered answers
+	input   metric.MeasurementOption
+	output  metric.MeasurementOption
+	cost    [2]metric.MeasurementOption // by Estimated (1)
+}
+
+func newSpendSets(k modelKey) *spendSets {
+	attrs := appendModelAttrs(make([]attribute.KeyValue, 0, 3), k.provider, k.requestModel, k.responseModel)
+	n := len(attrs)
+	set := func(extra ...attribute.KeyValue) metric.MeasurementOption {
+		return metric.WithAttributeSet(attribute.NewSet(append(attrs[:n:n], extra...)...))
+	}
+	return &spendSets{
+		attrs: attrs[:n:n],
+		answers: [2]metric.MeasurementOption{
+			set(attrMetering.String("unpriced")),
+			set(attrMetering.String("priced")),
+		},
+		input:  set(semconv.GenAITokenTypeInput),
+		output: set(semconv.GenAITokenTypeOutput),
+		cost: [2]metric.MeasurementOption{
+			set(attrEstimated.Bool(false)),
+			set(attrEstimated.Bool(true)),
+		},
+	}
+}
+
+// b2i is 1 for true, 0 for false.
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// spendSets returns the attribute sets of s's provider and model, from the
+// Transport's bounded cache.
+func (tel *telemetry) spendSets(s *Usage) *spendSets {
+	k := modelKey{s.Provider, s.requestModel, s.responseModel}
+	if v, ok := tel.sets.Load(k); ok {
+		return v.(*spendSets)
+	}
+	sets := newSpendSets(k)
+	if tel.nSets.Add(1) <= maxSpendSets {
+		if v, loaded := tel.sets.LoadOrStore(k, sets); loaded {
+			tel.nSets.Add(-1)
+			return v.(*spendSets)
+		}
+	} else {
+		tel.nSets.Add(-1)
+	}
+	return sets
+}
+
+func opAttrs(k opKey) []metric.RecordOption {
+	attrs := make([]attribute.KeyValue, 0, 5)
+	if k.operation != "" {
+		attrs = append(attrs, semconv.GenAIOperationNameKey.String(k.operation))
+	}
+	if k.provider != "" {
+		attrs = append(attrs, semconv.GenAIProviderNameKey.String(k.provider))
+	}
+	if k.model != "" {
+		attrs = append(attrs, semconv.GenAIRequestModel(k.model))
+	}
+	if k.host != "" {
+		attrs = append(attrs, semconv.ServerAddress(k.host))
+	}
+	if k.errorType != "" {
+		attrs = append(attrs, semconv.ErrorTypeKey.String(k.errorType))
+	}
+	return []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(attrs...))}
+}
+
+// operationName is the GenAI operation a request's path names, "" when it
+// names none this package knows.
+func operationName(req *http.Request) string {
+	if req.URL == nil {
+		return ""
+	}
+	p := req.URL.Path
+	switch {
+	case strings.HasSuffix(p, "/chat/completions"), strings.HasSuffix(p, "/messages"), strings.HasSuffix(p, "/responses"):
+		return "chat"
+	case strings.HasSuffix(p, "/embeddings"):
+		return "embeddings"
+	case strings.HasSuffix(p, "/completions"):
+		return "text_completion"
+	case strings.HasSuffix(p, ":generateContent"), strings.HasSuffix(p, ":streamGenerateContent"):
+		return "generate_content"
+	}
+	return ""
+}
+
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// redactURL returns u for the url.full attribute, with its user info, its
+// fragment and every query value replaced by REDACTED, except the values of
+// the parameters known to be safe (api-version, alt, ...; see safeParams):
+// deny by default, since a gateway may take a secret under any name. Query
+// parameters are read by eachQueryParam, the scope's own reader.
+func redactURL(u *url.URL) string {
+	if u.User == nil && u.RawQuery == "" && u.Fragment == "" && u.RawFragment == "" {
+		return u.String()
+	}
+	r := *u
+	if r.User != nil {
+		r.User = url.UserPassword("REDACTED", "REDACTED")
+	}
+	if r.Fragment != "" || r.RawFragment != "" {
+		r.Fragment, r.RawFragment = "REDACTED", ""
+	}
+	if r.RawQuery != "" {
+		var b strings.Builder
+		eachQueryParam(r.RawQuery, func(name, value string, hasValue bool, kind paramKind, sep string) {
+			switch {
+			case !hasValue: // ?SECRET
+				b.WriteString("REDACTED")
+			case kind == paramSafe || value == "":
+				b.WriteString(name)
+				if name != "" || value != "" {
+					b.WriteByte('=')
+				}
+				b.WriteString(value)
+			default:
+				b.WriteString(name)
+				b.WriteString("=REDACTED")
+			}
+			b.WriteString(sep)
+		})
+		r.RawQuery = b.String()
+	}
+	return r.String()
+}
+
+// balanceGauges reports a balance.Watcher's state. Observable gauges: a
+// balance changes when the Watcher reads it, not at an event of the
+// Transport, and the forecast changes with the time of collection. The
+// callback holds the Watcher, not the Transport.
+func balanceGauges(meter metric.Meter, w *balance.Watcher) {
+	// Units in braces add no suffix to the Prometheus names:
+	// quotabreaker_balance, quotabreaker_balance_hours_left,
+	// quotabreaker_balance_below_threshold.
+	bal, err1 := meter.Float64ObservableGauge("quotabreaker.balance", metric.WithUnit("{currency}"),
+		metric.WithDescription("What is left on each watched provider account, as last read, in its currency (quotabreaker.currency)."))
+	hours, err2 := meter.Float64ObservableGauge("quotabreaker.balance.hours_left", metric.WithUnit("{hour}"),
+		metric.WithDescription("Hours until each watched balance runs out at its recent spend rate; absent while nothing is spent."))
+	below, err3 := meter.Int64ObservableGauge("quotabreaker.balance.below_threshold", metric.WithUnit("{threshold}"),
+		metric.WithDescription("How many of its configured levels each watched balance is below; 0 when above them all."))
+	if err := errors.Join(err1, err2, err3); err != nil {
+		otel.Handle(err)
+		return
+	}
+	_, err := meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		for _, s := range w.Statuses() {
+			attrs := metric.WithAttributes(semconv.GenAIProviderNameKey.String(s.Provider),
+				attrScope.String(s.Scope), attrCurrency.String(s.Currency))
+			o.ObserveFloat64(bal, s.Available.Float(), attrs)
+			o.ObserveInt64(below, int64(len(s.Below)), attrs)
+			if s.HasForecast {
+				o.ObserveFloat64(hours, s.Forecast.HoursLeft, attrs)
+			}
+		}
+		return nil
+	}, bal, hours, below)
+	if err != nil {
+		otel.Handle(err)
+	}
+}
+
+// driftGauge reports a balance.Reconciler's drifts, as they were at its
+// last read of the providers' cost reports.
+func driftGauge(meter metric.Meter, r *balance.Reconciler) {
+	drift, err := meter.Float64ObservableGauge("quotabreaker.cost.drift", metric.WithUnit("{USD}"),
+		metric.WithDescription("Dollars counted less dollars the provider billed, per provider and UTC day (quotabreaker.day)."))
+	if err != nil {
+		otel.Handle(err)
+		return
+	}
+	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		for _, d := range r.Drifts() {
+			o.ObserveFloat64(drift, d.Diff.Float(), metric.WithAttributes(
+				semconv.GenAIProviderNameKey.String(d.Provider), attrDay.String(d.Day.Format(time.DateOnly))))
+		}
+		return nil
+	}, drift)
+	if err != nil {
+		otel.Handle(err)
+	}
 }

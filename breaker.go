@@ -1,9 +1,7 @@
 package quotabreaker
 
 import (
-	"context"
 	"errors"
-	"fmt"
 	"math"
 	"slices"
 	"strings"
@@ -13,7 +11,6 @@ import (
 
 	"github.com/quotabreaker/quotabreaker/classify"
 	"github.com/sony/gobreaker/v2"
-	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
 )
 
@@ -460,20 +457,4 @@ func compareTrips(a, b Trip) int {
 		return c
 	}
 	return strings.Compare(a.Scope, b.Scope)
-}
-
-// callHook runs a user's hook. A panic in it is an ordinary bug in the
-// user's code (a pager client, say) that must not leave a latch, a span or a
-// metric half-updated, so it is recovered and reported to otel.Handle, as
-// OpenTelemetry reports its own errors.
-func callHook[T any](name string, fn func(context.Context, T), ctx context.Context, v T) {
-	if fn == nil {
-		return
-	}
-	defer func() {
-		if r := recover(); r != nil {
-			otel.Handle(fmt.Errorf("quotabreaker: %s panicked: %v", name, r))
-		}
-	}()
-	fn(ctx, v)
 }

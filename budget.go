@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"slices"
 	"strings"
@@ -87,82 +86,6 @@ const (
 	// refusal is this process's alone.
 	UnmeteredRefuses
 )
-
-// MonthlyUTC is the default budget period: the calendar month of t in UTC.
-func MonthlyUTC(t time.Time) (start, end time.Time) {
-	y, m, _ := t.UTC().Date()
-	start = time.Date(y, m, 1, 0, 0, 0, 0, time.UTC)
-	return start, start.AddDate(0, 1, 0)
-}
-
-// DailyUTC is a budget period: the calendar day of t in UTC, from midnight
-// to midnight.
-func DailyUTC(t time.Time) (start, end time.Time) { return daily(t, time.UTC) }
-
-// WeeklyUTC is a budget period: the ISO week of t in UTC, from Monday
-// midnight to the next.
-func WeeklyUTC(t time.Time) (start, end time.Time) { return weekly(t, time.UTC) }
-
-// DailyIn returns a budget period: the calendar day in loc, from midnight
-// to midnight in loc, so a day of a change to or from daylight saving time
-// lasts 23 or 25 hours. Load loc with time.LoadLocation once, at start-up;
-// nil means UTC.
-func DailyIn(loc *time.Location) func(t time.Time) (start, end time.Time) {
-	loc = orUTC(loc)
-	return func(t time.Time) (time.Time, time.Time) { return daily(t, loc) }
-}
-
-// WeeklyIn returns a budget period: the ISO week in loc, from Monday
-// midnight in loc to the next. nil means UTC.
-func WeeklyIn(loc *time.Location) func(t time.Time) (start, end time.Time) {
-	loc = orUTC(loc)
-	return func(t time.Time) (time.Time, time.Time) { return weekly(t, loc) }
-}
-
-// MonthlyIn returns a budget period: the calendar month in loc, from the
-// first's midnight in loc to the next. nil means UTC.
-func MonthlyIn(loc *time.Location) func(t time.Time) (start, end time.Time) {
-	loc = orUTC(loc)
-	return func(t time.Time) (time.Time, time.Time) {
-		y, m, _ := t.In(loc).Date()
-		return midnight(y, m, 1, loc), midnight(y, m+1, 1, loc)
-	}
-}
-
-func orUTC(loc *time.Location) *time.Location {
-	if loc == nil {
-		return time.UTC
-	}
-	return loc
-}
-
-func daily(t time.Time, loc *time.Location) (start, end time.Time) {
-	y, m, d := t.In(loc).Date()
-	return midnight(y, m, d, loc), midnight(y, m, d+1, loc)
-}
-
-func weekly(t time.Time, loc *time.Location) (start, end time.Time) {
-	y, m, d := t.In(loc).Date()
-	back := (int(t.In(loc).Weekday()) + 6) % 7 // days since Monday
-	return midnight(y, m, d-back, loc), midnight(y, m, d-back+7, loc)
-}
-
-// midnight is the first instant of a day in loc (d may be out of range:
-// the 32nd of March is the 1st of April). Where the clocks skip midnight
-// (Chile and others change to daylight saving time at 00:00), time.Date
-// may give an instant of the day before, which would belong to two days;
-// the day starts at its first quarter hour that exists instead.
-func midnight(y int, m time.Month, d int, loc *time.Location) time.Time {
-	t := time.Date(y, m, d, 0, 0, 0, 0, loc)
-	wy, wm, wd := time.Date(y, m, d, 12, 0, 0, 0, time.UTC).Date()
-	for i := 0; i < 4*24; i++ {
-		if ty, tm, td := t.Date(); ty == wy && tm == wm && td == wd {
-			return t
-		}
-		t = t.Add(15 * time.Minute)
-	}
-	return t
-}
 
 // BudgetStatus is a budget's state for one key in its current period, as
 // Budgets lists it and OnBudget receives it. Its JSON form is part of the
@@ -247,28 +170,6 @@ func (k *budgetKey) effective(shared bool) int64 {
 	return satAdd(k.fleet.Load(), max(k.spent.Load()-k.flushed.Load(), 0))
 }
 
-// satAdd returns a+b, or the int64 bound it would pass: spend never wraps.
-func satAdd(a, b int64) int64 {
-	switch {
-	case b > 0 && a > math.MaxInt64-b:
-		return math.MaxInt64
-	case b < 0 && a < math.MinInt64-b:
-		return math.MinInt64
-	}
-	return a + b
-}
-
-// addSat adds d to a, saturating, and returns the new value.
-func addSat(a *atomic.Int64, d int64) int64 {
-	for {
-		old := a.Load()
-		n := satAdd(old, d)
-		if n == old || a.CompareAndSwap(old, n) {
-			return n
-		}
-	}
-}
-
 func newBudget(b Budget) (*budget, error) {
 	switch {
 	case b.Name == "":
@@ -299,13 +200,6 @@ func newBudget(b Budget) (*budget, error) {
 	bs.limit.Store(dollarsToMicros(b.Limit))
 	return bs, nil
 }
-
-// maxDollars keeps a budget's limit in micro-dollars well inside an int64.
-const maxDollars = 1e12
-
-func dollarsToMicros(d float64) int64 { return int64(math.Round(d * 1e6)) }
-
-func microsToDollars(m int64) float64 { return float64(m) / 1e6 }
 
 // key returns the budget key of req, whose latch scope is scope.
 func (b *budget) key(req *http.Request, scope string) string {

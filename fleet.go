@@ -5,12 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"log/slog"
-	"math"
 	mrand "math/rand/v2"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,7 +21,9 @@ import (
 // each budget threshold, and keeps what it could not write until the store
 // takes it, retrying with a capped, jittered backoff. User hooks never run
 // on it: they run on a goroutine of their own (see hookRunner), so that a
-// slow pager holds up neither the fleet nor Shutdown.
+// slow pager holds up neither the fleet nor Shutdown. The store's contract,
+// its health as this process sees it, and Shutdown are in store.go; the
+// spend it shares is in spend.go.
 
 // Defaults of the store's options, and the fleet's timings.
 const (
@@ -97,35 +95,6 @@ type fleet struct {
 	shutdownErr error // set once shutdown is done
 }
 
-// spendKey names one budget key's spend in one period.
-type spendKey struct {
-	budget *budget
-	key    string
-	period Period
-}
-
-// fleetSpend is spend waiting to be written.
-type fleetSpend struct {
-	k      *budgetKey
-	micros int64
-}
-
-// spendWrite is spend sent to the store, kept until the store
-// acknowledges it.
-type spendWrite struct {
-	sk spendKey
-	k  *budgetKey
-	w  SpendWrite
-}
-
-// storeKey is the key under which a budget key's spend is shared: budgets
-// of one Transport may count the same key.
-// The budget's name goes first with its length, so that budget "a" with key
-// "b/c" and budget "a/b" with key "c" never share a spend.
-func (sk spendKey) storeKey() string { return budgetPrefix(sk.budget.Name) + sk.key }
-
-func budgetPrefix(name string) string { return strconv.Itoa(len(name)) + ":" + name + "/" }
-
 // newFleet links a Transport to store.
 func newFleet(store LatchStore, cfg *config) *fleet {
 	f := &fleet{store: store, timeout: cfg.storeTimeout, resync: cfg.storeResync, log: cfg.logger}
@@ -169,161 +138,6 @@ func (t *Transport) startFleet() {
 		defer f.done.Done()
 		t.fleetLoop()
 	}()
-}
-
-// Shutdown stops the Transport's work with its store, in the manner of
-// http.Server.Shutdown: it stops the background goroutines, writes the
-// trips and spend still queued (spend waits up to 100 ms to be batched, so
-// the last answers' spend is usually queued), pages from this process for
-// every trip whose claim it cannot write, and waits for the hooks already
-// due (OnTrip, OnReset, OnBudget) to return. It returns when all that is
-// done, or when ctx is done: then it returns ctx's error, or an error that
-// says what it could not write, and the hooks still running finish on their
-// own goroutine.
-//
-// Requests can still be sent afterwards, decided by this process alone: a
-// trip then pages at once, on the request's goroutine, as without a store,
-// and its spend counts only here. Shutdown may be called more than once;
-// later calls only wait for the hooks. A hook that shuts the Transport down
-// passes its own ctx, so that Shutdown does not wait for the hook that
-// called it. Without a store, Shutdown does nothing.
-func (t *Transport) Shutdown(ctx context.Context) error {
-	f := t.fleet
-	if f == nil {
-		return nil
-	}
-	f.shutdown.Do(func() { f.shutdownErr = t.shutdownFleet(ctx) })
-	err := f.shutdownErr
-	if caller, _ := ctx.Value(hookKey{}).(*Transport); caller != t {
-		if herr := f.hooks.wait(ctx); herr != nil && err == nil {
-			err = fmt.Errorf("quotabreaker: shutdown: hooks still running: %w", herr)
-		}
-	}
-	return err
-}
-
-// Close is Shutdown with a deadline of the store's timeout (see
-// WithStoreTimeout): time for the last writes and for the hooks they make.
-// From a hook, which Close cannot tell apart, Close waits out that deadline
-// for the hook that called it; call Shutdown with the hook's ctx instead.
-// Without a store, Close does nothing. It is safe to call more than once.
-func (t *Transport) Close() error {
-	if t.fleet == nil {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), t.fleet.timeout)
-	defer cancel()
-	return t.Shutdown(ctx)
-}
-
-// shutdownFleet is Shutdown's work, done once.
-func (t *Transport) shutdownFleet(ctx context.Context) error {
-	f := t.fleet
-	// Calls in flight are interrupted; what they held is queued again.
-	f.cancel()
-	f.done.Wait()
-	for {
-		err := t.flush(ctx)
-		f.mu.Lock()
-		if err == nil && ctx.Err() == nil && len(f.claims)+len(f.spends)+len(f.unacked) > 0 {
-			// Trips or spend arrived while it wrote: once more.
-			f.mu.Unlock()
-			continue
-		}
-		f.closed = true
-		left := f.claims
-		f.claims = nil
-		lost := len(f.spends) + len(f.unacked)
-		f.spends, f.unacked = nil, nil
-		f.mu.Unlock()
-		for _, o := range left {
-			t.pageAsync(o)
-		}
-		if err == nil {
-			err = ctx.Err()
-		}
-		if err != nil && len(left)+lost > 0 {
-			return fmt.Errorf("quotabreaker: shutdown: %d trips (paged from this process) and %d budget keys' spend not written: %w", len(left), lost, err)
-		}
-		return nil
-	}
-}
-
-// hookKey marks the context of a hook run by a hookRunner, with the
-// Transport it belongs to.
-type hookKey struct{}
-
-// hookRunner runs hooks on a goroutine of its own, one at a time and in the
-// order given, so that OnTrip runs before OnReset for one trip, and so that
-// neither the store's goroutines nor Shutdown wait on user code. The
-// goroutine exists only while there are hooks to run.
-type hookRunner struct {
-	mu    sync.Mutex
-	queue []func()      // guarded by mu
-	idle  chan struct{} // guarded by mu; nil while no goroutine runs, closed when it stops
-}
-
-// run queues fn; it never blocks.
-func (h *hookRunner) run(fn func()) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.queue = append(h.queue, fn)
-	if h.idle == nil {
-		h.idle = make(chan struct{})
-		go h.drain(h.idle)
-	}
-}
-
-func (h *hookRunner) drain(idle chan struct{}) {
-	for {
-		h.mu.Lock()
-		if len(h.queue) == 0 {
-			h.idle = nil
-			h.mu.Unlock()
-			close(idle)
-			return
-		}
-		fn := h.queue[0]
-		h.queue[0] = nil
-		h.queue = h.queue[1:]
-		h.mu.Unlock()
-		fn()
-	}
-}
-
-// wait waits until every hook queued has returned, or ctx is done.
-func (h *hookRunner) wait(ctx context.Context) error {
-	h.mu.Lock()
-	idle := h.idle
-	h.mu.Unlock()
-	if idle == nil {
-		return nil
-	}
-	select {
-	case <-idle:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// hookContext is the context of a hook run on the runner.
-func (t *Transport) hookContext() context.Context {
-	return context.WithValue(context.Background(), hookKey{}, t)
-}
-
-// pageAsync has OnTrip called for o on the hook goroutine, unless it was
-// called (or is due) already.
-func (t *Transport) pageAsync(o *opened) {
-	if t.latches.markPaging(o) {
-		t.fleet.hooks.run(func() { t.page(t.hookContext(), o) })
-	}
-}
-
-// resetAsync completes o's reset (telemetry, OnReset) on the hook
-// goroutine, after any OnTrip queued before it.
-func (t *Transport) resetAsync(o *opened) {
-	t.fleet.hooks.run(func() { t.resetDone(t.hookContext(), o) })
 }
 
 func (t *Transport) fleetLoop() {
@@ -414,120 +228,6 @@ func (t *Transport) call(ctx context.Context, op func(ctx context.Context) error
 	return err
 }
 
-// opKind is what a store operation does, for the store's state.
-type opKind int
-
-const (
-	opRead      opKind = iota // Snapshot, Watch
-	opWrite                   // Claim, AddSpend, ClaimThreshold
-	opSpendRead               // Spend
-)
-
-// storeState is the store's state as the log and the metrics report it.
-type storeState int
-
-const (
-	stateUp       storeState = iota
-	stateReadOnly            // reads work, writes (or spend reads) fail
-	stateDown                // reads fail: unreachable
-)
-
-func (s storeState) String() string {
-	switch s {
-	case stateReadOnly:
-		return "read-only"
-	case stateDown:
-		return "down"
-	}
-	return "up"
-}
-
-// health follows the outcomes of store operations and says when the store's
-// state changes: once per change, never once per failed call.
-type health struct {
-	mu    sync.Mutex
-	fault [3]bool   // by opKind: the last outcome failed; guarded by mu
-	fails int       // failed calls since the state last changed; guarded by mu
-	since time.Time // when it last changed; guarded by mu
-	back  bool      // it went from down to reachable; the loop takes it; guarded by mu
-}
-
-func (h *health) stateLocked() storeState {
-	switch {
-	case h.fault[opRead]:
-		return stateDown
-	case h.fault[opWrite] || h.fault[opSpendRead]:
-		return stateReadOnly
-	}
-	return stateUp
-}
-
-// takeBack reports, once, that the store came back from being down.
-func (h *health) takeBack() bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	b := h.back
-	h.back = false
-	return b
-}
-
-// observed records the outcome of an operation of kind k. A change of the
-// store's state is logged once, with the number of calls that failed in the
-// state it leaves, and recorded in the quotabreaker.store.up and
-// quotabreaker.store.writable metrics. When the store is reachable again
-// after being down, it asks the loop for a resync and an early write.
-func (t *Transport) observed(k opKind, err error) {
-	f := t.fleet
-	h := &f.health
-	now := t.cfg.now()
-	h.mu.Lock()
-	from := h.stateLocked()
-	if err != nil {
-		h.fails++
-	}
-	h.fault[k] = err != nil
-	to := h.stateLocked()
-	if from == to {
-		h.mu.Unlock()
-		return
-	}
-	fails, lasted := h.fails, now.Sub(h.since)
-	h.fails, h.since = 0, now
-	if from == stateDown {
-		h.back = true
-	}
-	f.readsUp.Store(to != stateDown)
-	f.writesUp.Store(to == stateUp)
-	t.tel.storeState(to != stateDown, to == stateUp)
-	h.mu.Unlock()
-
-	// The error says what failed (a connection refused, READONLY, NOPERM,
-	// a corrupt value), never a key's contents or a password: stores'
-	// errors name operations and budget keys, which are not secrets.
-	attrs := []any{"state", to.String(), "previous_state", from.String(),
-		"failed_calls", fails, "previous_state_lasted", lasted.Round(time.Millisecond).String()}
-	switch to {
-	case stateDown:
-		f.log.Warn("quotabreaker: store unreachable; deciding from this process's latches and paging from here until it is back",
-			append(attrs, "error", errString(err))...)
-	case stateReadOnly:
-		f.log.Warn("quotabreaker: store answers but refuses writes; latches still follow it, trips page from this process, and trips and spend are kept and retried with backoff",
-			append(attrs, "error", errString(err))...)
-	default:
-		f.log.Info("quotabreaker: store up again", attrs...)
-	}
-	if from == stateDown {
-		signal(f.kick)
-	}
-}
-
-func errString(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
-}
-
 // claim queues a trip recorded here for the store; OnTrip waits for the
 // claim, so that one process in the fleet pages, unless the store is not
 // taking writes now: then it pages at once (the claim, written later,
@@ -574,41 +274,6 @@ func (t *Transport) dropClaims(ctx context.Context) {
 			t.resetDone(ctx, o)
 		}
 	}
-}
-
-// addSpend queues micros of spend of key's budget for the store.
-func (t *Transport) addSpend(b *budget, key string, k *budgetKey, micros int64) {
-	f := t.fleet
-	sk := spendKey{budget: b, key: key, period: Period{Start: k.start, End: k.end}}
-	f.mu.Lock()
-	if f.closed {
-		f.mu.Unlock()
-		return // counted here only: see Shutdown
-	}
-	first := len(f.spends) == 0
-	s := f.spends[sk]
-	if s == nil {
-		s = &fleetSpend{k: k}
-		f.spends[sk] = s
-	}
-	s.micros = satAdd(s.micros, micros)
-	f.mu.Unlock()
-	// Only the first spend of a batch wakes the loop: a wake per answer
-	// would cost a busy process a goroutine switch per request. Spend
-	// left after a failed write goes with the next retry.
-	if first {
-		signal(f.spent)
-	}
-}
-
-// dropSpend forgets the spend queued, or sent without an acknowledgement,
-// for sk: ResetBudget zeroes it in the store. It requires that f.spendMu
-// is held, so that no write of it is under way.
-func (f *fleet) dropSpend(sk spendKey) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	delete(f.spends, sk)
-	delete(f.unacked, sk)
 }
 
 // flush writes the queued trips and spend, and returns the first error.
@@ -701,87 +366,6 @@ func (t *Transport) claimOne(ctx context.Context, o *opened) (claimed bool, cur 
 		return err
 	})
 	return claimed, cur, err
-}
-
-func (t *Transport) flushSpend(ctx context.Context) (wrote bool, err error) {
-	f := t.fleet
-	if f.spend == nil {
-		return false, nil
-	}
-	f.spendMu.Lock()
-	defer f.spendMu.Unlock()
-	f.mu.Lock()
-	writes := make([]*spendWrite, 0, len(f.unacked)+len(f.spends))
-	for _, w := range f.unacked {
-		writes = append(writes, w)
-	}
-	for sk, s := range f.spends {
-		if f.unacked[sk] != nil {
-			continue // after its unacknowledged write
-		}
-		f.seq++
-		w := &spendWrite{sk: sk, k: s.k, w: SpendWrite{Key: sk.storeKey(), Period: sk.period, Micros: s.micros, Writer: f.writer, Seq: f.seq}}
-		writes = append(writes, w)
-		f.unacked[sk] = w
-		delete(f.spends, sk)
-	}
-	f.mu.Unlock()
-	for _, w := range writes {
-		if ctx.Err() != nil {
-			break
-		}
-		wrote = true
-		var total int64
-		if werr := t.call(ctx, func(ctx context.Context) (err error) {
-			total, err = f.spend.AddSpend(ctx, w.w)
-			return err
-		}); werr != nil {
-			if err == nil {
-				err = werr
-			}
-			continue
-		}
-		f.mu.Lock()
-		delete(f.unacked, w.sk)
-		f.mu.Unlock()
-		// The store's total is the truth, lower too after a reset in
-		// another process.
-		addSat(&w.k.flushed, w.w.Micros)
-		w.k.fleet.Store(total)
-		if terr := t.claimThresholds(ctx, w.sk, w.k); terr != nil && err == nil {
-			err = terr
-		}
-	}
-	return wrote, err
-}
-
-// claimThresholds fires OnBudget for the thresholds the fleet's total has
-// crossed that no process has claimed yet.
-func (t *Transport) claimThresholds(ctx context.Context, sk spendKey, k *budgetKey) error {
-	b := sk.budget
-	spent := k.effective(true)
-	limit := b.limit.Load()
-	for i, th := range b.thresholds {
-		if float64(spent) < th*float64(limit) {
-			break
-		}
-		bit := uint64(1) << i
-		if k.fired.Load()&bit != 0 {
-			continue
-		}
-		var claimed bool
-		if err := t.call(ctx, func(ctx context.Context) (err error) {
-			claimed, err = t.fleet.spend.ClaimThreshold(ctx, sk.storeKey(), sk.period, int(math.Round(th*100)))
-			return err
-		}); err != nil {
-			return err
-		}
-		if k.fired.Or(bit)&bit == 0 && claimed {
-			st := b.status(sk.key, k, th)
-			t.fleet.hooks.run(func() { callHook("OnBudget", t.cfg.onBudget, t.hookContext(), st) })
-		}
-	}
-	return nil
 }
 
 // resync reconciles the registry with a snapshot of the store.
@@ -906,53 +490,5 @@ func (t *Transport) applyOpened(tr Trip, epoch uint64) {
 func (t *Transport) applyCleared(scope string, epoch uint64) {
 	for _, o := range t.latches.clearEpoch(scope, epoch) {
 		t.resetAsync(o)
-	}
-}
-
-// applySpend takes the fleet's totals, as the store holds them now, for
-// this process's budgets, so that a hard limit holds against the fleet's
-// spend: a key this process has not spent on yet starts from the fleet's
-// total, and a key whose spend was reset in another process (absent from
-// the store) counts only what this process spent since its last write.
-// Thresholds follow the store's claims, so that those a reset forgot can
-// fire again. It runs on the loop's goroutine, as flush does, so no write
-// of this process's spend is under way.
-func (t *Transport) applySpend(spends []Spend) {
-	now := t.cfg.now()
-	for _, b := range t.budgets {
-		start, end := b.Period(now)
-		if !end.After(start) {
-			continue // b.state counts such a period on its own
-		}
-		seen := make(map[string]bool)
-		for _, s := range spends {
-			key, ok := strings.CutPrefix(s.Key, budgetPrefix(b.Name))
-			if !ok || !s.Period.Start.Equal(start) || !s.Period.End.Equal(end) {
-				continue
-			}
-			k := b.state(key, now)
-			if !k.start.Equal(start) {
-				continue
-			}
-			seen[key] = true
-			k.fleet.Store(s.Micros)
-			var fired uint64
-			for _, pct := range s.Thresholds {
-				for i, th := range b.thresholds {
-					if int(math.Round(th*100)) == pct {
-						fired |= 1 << i
-					}
-				}
-			}
-			k.fired.Store(fired)
-		}
-		b.mu.RLock()
-		for key, k := range b.keys {
-			if !seen[key] && k.start.Equal(start) {
-				k.fleet.Store(0)
-				k.fired.Store(0)
-			}
-		}
-		b.mu.RUnlock()
 	}
 }

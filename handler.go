@@ -1,6 +1,7 @@
 package quotabreaker
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,10 +9,14 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 
 	"github.com/quotabreaker/quotabreaker/balance"
 )
+
+// This file holds what operators act on: the mode, resets of latches, the
+// open latches, and the Handler that serves them over HTTP.
 
 // Handler returns an http.Handler for operators: it shows the Transport's
 // state and resets latches and budgets. Mount it wherever the application
@@ -205,4 +210,131 @@ func (t *Transport) act(r *http.Request) (int, error) {
 		t.SetMode(m)
 	}
 	return 0, nil
+}
+
+// Mode says whether a Transport enforces its latches.
+type Mode int32
+
+const (
+	// ModeEnforce refuses the requests of an open latch's scope, and marks
+	// answers that cannot succeed so that SDKs do not retry them.
+	ModeEnforce Mode = iota
+	// ModeObserve classifies, records, pages and reports exactly as
+	// ModeEnforce does, but refuses nothing and changes no answer: a
+	// request that ModeEnforce would refuse is sent, its span says
+	// quotabreaker.breaker.state=open with quotabreaker.mode=observe, and
+	// quotabreaker.short_circuits counts it with quotabreaker.mode=observe.
+	// It is for watching production before enforcing.
+	ModeObserve
+)
+
+// String returns "enforce" or "observe".
+func (m Mode) String() string {
+	switch m {
+	case ModeEnforce:
+		return "enforce"
+	case ModeObserve:
+		return "observe"
+	}
+	return fmt.Sprintf("Mode(%d)", int32(m))
+}
+
+// MarshalText encodes m as its String form.
+func (m Mode) MarshalText() ([]byte, error) {
+	if m != ModeEnforce && m != ModeObserve {
+		return nil, fmt.Errorf("quotabreaker: unknown mode %d", int32(m))
+	}
+	return []byte(m.String()), nil
+}
+
+// UnmarshalText decodes "enforce" or "observe".
+func (m *Mode) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "enforce":
+		*m = ModeEnforce
+	case "observe":
+		*m = ModeObserve
+	default:
+		return fmt.Errorf("quotabreaker: unknown mode %q (want enforce or observe)", b)
+	}
+	return nil
+}
+
+// Mode returns the Transport's current mode.
+func (t *Transport) Mode() Mode { return Mode(t.mode.Load()) }
+
+// SetMode switches the Transport between ModeEnforce and ModeObserve; other
+// values are ignored. It takes effect from the next request: latches opened
+// while observing refuse requests as soon as the mode is ModeEnforce, and
+// open latches stay open (and listed) while observing.
+func (t *Transport) SetMode(m Mode) {
+	if m == ModeEnforce || m == ModeObserve {
+		t.mode.Store(int32(m))
+	}
+}
+
+// Reset closes the open latch named scope (as shown in Trip.Scope) and
+// reports whether there was one. Requests of that scope reach the network
+// again; an answer to a request sent before the reset cannot reopen it.
+// Call it once billing is fixed. OnReset runs before it returns, with ctx.
+func (t *Transport) Reset(ctx context.Context, scope string) (bool, error) {
+	n, err := t.reset(ctx, scope, false)
+	return n > 0, err
+}
+
+// ResetAll closes every open latch and returns how many there were.
+func (t *Transport) ResetAll(ctx context.Context) (int, error) {
+	return t.reset(ctx, "", true)
+}
+
+func (t *Transport) reset(ctx context.Context, scope string, all bool) (int, error) {
+	if t.base == nil {
+		return 0, errNotNew
+	}
+	var n int
+	var due []*opened
+	if t.fleet != nil {
+		// The store first: a reset the fleet does not see would be undone
+		// by the next resync.
+		var cleared []Change
+		var err error
+		if all {
+			cleared, err = t.fleet.store.ClearAll(ctx)
+		} else {
+			var ch Change
+			ch, err = t.fleet.store.Clear(ctx, scope)
+			cleared = []Change{ch}
+		}
+		if err != nil {
+			return 0, err
+		}
+		for _, ch := range cleared {
+			if ch.Trip.Scope != "" {
+				n++
+			}
+			due = append(due, t.latches.clearEpoch(ch.Scope, ch.Epoch)...)
+		}
+	}
+	// Latches open only here (their claim not written yet) close too,
+	// and their claims are not written.
+	local, more := t.latches.reset(scope, all)
+	if t.fleet != nil && local > 0 {
+		t.dropClaims(ctx)
+	}
+	n = max(n, local)
+	due = append(due, more...)
+	slices.SortFunc(due, func(a, b *opened) int { return compareTrips(a.Trip, b.Trip) })
+	for _, o := range due {
+		t.resetDone(ctx, o)
+	}
+	return n, nil
+}
+
+// OpenLatches returns the trips of the open latches, oldest first, and an
+// empty slice (never nil) when there are none.
+func (t *Transport) OpenLatches(ctx context.Context) ([]Trip, error) {
+	if t.base == nil {
+		return []Trip{}, errNotNew
+	}
+	return t.latches.openLatches(), nil
 }

@@ -3,17 +3,13 @@ package quotabreaker
 import (
 	"context"
 	"encoding/hex"
-	"errors"
 	"net/http"
-	"net/url"
-	"reflect"
 	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/quotabreaker/quotabreaker/balance"
 	"github.com/quotabreaker/quotabreaker/classify"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -86,12 +82,7 @@ func (tel *telemetry) init(t *Transport) {
 	meter := cfg.meterProv.Meter(instrumentationName,
 		metric.WithInstrumentationVersion(instrumentationVersion), metric.WithSchemaURL(semconv.SchemaURL))
 	counter := func(name, unit, desc string) metric.Int64Counter {
-		c, err := meter.Int64Counter(name, metric.WithUnit(unit), metric.WithDescription(desc))
-		if err != nil {
-			otel.Handle(err)
-			return noop.Int64Counter{}
-		}
-		return c
+		return made[metric.Int64Counter](noop.Int64Counter{})(meter.Int64Counter(name, metric.WithUnit(unit), metric.WithDescription(desc)))
 	}
 	tel.errors = counter("quotabreaker.errors", "{error}",
 		"Error answers (status 400 and above) by class, provider code and provider.")
@@ -99,60 +90,28 @@ func (tel *telemetry) init(t *Transport) {
 		"Requests an open latch answered without reaching the network (in observe mode: would have).")
 	tel.trips = counter("quotabreaker.trips", "{trip}",
 		"Latches opened.")
-
-	tokens, err := meter.Int64Histogram("gen_ai.client.token.usage",
+	tel.tokens = made[metric.Int64Histogram](noop.Int64Histogram{})(meter.Int64Histogram("gen_ai.client.token.usage",
 		metric.WithUnit("{token}"),
 		metric.WithDescription("Number of input and output tokens used."),
-		metric.WithExplicitBucketBoundaries(1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864))
-	if err != nil {
-		otel.Handle(err)
-		tokens = noop.Int64Histogram{}
-	}
-	tel.tokens = tokens
-	cost, err := meter.Float64Counter("quotabreaker.cost",
+		metric.WithExplicitBucketBoundaries(1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)))
+	tel.cost = made[metric.Float64Counter](noop.Float64Counter{})(meter.Float64Counter("quotabreaker.cost",
 		metric.WithUnit("{USD}"),
-		metric.WithDescription("Dollars spent, from the usage of priced answers."))
-	if err != nil {
-		otel.Handle(err)
-		cost = noop.Float64Counter{}
-	}
-	tel.cost = cost
+		metric.WithDescription("Dollars spent, from the usage of priced answers.")))
 	tel.answers = counter("quotabreaker.answers", "{answer}",
 		"Successful answers by quotabreaker.metering: priced, unpriced (usage read, no price) or unmetered (usage unknown).")
-	duration, err := meter.Float64Histogram("gen_ai.client.operation.duration",
+	tel.duration = made[metric.Float64Histogram](noop.Float64Histogram{})(meter.Float64Histogram("gen_ai.client.operation.duration",
 		metric.WithUnit("s"),
 		metric.WithDescription("GenAI operation duration."),
-		metric.WithExplicitBucketBoundaries(0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92))
-	if err != nil {
-		otel.Handle(err)
-		duration = noop.Float64Histogram{}
-	}
-	tel.duration = duration
-	ratio, err := meter.Float64Gauge("quotabreaker.budget.spent_ratio",
+		metric.WithExplicitBucketBoundaries(0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)))
+	tel.budgetRatio = made[metric.Float64Gauge](noop.Float64Gauge{})(meter.Float64Gauge("quotabreaker.budget.spent_ratio",
 		metric.WithUnit("1"),
-		metric.WithDescription("Share of each budget key's limit spent in the current period; 1 means the limit is reached."))
-	if err != nil {
-		otel.Handle(err)
-		ratio = noop.Float64Gauge{}
-	}
-	tel.budgetRatio = ratio
-
+		metric.WithDescription("Share of each budget key's limit spent in the current period; 1 means the limit is reached.")))
 	// No unit: with "1" the Prometheus exporter would name it
 	// quotabreaker_store_up_ratio.
-	storeUp, err := meter.Int64Gauge("quotabreaker.store.up",
-		metric.WithDescription("1 while the Transport's store answers, 0 while it is unreachable and latches are decided by this process alone."))
-	if err != nil {
-		otel.Handle(err)
-		storeUp = noop.Int64Gauge{}
-	}
-	tel.storeUp = storeUp
-	writable, err := meter.Int64Gauge("quotabreaker.store.writable",
-		metric.WithDescription("1 while the Transport's store takes writes, 0 while it refuses them or is unreachable: trips then page from this process and trips and spend wait to be written."))
-	if err != nil {
-		otel.Handle(err)
-		writable = noop.Int64Gauge{}
-	}
-	tel.storeWritable = writable
+	tel.storeUp = made[metric.Int64Gauge](noop.Int64Gauge{})(meter.Int64Gauge("quotabreaker.store.up",
+		metric.WithDescription("1 while the Transport's store answers, 0 while it is unreachable and latches are decided by this process alone.")))
+	tel.storeWritable = made[metric.Int64Gauge](noop.Int64Gauge{})(meter.Int64Gauge("quotabreaker.store.writable",
+		metric.WithDescription("1 while the Transport's store takes writes, 0 while it refuses them or is unreachable: trips then page from this process and trips and spend wait to be written.")))
 	tel.invalidChanges = counter("quotabreaker.store.invalid_changes", "{change}",
 		"Changes from the store's feed that were dropped because they could not be read or failed the store's own checks.")
 	tel.fleet = t.fleet
@@ -163,13 +122,9 @@ func (tel *telemetry) init(t *Transport) {
 	// A synchronous up-down counter rather than an observable gauge: it
 	// adds up across Transports sharing a meter provider, and needs no
 	// callback holding the Transport alive.
-	open, err := meter.Int64UpDownCounter("quotabreaker.open_latches",
+	open := made[metric.Int64UpDownCounter](noop.Int64UpDownCounter{})(meter.Int64UpDownCounter("quotabreaker.open_latches",
 		metric.WithUnit("{latch}"),
-		metric.WithDescription("Latches open now; above 0 means some traffic is refused until a reset."))
-	if err != nil {
-		otel.Handle(err)
-		open = noop.Int64UpDownCounter{}
-	}
+		metric.WithDescription("Latches open now; above 0 means some traffic is refused until a reset.")))
 	tel.openLatches = open
 	if cfg.balances != nil {
 		balanceGauges(meter, cfg.balances)
@@ -185,70 +140,17 @@ func (tel *telemetry) init(t *Transport) {
 	}, t.latches.open)
 }
 
-// balanceGauges reports a balance.Watcher's state. Observable gauges: a
-// balance changes when the Watcher reads it, not at an event of the
-// Transport, and the forecast changes with the time of collection. The
-// callback holds the Watcher, not the Transport.
-func balanceGauges(meter metric.Meter, w *balance.Watcher) {
-	// Units in braces add no suffix to the Prometheus names:
-	// quotabreaker_balance, quotabreaker_balance_hours_left,
-	// quotabreaker_balance_below_threshold.
-	bal, err1 := meter.Float64ObservableGauge("quotabreaker.balance", metric.WithUnit("{currency}"),
-		metric.WithDescription("What is left on each watched provider account, as last read, in its currency (quotabreaker.currency)."))
-	hours, err2 := meter.Float64ObservableGauge("quotabreaker.balance.hours_left", metric.WithUnit("{hour}"),
-		metric.WithDescription("Hours until each watched balance runs out at its recent spend rate; absent while nothing is spent."))
-	below, err3 := meter.Int64ObservableGauge("quotabreaker.balance.below_threshold", metric.WithUnit("{threshold}"),
-		metric.WithDescription("How many of its configured levels each watched balance is below; 0 when above them all."))
-	if err := errors.Join(err1, err2, err3); err != nil {
-		otel.Handle(err)
-		return
-	}
-	_, err := meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		for _, s := range w.Statuses() {
-			attrs := metric.WithAttributes(semconv.GenAIProviderNameKey.String(s.Provider),
-				attrScope.String(s.Scope), attrCurrency.String(s.Currency))
-			o.ObserveFloat64(bal, s.Available.Float(), attrs)
-			o.ObserveInt64(below, int64(len(s.Below)), attrs)
-			if s.HasForecast {
-				o.ObserveFloat64(hours, s.Forecast.HoursLeft, attrs)
-			}
+// made returns a function that passes on the instrument a meter made, or
+// fallback, a no-op, with the meter's error sent to otel.Handle: telemetry
+// never fails New.
+func made[T any](fallback T) func(T, error) T {
+	return func(i T, err error) T {
+		if err != nil {
+			otel.Handle(err)
+			return fallback
 		}
-		return nil
-	}, bal, hours, below)
-	if err != nil {
-		otel.Handle(err)
+		return i
 	}
-}
-
-// driftGauge reports a balance.Reconciler's drifts, as they were at its
-// last read of the providers' cost reports.
-func driftGauge(meter metric.Meter, r *balance.Reconciler) {
-	drift, err := meter.Float64ObservableGauge("quotabreaker.cost.drift", metric.WithUnit("{USD}"),
-		metric.WithDescription("Dollars counted less dollars the provider billed, per provider and UTC day (quotabreaker.day)."))
-	if err != nil {
-		otel.Handle(err)
-		return
-	}
-	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		for _, d := range r.Drifts() {
-			o.ObserveFloat64(drift, d.Diff.Float(), metric.WithAttributes(
-				semconv.GenAIProviderNameKey.String(d.Provider), attrDay.String(d.Day.Format(time.DateOnly))))
-		}
-		return nil
-	}, drift)
-	if err != nil {
-		otel.Handle(err)
-	}
-}
-
-// isHTTPInstrumentation reports whether rt is otelhttp's Transport, whose
-// CLIENT span for each attempt makes the Transport's own span INTERNAL.
-func isHTTPInstrumentation(rt http.RoundTripper) bool {
-	typ := reflect.TypeOf(rt)
-	if typ.Kind() == reflect.Pointer {
-		typ = typ.Elem()
-	}
-	return strings.HasSuffix(typ.PkgPath(), "/otelhttp")
 }
 
 // start begins an attempt's span. It is a CLIENT span, as OpenTelemetry's
@@ -457,105 +359,10 @@ func (tel *telemetry) spent(ctx context.Context, span trace.Span, s *Usage) {
 	span.SetAttributes(attrs...)
 }
 
-// opKey is the attributes of one gen_ai.client.operation.duration series.
-type opKey struct {
-	operation, provider, model, host, errorType string
-}
-
-// maxOpAttrs bounds the attribute sets operation keeps built; beyond it,
-// a series' set is built for each record.
-const maxOpAttrs = 1 << 10
-
-// appendModelAttrs appends the provider and model attributes every spend
-// metric carries.
-func appendModelAttrs(attrs []attribute.KeyValue, provider classify.Provider, requestModel, responseModel string) []attribute.KeyValue {
-	if provider != "" {
-		attrs = append(attrs, semconv.GenAIProviderNameKey.String(string(provider)))
-	}
-	if requestModel != "" {
-		attrs = append(attrs, semconv.GenAIRequestModel(requestModel))
-	}
-	if responseModel != "" {
-		attrs = append(attrs, semconv.GenAIResponseModel(responseModel))
-	}
-	return attrs
-}
-
-// maxSpendSets bounds the attribute sets a Transport keeps: model names
-// come from servers, so their number has no bound of its own. Past it, the
-// sets of a new provider and model are built for each answer, as they were
-// before they were kept.
-const maxSpendSets = 256
-
-// modelKey names the attribute sets of one provider and model.
-type modelKey struct {
-	provider                    classify.Provider
-	requestModel, responseModel string
-}
-
-// spendSets are the metric attributes of the answers of one provider and
-// model, built once: attribute.NewSet sorts and copies, which showed as a
-// sixth of the answer path in a profile when done for every answer.
-type spendSets struct {
-	attrs   []attribute.KeyValue        // provider and models; not to be appended to in place
-	answers [2]metric.MeasurementOption // by Priced (1), for metered answers
-	input   metric.MeasurementOption
-	output  metric.MeasurementOption
-	cost    [2]metric.MeasurementOption // by Estimated (1)
-}
-
-func newSpendSets(k modelKey) *spendSets {
-	attrs := appendModelAttrs(make([]attribute.KeyValue, 0, 3), k.provider, k.requestModel, k.responseModel)
-	n := len(attrs)
-	set := func(extra ...attribute.KeyValue) metric.MeasurementOption {
-		return metric.WithAttributeSet(attribute.NewSet(append(attrs[:n:n], extra...)...))
-	}
-	return &spendSets{
-		attrs: attrs[:n:n],
-		answers: [2]metric.MeasurementOption{
-			set(attrMetering.String("unpriced")),
-			set(attrMetering.String("priced")),
-		},
-		input:  set(semconv.GenAITokenTypeInput),
-		output: set(semconv.GenAITokenTypeOutput),
-		cost: [2]metric.MeasurementOption{
-			set(attrEstimated.Bool(false)),
-			set(attrEstimated.Bool(true)),
-		},
-	}
-}
-
-// b2i is 1 for true, 0 for false.
-func b2i(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}
-
 // spendMetrics reports whether any instrument spent records would record
 // for ctx: without one, the request's model need not be read for them.
 func (tel *telemetry) spendMetrics(ctx context.Context) bool {
 	return tel.metrics && (tel.answers.Enabled(ctx) || tel.tokens.Enabled(ctx) || tel.cost.Enabled(ctx))
-}
-
-// spendSets returns the attribute sets of s's provider and model, from the
-// Transport's bounded cache.
-func (tel *telemetry) spendSets(s *Usage) *spendSets {
-	k := modelKey{s.Provider, s.requestModel, s.responseModel}
-	if v, ok := tel.sets.Load(k); ok {
-		return v.(*spendSets)
-	}
-	sets := newSpendSets(k)
-	if tel.nSets.Add(1) <= maxSpendSets {
-		if v, loaded := tel.sets.LoadOrStore(k, sets); loaded {
-			tel.nSets.Add(-1)
-			return v.(*spendSets)
-		}
-	} else {
-		tel.nSets.Add(-1)
-	}
-	return sets
 }
 
 // operation records an attempt that reached the network in
@@ -587,46 +394,6 @@ func (tel *telemetry) operation(at *attempt) {
 	tel.duration.Record(at.req.Context(), tel.now().Sub(at.start).Seconds(), opts...)
 }
 
-func opAttrs(k opKey) []metric.RecordOption {
-	attrs := make([]attribute.KeyValue, 0, 5)
-	if k.operation != "" {
-		attrs = append(attrs, semconv.GenAIOperationNameKey.String(k.operation))
-	}
-	if k.provider != "" {
-		attrs = append(attrs, semconv.GenAIProviderNameKey.String(k.provider))
-	}
-	if k.model != "" {
-		attrs = append(attrs, semconv.GenAIRequestModel(k.model))
-	}
-	if k.host != "" {
-		attrs = append(attrs, semconv.ServerAddress(k.host))
-	}
-	if k.errorType != "" {
-		attrs = append(attrs, semconv.ErrorTypeKey.String(k.errorType))
-	}
-	return []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(attrs...))}
-}
-
-// operationName is the GenAI operation a request's path names, "" when it
-// names none this package knows.
-func operationName(req *http.Request) string {
-	if req.URL == nil {
-		return ""
-	}
-	p := req.URL.Path
-	switch {
-	case strings.HasSuffix(p, "/chat/completions"), strings.HasSuffix(p, "/messages"), strings.HasSuffix(p, "/responses"):
-		return "chat"
-	case strings.HasSuffix(p, "/embeddings"):
-		return "embeddings"
-	case strings.HasSuffix(p, "/completions"):
-		return "text_completion"
-	case strings.HasSuffix(p, ":generateContent"), strings.HasSuffix(p, ":streamGenerateContent"):
-		return "generate_content"
-	}
-	return ""
-}
-
 // budget records a budget key's spent share.
 func (tel *telemetry) budget(ctx context.Context, b *budget, key string, k *budgetKey) {
 	if !tel.budgetRatio.Enabled(ctx) {
@@ -652,13 +419,6 @@ func (tel *telemetry) streamError(ctx context.Context, span trace.Span, c classi
 func (tel *telemetry) storeState(up, writable bool) {
 	tel.storeUp.Record(context.Background(), boolInt(up))
 	tel.storeWritable.Record(context.Background(), boolInt(writable))
-}
-
-func boolInt(b bool) int64 {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // invalidChange counts a change from the store that was dropped.
@@ -730,43 +490,4 @@ func (tel *telemetry) reset(ctx context.Context, tr Trip) {
 		span.SetAttributes(attrs...)
 	}
 	span.End()
-}
-
-// redactURL returns u for the url.full attribute, with its user info, its
-// fragment and every query value replaced by REDACTED, except the values of
-// the parameters known to be safe (api-version, alt, ...; see safeParams):
-// deny by default, since a gateway may take a secret under any name. Query
-// parameters are read by eachQueryParam, the scope's own reader.
-func redactURL(u *url.URL) string {
-	if u.User == nil && u.RawQuery == "" && u.Fragment == "" && u.RawFragment == "" {
-		return u.String()
-	}
-	r := *u
-	if r.User != nil {
-		r.User = url.UserPassword("REDACTED", "REDACTED")
-	}
-	if r.Fragment != "" || r.RawFragment != "" {
-		r.Fragment, r.RawFragment = "REDACTED", ""
-	}
-	if r.RawQuery != "" {
-		var b strings.Builder
-		eachQueryParam(r.RawQuery, func(name, value string, hasValue bool, kind paramKind, sep string) {
-			switch {
-			case !hasValue: // ?SECRET
-				b.WriteString("REDACTED")
-			case kind == paramSafe || value == "":
-				b.WriteString(name)
-				if name != "" || value != "" {
-					b.WriteByte('=')
-				}
-				b.WriteString(value)
-			default:
-				b.WriteString(name)
-				b.WriteString("=REDACTED")
-			}
-			b.WriteString(sep)
-		})
-		r.RawQuery = b.String()
-	}
-	return r.String()
 }

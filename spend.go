@@ -2,8 +2,11 @@ package quotabreaker
 
 import (
 	"context"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/quotabreaker/quotabreaker/classify"
@@ -17,7 +20,9 @@ import (
 // what the answer says it used, and once the caller is done with the body,
 // settle turns that into money (the usage priced by model, the budgets'
 // spend, and their telemetry) and judges an error found inside the stream
-// like an error answer.
+// like an error answer. With a store, the budgets' spend is queued here and
+// written by the fleet's goroutine (flushSpend), and the fleet's totals are
+// taken back (applySpend).
 
 // attempt is what settling an answer needs to know of its request.
 type attempt struct {
@@ -233,3 +238,225 @@ func (t *Transport) streamError(ctx context.Context, at *attempt, e *usage.Strea
 	}
 	t.announce(ctx, at.span, o)
 }
+
+// spendKey names one budget key's spend in one period.
+type spendKey struct {
+	budget *budget
+	key    string
+	period Period
+}
+
+// fleetSpend is spend waiting to be written.
+type fleetSpend struct {
+	k      *budgetKey
+	micros int64
+}
+
+// spendWrite is spend sent to the store, kept until the store
+// acknowledges it.
+type spendWrite struct {
+	sk spendKey
+	k  *budgetKey
+	w  SpendWrite
+}
+
+// storeKey is the key under which a budget key's spend is shared: budgets
+// of one Transport may count the same key.
+// The budget's name goes first with its length, so that budget "a" with key
+// "b/c" and budget "a/b" with key "c" never share a spend.
+func (sk spendKey) storeKey() string { return budgetPrefix(sk.budget.Name) + sk.key }
+
+func budgetPrefix(name string) string { return strconv.Itoa(len(name)) + ":" + name + "/" }
+
+// addSpend queues micros of spend of key's budget for the store.
+func (t *Transport) addSpend(b *budget, key string, k *budgetKey, micros int64) {
+	f := t.fleet
+	sk := spendKey{budget: b, key: key, period: Period{Start: k.start, End: k.end}}
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return // counted here only: see Shutdown
+	}
+	first := len(f.spends) == 0
+	s := f.spends[sk]
+	if s == nil {
+		s = &fleetSpend{k: k}
+		f.spends[sk] = s
+	}
+	s.micros = satAdd(s.micros, micros)
+	f.mu.Unlock()
+	// Only the first spend of a batch wakes the loop: a wake per answer
+	// would cost a busy process a goroutine switch per request. Spend
+	// left after a failed write goes with the next retry.
+	if first {
+		signal(f.spent)
+	}
+}
+
+// dropSpend forgets the spend queued, or sent without an acknowledgement,
+// for sk: ResetBudget zeroes it in the store. It requires that f.spendMu
+// is held, so that no write of it is under way.
+func (f *fleet) dropSpend(sk spendKey) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.spends, sk)
+	delete(f.unacked, sk)
+}
+
+func (t *Transport) flushSpend(ctx context.Context) (wrote bool, err error) {
+	f := t.fleet
+	if f.spend == nil {
+		return false, nil
+	}
+	f.spendMu.Lock()
+	defer f.spendMu.Unlock()
+	f.mu.Lock()
+	writes := make([]*spendWrite, 0, len(f.unacked)+len(f.spends))
+	for _, w := range f.unacked {
+		writes = append(writes, w)
+	}
+	for sk, s := range f.spends {
+		if f.unacked[sk] != nil {
+			continue // after its unacknowledged write
+		}
+		f.seq++
+		w := &spendWrite{sk: sk, k: s.k, w: SpendWrite{Key: sk.storeKey(), Period: sk.period, Micros: s.micros, Writer: f.writer, Seq: f.seq}}
+		writes = append(writes, w)
+		f.unacked[sk] = w
+		delete(f.spends, sk)
+	}
+	f.mu.Unlock()
+	for _, w := range writes {
+		if ctx.Err() != nil {
+			break
+		}
+		wrote = true
+		var total int64
+		if werr := t.call(ctx, func(ctx context.Context) (err error) {
+			total, err = f.spend.AddSpend(ctx, w.w)
+			return err
+		}); werr != nil {
+			if err == nil {
+				err = werr
+			}
+			continue
+		}
+		f.mu.Lock()
+		delete(f.unacked, w.sk)
+		f.mu.Unlock()
+		// The store's total is the truth, lower too after a reset in
+		// another process.
+		addSat(&w.k.flushed, w.w.Micros)
+		w.k.fleet.Store(total)
+		if terr := t.claimThresholds(ctx, w.sk, w.k); terr != nil && err == nil {
+			err = terr
+		}
+	}
+	return wrote, err
+}
+
+// claimThresholds fires OnBudget for the thresholds the fleet's total has
+// crossed that no process has claimed yet.
+func (t *Transport) claimThresholds(ctx context.Context, sk spendKey, k *budgetKey) error {
+	b := sk.budget
+	spent := k.effective(true)
+	limit := b.limit.Load()
+	for i, th := range b.thresholds {
+		if float64(spent) < th*float64(limit) {
+			break
+		}
+		bit := uint64(1) << i
+		if k.fired.Load()&bit != 0 {
+			continue
+		}
+		var claimed bool
+		if err := t.call(ctx, func(ctx context.Context) (err error) {
+			claimed, err = t.fleet.spend.ClaimThreshold(ctx, sk.storeKey(), sk.period, int(math.Round(th*100)))
+			return err
+		}); err != nil {
+			return err
+		}
+		if k.fired.Or(bit)&bit == 0 && claimed {
+			st := b.status(sk.key, k, th)
+			t.fleet.hooks.run(func() { callHook("OnBudget", t.cfg.onBudget, t.hookContext(), st) })
+		}
+	}
+	return nil
+}
+
+// applySpend takes the fleet's totals, as the store holds them now, for
+// this process's budgets, so that a hard limit holds against the fleet's
+// spend: a key this process has not spent on yet starts from the fleet's
+// total, and a key whose spend was reset in another process (absent from
+// the store) counts only what this process spent since its last write.
+// Thresholds follow the store's claims, so that those a reset forgot can
+// fire again. It runs on the loop's goroutine, as flush does, so no write
+// of this process's spend is under way.
+func (t *Transport) applySpend(spends []Spend) {
+	now := t.cfg.now()
+	for _, b := range t.budgets {
+		start, end := b.Period(now)
+		if !end.After(start) {
+			continue // b.state counts such a period on its own
+		}
+		seen := make(map[string]bool)
+		for _, s := range spends {
+			key, ok := strings.CutPrefix(s.Key, budgetPrefix(b.Name))
+			if !ok || !s.Period.Start.Equal(start) || !s.Period.End.Equal(end) {
+				continue
+			}
+			k := b.state(key, now)
+			if !k.start.Equal(start) {
+				continue
+			}
+			seen[key] = true
+			k.fleet.Store(s.Micros)
+			var fired uint64
+			for _, pct := range s.Thresholds {
+				for i, th := range b.thresholds {
+					if int(math.Round(th*100)) == pct {
+						fired |= 1 << i
+					}
+				}
+			}
+			k.fired.Store(fired)
+		}
+		b.mu.RLock()
+		for key, k := range b.keys {
+			if !seen[key] && k.start.Equal(start) {
+				k.fleet.Store(0)
+				k.fired.Store(0)
+			}
+		}
+		b.mu.RUnlock()
+	}
+}
+
+// satAdd returns a+b, or the int64 bound it would pass: spend never wraps.
+func satAdd(a, b int64) int64 {
+	switch {
+	case b > 0 && a > math.MaxInt64-b:
+		return math.MaxInt64
+	case b < 0 && a < math.MinInt64-b:
+		return math.MinInt64
+	}
+	return a + b
+}
+
+// addSat adds d to a, saturating, and returns the new value.
+func addSat(a *atomic.Int64, d int64) int64 {
+	for {
+		old := a.Load()
+		n := satAdd(old, d)
+		if n == old || a.CompareAndSwap(old, n) {
+			return n
+		}
+	}
+}
+
+// maxDollars keeps a budget's limit in micro-dollars well inside an int64.
+const maxDollars = 1e12
+
+func dollarsToMicros(d float64) int64 { return int64(math.Round(d * 1e6)) }
+
+func microsToDollars(m int64) float64 { return float64(m) / 1e6 }

@@ -2,8 +2,15 @@ package quotabreaker
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"time"
 )
+
+// This file holds what a Transport asks of a store (LatchStore, SpendStore
+// and the values they trade), how it judges the store's health from the
+// answers (once per change of state, never per call), and Shutdown, which
+// ends its work with the store.
 
 // LatchStore shares latches between the Transports of many processes, so
 // that a fleet of replicas holds one latch per scope and pages once per
@@ -200,4 +207,196 @@ type Spend struct {
 	Micros int64
 	// Thresholds are the thresholds claimed so far, ascending.
 	Thresholds []int
+}
+
+// opKind is what a store operation does, for the store's state.
+type opKind int
+
+const (
+	opRead      opKind = iota // Snapshot, Watch
+	opWrite                   // Claim, AddSpend, ClaimThreshold
+	opSpendRead               // Spend
+)
+
+// storeState is the store's state as the log and the metrics report it.
+type storeState int
+
+const (
+	stateUp       storeState = iota
+	stateReadOnly            // reads work, writes (or spend reads) fail
+	stateDown                // reads fail: unreachable
+)
+
+func (s storeState) String() string {
+	switch s {
+	case stateReadOnly:
+		return "read-only"
+	case stateDown:
+		return "down"
+	}
+	return "up"
+}
+
+// health follows the outcomes of store operations and says when the store's
+// state changes: once per change, never once per failed call.
+type health struct {
+	mu    sync.Mutex
+	fault [3]bool   // by opKind: the last outcome failed; guarded by mu
+	fails int       // failed calls since the state last changed; guarded by mu
+	since time.Time // when it last changed; guarded by mu
+	back  bool      // it went from down to reachable; the loop takes it; guarded by mu
+}
+
+func (h *health) stateLocked() storeState {
+	switch {
+	case h.fault[opRead]:
+		return stateDown
+	case h.fault[opWrite] || h.fault[opSpendRead]:
+		return stateReadOnly
+	}
+	return stateUp
+}
+
+// takeBack reports, once, that the store came back from being down.
+func (h *health) takeBack() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	b := h.back
+	h.back = false
+	return b
+}
+
+// observed records the outcome of an operation of kind k. A change of the
+// store's state is logged once, with the number of calls that failed in the
+// state it leaves, and recorded in the quotabreaker.store.up and
+// quotabreaker.store.writable metrics. When the store is reachable again
+// after being down, it asks the loop for a resync and an early write.
+func (t *Transport) observed(k opKind, err error) {
+	f := t.fleet
+	h := &f.health
+	now := t.cfg.now()
+	h.mu.Lock()
+	from := h.stateLocked()
+	if err != nil {
+		h.fails++
+	}
+	h.fault[k] = err != nil
+	to := h.stateLocked()
+	if from == to {
+		h.mu.Unlock()
+		return
+	}
+	fails, lasted := h.fails, now.Sub(h.since)
+	h.fails, h.since = 0, now
+	if from == stateDown {
+		h.back = true
+	}
+	f.readsUp.Store(to != stateDown)
+	f.writesUp.Store(to == stateUp)
+	t.tel.storeState(to != stateDown, to == stateUp)
+	h.mu.Unlock()
+
+	// The error says what failed (a connection refused, READONLY, NOPERM,
+	// a corrupt value), never a key's contents or a password: stores'
+	// errors name operations and budget keys, which are not secrets.
+	attrs := []any{"state", to.String(), "previous_state", from.String(),
+		"failed_calls", fails, "previous_state_lasted", lasted.Round(time.Millisecond).String()}
+	switch to {
+	case stateDown:
+		f.log.Warn("quotabreaker: store unreachable; deciding from this process's latches and paging from here until it is back",
+			append(attrs, "error", errString(err))...)
+	case stateReadOnly:
+		f.log.Warn("quotabreaker: store answers but refuses writes; latches still follow it, trips page from this process, and trips and spend are kept and retried with backoff",
+			append(attrs, "error", errString(err))...)
+	default:
+		f.log.Info("quotabreaker: store up again", attrs...)
+	}
+	if from == stateDown {
+		signal(f.kick)
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// Shutdown stops the Transport's work with its store, in the manner of
+// http.Server.Shutdown: it stops the background goroutines, writes the
+// trips and spend still queued (spend waits up to 100 ms to be batched, so
+// the last answers' spend is usually queued), pages from this process for
+// every trip whose claim it cannot write, and waits for the hooks already
+// due (OnTrip, OnReset, OnBudget) to return. It returns when all that is
+// done, or when ctx is done: then it returns ctx's error, or an error that
+// says what it could not write, and the hooks still running finish on their
+// own goroutine.
+//
+// Requests can still be sent afterwards, decided by this process alone: a
+// trip then pages at once, on the request's goroutine, as without a store,
+// and its spend counts only here. Shutdown may be called more than once;
+// later calls only wait for the hooks. A hook that shuts the Transport down
+// passes its own ctx, so that Shutdown does not wait for the hook that
+// called it. Without a store, Shutdown does nothing.
+func (t *Transport) Shutdown(ctx context.Context) error {
+	f := t.fleet
+	if f == nil {
+		return nil
+	}
+	f.shutdown.Do(func() { f.shutdownErr = t.shutdownFleet(ctx) })
+	err := f.shutdownErr
+	if caller, _ := ctx.Value(hookKey{}).(*Transport); caller != t {
+		if herr := f.hooks.wait(ctx); herr != nil && err == nil {
+			err = fmt.Errorf("quotabreaker: shutdown: hooks still running: %w", herr)
+		}
+	}
+	return err
+}
+
+// Close is Shutdown with a deadline of the store's timeout (see
+// WithStoreTimeout): time for the last writes and for the hooks they make.
+// From a hook, which Close cannot tell apart, Close waits out that deadline
+// for the hook that called it; call Shutdown with the hook's ctx instead.
+// Without a store, Close does nothing. It is safe to call more than once.
+func (t *Transport) Close() error {
+	if t.fleet == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), t.fleet.timeout)
+	defer cancel()
+	return t.Shutdown(ctx)
+}
+
+// shutdownFleet is Shutdown's work, done once.
+func (t *Transport) shutdownFleet(ctx context.Context) error {
+	f := t.fleet
+	// Calls in flight are interrupted; what they held is queued again.
+	f.cancel()
+	f.done.Wait()
+	for {
+		err := t.flush(ctx)
+		f.mu.Lock()
+		if err == nil && ctx.Err() == nil && len(f.claims)+len(f.spends)+len(f.unacked) > 0 {
+			// Trips or spend arrived while it wrote: once more.
+			f.mu.Unlock()
+			continue
+		}
+		f.closed = true
+		left := f.claims
+		f.claims = nil
+		lost := len(f.spends) + len(f.unacked)
+		f.spends, f.unacked = nil, nil
+		f.mu.Unlock()
+		for _, o := range left {
+			t.pageAsync(o)
+		}
+		if err == nil {
+			err = ctx.Err()
+		}
+		if err != nil && len(left)+lost > 0 {
+			return fmt.Errorf("quotabreaker: shutdown: %d trips (paged from this process) and %d budget keys' spend not written: %w", len(left), lost, err)
+		}
+		return nil
+	}
 }

@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"hash/maphash"
 	"net/http"
-	"slices"
+	"reflect"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/quotabreaker/quotabreaker/classify"
 	"github.com/sony/gobreaker/v2"
+	"go.opentelemetry.io/otel"
 	semconv "go.opentelemetry.io/otel/semconv/v1.41.0"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -127,19 +130,6 @@ func New(base http.RoundTripper, opts ...Option) *Transport {
 		t.startFleet()
 	}
 	return t
-}
-
-// Mode returns the Transport's current mode.
-func (t *Transport) Mode() Mode { return Mode(t.mode.Load()) }
-
-// SetMode switches the Transport between ModeEnforce and ModeObserve; other
-// values are ignored. It takes effect from the next request: latches opened
-// while observing refuse requests as soon as the mode is ModeEnforce, and
-// open latches stay open (and listed) while observing.
-func (t *Transport) SetMode(m Mode) {
-	if m == ModeEnforce || m == ModeObserve {
-		t.mode.Store(int32(m))
-	}
 }
 
 // RoundTrip implements http.RoundTripper.
@@ -337,63 +327,6 @@ func (t *Transport) trips(c classify.Class) bool {
 	return false
 }
 
-// Reset closes the open latch named scope (as shown in Trip.Scope) and
-// reports whether there was one. Requests of that scope reach the network
-// again; an answer to a request sent before the reset cannot reopen it.
-// Call it once billing is fixed. OnReset runs before it returns, with ctx.
-func (t *Transport) Reset(ctx context.Context, scope string) (bool, error) {
-	n, err := t.reset(ctx, scope, false)
-	return n > 0, err
-}
-
-// ResetAll closes every open latch and returns how many there were.
-func (t *Transport) ResetAll(ctx context.Context) (int, error) {
-	return t.reset(ctx, "", true)
-}
-
-func (t *Transport) reset(ctx context.Context, scope string, all bool) (int, error) {
-	if t.base == nil {
-		return 0, errNotNew
-	}
-	var n int
-	var due []*opened
-	if t.fleet != nil {
-		// The store first: a reset the fleet does not see would be undone
-		// by the next resync.
-		var cleared []Change
-		var err error
-		if all {
-			cleared, err = t.fleet.store.ClearAll(ctx)
-		} else {
-			var ch Change
-			ch, err = t.fleet.store.Clear(ctx, scope)
-			cleared = []Change{ch}
-		}
-		if err != nil {
-			return 0, err
-		}
-		for _, ch := range cleared {
-			if ch.Trip.Scope != "" {
-				n++
-			}
-			due = append(due, t.latches.clearEpoch(ch.Scope, ch.Epoch)...)
-		}
-	}
-	// Latches open only here (their claim not written yet) close too,
-	// and their claims are not written.
-	local, more := t.latches.reset(scope, all)
-	if t.fleet != nil && local > 0 {
-		t.dropClaims(ctx)
-	}
-	n = max(n, local)
-	due = append(due, more...)
-	slices.SortFunc(due, func(a, b *opened) int { return compareTrips(a.Trip, b.Trip) })
-	for _, o := range due {
-		t.resetDone(ctx, o)
-	}
-	return n, nil
-}
-
 // resetDone records a latch's reset and calls OnReset if OnTrip was called
 // for it here; it runs with no lock held.
 func (t *Transport) resetDone(ctx context.Context, o *opened) {
@@ -401,15 +334,6 @@ func (t *Transport) resetDone(ctx context.Context, o *opened) {
 	if !o.quiet {
 		callHook("OnReset", t.cfg.onReset, ctx, o.Trip)
 	}
-}
-
-// OpenLatches returns the trips of the open latches, oldest first, and an
-// empty slice (never nil) when there are none.
-func (t *Transport) OpenLatches(ctx context.Context) ([]Trip, error) {
-	if t.base == nil {
-		return []Trip{}, errNotNew
-	}
-	return t.latches.openLatches(), nil
 }
 
 // CloseIdleConnections closes the base transport's idle connections, if it
@@ -426,4 +350,107 @@ func closeRequestBody(req *http.Request) {
 	if req.Body != nil {
 		req.Body.Close()
 	}
+}
+
+// isHTTPInstrumentation reports whether rt is otelhttp's Transport, whose
+// CLIENT span for each attempt makes the Transport's own span INTERNAL.
+func isHTTPInstrumentation(rt http.RoundTripper) bool {
+	typ := reflect.TypeOf(rt)
+	if typ.Kind() == reflect.Pointer {
+		typ = typ.Elem()
+	}
+	return strings.HasSuffix(typ.PkgPath(), "/otelhttp")
+}
+
+// hookKey marks the context of a hook run by a hookRunner, with the
+// Transport it belongs to.
+type hookKey struct{}
+
+// hookRunner runs hooks on a goroutine of its own, one at a time and in the
+// order given, so that OnTrip runs before OnReset for one trip, and so that
+// neither the store's goroutines nor Shutdown wait on user code. The
+// goroutine exists only while there are hooks to run.
+type hookRunner struct {
+	mu    sync.Mutex
+	queue []func()      // guarded by mu
+	idle  chan struct{} // guarded by mu; nil while no goroutine runs, closed when it stops
+}
+
+// run queues fn; it never blocks.
+func (h *hookRunner) run(fn func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.queue = append(h.queue, fn)
+	if h.idle == nil {
+		h.idle = make(chan struct{})
+		go h.drain(h.idle)
+	}
+}
+
+func (h *hookRunner) drain(idle chan struct{}) {
+	for {
+		h.mu.Lock()
+		if len(h.queue) == 0 {
+			h.idle = nil
+			h.mu.Unlock()
+			close(idle)
+			return
+		}
+		fn := h.queue[0]
+		h.queue[0] = nil
+		h.queue = h.queue[1:]
+		h.mu.Unlock()
+		fn()
+	}
+}
+
+// wait waits until every hook queued has returned, or ctx is done.
+func (h *hookRunner) wait(ctx context.Context) error {
+	h.mu.Lock()
+	idle := h.idle
+	h.mu.Unlock()
+	if idle == nil {
+		return nil
+	}
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// hookContext is the context of a hook run on the runner.
+func (t *Transport) hookContext() context.Context {
+	return context.WithValue(context.Background(), hookKey{}, t)
+}
+
+// pageAsync has OnTrip called for o on the hook goroutine, unless it was
+// called (or is due) already.
+func (t *Transport) pageAsync(o *opened) {
+	if t.latches.markPaging(o) {
+		t.fleet.hooks.run(func() { t.page(t.hookContext(), o) })
+	}
+}
+
+// resetAsync completes o's reset (telemetry, OnReset) on the hook
+// goroutine, after any OnTrip queued before it.
+func (t *Transport) resetAsync(o *opened) {
+	t.fleet.hooks.run(func() { t.resetDone(t.hookContext(), o) })
+}
+
+// callHook runs a user's hook. A panic in it is an ordinary bug in the
+// user's code (a pager client, say) that must not leave a latch, a span or a
+// metric half-updated, so it is recovered and reported to otel.Handle, as
+// OpenTelemetry reports its own errors.
+func callHook[T any](name string, fn func(context.Context, T), ctx context.Context, v T) {
+	if fn == nil {
+		return
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			otel.Handle(fmt.Errorf("quotabreaker: %s panicked: %v", name, r))
+		}
+	}()
+	fn(ctx, v)
 }
