@@ -172,10 +172,10 @@ func (tel *telemetry) start(req *http.Request, refused, credential bool) (contex
 // opened if any. refusedBy is the open latch that ModeObserve let the
 // request past. The span ends later,
 // when the caller is done with the body (see Transport.follow).
-func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Response, c classify.Result, reqProvider classify.Provider, scope, state string, mode Mode, refusedBy, opened *opened) {
+func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Response, c classify.Result, reqProvider classify.Provider, scope, state string, mode Mode, refusedBy, first *opened) {
 	ctx := req.Context()
-	if opened != nil {
-		tel.tripped(ctx, span, opened.Trip)
+	if first != nil {
+		tel.tripped(ctx, span, first.Trip)
 	}
 	if c.Class != "" && tel.errors.Enabled(ctx) {
 		tel.errors.Add(ctx, 1, metric.WithAttributes(metricAttrs(c.Class, c.Code, c.Provider)...))
@@ -277,9 +277,9 @@ func (tel *telemetry) shortCircuit(ctx context.Context, span trace.Span, resp *h
 // settled records what settle found of an answer: an error inside its
 // stream and the trip that opened, what it used and cost (when metered is
 // false, only its response model), and the budget keys it charged.
-func (tel *telemetry) settled(ctx context.Context, span trace.Span, u *Usage, metered bool, charged []budgetCharge, streamErr *classify.Result, opened *opened) {
+func (tel *telemetry) settled(ctx context.Context, span trace.Span, u *Usage, metered bool, charged []budgetCharge, streamErr *classify.Result, first *opened) {
 	if streamErr != nil {
-		tel.streamError(ctx, span, *streamErr, opened)
+		tel.streamError(ctx, span, *streamErr, first)
 	}
 	if !metered {
 		if span.IsRecording() && u.responseModel != "" {
@@ -398,9 +398,9 @@ func (tel *telemetry) budget(ctx context.Context, b *budget, key string, k *budg
 // streamError records an error that arrived inside a successful answer on
 // its span, as error attributes of the attempt, and in the error counter,
 // and the trip it opened if any.
-func (tel *telemetry) streamError(ctx context.Context, span trace.Span, c classify.Result, opened *opened) {
-	if opened != nil {
-		tel.tripped(ctx, span, opened.Trip)
+func (tel *telemetry) streamError(ctx context.Context, span trace.Span, c classify.Result, first *opened) {
+	if first != nil {
+		tel.tripped(ctx, span, first.Trip)
 	}
 	attrs := append(metricAttrs(c.Class, c.Code, c.Provider), attrCause.String(string(CauseStream)))
 	tel.errors.Add(ctx, 1, metric.WithAttributes(attrs...))

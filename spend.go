@@ -172,14 +172,14 @@ func (t *Transport) settle(at *attempt, seen *usage.Result) {
 	u := Usage{Scope: at.latch.scope, Provider: at.provider, responseModel: seen.Model, Metering: seen.Metering}
 	t.cost(at, seen, &u)
 	var streamErr *classify.Result
-	var opened *opened
+	var first *opened // the trip the stream's error made, if any
 	if e := seen.StreamErr; e != nil {
 		c := e.Result
 		if p := at.provider; p != "" {
 			c.Provider = p
 		}
 		streamErr = &c
-		opened = t.judgeStream(at, c, e.Status)
+		first = t.judgeStream(at, c, e.Status)
 		if at.errorType == "" {
 			at.errorType = string(c.Class)
 		}
@@ -196,9 +196,9 @@ func (t *Transport) settle(at *attempt, seen *usage.Result) {
 		}
 		spent = t.charge(at, &u, now, spent)
 	}
-	t.tel.settled(ctx, at.span, &u, !t.cfg.noUsage, spent, streamErr, opened)
-	if opened != nil {
-		t.announce(ctx, opened)
+	t.tel.settled(ctx, at.span, &u, !t.cfg.noUsage, spent, streamErr, first)
+	if first != nil {
+		t.announce(ctx, first)
 	}
 	for _, c := range spent {
 		for _, st := range c.crossed {
