@@ -2,6 +2,7 @@ package quotabreaker
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"net/url"
@@ -11,16 +12,18 @@ import (
 
 	"github.com/quotabreaker/quotabreaker/balance"
 	"github.com/quotabreaker/quotabreaker/classify"
-	"github.com/quotabreaker/quotabreaker/internal/jsonscan"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	semconv "go.opentelemetry.io/otel/semconv/v1.41.0"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // This file holds the attributes the Transport's spans and metrics carry:
 // their names, which are a public contract documented in the package
-// overview, and how they are built from a request, an answer and a trip.
+// overview, and how they are built from a request, an answer and a trip,
+// with the caches of the sets that recur; also the helper that makes the
+// instruments and the balance gauges.
 
 // The span attributes this package adds. Their names and values are a
 // public contract, documented in the package overview.
@@ -62,6 +65,17 @@ func appendClassAttrs(attrs []attribute.KeyValue, class classify.Class, code, ty
 		attrs = append(attrs, attrErrorType.String(typ))
 	}
 	return attrs
+}
+
+// shortCircuitSets returns the short-circuit counter's attribute sets for
+// o's trip, built on its first refusal and kept with it.
+func shortCircuitSets(o *opened) *[2][]metric.AddOption {
+	if s := o.shortCircuits.Load(); s != nil {
+		return s
+	}
+	s := shortCircuitAttrs(o.Trip)
+	o.shortCircuits.CompareAndSwap(nil, &s) // a racing refusal built the same sets
+	return o.shortCircuits.Load()
 }
 
 // shortCircuitAttrs are the short-circuit counter's attributes for a trip,
@@ -146,16 +160,6 @@ func headerInt(h http.Header, name string) (int64, bool) {
 	}
 	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
 	return n, err == nil
-}
-
-// requestID returns the provider's id of an answer, bounded and printable.
-func requestID(h http.Header) string {
-	for _, name := range [...]string{"X-Request-Id", "Request-Id", "Apim-Request-Id"} {
-		if v := h.Get(name); v != "" {
-			return jsonscan.Text([]byte(v), false)
-		}
-	}
-	return ""
 }
 
 // opKey is the attributes of one gen_ai.client.operation.duration series.
@@ -293,13 +297,6 @@ func operationName(req *http.Request) string {
 	return ""
 }
 
-func boolInt(b bool) int64 {
-	if b {
-		return 1
-	}
-	return 0
-}
-
 // redactURL returns u for the url.full attribute, with its user info, its
 // fragment and every query value replaced by REDACTED, except the values of
 // the parameters known to be safe (api-version, alt, ...; see safeParams):
@@ -392,5 +389,36 @@ func driftGauge(meter metric.Meter, r *balance.Reconciler) {
 	}, drift)
 	if err != nil {
 		otel.Handle(err)
+	}
+}
+
+// tracedOutside reports whether an outer HTTP client instrumentation has
+// already started this attempt's span: the traceparent header it injected
+// names the span in ctx.
+func tracedOutside(ctx context.Context, h http.Header) bool {
+	tp := h["Traceparent"]
+	if len(tp) == 0 {
+		return false
+	}
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.IsValid() {
+		return false
+	}
+	id := sc.SpanID()
+	var hexID [16]byte
+	hex.Encode(hexID[:], id[:])
+	return strings.Contains(tp[0], string(hexID[:]))
+}
+
+// made returns a function that passes on the instrument a meter made, or
+// fallback, a no-op, with the meter's error sent to otel.Handle: telemetry
+// never fails New.
+func made[T any](fallback T) func(T, error) T {
+	return func(i T, err error) T {
+		if err != nil {
+			otel.Handle(err)
+			return fallback
+		}
+		return i
 	}
 }

@@ -146,19 +146,25 @@ type answerBody struct {
 	obs *usage.Observer
 }
 
-// newAnswerBody wraps rc so that t.done runs for a once the caller is done
-// with it. A nil body ends at once.
-func (t *Transport) newAnswerBody(rc io.ReadCloser, obs *usage.Observer, a *attempt) io.ReadCloser {
-	if rc == nil {
-		t.done(a, nil)
-		return rc
+// newAnswerBody wraps resp's body, which is not nil, so that t.done runs
+// for a once the caller is done with it; with observe, an observer reads
+// its usage on the way, and the usage chunk the Transport asked for is
+// removed (see WithStreamUsage).
+func (t *Transport) newAnswerBody(resp *http.Response, observe bool, a *attempt) io.ReadCloser {
+	rc := resp.Body
+	b := &answerBody{rc: rc, t: t, at: *a}
+	if observe {
+		b.obs = usage.NewObserver(resp.Header)
 	}
-	b := &answerBody{rc: rc, obs: obs, t: t, at: *a}
+	var body io.ReadCloser = b
 	if _, ok := rc.(io.ReadWriteCloser); ok {
 		// A 101 Switching Protocols body must stay writable.
-		return answerBodyRW{b}
+		body = answerBodyRW{b}
 	}
-	return b
+	if observe && a.filterUsage {
+		body = usage.HideUsageChunk(body, nil)
+	}
+	return body
 }
 
 func (b *answerBody) finish() {
@@ -200,21 +206,6 @@ func (b *answerBody) Close() error {
 type answerBodyRW struct{ *answerBody }
 
 func (b answerBodyRW) Write(p []byte) (int, error) { return b.rc.(io.Writer).Write(p) }
-
-// requestModel reads the "model" member of a JSON request body, from the
-// first 64 KiB of a fresh copy (GetBody), "" when it has none there.
-func requestModel(req *http.Request) string {
-	if req.GetBody == nil || req.Method != http.MethodPost {
-		return ""
-	}
-	rc, err := req.GetBody()
-	if err != nil || rc == nil {
-		return ""
-	}
-	defer rc.Close()
-	b, _, _ := readPrefix(rc, 64<<10, req.ContentLength)
-	return usage.RequestModel(b)
-}
 
 // askStreamUsage returns req, or a copy of it asking for the stream's usage
 // (see WithStreamUsage), and whether the usage chunk must be removed from

@@ -95,8 +95,10 @@ func (l *latch) state() string {
 // prepared once so that refusing a request costs little.
 type opened struct {
 	Trip
-	refusal       refusal
-	shortCircuits [2][]metric.AddOption // the short-circuit counter's attributes, by Mode
+	refusal refusal
+	// The short-circuit counter's attributes, by Mode: built on the first
+	// refusal (see shortCircuitSets), then kept.
+	shortCircuits atomic.Pointer[[2][]metric.AddOption]
 
 	// OnReset must not overtake OnTrip: a pager would resolve an incident
 	// before opening it. These fields are guarded by latches.mu.
@@ -105,35 +107,6 @@ type opened struct {
 	paging    bool // OnTrip was called for it here
 	quiet     bool // another process paged for it: no OnTrip, no OnReset here
 	wasReset  bool // its latch was reset here
-}
-
-// newTrip is the record of a trip of scope, for cause, in mode: what c
-// says of the answer, the status it came with and the provider's id of it.
-// It is the one place a Trip is made, so that a new field is filled for
-// every cause.
-func (t *Transport) newTrip(scope string, cause Cause, mode Mode, c classify.Result, status int, requestID string, epoch uint64) Trip {
-	return Trip{
-		Scope:      scope,
-		Cause:      cause,
-		Mode:       mode,
-		Class:      c.Class,
-		Provider:   c.Provider,
-		Code:       c.Code,
-		Type:       c.Type,
-		StatusCode: status,
-		RequestID:  requestID,
-		At:         t.cfg.now().Round(0), // no monotonic reading: At is for people
-		Epoch:      epoch,
-	}
-}
-
-// newOpened is the record of the latch tr opens, with the refusal its
-// requests receive (see newRefusal for contentType, body and complete).
-func newOpened(tr Trip, contentType string, body []byte, complete bool) *opened {
-	o := &opened{Trip: tr}
-	o.refusal = newRefusal(&o.Trip, contentType, body, complete)
-	o.shortCircuits = shortCircuitAttrs(o.Trip)
-	return o
 }
 
 // breakerSettings make a gobreaker breaker into a latch: it is told only
@@ -271,47 +244,6 @@ func (ls *latches) openLocked(l *latch, o *opened) {
 // tripped is the outcome that opens a latch's breaker.
 func tripped() (struct{}, error) { return struct{}{}, errTripped }
 
-// announced records that OnTrip for o has returned, and reports whether a
-// reset came first and left its OnReset to the caller.
-func (ls *latches) announced(o *opened) (resetOwed bool) {
-	ls.mu.Lock()
-	defer ls.mu.Unlock()
-	o.announced = true
-	return o.resetOwed
-}
-
-// markPaging reports whether OnTrip for o is still to be called here, and
-// if so records that the caller calls it.
-func (ls *latches) markPaging(o *opened) bool {
-	ls.mu.Lock()
-	defer ls.mu.Unlock()
-	if o.paging || o.quiet {
-		return false
-	}
-	o.paging = true
-	return true
-}
-
-// wasReset reports whether o's latch was reset here.
-func (ls *latches) wasReset(o *opened) bool {
-	ls.mu.RLock()
-	defer ls.mu.RUnlock()
-	return o.wasReset
-}
-
-// quiet records that o will not be announced here (another process paged
-// for it), and reports whether a reset came first and is owed its
-// telemetry.
-func (ls *latches) quiet(o *opened) (resetOwed bool) {
-	ls.mu.Lock()
-	defer ls.mu.Unlock()
-	if o.paging {
-		return false
-	}
-	o.quiet, o.announced = true, true
-	return o.resetOwed
-}
-
 // openQuiet opens the latch named o.Scope with o, which another process
 // recorded and announced, unless the scope was reset since o.Epoch or is
 // open already. It reports whether it opened it.
@@ -404,22 +336,25 @@ func (ls *latches) resetLocked(name string, l *latch, due []*opened) []*opened {
 	return due
 }
 
-// holding returns the latch that stands for l's scope now, counted in
-// flight until its release, or nil when l was reset. A stream outlives its
-// RoundTrip, which released l: closed and idle, l may have been evicted
-// since, and a trip recorded on it would reach no later request.
-func (ls *latches) holding(l *latch) *latch {
+// recordHeld records o as the trip of the latch that stands for l's scope
+// now, and reports whether o opened it; false when it was open already or
+// l was reset. A stream outlives its RoundTrip, which released l: closed
+// and idle, l may have been evicted since, and a trip recorded on it would
+// reach no later request.
+func (ls *latches) recordHeld(l *latch, o *opened) bool {
 	ls.mu.Lock()
-	defer ls.mu.Unlock()
 	if l.reset.Load() {
-		return nil
+		ls.mu.Unlock()
+		return false
 	}
 	cur := ls.byName[l.scope]
 	if cur == nil {
 		cur = ls.newLatchLocked(l.scope)
 	}
 	cur.inflight.Add(1)
-	return cur
+	ls.mu.Unlock()
+	defer cur.release()
+	return ls.record(cur, o)
 }
 
 // opened returns the records of the open latches.
@@ -457,4 +392,27 @@ func compareTrips(a, b Trip) int {
 		return c
 	}
 	return strings.Compare(a.Scope, b.Scope)
+}
+
+// admit takes the latch of scope id (name names it when it is new) and
+// decides whether the request may be sent. It returns the latch the
+// request counts on and, when the latch is open, the trip that opened it.
+// The trip record is the latch's state: a latch with none is closed, and
+// the request goes without taking a lock. A latch with one asks its
+// breaker, which stays the gate: it refuses only while gobreaker is open. A
+// latch reset since the request took it is swapped for its fresh successor,
+// so that a request is never refused by a latch that was reset.
+func (t *Transport) admit(id uint64, name func() string) (*latch, *opened) {
+	l := t.latches.acquire(id, name)
+	for {
+		o := l.trip.Load()
+		if o == nil || l.cb.State() != gobreaker.StateOpen {
+			return l, nil
+		}
+		if !l.reset.Load() {
+			return l, o
+		}
+		l.release()
+		l = t.latches.acquire(id, name)
+	}
 }

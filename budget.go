@@ -346,6 +346,33 @@ func (b *budget) status(key string, k *budgetKey, th float64) BudgetStatus {
 }
 
 // budgets are a Transport's budgets.
+// budgetCharge is what one answer did to one budget key: what telemetry
+// records of it, and the thresholds it crossed, for OnBudget.
+type budgetCharge struct {
+	b       *budget
+	key     string
+	k       *budgetKey
+	crossed []BudgetStatus
+}
+
+// charge counts u against every budget, queues the spend a store shares,
+// and appends to spent what each budget key now holds.
+func (t *Transport) charge(at *attempt, u *Usage, now time.Time, spent []budgetCharge) []budgetCharge {
+	for _, b := range t.budgets {
+		key := b.key(at.req, at.latch.scope)
+		k, charged, crossed := b.add(key, charge{micros: u.micros, priced: u.Priced, unmetered: !u.Metered}, now, !b.shared)
+		c := budgetCharge{b: b, key: key, k: k}
+		for _, th := range crossed {
+			c.crossed = append(c.crossed, b.status(key, k, th))
+		}
+		spent = append(spent, c)
+		if b.shared && charged > 0 {
+			t.addSpend(b, key, k, charged)
+		}
+	}
+	return spent
+}
+
 type budgets []*budget
 
 func (bs budgets) byName(name string) *budget {

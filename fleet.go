@@ -228,28 +228,6 @@ func (t *Transport) call(ctx context.Context, op func(ctx context.Context) error
 	return err
 }
 
-// claim queues a trip recorded here for the store; OnTrip waits for the
-// claim, so that one process in the fleet pages, unless the store is not
-// taking writes now: then it pages at once (the claim, written later,
-// pages nobody twice). After Shutdown it pages on the caller's goroutine,
-// as without a store.
-func (t *Transport) claim(ctx context.Context, o *opened) {
-	f := t.fleet
-	f.mu.Lock()
-	if f.closed {
-		f.mu.Unlock()
-		t.latches.markPaging(o)
-		t.page(ctx, o)
-		return
-	}
-	f.claims = append(f.claims, o)
-	f.mu.Unlock()
-	if !f.writesUp.Load() {
-		t.pageAsync(o)
-	}
-	signal(f.wake)
-}
-
 // dropClaims removes from the queue the claims of latches that were reset
 // here before their claim was written: written now, they would reopen the
 // latch in the fleet. Their reset's telemetry is completed here, quietly:

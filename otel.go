@@ -2,16 +2,13 @@ package quotabreaker
 
 import (
 	"context"
-	"encoding/hex"
 	"net/http"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/quotabreaker/quotabreaker/classify"
-	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
@@ -140,19 +137,6 @@ func (tel *telemetry) init(t *Transport) {
 	}, t.latches.open)
 }
 
-// made returns a function that passes on the instrument a meter made, or
-// fallback, a no-op, with the meter's error sent to otel.Handle: telemetry
-// never fails New.
-func made[T any](fallback T) func(T, error) T {
-	return func(i T, err error) T {
-		if err != nil {
-			otel.Handle(err)
-			return fallback
-		}
-		return i
-	}
-}
-
 // start begins an attempt's span. It is a CLIENT span, as OpenTelemetry's
 // HTTP conventions ask, unless another instrumentation records the HTTP
 // client span of the same attempt: inside (the base is otelhttp's
@@ -162,7 +146,7 @@ func made[T any](fallback T) func(T, error) T {
 // propagator). Then it is INTERNAL, so that each attempt has one CLIENT span. The returned context
 // carries the span to the base transport only when there is a span context
 // to propagate.
-func (tel *telemetry) start(req *http.Request, refused bool) (context.Context, trace.Span) {
+func (tel *telemetry) start(req *http.Request, refused, credential bool) (context.Context, trace.Span) {
 	ctx := req.Context()
 	if tel.noSpans {
 		return ctx, trace.SpanFromContext(context.Background()) // a no-op span
@@ -174,6 +158,9 @@ func (tel *telemetry) start(req *http.Request, refused bool) (context.Context, t
 	spanCtx, span := tel.tracer.Start(ctx, spanName(req.Method), opts...)
 	if span.IsRecording() {
 		span.SetAttributes(requestAttrs(req)...)
+		if !credential {
+			span.SetAttributes(attrScopeCredential.String("none"))
+		}
 	}
 	if span.SpanContext().IsValid() {
 		ctx = spanCtx
@@ -181,34 +168,20 @@ func (tel *telemetry) start(req *http.Request, refused bool) (context.Context, t
 	return ctx, span
 }
 
-// tracedOutside reports whether an outer HTTP client instrumentation has
-// already started this attempt's span: the traceparent header it injected
-// names the span in ctx.
-func tracedOutside(ctx context.Context, h http.Header) bool {
-	tp := h["Traceparent"]
-	if len(tp) == 0 {
-		return false
-	}
-	sc := trace.SpanContextFromContext(ctx)
-	if !sc.IsValid() {
-		return false
-	}
-	id := sc.SpanID()
-	var hexID [16]byte
-	hex.Encode(hexID[:], id[:])
-	return strings.Contains(tp[0], string(hexID[:]))
-}
-
-// answer records an answer that came from the network. refusedBy is the
-// open latch that ModeObserve let the request past. The span ends later,
+// answer records an answer that came from the network, and the trip it
+// opened if any. refusedBy is the open latch that ModeObserve let the
+// request past. The span ends later,
 // when the caller is done with the body (see Transport.follow).
-func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Response, c classify.Result, reqProvider classify.Provider, scope, state string, mode Mode, refusedBy *opened) {
+func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Response, c classify.Result, reqProvider classify.Provider, scope, state string, mode Mode, refusedBy, first *opened) {
 	ctx := req.Context()
+	if first != nil {
+		tel.tripped(ctx, span, first.Trip)
+	}
 	if c.Class != "" && tel.errors.Enabled(ctx) {
 		tel.errors.Add(ctx, 1, metric.WithAttributes(metricAttrs(c.Class, c.Code, c.Provider)...))
 	}
 	if refusedBy != nil {
-		tel.shortCircuits.Add(ctx, 1, refusedBy.shortCircuits[mode]...)
+		tel.shortCircuits.Add(ctx, 1, shortCircuitSets(refusedBy)[mode]...)
 	}
 	if !span.IsRecording() {
 		return
@@ -274,7 +247,7 @@ func (tel *telemetry) tripped(ctx context.Context, span trace.Span, tr Trip) {
 // shortCircuit records a request answered by an open latch; resp is nil
 // when the Transport returns an *OpenError instead.
 func (tel *telemetry) shortCircuit(ctx context.Context, span trace.Span, resp *http.Response, o *opened) {
-	tel.shortCircuits.Add(ctx, 1, o.shortCircuits[ModeEnforce]...)
+	tel.shortCircuits.Add(ctx, 1, shortCircuitSets(o)[ModeEnforce]...)
 	tr := &o.Trip
 	if span.IsRecording() {
 		attrs := make([]attribute.KeyValue, 0, 10)
@@ -299,6 +272,25 @@ func (tel *telemetry) shortCircuit(ctx context.Context, span trace.Span, resp *h
 		span.SetStatus(codes.Error, "")
 	}
 	span.End()
+}
+
+// settled records what settle found of an answer: an error inside its
+// stream and the trip that opened, what it used and cost (when metered is
+// false, only its response model), and the budget keys it charged.
+func (tel *telemetry) settled(ctx context.Context, span trace.Span, u *Usage, metered bool, charged []budgetCharge, streamErr *classify.Result, first *opened) {
+	if streamErr != nil {
+		tel.streamError(ctx, span, *streamErr, first)
+	}
+	if !metered {
+		if span.IsRecording() && u.responseModel != "" {
+			span.SetAttributes(semconv.GenAIResponseModel(u.responseModel))
+		}
+		return
+	}
+	tel.spent(ctx, span, u)
+	for _, c := range charged {
+		tel.budget(ctx, c.b, c.key, c.k)
+	}
 }
 
 // spent records what an answer used and cost, on its span and in metrics:
@@ -404,8 +396,12 @@ func (tel *telemetry) budget(ctx context.Context, b *budget, key string, k *budg
 }
 
 // streamError records an error that arrived inside a successful answer on
-// its span, as error attributes of the attempt, and in the error counter.
-func (tel *telemetry) streamError(ctx context.Context, span trace.Span, c classify.Result) {
+// its span, as error attributes of the attempt, and in the error counter,
+// and the trip it opened if any.
+func (tel *telemetry) streamError(ctx context.Context, span trace.Span, c classify.Result, first *opened) {
+	if first != nil {
+		tel.tripped(ctx, span, first.Trip)
+	}
 	attrs := append(metricAttrs(c.Class, c.Code, c.Provider), attrCause.String(string(CauseStream)))
 	tel.errors.Add(ctx, 1, metric.WithAttributes(attrs...))
 	if span.IsRecording() {
@@ -417,8 +413,8 @@ func (tel *telemetry) streamError(ctx context.Context, span trace.Span, c classi
 // storeState records a change of the store's state: up (it answers) and
 // writable (it takes writes too).
 func (tel *telemetry) storeState(up, writable bool) {
-	tel.storeUp.Record(context.Background(), boolInt(up))
-	tel.storeWritable.Record(context.Background(), boolInt(writable))
+	tel.storeUp.Record(context.Background(), int64(b2i(up)))
+	tel.storeWritable.Record(context.Background(), int64(b2i(writable)))
 }
 
 // invalidChange counts a change from the store that was dropped.
@@ -426,21 +422,21 @@ func (tel *telemetry) invalidChange() {
 	tel.invalidChanges.Add(context.Background(), 1)
 }
 
-// wouldRefuseBudget records, in ModeObserve, a request that a budget's
-// hard limit would have refused: the same short_circuits count as in
-// ModeEnforce (with quotabreaker.mode "observe"), and on its span the
-// budget and quotabreaker.would_short_circuit; the request goes on.
-func (tel *telemetry) wouldRefuseBudget(ctx context.Context, span trace.Span, provider classify.Provider, budget string) {
-	attrs := append(metricAttrs(classify.QuotaExhausted, "", provider),
-		attrMode.String(ModeObserve.String()), attrCause.String(string(CauseBudget)))
-	tel.shortCircuits.Add(ctx, 1, metric.WithAttributes(attrs...))
-	if span.IsRecording() {
-		span.SetAttributes(attrWouldShortCircuit.Bool(true), attrCause.String(string(CauseBudget)), attrBudget.String(budget))
+// budgetRefusal records a request refused by a budget's hard limit (tr is
+// the refusal's trip), or, in ModeObserve (tr is nil), one it would have
+// refused: the same short_circuits count (with quotabreaker.mode
+// "observe"), and on its span the budget and
+// quotabreaker.would_short_circuit; that request goes on.
+func (tel *telemetry) budgetRefusal(ctx context.Context, span trace.Span, provider classify.Provider, tr *Trip, budget string) {
+	if tr == nil {
+		attrs := append(metricAttrs(classify.QuotaExhausted, "", provider),
+			attrMode.String(ModeObserve.String()), attrCause.String(string(CauseBudget)))
+		tel.shortCircuits.Add(ctx, 1, metric.WithAttributes(attrs...))
+		if span.IsRecording() {
+			span.SetAttributes(attrWouldShortCircuit.Bool(true), attrCause.String(string(CauseBudget)), attrBudget.String(budget))
+		}
+		return
 	}
-}
-
-// budgetRefusal records a request refused by a budget's hard limit.
-func (tel *telemetry) budgetRefusal(ctx context.Context, span trace.Span, tr Trip, budget string) {
 	attrs := append(metricAttrs(tr.Class, "", tr.Provider),
 		attrMode.String(ModeEnforce.String()), attrCause.String(string(CauseBudget)))
 	tel.shortCircuits.Add(ctx, 1, metric.WithAttributes(attrs...))
@@ -460,16 +456,18 @@ func (tel *telemetry) budgetRefusal(ctx context.Context, span trace.Span, tr Tri
 	span.End()
 }
 
-// transportError records an error from the base transport. The status
-// description is the error's type, not its text, which can quote a URL
-// holding a key.
-func (tel *telemetry) transportError(span trace.Span, err error, state string, mode Mode) {
-	if span.IsRecording() {
+// ended records the end of an attempt that reached the base: its duration
+// (see operation) and, when the base failed, its error; then it ends the
+// span. The status description is the error's type, not its text, which
+// can quote a URL holding a key.
+func (tel *telemetry) ended(at *attempt) {
+	tel.operation(at)
+	if err := at.err; err != nil && at.span.IsRecording() {
 		et := semconv.ErrorType(err)
-		span.SetAttributes(et, attrBreakerState.String(state), attrMode.String(mode.String()))
-		span.SetStatus(codes.Error, et.Value.AsString())
+		at.span.SetAttributes(et, attrBreakerState.String(at.latch.state()), attrMode.String(at.mode.String()))
+		at.span.SetStatus(codes.Error, et.Value.AsString())
 	}
-	span.End()
+	at.span.End()
 }
 
 // reset records a reset as a short span of its own, a child of ctx's span

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/quotabreaker/quotabreaker/classify"
+	"github.com/quotabreaker/quotabreaker/internal/jsonscan"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -213,8 +214,9 @@ func (t *Transport) shortCircuit(req *http.Request, o *opened, span trace.Span) 
 }
 
 // refuseBudget answers req, whose key has spent budget b, without the
-// network: a 402 that the SDKs raise without retrying.
-func (t *Transport) refuseBudget(req *http.Request, b *budget, key string, span trace.Span) (*http.Response, error) {
+// network: a 402 that the SDKs raise without retrying. It returns the
+// refusal's trip, for telemetry.
+func (t *Transport) refuseBudget(req *http.Request, b *budget, key string) (Trip, *http.Response, error) {
 	exhausted := classify.Result{Class: classify.QuotaExhausted, Code: "budget_exhausted", Type: "budget_exhausted"}
 	tr := t.newTrip(key, CauseBudget, ModeEnforce, exhausted, http.StatusPaymentRequired, "", 0)
 	var resp *http.Response
@@ -226,6 +228,131 @@ func (t *Transport) refuseBudget(req *http.Request, b *budget, key string, span 
 		resp = a.response(req)
 		resp.Header.Set(HeaderBudget, b.Name)
 	}
-	t.tel.budgetRefusal(req.Context(), span, tr, b.Name)
-	return resp, err
+	return tr, resp, err
+}
+
+// refuse answers req (ctx is its span's) without the network when
+// ModeEnforce refuses it: its latch is open (refusedBy), or b is the budget
+// whose hard limit req's key (key) has reached. It reports whether it
+// answered; then the span has ended and the request's body is closed, as a
+// RoundTripper closes it even when it sends nothing. In ModeObserve a
+// request a budget would refuse is recorded and goes on.
+func (t *Transport) refuse(ctx context.Context, req *http.Request, span trace.Span, provider classify.Provider, refusedBy *opened, b *budget, key string, mode Mode) (resp *http.Response, refused bool, err error) {
+	enforce := mode == ModeEnforce
+	switch {
+	case refusedBy != nil && enforce:
+		closeRequestBody(req)
+		resp, err = t.shortCircuit(req, refusedBy, span)
+		return resp, true, err
+	case b == nil:
+		return nil, false, nil
+	}
+	var tr *Trip // nil in ModeObserve, which only records what it would refuse
+	if enforce {
+		closeRequestBody(req)
+		tr = new(Trip)
+		*tr, resp, err = t.refuseBudget(req, b, key)
+	}
+	t.tel.budgetRefusal(ctx, span, provider, tr, b.Name)
+	return resp, enforce, err
+}
+
+// closeRequestBody closes what a RoundTripper must close even when it
+// sends nothing.
+func closeRequestBody(req *http.Request) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+}
+
+// newTrip is the record of a trip of scope, for cause, in mode: what c
+// says of the answer, the status it came with and the provider's id of it.
+// It is the one place a Trip is made, so that a new field is filled for
+// every cause.
+func (t *Transport) newTrip(scope string, cause Cause, mode Mode, c classify.Result, status int, requestID string, epoch uint64) Trip {
+	return Trip{
+		Scope:      scope,
+		Cause:      cause,
+		Mode:       mode,
+		Class:      c.Class,
+		Provider:   c.Provider,
+		Code:       c.Code,
+		Type:       c.Type,
+		StatusCode: status,
+		RequestID:  requestID,
+		At:         t.cfg.now().Round(0), // no monotonic reading: At is for people
+		Epoch:      epoch,
+	}
+}
+
+// newOpened is the record of the latch tr opens, with the refusal its
+// requests receive (see newRefusal for contentType, body and complete).
+func newOpened(tr Trip, contentType string, body []byte, complete bool) *opened {
+	o := &opened{Trip: tr}
+	o.refusal = newRefusal(&o.Trip, contentType, body, complete)
+	return o
+}
+
+// requestID returns the provider's id of an answer, bounded and printable.
+func requestID(h http.Header) string {
+	for _, name := range [...]string{"X-Request-Id", "Request-Id", "Apim-Request-Id"} {
+		if v := h.Get(name); v != "" {
+			return jsonscan.Text([]byte(v), false)
+		}
+	}
+	return ""
+}
+
+func (t *Transport) trips(c classify.Class) bool {
+	for _, tc := range t.cfg.tripClasses {
+		if c == tc {
+			return true
+		}
+	}
+	return false
+}
+
+// judgeStream opens the latch of at's scope when c, an error inside its
+// successful answer, trips, and returns the new trip; nil when the latch
+// was open already or reset since the request was sent.
+func (t *Transport) judgeStream(at *attempt, c classify.Result, status int) *opened {
+	if !t.trips(c.Class) {
+		return nil
+	}
+	tr := t.newTrip(at.latch.scope, CauseStream, t.Mode(), c, status, "", at.epoch)
+	o := newOpened(tr, "", nil, false)
+	if !t.latches.recordHeld(at.latch, o) {
+		return nil // open already, or reset since the request was sent
+	}
+	return o
+}
+
+// judge takes an error answer as inspect classified it (c, with the
+// decoded prefix of its body and whether that is all of it), marks it when
+// it cannot succeed, and opens l's latch when its class trips (unless it
+// was open already when the request was sent, as in ModeObserve). It
+// returns the new trip when this answer opened the latch.
+func (t *Transport) judge(resp *http.Response, c classify.Result, sdkRetries bool, body []byte, complete bool, l *latch, epoch uint64, wasOpen bool, mode Mode) *opened {
+	enforce := mode == ModeEnforce
+	if !t.trips(c.Class) {
+		if enforce && !c.Retryable && sdkRetries {
+			// The SDKs retry 408, 409, 429 and 5xx whatever the body
+			// says; this one cannot succeed later.
+			resp.Header.Set(HeaderShouldRetry, "false")
+		}
+		return nil
+	}
+	if enforce {
+		resp.Header.Set(HeaderShouldRetry, "false")
+		resp.Status = statusLine(resp.StatusCode, &Trip{Class: c.Class})
+	}
+	if wasOpen {
+		return nil // observed past an open latch
+	}
+	tr := t.newTrip(l.scope, CauseAnswer, mode, c, resp.StatusCode, requestID(resp.Header), epoch)
+	o := newOpened(tr, resp.Header.Get("Content-Type"), body, complete)
+	if !t.latches.record(l, o) {
+		return nil // already open, or reset since this request was sent
+	}
+	return o
 }

@@ -10,7 +10,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/quotabreaker/quotabreaker/classify"
-	"go.opentelemetry.io/otel/trace"
 )
 
 // The default scope is the credentials that made a call: the target host,
@@ -144,7 +143,10 @@ func (t *Transport) scopeID(req *http.Request) (id uint64, custom string, creden
 		h.WriteString(p.v)
 		h.WriteByte(0)
 	}
-	return h.Sum64(), "", credentialed(parts)
+	if credential = credentialed(parts); !credential {
+		t.noCredential(req)
+	}
+	return h.Sum64(), "", credential
 }
 
 // scopeName is the name of req's default scope as this Transport sees it:
@@ -231,13 +233,10 @@ func defaultScopeName(req *http.Request, extra []string) string {
 }
 
 // noCredential makes visible that req carries no credential the Transport
-// can find, so that its scope is its host alone: the span says
-// quotabreaker.scope.credential=none, and the Transport's logger says it
-// once, naming the host.
-func (t *Transport) noCredential(req *http.Request, span trace.Span) {
-	if span.IsRecording() {
-		span.SetAttributes(attrScopeCredential.String("none"))
-	}
+// can find, so that its scope is its host alone: the Transport's logger
+// says it once, naming the host (and the span says
+// quotabreaker.scope.credential=none: see telemetry.start).
+func (t *Transport) noCredential(req *http.Request) {
 	if t.warnedNoCredential.CompareAndSwap(false, true) {
 		t.cfg.logger.Warn("quotabreaker: a request carries no credential the Transport can find, so its scope is its host alone "+
 			"and one quota answer will refuse every such request to that host; name its credential header with "+

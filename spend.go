@@ -2,6 +2,7 @@ package quotabreaker
 
 import (
 	"context"
+	"io"
 	"math"
 	"net/http"
 	"strconv"
@@ -12,7 +13,6 @@ import (
 	"github.com/quotabreaker/quotabreaker/classify"
 	"github.com/quotabreaker/quotabreaker/prices"
 	"github.com/quotabreaker/quotabreaker/usage"
-	semconv "go.opentelemetry.io/otel/semconv/v1.41.0"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -35,6 +35,8 @@ type attempt struct {
 	start       time.Time // when it was sent, for gen_ai.client.operation.duration
 	status      int       // the answer's status
 	errorType   string    // error.type of a failed attempt ("" when it succeeded)
+	err         error     // the base's error, when it failed
+	mode        Mode      // the Transport's mode as the request was sent
 
 	model     string // the request's model, once read
 	modelRead bool
@@ -46,6 +48,29 @@ func (at *attempt) requestModel() string {
 		at.model, at.modelRead = requestModel(at.req), true
 	}
 	return at.model
+}
+
+// maxModelRead is how much of a request body is read for its model.
+const maxModelRead = 64 << 10
+
+// requestModel reads the "model" member of a JSON request body, from the
+// first 64 KiB of a fresh copy (GetBody), "" when it has none there.
+func requestModel(req *http.Request) string {
+	if req.GetBody == nil || req.Method != http.MethodPost {
+		return ""
+	}
+	rc, err := req.GetBody()
+	if err != nil || rc == nil {
+		return ""
+	}
+	defer rc.Close()
+	size := int64(maxModelRead)
+	if req.ContentLength > 0 {
+		size = min(size, req.ContentLength)
+	}
+	b := make([]byte, size)
+	n, _ := io.ReadFull(rc, b)
+	return usage.RequestModel(b[:n])
 }
 
 // Usage is what one successful answer used and cost, as the Transport read
@@ -100,38 +125,35 @@ func (u *Usage) state() string {
 // its span ends once the caller is done with it. A body nobody needs to
 // watch (tracing off, nothing to observe) is left as it is.
 func (t *Transport) follow(resp *http.Response, a attempt) {
-	var obs *usage.Observer
 	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
 	hasBody := resp.Body != nil && resp.Body != http.NoBody
 	metering := t.cfg.onUsage != nil || len(t.budgets) > 0
-	if ok && hasBody && (!t.cfg.noUsage || metering || isEventStream(resp.Header)) {
-		obs = usage.NewObserver(resp.Header)
-	}
-	if obs == nil {
+	observe := ok && hasBody && (!t.cfg.noUsage || metering || isEventStream(resp.Header))
+	if !observe {
+		var seen *usage.Result
 		if ok && metering {
-			t.settle(&a, &usage.Result{Metering: usage.NoUsage}) // no body: nothing to read, reported at once
+			seen = &usage.Result{Metering: usage.NoUsage} // no body: nothing to read, reported at once
 		}
-		if !a.span.IsRecording() {
-			t.tel.operation(&a)
-			a.span.End()
+		if resp.Body == nil || !a.span.IsRecording() {
+			t.done(&a, seen)
 			return
+		}
+		if seen != nil {
+			t.settle(&a, seen)
 		}
 	}
 	// Only now does the attempt outlive RoundTrip: the body keeps it.
-	resp.Body = t.newAnswerBody(resp.Body, obs, &a)
-	if a.filterUsage && obs != nil {
-		resp.Body = usage.HideUsageChunk(resp.Body, nil)
-	}
+	resp.Body = t.newAnswerBody(resp, observe, &a)
 }
 
 // done settles an answer once the caller is done with its body (seen is
-// what its observer read, nil without one), and ends its span.
+// what its observer read, nil without one), and ends the attempt: its
+// duration and its span. An attempt the base failed ends here too.
 func (t *Transport) done(at *attempt, seen *usage.Result) {
 	if seen != nil {
 		t.settle(at, seen)
 	}
-	t.tel.operation(at)
-	at.span.End()
+	t.tel.ended(at)
 }
 
 func isEventStream(h http.Header) bool {
@@ -141,30 +163,64 @@ func isEventStream(h http.Header) bool {
 // settle runs once, on the goroutine that finished the body (the caller's,
 // in Read or Close), before the attempt's span ends. Every answer it sees
 // is priced, unpriced (usage read, no price) or unmetered (usage unknown,
-// charged its estimate as each budget's Unmetered says).
+// charged its estimate as each budget's Unmetered says). It works out the
+// answer's usage and cost and charges them, then records them, then
+// announces a trip an error in the stream made, then calls the hooks, so
+// that a hook sees what telemetry already holds.
 func (t *Transport) settle(at *attempt, seen *usage.Result) {
 	ctx := at.req.Context()
-	if seen.StreamErr != nil {
-		t.streamError(ctx, at, seen.StreamErr)
+	u := Usage{Scope: at.latch.scope, Provider: at.provider, responseModel: seen.Model, Metering: seen.Metering}
+	t.cost(at, seen, &u)
+	var streamErr *classify.Result
+	var first *opened // the trip the stream's error made, if any
+	if e := seen.StreamErr; e != nil {
+		c := e.Result
+		if p := at.provider; p != "" {
+			c.Provider = p
+		}
+		streamErr = &c
+		first = t.judgeStream(at, c, e.Status)
 		if at.errorType == "" {
-			at.errorType = string(seen.StreamErr.Result.Class)
+			at.errorType = string(c.Class)
 		}
 	}
-	u := Usage{Scope: at.latch.scope, Provider: at.provider, responseModel: seen.Model, Metering: seen.Metering}
-	if t.cfg.noUsage {
-		if at.span.IsRecording() && seen.Model != "" {
-			at.span.SetAttributes(semconv.GenAIResponseModel(seen.Model))
+	var charged [4]budgetCharge // most Transports have a budget or two: no allocation for those
+	spent := charged[:0]
+	if !t.cfg.noUsage {
+		now := t.cfg.now()
+		if w := t.cfg.balances; w != nil && u.Priced {
+			w.Spent(u.Scope, u.Cost, now) // toward the forecast of the key's balance
 		}
+		if r := t.cfg.reconciler; r != nil && u.Priced {
+			r.Counted(string(u.Provider), u.Cost, now) // against the provider's bill
+		}
+		spent = t.charge(at, &u, now, spent)
+	}
+	t.tel.settled(ctx, at.span, &u, !t.cfg.noUsage, spent, streamErr, first)
+	if first != nil {
+		t.announce(ctx, first)
+	}
+	for _, c := range spent {
+		for _, st := range c.crossed {
+			callHook("OnBudget", t.cfg.onBudget, ctx, st)
+		}
+	}
+	callHook("OnUsage", t.cfg.onUsage, ctx, u)
+}
+
+// cost fills u with what seen says the answer used, and what that cost;
+// with usage off (see WithUsage), only the model, and that only for OnUsage.
+func (t *Transport) cost(at *attempt, seen *usage.Result, u *Usage) {
+	if t.cfg.noUsage {
 		u.Model = u.responseModel
 		if u.Model == "" && t.cfg.onUsage != nil {
 			u.Model = at.requestModel()
 		}
-		callHook("OnUsage", t.cfg.onUsage, ctx, u)
 		return
 	}
 	// The request's model is read whatever the sampling, so that the
 	// metrics carry the same attributes with tracing on or off.
-	if at.span.IsRecording() || t.tel.spendMetrics(ctx) || u.responseModel == "" {
+	if at.span.IsRecording() || t.tel.spendMetrics(at.req.Context()) || u.responseModel == "" {
 		u.requestModel = at.requestModel()
 	}
 	u.Model = u.responseModel
@@ -192,51 +248,6 @@ func (t *Transport) settle(at *attempt, seen *usage.Result) {
 		u.micros, u.Priced, u.CostSource = seen.ProviderCostMicros, true, "provider"
 		u.Cost = microsToDollars(u.micros)
 	}
-	t.tel.spent(ctx, at.span, &u)
-	now := t.cfg.now()
-	if w := t.cfg.balances; w != nil && u.Priced {
-		w.Spent(u.Scope, u.Cost, now) // toward the forecast of the key's balance
-	}
-	if r := t.cfg.reconciler; r != nil && u.Priced {
-		r.Counted(string(u.Provider), u.Cost, now) // against the provider's bill
-	}
-	for _, b := range t.budgets {
-		key := b.key(at.req, at.latch.scope)
-		k, charged, crossed := b.add(key, charge{micros: u.micros, priced: u.Priced, unmetered: !u.Metered}, now, !b.shared)
-		if b.shared && charged > 0 {
-			t.addSpend(b, key, k, charged)
-		}
-		t.tel.budget(ctx, b, key, k)
-		for _, th := range crossed {
-			callHook("OnBudget", t.cfg.onBudget, ctx, b.status(key, k, th))
-		}
-	}
-	callHook("OnUsage", t.cfg.onUsage, ctx, u)
-}
-
-// streamError records an error that arrived inside a successful answer, and
-// opens the latch when its class trips, so that the next request of the
-// scope is refused.
-func (t *Transport) streamError(ctx context.Context, at *attempt, e *usage.StreamError) {
-	c := e.Result
-	if p := at.provider; p != "" {
-		c.Provider = p
-	}
-	t.tel.streamError(ctx, at.span, c)
-	if !t.trips(c.Class) {
-		return
-	}
-	l := t.latches.holding(at.latch)
-	if l == nil {
-		return // reset since the request was sent: its answer opens nothing
-	}
-	defer l.release()
-	tr := t.newTrip(l.scope, CauseStream, t.Mode(), c, e.Status, "", at.epoch)
-	o := newOpened(tr, "", nil, false)
-	if !t.latches.record(l, o) {
-		return // open already
-	}
-	t.announce(ctx, at.span, o)
 }
 
 // spendKey names one budget key's spend in one period.
@@ -460,3 +471,17 @@ const maxDollars = 1e12
 func dollarsToMicros(d float64) int64 { return int64(math.Round(d * 1e6)) }
 
 func microsToDollars(m int64) float64 { return float64(m) / 1e6 }
+
+// announce reports a trip this goroutine recorded, once its telemetry is
+// recorded: OnTrip, then the OnReset of a reset that came while OnTrip ran.
+// It runs before the answer's span can end, and before OnReset can run.
+// With a store, OnTrip waits for the fleet-wide claim instead (see
+// WithStore).
+func (t *Transport) announce(ctx context.Context, o *opened) {
+	if t.fleet != nil {
+		t.claim(context.WithoutCancel(ctx), o)
+		return
+	}
+	t.latches.markPaging(o)
+	t.page(context.WithoutCancel(ctx), o)
+}

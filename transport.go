@@ -13,10 +13,8 @@ import (
 	"sync/atomic"
 
 	"github.com/quotabreaker/quotabreaker/classify"
-	"github.com/sony/gobreaker/v2"
 	"go.opentelemetry.io/otel"
 	semconv "go.opentelemetry.io/otel/semconv/v1.41.0"
-	"go.opentelemetry.io/otel/trace"
 )
 
 // Headers the Transport adds to answers.
@@ -141,13 +139,16 @@ func New(base http.RoundTripper, opts ...Option) *Transport {
 // skips the inner one outright.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if t.base == nil {
-		closeRequestBody(req)
+		if req.Body != nil {
+			req.Body.Close() // a RoundTripper closes it, even when it sends nothing
+		}
 		return nil, errNotNew
 	}
 	if outer, _ := req.Context().Value(handledKey{}).(*Transport); outer != nil && outer != t {
 		return t.base.RoundTrip(req)
 	}
 	id, custom, credential := t.scopeID(req)
+	provider := requestProvider(req) // once per attempt: every reader of the answer needs it
 	name := func() string {
 		if custom != "" {
 			return custom
@@ -155,12 +156,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return t.scopeName(req)
 	}
 	mode := t.Mode()
-	l, refusedBy := t.admit(t.latches.acquire(id, name), id, name)
+	l, refusedBy := t.admit(id, name)
 	epoch := l.epoch.Load() // the scope's reset epoch as the request is sent
-	ctx, span := t.tel.start(req, refusedBy != nil && mode == ModeEnforce)
-	if !credential {
-		t.noCredential(req, span)
-	}
+	ctx, span := t.tel.start(req, refusedBy != nil && mode == ModeEnforce, credential)
 	// The span ends here unless something took it over, should the base
 	// panic.
 	spanTaken := false
@@ -170,21 +168,14 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			span.End()
 		}
 	}()
-	if refusedBy != nil && mode == ModeEnforce {
-		spanTaken = true
-		closeRequestBody(req) // a RoundTripper closes it, even when it sends nothing
-		return t.shortCircuit(req, refusedBy, span)
-	}
-	provider := requestProvider(req) // once per attempt: every reader of the answer needs it
+	var b *budget // the budget that refuses req, if any
+	var key string
 	if len(t.budgets) > 0 {
-		if b, key := t.budgets.refusing(req, l.scope, t.cfg.now()); b != nil {
-			if mode == ModeEnforce {
-				spanTaken = true
-				closeRequestBody(req)
-				return t.refuseBudget(req, b, key, span)
-			}
-			t.tel.wouldRefuseBudget(ctx, span, provider, b.Name)
-		}
+		b, key = t.budgets.refusing(req, l.scope, t.cfg.now())
+	}
+	if resp, refused, err := t.refuse(ctx, req, span, provider, refusedBy, b, key, mode); refused {
+		spanTaken = true
+		return resp, err
 	}
 	if t.mark {
 		ctx = context.WithValue(ctx, handledKey{}, t)
@@ -192,34 +183,49 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if ctx != req.Context() {
 		req = req.WithContext(ctx)
 	}
-	filterUsage := false
+	a := attempt{provider: provider, span: span, latch: l, epoch: epoch, mode: mode}
+	var err error
 	if t.cfg.streamUsage {
-		var err error
-		if req, filterUsage, err = askStreamUsage(req, provider); err != nil {
-			spanTaken = true
-			t.tel.transportError(span, err, l.state(), mode)
-			return nil, err
+		var asked *http.Request
+		if asked, a.filterUsage, err = askStreamUsage(req, provider); err == nil {
+			req = asked
 		}
 	}
-
-	start := t.cfg.now()
-	resp, err := t.roundTrip(req)
+	var resp *http.Response
+	if err == nil {
+		a.start = t.cfg.now()
+		resp, err = t.base.RoundTrip(req)
+		if err == nil && resp == nil {
+			err = fmt.Errorf("quotabreaker: base RoundTripper (%T) returned a nil *Response with a nil error", t.base)
+		}
+	}
+	a.req = req
 	if err != nil {
+		// The request could not be read for its rewrite (no duration is
+		// recorded then: it was never sent), or the base failed.
 		spanTaken = true
-		t.tel.operation(&attempt{req: req, provider: provider, start: start, errorType: semconv.ErrorType(err).Value.AsString()})
-		t.tel.transportError(span, err, l.state(), mode)
+		a.err, a.errorType = err, semconv.ErrorType(err).Value.AsString()
+		t.done(&a, nil)
 		return nil, err
+	}
+	if resp.Header == nil {
+		resp.Header = make(http.Header) // the rest of RoundTrip relies on one
 	}
 	var c classify.Result
 	var first *opened
 	if resp.StatusCode >= 400 {
-		if c, first = t.judge(resp, provider, l, epoch, refusedBy != nil, mode); first != nil {
-			t.announce(ctx, span, first)
-		}
+		var body []byte
+		var complete bool
+		c, body, complete = t.inspect(resp, provider)
+		retries := classify.SDKRetries(resp.StatusCode)
+		first = t.judge(resp, c, retries, body, complete, l, epoch, refusedBy != nil, mode)
 	}
 	spanTaken = true
-	t.tel.answer(span, req, resp, c, provider, l.scope, l.state(), mode, refusedBy)
-	a := attempt{req: req, provider: provider, span: span, latch: l, epoch: epoch, filterUsage: filterUsage, start: start, status: resp.StatusCode}
+	t.tel.answer(span, req, resp, c, provider, l.scope, l.state(), mode, refusedBy, first)
+	if first != nil {
+		t.announce(ctx, first)
+	}
+	a.status = resp.StatusCode
 	if resp.StatusCode >= 400 {
 		a.errorType = string(c.Class)
 		if a.errorType == "" {
@@ -230,101 +236,12 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
-// announce reports a trip this goroutine recorded: telemetry, then OnTrip,
-// then the OnReset of a reset that came while OnTrip ran. It runs before
-// the answer's span can end, and before OnReset can run. With a store,
-// OnTrip waits for the fleet-wide claim instead (see WithStore).
-func (t *Transport) announce(ctx context.Context, span trace.Span, o *opened) {
-	t.tel.tripped(ctx, span, o.Trip)
-	if t.fleet != nil {
-		t.claim(context.WithoutCancel(ctx), o)
-		return
-	}
-	t.latches.markPaging(o)
-	t.page(context.WithoutCancel(ctx), o)
-}
-
 // page calls OnTrip for o, then completes a reset that came meanwhile.
 func (t *Transport) page(ctx context.Context, o *opened) {
 	callHook("OnTrip", t.cfg.onTrip, ctx, o.Trip)
 	if t.latches.announced(o) {
 		t.resetDone(ctx, o)
 	}
-}
-
-// admit decides whether the request may be sent. It returns the latch the
-// request counts on and, when the latch is open, the trip that opened it.
-// The trip record is the latch's state: a latch with none is closed, and
-// the request goes without taking a lock. A latch with one asks its
-// breaker, which stays the gate: it refuses only while gobreaker is open. A
-// latch reset since the request took it is swapped for its fresh successor,
-// so that a request is never refused by a latch that was reset.
-func (t *Transport) admit(l *latch, id uint64, name func() string) (*latch, *opened) {
-	for {
-		o := l.trip.Load()
-		if o == nil || l.cb.State() != gobreaker.StateOpen {
-			return l, nil
-		}
-		if !l.reset.Load() {
-			return l, o
-		}
-		l.release()
-		l = t.latches.acquire(id, name)
-	}
-}
-
-// judge classifies an error answer, marks it when it cannot succeed, and
-// opens l's latch when its class trips (unless it was open already when
-// the request was sent, as in ModeObserve). It returns the new trip when
-// this answer opened the latch.
-func (t *Transport) judge(resp *http.Response, provider classify.Provider, l *latch, epoch uint64, wasOpen bool, mode Mode) (classify.Result, *opened) {
-	c, body, complete := t.inspect(resp, provider)
-	enforce := mode == ModeEnforce
-	if !t.trips(c.Class) {
-		if enforce && !c.Retryable && classify.SDKRetries(resp.StatusCode) {
-			// The SDKs retry 408, 409, 429 and 5xx whatever the body
-			// says; this one cannot succeed later.
-			resp.Header.Set(HeaderShouldRetry, "false")
-		}
-		return c, nil
-	}
-	if enforce {
-		resp.Header.Set(HeaderShouldRetry, "false")
-		resp.Status = statusLine(resp.StatusCode, &Trip{Class: c.Class})
-	}
-	if wasOpen {
-		return c, nil // observed past an open latch
-	}
-	tr := t.newTrip(l.scope, CauseAnswer, mode, c, resp.StatusCode, requestID(resp.Header), epoch)
-	o := newOpened(tr, resp.Header.Get("Content-Type"), body, complete)
-	if !t.latches.record(l, o) {
-		return c, nil // already open, or reset since this request was sent
-	}
-	return c, o
-}
-
-// roundTrip calls the base and holds it to the RoundTripper contract the
-// rest of RoundTrip relies on: a response or an error, and a header map.
-func (t *Transport) roundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := t.base.RoundTrip(req)
-	switch {
-	case err != nil:
-		return nil, err
-	case resp == nil:
-		return nil, fmt.Errorf("quotabreaker: base RoundTripper (%T) returned a nil *Response with a nil error", t.base)
-	case resp.Header == nil:
-		resp.Header = make(http.Header)
-	}
-	return resp, nil
-}
-
-func (t *Transport) trips(c classify.Class) bool {
-	for _, tc := range t.cfg.tripClasses {
-		if c == tc {
-			return true
-		}
-	}
-	return false
 }
 
 // resetDone records a latch's reset and calls OnReset if OnTrip was called
@@ -341,14 +258,6 @@ func (t *Transport) resetDone(ctx context.Context, o *opened) {
 func (t *Transport) CloseIdleConnections() {
 	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
 		c.CloseIdleConnections()
-	}
-}
-
-// closeRequestBody closes what a RoundTripper must close even when it
-// sends nothing.
-func closeRequestBody(req *http.Request) {
-	if req.Body != nil {
-		req.Body.Close()
 	}
 }
 
@@ -453,4 +362,67 @@ func callHook[T any](name string, fn func(context.Context, T), ctx context.Conte
 		}
 	}()
 	fn(ctx, v)
+}
+
+// announced records that OnTrip for o has returned, and reports whether a
+// reset came first and left its OnReset to the caller.
+func (ls *latches) announced(o *opened) (resetOwed bool) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	o.announced = true
+	return o.resetOwed
+}
+
+// markPaging reports whether OnTrip for o is still to be called here, and
+// if so records that the caller calls it.
+func (ls *latches) markPaging(o *opened) bool {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if o.paging || o.quiet {
+		return false
+	}
+	o.paging = true
+	return true
+}
+
+// wasReset reports whether o's latch was reset here.
+func (ls *latches) wasReset(o *opened) bool {
+	ls.mu.RLock()
+	defer ls.mu.RUnlock()
+	return o.wasReset
+}
+
+// quiet records that o will not be announced here (another process paged
+// for it), and reports whether a reset came first and is owed its
+// telemetry.
+func (ls *latches) quiet(o *opened) (resetOwed bool) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if o.paging {
+		return false
+	}
+	o.quiet, o.announced = true, true
+	return o.resetOwed
+}
+
+// claim queues a trip recorded here for the store; OnTrip waits for the
+// claim, so that one process in the fleet pages, unless the store is not
+// taking writes now: then it pages at once (the claim, written later,
+// pages nobody twice). After Shutdown it pages on the caller's goroutine,
+// as without a store.
+func (t *Transport) claim(ctx context.Context, o *opened) {
+	f := t.fleet
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		t.latches.markPaging(o)
+		t.page(ctx, o)
+		return
+	}
+	f.claims = append(f.claims, o)
+	f.mu.Unlock()
+	if !f.writesUp.Load() {
+		t.pageAsync(o)
+	}
+	signal(f.wake)
 }
