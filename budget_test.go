@@ -414,3 +414,35 @@ func TestBudgetKeyAndUnpriced(t *testing.T) {
 		t.Errorf("Budgets() = %+v; want red 2 answers, blue unpriced once, and an empty key counted under its scope", st)
 	}
 }
+
+// TestSplitSpendKey reads back the keys the Transport writes, for budget
+// names and keys holding the separators, and refuses keys in other forms.
+func TestSplitSpendKey(t *testing.T) {
+	for _, c := range []struct{ budget, key string }{
+		{"team", "alice"}, {"a", "b/c"}, {"a/b", "c"}, {"", "k"}, {"b", ""}, {"1:x/", "y:2/"}, {"ü", "ключ"},
+	} {
+		sk := spendKey{budget: &budget{Budget: Budget{Name: c.budget}}, key: c.key}
+		b, k, ok := SplitSpendKey(sk.storeKey())
+		if !ok || b != c.budget || k != c.key {
+			t.Errorf("SplitSpendKey(%q) = %q, %q, %v; want %q, %q", sk.storeKey(), b, k, ok, c.budget, c.key)
+		}
+	}
+	for _, bad := range []string{"", "team/alice", "5:ab/c", "x:a/b", "-1:/a", "01:a/b", "+1:a/b", "1:ab"} {
+		if b, k, ok := SplitSpendKey(bad); ok {
+			t.Errorf("SplitSpendKey(%q) = %q, %q, true; want not ok", bad, b, k)
+		}
+	}
+}
+
+func FuzzSplitSpendKey(f *testing.F) {
+	f.Add("team", "alice")
+	f.Add("a/b", "c:d")
+	f.Fuzz(func(t *testing.T, name, key string) {
+		sk := spendKey{budget: &budget{Budget: Budget{Name: name}}, key: key}
+		b, k, ok := SplitSpendKey(sk.storeKey())
+		if !ok || b != name || k != key {
+			t.Fatalf("SplitSpendKey(%q) = %q, %q, %v", sk.storeKey(), b, k, ok)
+		}
+		SplitSpendKey(name + key) // any input: no panic
+	})
+}

@@ -3,6 +3,8 @@ package quotabreaker
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -115,6 +117,7 @@ const MaxEpoch = 1<<53 - 1
 
 // SpendWrite is one addition to a budget key's spend in a period.
 type SpendWrite struct {
+	// Key names the budget and its key (see SplitSpendKey).
 	Key    string
 	Period Period
 	Micros int64
@@ -199,8 +202,23 @@ type Period struct {
 	Start, End time.Time
 }
 
+// SplitSpendKey splits the Key of a SpendWrite or a Spend into the name of
+// the budget and the budget key, for a store or a tool that shows them; ok
+// is false for a key no Transport wrote. The form, "<length of the
+// name>:<name>/<key>", keeps budget "a" with key "b/c" apart from budget
+// "a/b" with key "c".
+func SplitSpendKey(storeKey string) (budget, key string, ok bool) {
+	n, rest, found := strings.Cut(storeKey, ":")
+	l, err := strconv.Atoi(n)
+	if !found || err != nil || l < 0 || l >= len(rest) || rest[l] != '/' || strconv.Itoa(l) != n {
+		return "", "", false
+	}
+	return rest[:l], rest[l+1:], true
+}
+
 // Spend is the spend of one budget key in one period.
 type Spend struct {
+	// Key names the budget and its key, as SpendWrite.Key does.
 	Key    string
 	Period Period
 	// Micros is the spend in micro-dollars.

@@ -297,16 +297,14 @@ func (c *cmd) budgets(ctx context.Context) int {
 }
 
 // budgetKey splits the key under which a Transport shares a budget key's
-// spend, "<len(name)>:<name>/<key>" (see budgetPrefix in the quotabreaker
-// package's fleet.go), into the budget's name and the key. A key in another
-// form is shown whole, as the key of a budget with no name.
+// spend into the budget's name and the key (see
+// quotabreaker.SplitSpendKey). A key in another form is shown whole, as
+// the key of a budget with no name.
 func budgetKey(storeKey string) (name, key string) {
-	n, rest, ok := strings.Cut(storeKey, ":")
-	l, err := strconv.Atoi(n)
-	if !ok || err != nil || l < 0 || l >= len(rest) || rest[l] != '/' {
-		return "", storeKey
+	if name, key, ok := quotabreaker.SplitSpendKey(storeKey); ok {
+		return name, key
 	}
-	return rest[:l], rest[l+1:]
+	return "", storeKey
 }
 
 // budgetStatus is what Redis holds of a budget key, in the shape the
