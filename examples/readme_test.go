@@ -3,6 +3,7 @@ package examples_test
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"log"
 	"net/http"
 	"os"
@@ -162,6 +163,11 @@ func normalize(s string) string {
 
 func TestREADMECodeCompiles(t *testing.T) {
 	readme, err := os.ReadFile("../README.md")
+	if errors.Is(err, fs.ErrNotExist) {
+		// The module as published (go test in the module cache) has no
+		// README beside it; the repository's CI runs this test.
+		t.Skip("no ../README.md: the examples module outside its repository")
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
