@@ -218,6 +218,259 @@ func (s *Scanner) Array(elem func() bool) bool {
 	}
 }
 
+// Each, as a step of a Field's path, stands for every element of an array.
+const Each = "[]"
+
+// MaxPath bounds the steps of a Field's path. Find's memory is a stack of
+// MaxPath+1 small frames whatever the input's depth: it walks into a
+// container only where a path goes on, and skips the rest.
+const MaxPath = 15
+
+// A Field names a value for a Query: the member names that lead to it from
+// the top-level value, with Each for every element of an array. A field
+// below an Each step keeps the first element's value that it finds, so that
+// "the reason of any detail" reads as the first one given.
+type Field struct {
+	Path []string
+	// Number reads a number as its text, as a string's contents are read:
+	// providers send codes both ways ("429", 429).
+	Number bool
+}
+
+// Value is what Find read for one Field: its last occurrence (or, below an
+// Each step, its first one holding a string or number), and how often its
+// member occurred.
+//
+// An object that repeats a member replaces the earlier one entirely, as in
+// encoding/json: the Values of every field below that member start again.
+type Value struct {
+	// Raw is a string's contents between the quotes, escapes left in
+	// place, or a Number field's text; nil for any other value, which
+	// reads as absent.
+	Raw []byte
+	// At is where the value starts in the body, to tell which of two
+	// fields came last.
+	At int
+	// Count is how many times the member occurred; null counts.
+	Count int
+	// Kind is the value's first byte: '"', '{', '[', 'n', 't', 'f', '-' or
+	// a digit; 0 if the member never occurred or the body ended at it.
+	Kind    byte
+	Escaped bool // Raw holds JSON escapes
+	// Differs reports that an occurrence read differently from the Raw
+	// kept before it: SDKs disagree on which duplicate counts.
+	Differs bool
+}
+
+// A Query reads a fixed set of fields from a JSON text in one pass. It is
+// built once, by NewQuery, and is safe for concurrent use.
+type Query struct {
+	fields int
+	nodes  []queryNode
+}
+
+// queryNode is a step of the paths: its members, or its elements.
+type queryNode struct {
+	members []queryMember
+	each    int         // the node of its elements; -1 when no path goes on through an array
+	leaves  []queryLeaf // the fields whose path ends here
+	below   []int       // the fields whose path goes on below: reset when the member repeats
+}
+
+type queryMember struct {
+	name string
+	node int
+}
+
+type queryLeaf struct {
+	field  int
+	number bool // Field.Number
+	first  bool // below an Each step: the first value found stays
+}
+
+// NewQuery returns a Query for fields; Find's i-th Value is for fields[i].
+// It panics on a path longer than MaxPath, or a step with more than 64
+// member names below it, which are mistakes in the caller's table.
+func NewQuery(fields []Field) *Query {
+	q := &Query{fields: len(fields), nodes: []queryNode{{each: -1}}}
+	for i, f := range fields {
+		if len(f.Path) > MaxPath {
+			panic("jsonscan: path longer than MaxPath")
+		}
+		var passed []int
+		n := 0
+		leaf := queryLeaf{field: i, number: f.Number}
+		for _, step := range f.Path {
+			passed = append(passed, n)
+			n = q.step(n, step)
+			leaf.first = leaf.first || step == Each
+		}
+		q.nodes[n].leaves = append(q.nodes[n].leaves, leaf)
+		for _, p := range passed[1:] {
+			q.nodes[p].below = append(q.nodes[p].below, i)
+		}
+	}
+	return q
+}
+
+// step returns the node that step leads to from node n, adding it if new.
+func (q *Query) step(n int, step string) int {
+	if step == Each {
+		if q.nodes[n].each < 0 {
+			q.nodes = append(q.nodes, queryNode{each: -1})
+			q.nodes[n].each = len(q.nodes) - 1
+		}
+		return q.nodes[n].each
+	}
+	for _, m := range q.nodes[n].members {
+		if m.name == step {
+			return m.node
+		}
+	}
+	if len(q.nodes[n].members) == 64 {
+		panic("jsonscan: more than 64 member names below one step")
+	}
+	q.nodes = append(q.nodes, queryNode{each: -1})
+	q.nodes[n].members = append(q.nodes[n].members, queryMember{step, len(q.nodes) - 1})
+	return len(q.nodes) - 1
+}
+
+// queryFrame is a container Find is inside of.
+type queryFrame struct {
+	node    int
+	seen    uint64 // the node's members met in this object, by index
+	array   bool
+	started bool // a member or element was read: a separator comes next
+}
+
+// Find reads q's fields from body into vals, which must have room for one
+// Value per field. It takes any bytes at all in bounded time and memory,
+// never recursing on the input's depth, and stops at the first malformed
+// byte, keeping what it read before it; a value cut off by the end of
+// body reads as absent. Text after the top-level value is ignored.
+func (q *Query) Find(body []byte, vals []Value) {
+	vals = vals[:q.fields]
+	clear(vals)
+	s := Scanner{B: body}
+	var stack [MaxPath + 1]queryFrame
+	s.SkipSpace()
+	if !q.value(&s, 0, vals, &stack[0]) {
+		return
+	}
+	for depth := 1; depth > 0 && !s.Bad; {
+		f := &stack[depth-1]
+		closer := byte('}')
+		if f.array {
+			closer = ']'
+		}
+		s.SkipSpace()
+		switch c := s.Peek(); {
+		case c == closer:
+			s.I++
+			depth--
+			continue
+		case !f.started:
+			f.started = true
+		case c == ',':
+			s.I++
+			s.SkipSpace()
+		default:
+			s.Fail()
+			return
+		}
+		n := q.nodes[f.node].each
+		if !f.array {
+			if n = q.member(&s, f, vals); s.Bad {
+				return
+			}
+			if n < 0 {
+				s.Skip()
+				continue
+			}
+		}
+		if q.value(&s, n, vals, &stack[depth]) {
+			depth++
+		}
+	}
+}
+
+// member reads a member's key and colon and returns the node it leads to,
+// -1 for none. A member this object already had starts its fields again.
+func (q *Query) member(s *Scanner, f *queryFrame, vals []Value) int {
+	key, escaped := s.Str()
+	if s.Bad {
+		return -1
+	}
+	if escaped {
+		key = Unescape(key)
+	}
+	s.SkipSpace()
+	if s.Peek() != ':' {
+		s.Fail()
+		return -1
+	}
+	s.I++
+	s.SkipSpace()
+	for i, m := range q.nodes[f.node].members {
+		if m.name != string(key) {
+			continue
+		}
+		if f.seen&(1<<i) != 0 {
+			for _, j := range q.nodes[m.node].below {
+				vals[j] = Value{}
+			}
+		}
+		f.seen |= 1 << i
+		return m.node
+	}
+	return -1
+}
+
+// value reads the value at s for node n into the Values of the fields that
+// end there. It reports whether it entered a container that paths go on
+// into, with next set up for it.
+func (q *Query) value(s *Scanner, n int, vals []Value, next *queryFrame) bool {
+	node := &q.nodes[n]
+	at, kind := s.I, s.Peek()
+	var raw []byte
+	var escaped bool
+	switch {
+	case kind == '{' && len(node.members) > 0, kind == '[' && node.each >= 0:
+		s.I++
+		*next = queryFrame{node: n, array: kind == '['}
+		record(node.leaves, vals, nil, false, kind, at)
+		return true
+	case kind == '"':
+		raw, escaped = s.Str()
+	case kind == '-' || '0' <= kind && kind <= '9':
+		s.Skip()
+		raw = s.B[at:s.I]
+	default:
+		s.Skip()
+	}
+	record(node.leaves, vals, raw, escaped, kind, at)
+	return false
+}
+
+// record notes one occurrence of a value for each of leaves.
+func record(leaves []queryLeaf, vals []Value, raw []byte, escaped bool, kind byte, at int) {
+	for _, l := range leaves {
+		r, esc := raw, escaped
+		if kind != '"' && !l.number {
+			r, esc = nil, false
+		}
+		v := &vals[l.field]
+		if v.Count > 0 && !v.Differs && !bytes.Equal(r, v.Raw) {
+			v.Differs = true
+		}
+		v.Count++
+		if l.first && v.Raw != nil {
+			continue
+		}
+		v.Raw, v.Escaped, v.Kind, v.At = r, esc, kind, at
+	}
+}
+
 // Unescape applies JSON escapes to the raw contents of a string. Escaped keys
 // and codes are rare enough that encoding/json may do it.
 func Unescape(raw []byte) []byte {
