@@ -6,12 +6,12 @@ import (
 	"github.com/quotabreaker/quotabreaker/internal/jsonscan"
 )
 
-// This file reads the few fields Answer needs from an error body. It is a
-// small, allocation-free JSON reader rather than encoding/json because it runs
-// on every error answer and must take any bytes at all (HTML, truncated or
-// hostile JSON) in bounded time and memory: it never recurses on input
-// depth, skips everything it does not need, and stops at the first malformed
-// byte, keeping what it had read before it.
+// This file reads the few fields Answer needs from an error body, in one
+// pass of a jsonscan.Query rather than with encoding/json: it runs on every
+// error answer and must take any bytes at all (HTML, truncated or hostile
+// JSON) in bounded time and memory, without allocating. The Query skips
+// everything it is not asked for and stops at the first malformed byte,
+// keeping what it had read before it.
 
 // errorFields holds what Answer reads from an error body. The byte slices
 // point into the body; nothing is copied until a field is returned.
@@ -102,11 +102,11 @@ func (f *errorFields) parse(body []byte) {
 	errorQuery.Find(body, m[:])
 	f.conflict = m[topError].Count > 1 ||
 		m[topCode].Differs || m[topType].Differs || m[errCode].Differs || m[errType].Differs
-	top := struct{ code, typ *jsonscan.Value }{&m[topCode], &m[topType]}
+	code, typ := &m[topCode], &m[topType] // where the error's code and type stand
 	switch m[topError].Kind {
 	case '{':
 		f.errorObject = true
-		top.code, top.typ = &m[errCode], &m[errType]
+		code, typ = &m[errCode], &m[errType]
 		f.message = m[errMessage].Raw
 		f.status = m[errStatus].Raw
 		f.google = isUpperSnake(f.status)
@@ -121,25 +121,23 @@ func (f *errorFields) parse(body []byte) {
 		// error_type is its type.
 		f.errorObject, f.errorString = true, true
 		f.message = m[topError].Raw
-		if m[topType].Count == 0 && len(m[topErrorType].Raw) > 0 {
-			f.typ, f.typPresent = m[topErrorType].Raw, true
-			f.code, f.codeEscaped, f.codePresent = top.code.Raw, top.code.Escaped, top.code.Count > 0
-			return
-		}
 	default:
 		msg := &m[topMessage]
-		if m[topDetail].At > msg.At { // the later of the two counts
+		if m[topDetail].At > msg.At { // the later of the two is the message
 			msg = &m[topDetail]
 		}
 		if len(msg.Raw) == 0 && m[topDetail].Count == 0 && string(m[topObject].Raw) != "error" {
-			return
+			return // no error in this body
 		}
 		f.flat = true
 		f.message = msg.Raw
 		f.raw, f.rawEscaped = metadataRaw(&m[topRaw], &m[topRawData])
 	}
-	f.code, f.codeEscaped, f.codePresent = top.code.Raw, top.code.Escaped, top.code.Count > 0
-	f.typ, f.typEscaped, f.typPresent = top.typ.Raw, top.typ.Escaped, top.typ.Count > 0
+	f.code, f.codeEscaped, f.codePresent = code.Raw, code.Escaped, code.Count > 0
+	f.typ, f.typEscaped, f.typPresent = typ.Raw, typ.Escaped, typ.Count > 0
+	if f.errorString && !f.typPresent && len(m[topErrorType].Raw) > 0 {
+		f.typ, f.typPresent = m[topErrorType].Raw, true
+	}
 }
 
 // errorValue returns body from its error object on: past white space, a
@@ -166,7 +164,8 @@ func trimSpace(b []byte) []byte {
 
 // metadataRaw returns a gateway's metadata.raw: the upstream provider's
 // answer, itself usually JSON, as a string, or (OpenRouter in early 2025)
-// as {"__kind":"OK","data":"<answer>"}.
+// as {"__kind":"OK","data":"<answer>"}. A metadata object that repeats raw
+// keeps the last one, as encoding/json does.
 func metadataRaw(raw, data *jsonscan.Value) ([]byte, bool) {
 	if raw.Kind == '{' {
 		return data.Raw, data.Escaped
