@@ -297,18 +297,16 @@ func NewQuery(fields []Field) *Query {
 		if len(f.Path) > MaxPath {
 			panic("jsonscan: path longer than MaxPath")
 		}
-		var passed []int
 		n := 0
 		leaf := queryLeaf{field: i, number: f.Number}
-		for _, step := range f.Path {
-			passed = append(passed, n)
+		for j, step := range f.Path {
+			if j > 0 {
+				q.nodes[n].below = append(q.nodes[n].below, i)
+			}
 			n = q.step(n, step)
 			leaf.first = leaf.first || step == Each
 		}
 		q.nodes[n].leaves = append(q.nodes[n].leaves, leaf)
-		for _, p := range passed[1:] {
-			q.nodes[p].below = append(q.nodes[p].below, i)
-		}
 	}
 	return q
 }
