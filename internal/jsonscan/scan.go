@@ -224,7 +224,7 @@ const Each = "[]"
 // MaxPath bounds the steps of a Field's path. Find's memory is a stack of
 // MaxPath+1 small frames whatever the input's depth: it walks into a
 // container only where a path goes on, and skips the rest.
-const MaxPath = 15
+const MaxPath = 7
 
 // A Field names a value for a Query: the member names that lead to it from
 // the top-level value, with Each for every element of an array. A field
@@ -266,20 +266,20 @@ type Value struct {
 // built once, by NewQuery, and is safe for concurrent use.
 type Query struct {
 	fields int
-	nodes  []queryNode
+	root   *queryNode
 }
 
 // queryNode is a step of the paths: its members, or its elements.
 type queryNode struct {
 	members []queryMember
-	each    int         // the node of its elements; -1 when no path goes on through an array
+	each    *queryNode  // the node of its elements; nil when no path goes on through an array
 	leaves  []queryLeaf // the fields whose path ends here
 	below   []int       // the fields whose path goes on below: reset when the member repeats
 }
 
 type queryMember struct {
 	name string
-	node int
+	node *queryNode
 }
 
 type queryLeaf struct {
@@ -292,50 +292,48 @@ type queryLeaf struct {
 // It panics on a path longer than MaxPath, or a step with more than 64
 // member names below it, which are mistakes in the caller's table.
 func NewQuery(fields []Field) *Query {
-	q := &Query{fields: len(fields), nodes: []queryNode{{each: -1}}}
+	q := &Query{fields: len(fields), root: new(queryNode)}
 	for i, f := range fields {
 		if len(f.Path) > MaxPath {
 			panic("jsonscan: path longer than MaxPath")
 		}
-		n := 0
+		n := q.root
 		leaf := queryLeaf{field: i, number: f.Number}
 		for j, step := range f.Path {
 			if j > 0 {
-				q.nodes[n].below = append(q.nodes[n].below, i)
+				n.below = append(n.below, i)
 			}
-			n = q.step(n, step)
+			n = n.step(step)
 			leaf.first = leaf.first || step == Each
 		}
-		q.nodes[n].leaves = append(q.nodes[n].leaves, leaf)
+		n.leaves = append(n.leaves, leaf)
 	}
 	return q
 }
 
-// step returns the node that step leads to from node n, adding it if new.
-func (q *Query) step(n int, step string) int {
+// step returns the node that step leads to from n, adding it if new.
+func (n *queryNode) step(step string) *queryNode {
 	if step == Each {
-		if q.nodes[n].each < 0 {
-			q.nodes = append(q.nodes, queryNode{each: -1})
-			q.nodes[n].each = len(q.nodes) - 1
+		if n.each == nil {
+			n.each = new(queryNode)
 		}
-		return q.nodes[n].each
+		return n.each
 	}
-	for _, m := range q.nodes[n].members {
+	for _, m := range n.members {
 		if m.name == step {
 			return m.node
 		}
 	}
-	if len(q.nodes[n].members) == 64 {
+	if len(n.members) == 64 {
 		panic("jsonscan: more than 64 member names below one step")
 	}
-	q.nodes = append(q.nodes, queryNode{each: -1})
-	q.nodes[n].members = append(q.nodes[n].members, queryMember{step, len(q.nodes) - 1})
-	return len(q.nodes) - 1
+	n.members = append(n.members, queryMember{step, new(queryNode)})
+	return n.members[len(n.members)-1].node
 }
 
 // queryFrame is a container Find is inside of.
 type queryFrame struct {
-	node    int
+	node    *queryNode
 	seen    uint64 // the node's members met in this object, by index
 	array   bool
 	started bool // a member or element was read: a separator comes next
@@ -345,127 +343,102 @@ type queryFrame struct {
 // Value per field. It takes any bytes at all in bounded time and memory,
 // never recursing on the input's depth, and stops at the first malformed
 // byte, keeping what it read before it; a value cut off by the end of
-// body reads as absent. Text after the top-level value is ignored.
+// body reads as absent. Text after the top-level value is ignored. It
+// allocates only for a member name written with escapes.
 func (q *Query) Find(body []byte, vals []Value) {
 	vals = vals[:q.fields]
 	clear(vals)
 	s := Scanner{B: body}
 	var stack [MaxPath + 1]queryFrame
+	depth := 0
 	s.SkipSpace()
-	if !q.value(&s, 0, vals, &stack[0]) {
-		return
-	}
-	for depth := 1; depth > 0 && !s.Bad; {
-		f := &stack[depth-1]
-		closer := byte('}')
-		if f.array {
-			closer = ']'
-		}
-		s.SkipSpace()
-		switch c := s.Peek(); {
-		case c == closer:
+	// One loop over the values that paths lead to: read the value, note it
+	// for the fields that end there, then move to the next such value, past
+	// the ends of containers and the members no path names.
+	for n := q.root; ; {
+		at, kind := s.I, s.Peek()
+		var raw []byte
+		var escaped bool
+		switch {
+		case kind == '{' && len(n.members) > 0, kind == '[' && n.each != nil:
 			s.I++
-			depth--
-			continue
-		case !f.started:
-			f.started = true
-		case c == ',':
-			s.I++
-			s.SkipSpace()
+			stack[depth] = queryFrame{node: n, array: kind == '['}
+			depth++
+		case kind == '"':
+			raw, escaped = s.Str()
+		case kind == '-' || '0' <= kind && kind <= '9':
+			s.Skip()
+			raw = s.B[at:s.I]
 		default:
-			s.Fail()
-			return
+			s.Skip()
 		}
-		n := q.nodes[f.node].each
-		if !f.array {
-			if n = q.member(&s, f, vals); s.Bad {
+		for _, l := range n.leaves {
+			vals[l.field].note(l, raw, escaped, kind, at)
+		}
+		for n = nil; n == nil; {
+			if depth == 0 || s.Bad {
 				return
 			}
-			if n < 0 {
-				s.Skip()
+			f := &stack[depth-1]
+			s.SkipSpace()
+			switch c := s.Peek(); {
+			case c == '}' && !f.array, c == ']' && f.array:
+				s.I++
+				depth--
+				continue
+			case !f.started:
+				f.started = true
+			case c == ',':
+				s.I++
+				s.SkipSpace()
+			default:
+				s.Fail()
+				return
+			}
+			if f.array {
+				n = f.node.each
 				continue
 			}
-		}
-		if q.value(&s, n, vals, &stack[depth]) {
-			depth++
-		}
-	}
-}
-
-// member reads a member's key and colon and returns the node it leads to,
-// -1 for none. A member this object already had starts its fields again.
-func (q *Query) member(s *Scanner, f *queryFrame, vals []Value) int {
-	key, escaped := s.Str()
-	if s.Bad {
-		return -1
-	}
-	if escaped {
-		key = Unescape(key)
-	}
-	s.SkipSpace()
-	if s.Peek() != ':' {
-		s.Fail()
-		return -1
-	}
-	s.I++
-	s.SkipSpace()
-	for i, m := range q.nodes[f.node].members {
-		if m.name != string(key) {
-			continue
-		}
-		if f.seen&(1<<i) != 0 {
-			for _, j := range q.nodes[m.node].below {
-				vals[j] = Value{}
+			key, escaped := s.Str()
+			if escaped {
+				key = Unescape(key)
+			}
+			if s.SkipSpace(); s.Peek() != ':' {
+				s.Fail()
+				return
+			}
+			s.I++
+			s.SkipSpace()
+			for i, m := range f.node.members {
+				if m.name != string(key) {
+					continue
+				}
+				if f.seen&(1<<i) != 0 {
+					// A member the object repeats replaces the earlier one.
+					for _, j := range m.node.below {
+						vals[j] = Value{}
+					}
+				}
+				f.seen |= 1 << i
+				n = m.node
+				break
+			}
+			if n == nil {
+				s.Skip()
 			}
 		}
-		f.seen |= 1 << i
-		return m.node
 	}
-	return -1
 }
 
-// value reads the value at s for node n into the Values of the fields that
-// end there. It reports whether it entered a container that paths go on
-// into, with next set up for it.
-func (q *Query) value(s *Scanner, n int, vals []Value, next *queryFrame) bool {
-	node := &q.nodes[n]
-	at, kind := s.I, s.Peek()
-	var raw []byte
-	var escaped bool
-	switch {
-	case kind == '{' && len(node.members) > 0, kind == '[' && node.each >= 0:
-		s.I++
-		*next = queryFrame{node: n, array: kind == '['}
-		record(node.leaves, vals, nil, false, kind, at)
-		return true
-	case kind == '"':
-		raw, escaped = s.Str()
-	case kind == '-' || '0' <= kind && kind <= '9':
-		s.Skip()
-		raw = s.B[at:s.I]
-	default:
-		s.Skip()
+// note records one occurrence of a value for leaf l.
+func (v *Value) note(l queryLeaf, raw []byte, escaped bool, kind byte, at int) {
+	if kind != '"' && !l.number {
+		raw, escaped = nil, false
 	}
-	record(node.leaves, vals, raw, escaped, kind, at)
-	return false
-}
-
-// record notes one occurrence of a value for each of leaves.
-func record(leaves []queryLeaf, vals []Value, raw []byte, escaped bool, kind byte, at int) {
-	for _, l := range leaves {
-		r, esc := raw, escaped
-		if kind != '"' && !l.number {
-			r, esc = nil, false
-		}
-		v := &vals[l.field]
-		if v.Count > 0 && !v.Differs && !bytes.Equal(r, v.Raw) {
-			v.Differs = true
-		}
-		v.Count++
-		if l.first && v.Raw != nil {
-			continue
-		}
-		v.Raw, v.Escaped, v.Kind, v.At = r, esc, kind, at
+	v.Differs = v.Differs || v.Count > 0 && !bytes.Equal(raw, v.Raw)
+	v.Count++
+	if !l.first || v.Raw == nil {
+		v.Raw, v.Escaped, v.Kind, v.At = raw, escaped, kind, at
 	}
 }
 
