@@ -39,17 +39,18 @@ type errorFields struct {
 	conflict bool
 }
 
-// The members parse reads, as indices into errorQuery's fields.
+// The members parse reads, as indices into errorQuery's fields: the top
+// level's, for flat errors, then the error object's.
 const (
-	topError     = iota // "error": an object, or a string that is the message
-	topType             // the top level's members, for flat errors
-	topMessage          //
-	topDetail           // FastAPI-style gateways' message
-	topCode             //
-	topObject           // "object": "error" marks Mistral's and vLLM's flat errors
-	topErrorType        // Text Generation Inference's type
-	topRaw              // metadata.raw: a gateway's error flattened by an SDK
-	topRawData          // metadata.raw.data
+	topError = iota // "error": an object, or a string that is the message
+	topType
+	topMessage
+	topDetail // FastAPI-style gateways' message
+	topCode
+	topObject    // "object": "error" marks Mistral's and vLLM's flat errors
+	topErrorType // Text Generation Inference's type
+	topRaw       // metadata.raw: a gateway's error flattened by an SDK
+	topRawData   // metadata.raw.data
 	errCode
 	errType
 	errMessage
