@@ -107,14 +107,16 @@ func (f *errorFields) answerUnescaped(status int, header http.Header) Result {
 // so maxMessageScan bytes hold the part of any message the rules read.
 var messageBuffers = sync.Pool{New: func() any { return new([maxMessageScan]byte) }}
 
-// answer is Answer's verdict from the parsed fields.
+// answer is Answer's verdict from the parsed fields, or from those of the
+// upstream answer a gateway wrapped in metadata.raw when the outer fields
+// say nothing specific and the upstream is a provider error.
 func (f *errorFields) answer(status int, header http.Header) Result {
-	if len(f.raw) > 0 && f.meaning() == "" {
-		if c, ok := classifyNested(status, header, f); ok {
-			return c
-		}
+	judged := f
+	var inner errorFields
+	if len(f.raw) > 0 && f.meaning() == "" && inner.nested(f) {
+		judged = &inner
 	}
-	return f.classification(status, header, f)
+	return judged.classification(status, header, f)
 }
 
 // messageEscaped reports whether the part of the message the text rules
@@ -123,21 +125,19 @@ func (f *errorFields) messageEscaped() bool {
 	return bytes.IndexByte(f.scanMessage(), '\\') >= 0
 }
 
-// classifyNested classifies the upstream answer a gateway wrapped in
-// metadata.raw, if that is a provider error; the outer answer still names
-// the provider and counts for conflicting duplicates. It stands apart so
-// that the common path does not pay for a second errorFields.
-func classifyNested(status int, header http.Header, outer *errorFields) (Result, bool) {
-	var inner errorFields
-	inner.parseNested(outer.raw, outer.rawEscaped)
-	if !inner.structured() {
-		return Result{}, false
+// nested fills f from the upstream answer a gateway wrapped in outer's
+// metadata.raw and reports whether that is a provider error. The outer
+// answer still names the provider and counts for conflicting duplicates.
+func (f *errorFields) nested(outer *errorFields) bool {
+	f.parseNested(outer.raw, outer.rawEscaped)
+	if !f.structured() {
+		return false
 	}
-	if inner.messageEscaped() { // a rare path that already allocates
-		inner.message = jsonscan.AppendUnescaped(nil, inner.scanMessage())
+	if f.messageEscaped() { // a rare path that already allocates
+		f.message = jsonscan.AppendUnescaped(nil, f.scanMessage())
 	}
-	inner.conflict = inner.conflict || outer.conflict
-	return inner.classification(status, header, outer), true
+	f.conflict = f.conflict || outer.conflict
+	return true
 }
 
 // classification is Answer's verdict from the fields in f; outer is the

@@ -6,12 +6,12 @@ import (
 	"github.com/quotabreaker/quotabreaker/internal/jsonscan"
 )
 
-// This file reads the few fields Answer needs from an error body. It is a
-// small, allocation-free JSON reader rather than encoding/json because it runs
-// on every error answer and must take any bytes at all (HTML, truncated or
-// hostile JSON) in bounded time and memory: it never recurses on input
-// depth, skips everything it does not need, and stops at the first malformed
-// byte, keeping what it had read before it.
+// This file reads the few fields Answer needs from an error body, in one
+// pass of a jsonscan.Query rather than with encoding/json: it runs on every
+// error answer and must take any bytes at all (HTML, truncated or hostile
+// JSON) in bounded time and memory, without allocating. The Query skips
+// everything it is not asked for and stops at the first malformed byte,
+// keeping what it had read before it.
 
 // errorFields holds what Answer reads from an error body. The byte slices
 // point into the body; nothing is copied until a field is returned.
@@ -39,6 +39,52 @@ type errorFields struct {
 	conflict bool
 }
 
+// The members parse reads, as indices into errorQuery's fields: the top
+// level's, for flat errors, then the error object's.
+const (
+	topError = iota // "error": an object, or a string that is the message
+	topType
+	topMessage
+	topDetail // FastAPI-style gateways' message
+	topCode
+	topObject    // "object": "error" marks Mistral's and vLLM's flat errors
+	topErrorType // Text Generation Inference's type
+	topRaw       // metadata.raw: a gateway's error flattened by an SDK
+	topRawData   // metadata.raw.data
+	errCode
+	errType
+	errMessage
+	errStatus     // Google's status
+	errRaw        // OpenRouter's and other gateways' metadata.raw
+	errRawData    // metadata.raw as {"__kind":"OK","data":"<answer>"}
+	errInnerCode  // Azure's innererror.code
+	errDetailCode // Anthropic's details.error_code
+	errReason     // Google's details[].reason
+	numMembers
+)
+
+// errorQuery reads every member parse needs in one pass over the body.
+var errorQuery = jsonscan.NewQuery([]jsonscan.Field{
+	topError:      {Path: []string{"error"}},
+	topType:       {Path: []string{"type"}},
+	topMessage:    {Path: []string{"message"}},
+	topDetail:     {Path: []string{"detail"}},
+	topCode:       {Path: []string{"code"}, Number: true},
+	topObject:     {Path: []string{"object"}},
+	topErrorType:  {Path: []string{"error_type"}},
+	topRaw:        {Path: []string{"metadata", "raw"}},
+	topRawData:    {Path: []string{"metadata", "raw", "data"}},
+	errCode:       {Path: []string{"error", "code"}, Number: true},
+	errType:       {Path: []string{"error", "type"}},
+	errMessage:    {Path: []string{"error", "message"}},
+	errStatus:     {Path: []string{"error", "status"}},
+	errRaw:        {Path: []string{"error", "metadata", "raw"}},
+	errRawData:    {Path: []string{"error", "metadata", "raw", "data"}},
+	errInnerCode:  {Path: []string{"error", "innererror", "code"}},
+	errDetailCode: {Path: []string{"error", "details", "error_code"}},
+	errReason:     {Path: []string{"error", "details", jsonscan.Each, "reason"}},
+})
+
 // parse fills f from body. Provider shapes it knows:
 //
 //	{"error":{"message":..,"type":..,"param":..,"code":..}}           OpenAI, Azure, DeepSeek, Groq, ...
@@ -48,191 +94,84 @@ type errorFields struct {
 //	{"error":"message"}, {"message":..}, {"detail":..}                  assorted gateways
 //	{"error":"message","error_type":"validation"}                        Text Generation Inference
 //	{"error":{"message":..,"code":402,"metadata":{"raw":"{...}"}}}     OpenRouter, wrapping an upstream answer
+//
+// A later duplicate "error" replaces an earlier one, as in encoding/json;
+// SDKs that read the first one see something else, hence conflict.
 func (f *errorFields) parse(body []byte) {
-	s := jsonscan.Scanner{B: body}
-	s.SkipSpace()
-	if bytes.HasPrefix(s.B[s.I:], []byte("\xef\xbb\xbf")) {
-		s.I += 3
-		s.SkipSpace()
-	}
-	if s.Peek() == '[' { // Google's array-wrapped errors: read the first element
-		s.I++
-		s.SkipSpace()
-	}
-	if s.Peek() != '{' {
-		return
-	}
-	var top struct {
-		typ, message, code, object, raw []byte
-		errType                         []byte // Text Generation Inference's error_type
-		typEscaped, codeEscaped         bool
-		codePresent, typPresent, detail bool
-		rawEscaped                      bool
-	}
-	errorCount := 0
-	s.Object(func(key []byte) bool {
-		switch string(key) {
-		case "error":
-			// A later duplicate replaces an earlier one, as in encoding/json;
-			// SDKs that read the first one see something else.
-			if errorCount++; errorCount > 1 {
-				f.conflict = true
-			}
-			switch s.Peek() {
-			case '{':
-				f.resetError()
-				f.errorObject = true
-				return s.Object(func(key []byte) bool { return f.errorMember(&s, key) })
-			case '"':
-				f.resetError()
-				f.errorObject, f.errorString = true, true
-				f.message, _ = s.Str()
-				return !s.Bad
-			}
-			f.resetError()
-			return s.Skip()
-		case "type":
-			v, esc := s.StringValue()
-			f.conflict = f.conflict || (top.typPresent && !bytes.Equal(v, top.typ))
-			top.typ, top.typEscaped, top.typPresent = v, esc, true
-		case "message":
-			top.message, _ = s.StringValue()
-		case "detail": // FastAPI-style gateways
-			top.detail = true
-			top.message, _ = s.StringValue()
-		case "code":
-			v, esc := s.ScalarValue()
-			f.conflict = f.conflict || (top.codePresent && !bytes.Equal(v, top.code))
-			top.code, top.codeEscaped, top.codePresent = v, esc, true
-		case "object":
-			top.object, _ = s.StringValue()
-		case "error_type":
-			top.errType, _ = s.StringValue()
-		case "metadata": // a gateway's error flattened by an SDK
-			top.raw, top.rawEscaped = metadataRaw(&s)
-		default:
-			return s.Skip()
-		}
-		return !s.Bad
-	})
-	switch {
-	case f.errorObject && f.errorString:
+	body = errorValue(body)
+	var m [numMembers]jsonscan.Value
+	errorQuery.Find(body, m[:])
+	f.conflict = m[topError].Count > 1 ||
+		m[topCode].Differs || m[topType].Differs || m[errCode].Differs || m[errType].Differs
+	code, typ := &m[topCode], &m[topType] // where the error's code and type stand
+	switch m[topError].Kind {
+	case '{':
+		f.errorObject = true
+		code, typ = &m[errCode], &m[errType]
+		f.message = m[errMessage].Raw
+		f.status = m[errStatus].Raw
+		f.google = isUpperSnake(f.status)
+		f.innerCode = m[errInnerCode].Raw
+		f.detailCode = m[errDetailCode].Raw
+		f.reason = m[errReason].Raw
+		f.raw, f.rawEscaped = metadataRaw(&m[errRaw], &m[errRawData])
+		f.anthropic = string(m[topType].Raw) == "error" && !m[topType].Escaped && !f.google
+	case '"':
 		// {"error":"message","code":...}: xAI, Ollama; and Text Generation
 		// Inference's {"error":"message","error_type":"validation"}, whose
 		// error_type is its type.
-		f.code, f.codeEscaped, f.codePresent = top.code, top.codeEscaped, top.codePresent
-		f.typ, f.typEscaped, f.typPresent = top.typ, top.typEscaped, top.typPresent
-		if !top.typPresent && len(top.errType) > 0 {
-			f.typ, f.typPresent = top.errType, true
-		}
-	case f.errorObject:
-		f.anthropic = string(top.typ) == "error" && !top.typEscaped && !f.google
-	case len(top.message) > 0 || top.detail || string(top.object) == "error":
-		f.flat = true
-		f.code, f.codeEscaped, f.codePresent = top.code, top.codeEscaped, top.codePresent
-		f.typ, f.typEscaped, f.typPresent = top.typ, top.typEscaped, top.typPresent
-		f.message = top.message
-		f.raw, f.rawEscaped = top.raw, top.rawEscaped
-	}
-}
-
-func (f *errorFields) resetError() {
-	f.code, f.typ, f.message, f.status, f.innerCode, f.reason, f.detailCode = nil, nil, nil, nil, nil, nil, nil
-	f.raw, f.rawEscaped = nil, false
-	f.codePresent, f.codeEscaped, f.typEscaped, f.typPresent = false, false, false, false
-	f.google, f.errorObject, f.errorString = false, false, false
-}
-
-// errorMember reads one member of the "error" object.
-func (f *errorFields) errorMember(s *jsonscan.Scanner, key []byte) bool {
-	switch string(key) {
-	case "code":
-		v, esc := s.ScalarValue()
-		f.conflict = f.conflict || (f.codePresent && !bytes.Equal(v, f.code))
-		f.code, f.codeEscaped, f.codePresent = v, esc, true
-	case "type":
-		v, esc := s.StringValue()
-		f.conflict = f.conflict || (f.typPresent && !bytes.Equal(v, f.typ))
-		f.typ, f.typEscaped, f.typPresent = v, esc, true
-	case "metadata": // OpenRouter and gateways like it
-		f.raw, f.rawEscaped = metadataRaw(s)
-		return !s.Bad
-	case "message":
-		f.message, _ = s.StringValue()
-	case "status":
-		f.status, _ = s.StringValue()
-		f.google = isUpperSnake(f.status)
-	case "innererror":
-		f.innerCode = nil
-		if s.Peek() != '{' {
-			return s.Skip()
-		}
-		return s.Object(func(key []byte) bool {
-			if string(key) == "code" {
-				f.innerCode, _ = s.StringValue()
-				return !s.Bad
-			}
-			return s.Skip()
-		})
-	case "details":
-		f.reason, f.detailCode = nil, nil
-		switch s.Peek() {
-		case '{': // Anthropic: {"error_code": ...}
-			return s.Object(func(key []byte) bool {
-				if string(key) == "error_code" {
-					f.detailCode, _ = s.StringValue()
-					return !s.Bad
-				}
-				return s.Skip()
-			})
-		case '[': // Google: [{"@type": ..., "reason": ...}, ...]
-			return s.Array(func() bool {
-				if s.Peek() != '{' {
-					return s.Skip()
-				}
-				return s.Object(func(key []byte) bool {
-					if string(key) == "reason" {
-						if r, _ := s.StringValue(); f.reason == nil {
-							f.reason = r
-						}
-						return !s.Bad
-					}
-					return s.Skip()
-				})
-			})
-		}
-		return s.Skip()
+		f.errorObject, f.errorString = true, true
+		f.message = m[topError].Raw
 	default:
-		return s.Skip()
+		msg := &m[topMessage]
+		if m[topDetail].At > msg.At { // the later of the two is the message
+			msg = &m[topDetail]
+		}
+		if len(msg.Raw) == 0 && m[topDetail].Count == 0 && string(m[topObject].Raw) != "error" {
+			return // no error in this body
+		}
+		f.flat = true
+		f.message = msg.Raw
+		f.raw, f.rawEscaped = metadataRaw(&m[topRaw], &m[topRawData])
 	}
-	return !s.Bad
+	f.code, f.codeEscaped, f.codePresent = code.Raw, code.Escaped, code.Count > 0
+	f.typ, f.typEscaped, f.typPresent = typ.Raw, typ.Escaped, typ.Count > 0
+	if f.errorString && !f.typPresent && len(m[topErrorType].Raw) > 0 {
+		f.typ, f.typPresent = m[topErrorType].Raw, true
+	}
 }
 
-// metadataRaw reads a gateway's metadata object and returns its "raw"
-// member: the upstream provider's answer, itself usually JSON, as a string,
-// or (OpenRouter in early 2025) as {"__kind":"OK","data":"<answer>"}.
-func metadataRaw(s *jsonscan.Scanner) (raw []byte, escaped bool) {
-	if s.Peek() != '{' {
-		s.Skip()
-		return nil, false
+// errorValue returns body from its error object on: past white space, a
+// byte order mark, and the array Google wraps its errors in, whose first
+// element is read.
+func errorValue(body []byte) []byte {
+	body = trimSpace(body)
+	if rest, ok := bytes.CutPrefix(body, []byte("\xef\xbb\xbf")); ok {
+		body = trimSpace(rest)
 	}
-	s.Object(func(key []byte) bool {
-		if string(key) != "raw" {
-			return s.Skip()
-		}
-		if s.Peek() != '{' {
-			raw, escaped = s.StringValue()
-			return !s.Bad
-		}
-		return s.Object(func(key []byte) bool {
-			if string(key) == "data" {
-				raw, escaped = s.StringValue()
-				return !s.Bad
-			}
-			return s.Skip()
-		})
-	})
-	return raw, escaped
+	if len(body) > 0 && body[0] == '[' {
+		body = body[1:]
+	}
+	return body
+}
+
+// trimSpace returns b past its leading JSON white space.
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t' || b[0] == '\n' || b[0] == '\r') {
+		b = b[1:]
+	}
+	return b
+}
+
+// metadataRaw returns a gateway's metadata.raw: the upstream provider's
+// answer, itself usually JSON, as a string, or (OpenRouter in early 2025)
+// as {"__kind":"OK","data":"<answer>"}. A metadata object that repeats raw
+// keeps the last one, as encoding/json does.
+func metadataRaw(raw, data *jsonscan.Value) ([]byte, bool) {
+	if raw.Kind == '{' {
+		return data.Raw, data.Escaped
+	}
+	return raw.Raw, raw.Escaped
 }
 
 // parseNested fills f from a gateway's metadata.raw: the raw contents of a
