@@ -454,8 +454,11 @@ func (t *Transport) shutdownFleet(ctx context.Context) error {
 		}
 		if err != nil && (len(left)+lost > 0 || modeLost) {
 			what := fmt.Sprintf("%d trips (paged from this process) and %d budget keys' spend", len(left), lost)
-			if modeLost {
-				what += ", and the mode switch (kept in this process),"
+			switch {
+			case modeLost && len(left)+lost == 0:
+				what = "the mode switch (kept in this process)"
+			case modeLost:
+				what += " and the mode switch (kept in this process)"
 			}
 			return fmt.Errorf("quotabreaker: shutdown: %s not written: %w", what, err)
 		}
