@@ -33,8 +33,10 @@ func newModeMem() *modeMem { return &modeMem{changes: make(chan Change, 16)} }
 func (s *modeMem) Claim(context.Context, Trip) (bool, ScopeState, error) {
 	return false, ScopeState{}, errors.New("no latches here")
 }
-func (s *modeMem) Clear(context.Context, string) (Change, error) { return Change{Kind: ChangeCleared}, nil }
-func (s *modeMem) ClearAll(context.Context) ([]Change, error)   { return []Change{}, nil }
+func (s *modeMem) Clear(context.Context, string) (Change, error) {
+	return Change{Kind: ChangeCleared}, nil
+}
+func (s *modeMem) ClearAll(context.Context) ([]Change, error) { return []Change{}, nil }
 
 func (s *modeMem) Snapshot(context.Context) (Snapshot, error) {
 	s.mu.Lock()
