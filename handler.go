@@ -31,6 +31,9 @@ import (
 //	 "balances": [balance.Status...]}
 //
 // where store is "up", "down" or "none", and both lists are [] when empty.
+// mode is the one this Transport applies: with a store that shares the mode,
+// the fleet's, unless "mode_pending": true says that a SetMode of this
+// process still waits to be written to the store.
 // balances, with WithBalances once a balance is read, are the watched
 // balances and their forecasts, named by scope and key fingerprint.
 //
@@ -62,10 +65,13 @@ func (t *Transport) Handler() http.Handler {
 }
 
 type handlerState struct {
-	Mode    Mode           `json:"mode"`
-	Store   string         `json:"store"`
-	Latches []Trip         `json:"latches"`
-	Budgets []BudgetStatus `json:"budgets"`
+	Mode Mode `json:"mode"`
+	// ModePending: a SetMode waits to be written to a store that shares
+	// the mode; Mode is this process's alone until then.
+	ModePending bool           `json:"mode_pending,omitempty"`
+	Store       string         `json:"store"`
+	Latches     []Trip         `json:"latches"`
+	Budgets     []BudgetStatus `json:"budgets"`
 	// Balances holds no key: see balance.Status.MarshalJSON.
 	Balances []balance.Status `json:"balances,omitempty"`
 }
@@ -89,6 +95,7 @@ func (t *Transport) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	st := handlerState{Mode: t.Mode(), Store: "none"}
 	if t.fleet != nil {
+		st.ModePending = t.modePending()
 		switch {
 		case !t.fleet.readsUp.Load():
 			st.Store = "down"

@@ -81,9 +81,10 @@ func (t *Transport) Mode() Mode { return Mode(t.mode.Load()) }
 // 10 s); before each retry it reads the store, and a switch made elsewhere
 // meanwhile (at an epoch above the one this process knew when SetMode was
 // called) wins: the waiting write is dropped and the fleet's mode taken.
-// Shutdown writes a switch still waiting, and says so if it cannot. SetMode
-// has no error to return; to know whether the fleet took the switch, call
-// SetModeContext.
+// The Handler's GET says "mode_pending": true meanwhile. Shutdown writes a
+// switch still waiting, and says so if it cannot; after Shutdown, SetMode
+// switches this Transport alone. SetMode has no error to return; to know
+// whether the fleet took the switch, call SetModeContext.
 func (t *Transport) SetMode(m Mode) {
 	if m != ModeEnforce && m != ModeObserve {
 		return
@@ -93,15 +94,17 @@ func (t *Transport) SetMode(m Mode) {
 		t.mode.Store(int32(m))
 		return
 	}
+	// Under f.mu, so that Shutdown either writes this switch or finds it
+	// closed: then the switch is this process's alone.
 	f.mu.Lock()
 	closed := f.closed
-	f.mu.Unlock()
 	f.mode.mu.Lock()
 	t.mode.Store(int32(m))
 	if !closed {
 		f.mode.want = &modeWrite{mode: m, base: f.mode.epoch}
 	}
 	f.mode.mu.Unlock()
+	f.mu.Unlock()
 	if !closed {
 		signal(f.wake)
 	}

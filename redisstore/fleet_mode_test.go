@@ -249,6 +249,9 @@ func TestFleetModeStoreDown(t *testing.T) {
 		t.Fatalf("b: %v", b.Mode())
 	}
 	time.Sleep(300 * time.Millisecond) // a's loop tries, and fails
+	if _, body := handle(a.Handler(), http.MethodGet, ""); !strings.Contains(body, `"mode": "observe"`) || !strings.Contains(body, `"mode_pending": true`) {
+		t.Errorf("a's GET while its switch waits: %s, want observe, pending", body)
+	}
 	srv.Restart()
 	back := time.Now()
 	waitFor(t, "b follows a's switch once Redis is back", func() bool { return b.Mode() == quotabreaker.ModeObserve })
@@ -256,6 +259,10 @@ func TestFleetModeStoreDown(t *testing.T) {
 	if m, _, err := newStore(t, srv, redisstore.Options{}).Mode(ctxT(t)); err != nil || m != redisstore.ModeObserve {
 		t.Errorf("Redis holds %v, %v; want observe", m, err)
 	}
+	waitFor(t, "a's GET no longer says pending", func() bool {
+		_, body := handle(a.Handler(), http.MethodGet, "")
+		return !strings.Contains(body, "mode_pending")
+	})
 
 	// A switch that cannot be written before Shutdown is reported.
 	base := &http.Transport{}
