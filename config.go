@@ -340,7 +340,11 @@ func WithLogger(l *slog.Logger) Option {
 
 // WithMode sets the mode a Transport starts in: ModeEnforce (the default)
 // or ModeObserve; other values are ignored. Transport.SetMode changes it at
-// run time.
+// run time. With a store that shares the mode (a ModeStore, as redisstore's
+// is), it is the mode until the store holds one: once any switch was made
+// through the store (SetMode, the Handler, redisstore's command), the
+// fleet's mode wins, from the Snapshot New takes on, and a new replica
+// starts in it whatever its WithMode.
 func WithMode(m Mode) Option {
 	return optionFunc(func(c *config) {
 		if m == ModeEnforce || m == ModeObserve {

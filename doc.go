@@ -17,7 +17,11 @@
 // request of that scope reaches the network, and each gets an answer its SDK
 // raises and does not retry. Rate limits and every other retryable answer
 // pass through untouched, for the caller's retry logic. ModeObserve does all
-// of this but refuses nothing, for watching production first.
+// of this but refuses nothing, for watching production first. With
+// WithStore, a fleet of replicas shares its latches, its budgets' spend and,
+// with a store that implements ModeStore (redisstore's does), its mode: one
+// switch, from any replica's Handler or redisstore's command, reaches them
+// all, and a late message never undoes a newer switch.
 //
 // The Transport also reads the usage that successful answers report (plain
 // and streamed, with package usage), prices it, hands it to OnUsage, counts

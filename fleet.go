@@ -89,7 +89,8 @@ type fleet struct {
 	// that ResetBudget, which takes it, never sees a write land after it.
 	spendMu sync.Mutex
 
-	health health // what the log and the metrics last said; loop and Watch goroutines
+	health health    // what the log and the metrics last said; loop and Watch goroutines
+	mode   modeState // the fleet's mode as this process knows it: see mode.go
 
 	shutdown    sync.Once
 	shutdownErr error // set once shutdown is done
@@ -99,6 +100,7 @@ type fleet struct {
 func newFleet(store LatchStore, cfg *config) *fleet {
 	f := &fleet{store: store, timeout: cfg.storeTimeout, resync: cfg.storeResync, log: cfg.logger}
 	f.spend, _ = store.(SpendStore)
+	f.mode.store, _ = store.(ModeStore)
 	var id [8]byte
 	_, _ = rand.Read(id[:]) // never fails (crypto/rand)
 	f.writer = hex.EncodeToString(id[:])
@@ -254,19 +256,19 @@ func (t *Transport) dropClaims(ctx context.Context) {
 	}
 }
 
-// flush writes the queued trips and spend, and returns the first error.
-// What the store does not take stays queued for the next try; a trip whose
-// claim fails pages from this process. A flush that wrote anything
-// records whether the store takes writes.
+// flush writes the queued trips, mode switch and spend, and returns the
+// first error. What the store does not take stays queued for the next try;
+// a trip whose claim fails pages from this process. A flush that wrote
+// anything records whether the store takes writes.
 func (t *Transport) flush(ctx context.Context) error {
+	// A store that refused a claim refuses the mode and spend too: one
+	// failed call per attempt is enough.
 	wrote, err := t.flushClaims(ctx)
-	// A store that refused a claim refuses spend too: one failed call per
-	// attempt is enough.
-	if err == nil && ctx.Err() == nil {
-		w, serr := t.flushSpend(ctx)
-		wrote = wrote || w
-		if err == nil {
-			err = serr
+	for _, next := range [...]func(context.Context) (bool, error){t.flushMode, t.flushSpend} {
+		if err == nil && ctx.Err() == nil {
+			var w bool
+			w, err = next(ctx)
+			wrote = wrote || w
 		}
 	}
 	if wrote && ctx.Err() == nil {
@@ -374,6 +376,7 @@ func (t *Transport) resync(ctx context.Context) {
 			t.applyCleared(scope, epoch)
 		}
 	}
+	t.applySnapshotMode(snap)
 	// A latch open here that the store does not hold, at an epoch the
 	// store has not passed (applyCleared closed those), is one the store
 	// lost: Redis restarted without its data, say. A latch never closes
@@ -441,6 +444,8 @@ func (t *Transport) applyChange(ch Change) {
 		t.observed(opRead, errWatchLost)
 	case ChangeInvalid:
 		t.invalidChange()
+	case ChangeMode:
+		t.applyModeChange(ch)
 	}
 }
 

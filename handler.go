@@ -15,8 +15,9 @@ import (
 	"github.com/quotabreaker/quotabreaker/balance"
 )
 
-// This file holds what operators act on: the mode, resets of latches, the
-// open latches, and the Handler that serves them over HTTP.
+// This file holds what operators act on: resets of latches, the open
+// latches, and the Handler that serves them over HTTP; the mode they switch
+// is in mode.go.
 
 // Handler returns an http.Handler for operators: it shows the Transport's
 // state and resets latches and budgets. Mount it wherever the application
@@ -30,6 +31,9 @@ import (
 //	 "balances": [balance.Status...]}
 //
 // where store is "up", "down" or "none", and both lists are [] when empty.
+// mode is the one this Transport applies: with a store that shares the mode,
+// the fleet's, unless "mode_pending": true says that a SetMode of this
+// process still waits to be written to the store.
 // balances, with WithBalances once a balance is read, are the watched
 // balances and their forecasts, named by scope and key fingerprint.
 //
@@ -40,7 +44,7 @@ import (
 //	scope=SCOPE           reset the latch named SCOPE; 404 if it is not open
 //	all=true              reset every open latch
 //	budget=NAME&key=KEY   reset what KEY spent in budget NAME this period; 404 if nothing
-//	mode=enforce|observe  switch the Transport's mode
+//	mode=enforce|observe  switch the mode: the fleet's, with a store that shares it
 //
 // A POST with none of these, or with more than one, is refused with 400:
 // a misspelled field never resets all latches. So is a POST with an action
@@ -48,8 +52,9 @@ import (
 // cross-origin browser request (Sec-Fetch-Site cross-site or same-site, or
 // an Origin that is not the Host) is refused with 403, by Go's
 // http.CrossOriginProtection; tools that send neither header (curl, scripts)
-// are not browsers and pass. A store that cannot be reached makes a reset
-// answer 503.
+// are not browsers and pass. A store that cannot be reached makes a reset,
+// or a mode switch with a store that shares the mode, answer 503, and
+// changes nothing (see SetModeContext).
 func (t *Transport) Handler() http.Handler {
 	// A browser that holds an operator's cookie must not act for another
 	// site: CrossOriginProtection refuses a cross-origin POST (by
@@ -60,10 +65,13 @@ func (t *Transport) Handler() http.Handler {
 }
 
 type handlerState struct {
-	Mode    Mode           `json:"mode"`
-	Store   string         `json:"store"`
-	Latches []Trip         `json:"latches"`
-	Budgets []BudgetStatus `json:"budgets"`
+	Mode Mode `json:"mode"`
+	// ModePending: a SetMode waits to be written to a store that shares
+	// the mode; Mode is this process's alone until then.
+	ModePending bool           `json:"mode_pending,omitempty"`
+	Store       string         `json:"store"`
+	Latches     []Trip         `json:"latches"`
+	Budgets     []BudgetStatus `json:"budgets"`
 	// Balances holds no key: see balance.Status.MarshalJSON.
 	Balances []balance.Status `json:"balances,omitempty"`
 }
@@ -87,6 +95,7 @@ func (t *Transport) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	st := handlerState{Mode: t.Mode(), Store: "none"}
 	if t.fleet != nil {
+		st.ModePending = t.modePending()
 		switch {
 		case !t.fleet.readsUp.Load():
 			st.Store = "down"
@@ -207,70 +216,11 @@ func (t *Transport) act(r *http.Request) (int, error) {
 		if err := m.UnmarshalText([]byte(f.Get("mode"))); err != nil {
 			return http.StatusBadRequest, err
 		}
-		t.SetMode(m)
+		if err := t.SetModeContext(r.Context(), m); err != nil {
+			return http.StatusServiceUnavailable, err
+		}
 	}
 	return 0, nil
-}
-
-// Mode says whether a Transport enforces its latches.
-type Mode int32
-
-const (
-	// ModeEnforce refuses the requests of an open latch's scope, and marks
-	// answers that cannot succeed so that SDKs do not retry them.
-	ModeEnforce Mode = iota
-	// ModeObserve classifies, records, pages and reports exactly as
-	// ModeEnforce does, but refuses nothing and changes no answer: a
-	// request that ModeEnforce would refuse is sent, its span says
-	// quotabreaker.breaker.state=open with quotabreaker.mode=observe, and
-	// quotabreaker.short_circuits counts it with quotabreaker.mode=observe.
-	// It is for watching production before enforcing.
-	ModeObserve
-)
-
-// String returns "enforce" or "observe".
-func (m Mode) String() string {
-	switch m {
-	case ModeEnforce:
-		return "enforce"
-	case ModeObserve:
-		return "observe"
-	}
-	return fmt.Sprintf("Mode(%d)", int32(m))
-}
-
-// MarshalText encodes m as its String form.
-func (m Mode) MarshalText() ([]byte, error) {
-	if m != ModeEnforce && m != ModeObserve {
-		return nil, fmt.Errorf("quotabreaker: unknown mode %d", int32(m))
-	}
-	return []byte(m.String()), nil
-}
-
-// UnmarshalText decodes "enforce" or "observe".
-func (m *Mode) UnmarshalText(b []byte) error {
-	switch string(b) {
-	case "enforce":
-		*m = ModeEnforce
-	case "observe":
-		*m = ModeObserve
-	default:
-		return fmt.Errorf("quotabreaker: unknown mode %q (want enforce or observe)", b)
-	}
-	return nil
-}
-
-// Mode returns the Transport's current mode.
-func (t *Transport) Mode() Mode { return Mode(t.mode.Load()) }
-
-// SetMode switches the Transport between ModeEnforce and ModeObserve; other
-// values are ignored. It takes effect from the next request: latches opened
-// while observing refuse requests as soon as the mode is ModeEnforce, and
-// open latches stay open (and listed) while observing.
-func (t *Transport) SetMode(m Mode) {
-	if m == ModeEnforce || m == ModeObserve {
-		t.mode.Store(int32(m))
-	}
 }
 
 // Reset closes the open latch named scope (as shown in Trip.Scope) and

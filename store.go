@@ -104,6 +104,29 @@ type SpendStore interface {
 	ResetSpend(ctx context.Context, key string, p Period) error
 }
 
+// ModeStore shares the fleet's Mode between the Transports of many
+// processes, so that one switch (from any replica's Handler or SetMode, or
+// from redisstore's command) turns enforcement on or off in every replica.
+// A store given to WithStore that implements it too is used for it: the
+// Transport then follows the mode the store holds (see Transport.SetMode).
+// Its methods follow LatchStore's rules: safe for concurrent use, and
+// bounded by ctx.
+//
+// The mode has an epoch of its own, which every SetMode advances, so that
+// a late message never undoes a newer switch: apply a mode whose epoch is
+// above the one you know, ignore the others. A store must give each SetMode
+// an epoch above every one it gave before, even after it lost its data
+// (redisstore takes the larger of the last epoch plus one and Redis's clock
+// in milliseconds), or processes that remember a higher epoch would ignore
+// every later switch. Epoch 0 means that no mode was ever set.
+type ModeStore interface {
+	// SetMode records m as the fleet's mode at a new epoch, and returns
+	// the change it made, a ChangeMode, which every Watch receives too.
+	// A store refuses (with an error) a mode other than ModeEnforce and
+	// ModeObserve, and an epoch that would pass MaxEpoch.
+	SetMode(ctx context.Context, m Mode) (Change, error)
+}
+
 // Store is a store of both latches and spend, as redisstore's is.
 type Store interface {
 	LatchStore
@@ -150,6 +173,12 @@ type Snapshot struct {
 	// Epochs holds the epoch of every scope that has one above 0; a scope
 	// that is absent has epoch 0.
 	Epochs map[string]uint64
+	// Mode is the fleet's mode, as a ModeStore holds it, and ModeEpoch
+	// the epoch of its last switch. ModeEpoch 0 means that no mode was
+	// ever set (or that the store is no ModeStore): then Mode means
+	// nothing, and each Transport keeps its own (WithMode's).
+	Mode      Mode
+	ModeEpoch uint64
 }
 
 // ChangeKind says what a Change is.
@@ -173,8 +202,13 @@ const (
 	// ChangeInvalid: Watch received a change it could not read or that
 	// failed the checks a write gets (an empty scope, an epoch above
 	// MaxEpoch), and dropped it. The Transport counts these in the
-	// quotabreaker.store.invalid_changes metric.
+	// quotabreaker.store.invalid_changes metric. A ChangeMode with a mode
+	// other than ModeEnforce and ModeObserve, or an Epoch of 0 or above
+	// MaxEpoch, is invalid too.
 	ChangeInvalid
+	// ChangeMode: the fleet's mode was switched to Mode at mode epoch
+	// Epoch (see ModeStore). Scope and Trip are empty.
+	ChangeMode
 )
 
 // Change is one change to a Store's state, as Watch, Clear and ClearAll
@@ -183,14 +217,19 @@ const (
 // Changes carry epochs so that a late one does no harm. For a scope whose
 // known epoch is e: apply a ChangeOpened when Epoch >= e (then e = Epoch),
 // and a ChangeCleared when Epoch > e (then e = Epoch); ignore the others.
+// The mode has one epoch, apart from the scopes': apply a ChangeMode when
+// its Epoch is above the mode epoch you know.
 type Change struct {
 	Kind ChangeKind
 	// Scope is the scope that changed; empty for ChangeResync,
-	// ChangeDisconnected and ChangeInvalid.
+	// ChangeDisconnected, ChangeInvalid and ChangeMode.
 	Scope string
 	// Epoch is the scope's epoch after the change: the trip's epoch for
-	// ChangeOpened, the advanced one for ChangeCleared.
+	// ChangeOpened, the advanced one for ChangeCleared; for ChangeMode,
+	// the mode's new epoch.
 	Epoch uint64
+	// Mode is the fleet's new mode, for ChangeMode.
+	Mode Mode
 	// Trip is the trip that opened the latch (ChangeOpened) or the one
 	// that was open when it was cleared (ChangeCleared; zero, with an
 	// empty Scope, when the latch was not open).
@@ -395,8 +434,8 @@ func (t *Transport) shutdownFleet(ctx context.Context) error {
 	for {
 		err := t.flush(ctx)
 		f.mu.Lock()
-		if err == nil && ctx.Err() == nil && len(f.claims)+len(f.spends)+len(f.unacked) > 0 {
-			// Trips or spend arrived while it wrote: once more.
+		if err == nil && ctx.Err() == nil && (len(f.claims)+len(f.spends)+len(f.unacked) > 0 || t.modePending()) {
+			// Trips, spend or a mode arrived while it wrote: once more.
 			f.mu.Unlock()
 			continue
 		}
@@ -406,14 +445,22 @@ func (t *Transport) shutdownFleet(ctx context.Context) error {
 		lost := len(f.spends) + len(f.unacked)
 		f.spends, f.unacked = nil, nil
 		f.mu.Unlock()
+		modeLost := t.dropModeWrite()
 		for _, o := range left {
 			t.pageAsync(o)
 		}
 		if err == nil {
 			err = ctx.Err()
 		}
-		if err != nil && len(left)+lost > 0 {
-			return fmt.Errorf("quotabreaker: shutdown: %d trips (paged from this process) and %d budget keys' spend not written: %w", len(left), lost, err)
+		if err != nil && (len(left)+lost > 0 || modeLost) {
+			what := fmt.Sprintf("%d trips (paged from this process) and %d budget keys' spend", len(left), lost)
+			switch {
+			case modeLost && len(left)+lost == 0:
+				what = "the mode switch (kept in this process)"
+			case modeLost:
+				what += " and the mode switch (kept in this process)"
+			}
+			return fmt.Errorf("quotabreaker: shutdown: %s not written: %w", what, err)
 		}
 		return nil
 	}

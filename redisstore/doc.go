@@ -22,17 +22,29 @@
 //	thresholds:<period>  set: "<pct>:<budget key>" per claimed threshold
 //	writes:<period>      hash: "<writer>/<budget key>" -> last applied write
 //	periods              sorted set of the periods held
+//	mode                 hash: mode -> "enforce" or "observe", epoch -> its mode epoch; no expiry
 //
-// Claim, Clear, ClearAll and AddSpend are Lua scripts (EVALSHA, falling back
-// to EVAL after a restart emptied the script cache): each compares, writes
-// and publishes in one atomic step; AddSpend applies each write at most once
+// The changes channel carries "open", "clear" and "mode <epoch> <mode>"
+// messages (see scripts.go). The Store is a quotabreaker.ModeStore: the
+// fleet's mode lives in Redis, every Transport follows it, and SetMode (or
+// the command's mode enforce|observe) switches it everywhere. A mode epoch
+// is the larger of the last one plus one and Redis's clock in milliseconds,
+// so that a switch made after Redis lost its data is still newer than any a
+// Transport remembers. A mode hash that SetMode did not write is left out of
+// Snapshot (each Transport keeps its mode) and reported by Mode; SetMode
+// refuses to build on a corrupt epoch: DEL the key to mend it.
+//
+// Claim, Clear, ClearAll, SetMode and AddSpend are Lua scripts (EVALSHA,
+// falling back to EVAL after a restart emptied the script cache): each
+// compares, writes and publishes in one atomic step; AddSpend applies each write at most once
 // (see quotabreaker.SpendWrite). Snapshot and the other budget calls are
 // MULTI/EXEC transactions. Every call is bounded by Options.Timeout on top
 // of the caller's context, so it returns when Redis is down or hung, and
 // waits out a Redis that answers -LOADING (still reading its data after a
 // restart) within that bound, rather than take it as empty. A change
 // message on the channel that fails the checks Claim makes is dropped and
-// reported as a ChangeInvalid.
+// reported as a ChangeInvalid, and so is a mode message that is not as
+// SetMode writes it (an unknown mode, a mode epoch of 0 or above MaxEpoch).
 //
 // # What Redis must be
 //
@@ -52,5 +64,6 @@
 // the Store never changes it. See RedisLogger to send its lines to the
 // Transport's slog.Logger.
 //
-// The command in cmd/quotabreaker lists and resets the latches from a shell.
+// The command in cmd/quotabreaker lists and resets the latches, shows the
+// budgets, and shows and switches the fleet's mode from a shell.
 package redisstore

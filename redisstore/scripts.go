@@ -9,6 +9,7 @@ package redisstore
 //
 //	open <epoch> <len(scope)>:<scope><trip JSON>
 //	clear <epoch> <len(scope)>:<scope>[<JSON of the trip that was open>]
+//	mode <mode epoch> enforce|observe
 
 // claimScript records a trip unless its scope is open or the trip is stale.
 //
@@ -72,6 +73,31 @@ for i = 1, #all, 2 do
 end
 redis.call('DEL', KEYS[1])
 return out
+`
+
+// setModeScript records the fleet's mode at a new mode epoch: the larger of
+// the last one plus one and Redis's clock in milliseconds, so that a switch
+// made after Redis lost its data still passes every epoch a Transport
+// remembers. A corrupt epoch field fails the script (tonumber gives nil)
+// and changes nothing.
+//
+//	KEYS[1] the mode (hash: mode -> "enforce" or "observe", epoch -> decimal)
+//	ARGV[1] the mode, ARGV[2] changes channel, ARGV[3] the largest epoch
+//
+// It returns the new epoch.
+const setModeScript = `
+if redis.replicate_commands then redis.replicate_commands() end -- TIME, then writes: before Redis 5
+local cur = tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0')
+if cur == nil or cur < 0 or cur >= tonumber(ARGV[3]) then
+	return redis.error_reply('mode epoch out of range')
+end
+local now = redis.call('TIME')
+local ep = math.max(cur + 1, tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000))
+ep = math.min(ep, tonumber(ARGV[3]))
+local s = string.format('%d', ep)
+redis.call('HSET', KEYS[1], 'mode', ARGV[1], 'epoch', s)
+redis.call('PUBLISH', ARGV[2], 'mode ' .. s .. ' ' .. ARGV[1])
+return s
 `
 
 // resetSpendScript zeroes one key's spend in a period and forgets its

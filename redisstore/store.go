@@ -58,8 +58,9 @@ type Store struct {
 	epochs  string // hash: scope -> decimal epoch
 	channel string // pub/sub channel of changes
 	periods string // sorted set: budget period ids, scored by expiry
+	mode    string // hash: mode -> the fleet's mode, epoch -> its epoch
 
-	claim, clear, clearAll, resetSpend, addSpend *redis.Script
+	claim, clear, clearAll, resetSpend, addSpend, setMode *redis.Script
 }
 
 // maxEpoch bounds the epochs a Store accepts: the scripts compare epochs as
@@ -110,11 +111,13 @@ func New(client redis.UniversalClient, opts Options) (*Store, error) {
 		epochs:       p + "epochs",
 		channel:      p + "changes",
 		periods:      p + "periods",
+		mode:         p + "mode",
 		claim:        redis.NewScript(claimScript),
 		clear:        redis.NewScript(clearScript),
 		clearAll:     redis.NewScript(clearAllScript),
 		resetSpend:   redis.NewScript(resetSpendScript),
 		addSpend:     redis.NewScript(addSpendScript),
+		setMode:      redis.NewScript(setModeScript),
 	}, nil
 }
 
@@ -223,12 +226,16 @@ func (s *Store) ClearAll(ctx context.Context) ([]Change, error) {
 	return changes, nil
 }
 
-// Snapshot reads the open latches and the epochs in one MULTI/EXEC
-// transaction, so that they agree.
+// Snapshot reads the open latches, the epochs and the fleet's mode in one
+// MULTI/EXEC transaction, so that they agree. A mode that fails the checks
+// SetMode makes (a corrupt field, written by hand) is left out, with
+// ModeEpoch 0: the latches still sync, each Transport keeps the mode it has,
+// and Mode reports the corruption.
 func (s *Store) Snapshot(ctx context.Context) (Snapshot, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	var open, epochs *redis.MapStringStringCmd
+	var mode *redis.SliceCmd
 	// A Redis still loading its data after a restart answers -LOADING
 	// (and EXEC, -EXECABORT): an empty answer would start a replica
 	// without the fleet's open latches, so wait for it.
@@ -236,6 +243,7 @@ func (s *Store) Snapshot(ctx context.Context) (Snapshot, error) {
 		_, err := s.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			open = p.HGetAll(ctx, s.open)
 			epochs = p.HGetAll(ctx, s.epochs)
+			mode = p.HMGet(ctx, s.mode, "mode", "epoch")
 			return nil
 		})
 		if err != nil && open != nil && isLoading(open.Err()) {
@@ -260,7 +268,82 @@ func (s *Store) Snapshot(ctx context.Context) (Snapshot, error) {
 		snap.Open = append(snap.Open, decodeTrip(scope, []byte(raw)))
 	}
 	slices.SortFunc(snap.Open, func(a, b Trip) int { return strings.Compare(a.Scope, b.Scope) })
+	if m, epoch, err := decodeMode(mode.Val()); err == nil {
+		snap.Mode, snap.ModeEpoch = m, epoch
+	}
 	return snap, nil
+}
+
+// SetMode records m as the fleet's mode at a new mode epoch, in one atomic
+// script that also publishes the change; see quotabreaker.ModeStore. The
+// epoch is the larger of the last one plus one and Redis's clock in
+// milliseconds (TIME), so that a switch after Redis lost its data is still
+// newer than every switch a Transport remembers.
+func (s *Store) SetMode(ctx context.Context, m Mode) (Change, error) {
+	name, err := m.MarshalText()
+	if err != nil {
+		return Change{}, fmt.Errorf("redisstore: set mode: %w", err)
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	var res any
+	err = retryLoading(ctx, func() (err error) {
+		res, err = s.setMode.Run(ctx, s.c, []string{s.mode}, name, s.channel, strconv.FormatUint(maxEpoch, 10)).Result()
+		return err
+	})
+	if err != nil {
+		return Change{}, fmt.Errorf("redisstore: set mode: %w", err)
+	}
+	epoch, err := replyUint(res)
+	if err != nil || epoch == 0 || epoch > maxEpoch {
+		return Change{}, fmt.Errorf("redisstore: set mode: unexpected epoch %v", res)
+	}
+	return Change{Kind: ChangeMode, Epoch: epoch, Mode: m}, nil
+}
+
+// Mode returns the fleet's mode and the epoch of its last switch; epoch 0,
+// with ModeEnforce, when no mode was ever set, and then each Transport keeps
+// its own (its WithMode). Unlike Snapshot, which leaves out a mode it cannot
+// read, it reports one with an error.
+func (s *Store) Mode(ctx context.Context) (m Mode, epoch uint64, err error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	var vals []any
+	err = retryLoading(ctx, func() (err error) {
+		vals, err = s.c.HMGet(ctx, s.mode, "mode", "epoch").Result()
+		return err
+	})
+	if err != nil {
+		return ModeEnforce, 0, fmt.Errorf("redisstore: mode: %w", err)
+	}
+	m, epoch, err = decodeMode(vals)
+	if err != nil {
+		return ModeEnforce, 0, fmt.Errorf("redisstore: mode: %w", err)
+	}
+	return m, epoch, nil
+}
+
+// decodeMode reads the mode hash's fields (mode, epoch), as HMGET returns
+// them: both absent when no mode was ever set; otherwise what SetMode
+// writes, a known mode at an epoch from 1 to MaxEpoch.
+func decodeMode(vals []any) (Mode, uint64, error) {
+	if len(vals) != 2 {
+		return ModeEnforce, 0, fmt.Errorf("unexpected reply of %d values", len(vals))
+	}
+	if vals[0] == nil && vals[1] == nil {
+		return ModeEnforce, 0, nil
+	}
+	name, _ := vals[0].(string)
+	ep, _ := vals[1].(string)
+	var m Mode
+	if err := m.UnmarshalText([]byte(name)); err != nil {
+		return ModeEnforce, 0, fmt.Errorf("stored mode %q is not enforce or observe", name)
+	}
+	epoch, err := strconv.ParseUint(ep, 10, 64)
+	if err != nil || epoch == 0 || epoch > maxEpoch {
+		return ModeEnforce, 0, fmt.Errorf("stored mode epoch %q out of range", ep)
+	}
+	return m, epoch, nil
 }
 
 // decodeTrip reads a stored trip. The hash field, not the JSON, names the
@@ -302,6 +385,8 @@ func decodeChange(msg string) (Change, error) {
 		kind = ChangeOpened
 	case "clear":
 		kind = ChangeCleared
+	case "mode":
+		return decodeModeChange(rest)
 	default:
 		return Change{}, fmt.Errorf("unknown operation %q", op)
 	}
@@ -344,6 +429,30 @@ func decodeChange(msg string) (Change, error) {
 		ch.Trip = decodeTrip(ch.Scope, raw)
 	}
 	return ch, nil
+}
+
+// decodeModeChange reads the rest of a mode message, "<epoch> <mode>", as
+// strictly as SetMode writes it: a decimal epoch from 1 to MaxEpoch, one
+// space, and "enforce" or "observe" with nothing after it.
+func decodeModeChange(rest string) (Change, error) {
+	ep, name, ok := strings.Cut(rest, " ")
+	if !ok {
+		return Change{}, errors.New("no mode")
+	}
+	epoch, err := strconv.ParseUint(ep, 10, 64)
+	switch {
+	case err != nil:
+		return Change{}, fmt.Errorf("mode epoch: %w", err)
+	case strconv.FormatUint(epoch, 10) != ep:
+		return Change{}, fmt.Errorf("mode epoch %q is not as SetMode writes it", ep)
+	case epoch == 0 || epoch > maxEpoch:
+		return Change{}, fmt.Errorf("mode epoch %d out of range", epoch)
+	}
+	var m Mode
+	if err := m.UnmarshalText([]byte(name)); err != nil {
+		return Change{}, err
+	}
+	return Change{Kind: ChangeMode, Epoch: epoch, Mode: m}, nil
 }
 
 // hasHashTag reports whether prefix has a Redis Cluster hash tag: a "{"

@@ -28,6 +28,7 @@ const (
 	ChangeResync       = quotabreaker.ChangeResync
 	ChangeDisconnected = quotabreaker.ChangeDisconnected
 	ChangeInvalid      = quotabreaker.ChangeInvalid
+	ChangeMode         = quotabreaker.ChangeMode
 
 	CauseAnswer = quotabreaker.CauseAnswer
 	CauseStream = quotabreaker.CauseStream
@@ -37,4 +38,7 @@ const (
 	ModeObserve = quotabreaker.ModeObserve
 )
 
-var _ quotabreaker.Store = (*Store)(nil)
+var (
+	_ quotabreaker.Store     = (*Store)(nil)
+	_ quotabreaker.ModeStore = (*Store)(nil)
+)

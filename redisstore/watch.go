@@ -29,8 +29,10 @@ const (
 // a ping goes unanswered for Options.PingInterval, so a Redis that hangs is
 // noticed too, and then calls fn with a ChangeDisconnected (once, however
 // many attempts fail after it). A message it cannot read, or that fails the
-// checks Claim makes (an empty scope, an epoch above MaxEpoch, a clear to
-// epoch 0), is dropped and reported with a ChangeInvalid. A fn that is slow to return delays later changes; if Redis
+// checks Claim and SetMode make (an empty scope, an epoch above MaxEpoch, a
+// clear to epoch 0, a mode other than enforce and observe, a mode epoch of
+// 0), is dropped and reported with a ChangeInvalid. A fn that is slow to
+// return delays later changes; if Redis
 // drops the subscription because of it (its client-output-buffer-limit for
 // pubsub), a ChangeDisconnected and a ChangeResync follow.
 func (s *Store) Watch(ctx context.Context, fn func(Change)) error {

@@ -167,6 +167,10 @@ func TestWatchGarbage(t *testing.T) {
 		// What Claim refuses: an empty scope, an epoch above 2^53-1;
 		// and what no script writes: a clear to epoch 0.
 		"open 0 0:{}", "open 9007199254740992 1:a{}", "clear 9007199254740992 1:a", "clear 0 1:a",
+		// What SetMode refuses or never writes: an unknown mode, a mode
+		// epoch of 0 or above 2^53-1, anything else.
+		"mode 5 panic", "mode 5 Observe", "mode 0 observe", "mode 9007199254740992 enforce",
+		"mode 5 observe ", "mode 05 observe", "mode observe", "mode 5",
 	} {
 		if err := srv.Client().Publish(ctxT(t), "quotabreaker:changes", msg).Err(); err != nil {
 			t.Fatal(err)

@@ -9,6 +9,8 @@
 //	quotabreaker [flags] reset SCOPE             close one latch, everywhere
 //	quotabreaker [flags] reset -all              close every latch, everywhere
 //	quotabreaker [flags] reset -budget NAME KEY  forget what KEY spent in budget NAME this period
+//	quotabreaker [flags] mode                    show the fleet's mode
+//	quotabreaker [flags] mode enforce|observe    switch the mode, everywhere
 //
 // Flags:
 //
@@ -19,19 +21,26 @@
 //	          latches ([] when none), budgets the budgets in the shape of
 //	          quotabreaker.BudgetStatus (the limit, the unpriced answers and
 //	          the hard limit are the Transports' settings, not in Redis:
-//	          zero here), reset the latches it closed
+//	          zero here), reset the latches it closed, mode the fleet's
+//	          mode ({"mode": "observe", "epoch": N}; "mode": null when
+//	          none was ever set)
 //	-timeout  bound on each call to Redis (default 5s)
 //	-horizon  balance: the forecast that exits 1 (default 24h)
 //
 // Exit status: status exits 1 whenever a latch is open (even when the
-// budgets cannot be read) and 0 when none is; balance exits 1 when a
-// balance runs out within -horizon (24h); reset exits 1 when there is
-// nothing to reset (and then changes nothing). A usage error, or a Redis
-// that cannot be reached or read, exits 2. The command never prints the
+// budgets or the mode cannot be read) and 0 when none is; balance exits 1
+// when a balance runs out within -horizon (24h); reset exits 1 when there is
+// nothing to reset (and then changes nothing); mode exits 0 once it has
+// shown or switched the mode (a switch to the mode already set is written
+// again, and wins over a replica's switch still waiting for Redis). A usage
+// error, or a Redis that cannot be reached or read (a stored mode that is
+// not one SetMode writes, too), exits 2. The command never prints the
 // password of an -addr URL, and go-redis's own log lines are silenced.
 //
-// The mode (enforce or observe) lives in each Transport, not in Redis: switch
-// it with each replica's Handler.
+// The mode (enforce or observe) is the fleet's: every Transport whose store
+// is a redisstore.Store follows the mode held in Redis, as a switch through
+// any replica's Handler does. Until a mode is first set, each replica runs
+// in the mode it started with (quotabreaker.WithMode; enforce by default).
 package main
 
 import (
@@ -70,9 +79,11 @@ const usage = `usage:
   quotabreaker [flags] reset SCOPE             close one latch, everywhere
   quotabreaker [flags] reset -all              close every latch, everywhere
   quotabreaker [flags] reset -budget NAME KEY  forget what KEY spent in budget NAME this period
+  quotabreaker [flags] mode                    show the fleet's mode
+  quotabreaker [flags] mode enforce|observe    switch the mode, everywhere
 
-Exit status: 0 nothing open (status) or done (reset); 1 a latch is open
-(status), a balance runs out within -horizon (balance) or nothing to
+Exit status: 0 nothing open (status) or done (reset, mode); 1 a latch is
+open (status), a balance runs out within -horizon (balance) or nothing to
 reset (reset); 2 a usage error, or Redis cannot be reached or read.
 
 flags:
@@ -160,6 +171,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return c.reset(ctx, rest[0])
 		}
 		fmt.Fprintln(stderr, "quotabreaker: reset takes one SCOPE, -all alone, or -budget NAME and one KEY")
+		return exitError
+	case "mode":
+		switch {
+		case *all || *budget != "" || len(rest) > 1:
+		case len(rest) == 0:
+			return c.mode(ctx)
+		default:
+			var m quotabreaker.Mode
+			if err := m.UnmarshalText([]byte(rest[0])); err != nil {
+				fmt.Fprintf(stderr, "quotabreaker: unknown mode %s (want enforce or observe)\n", clean(rest[0]))
+				return exitError
+			}
+			return c.setMode(ctx, m)
+		}
+		fmt.Fprintln(stderr, "quotabreaker: mode takes nothing (show it) or one of enforce and observe (switch it)")
 		return exitError
 	}
 	fmt.Fprintf(stderr, "quotabreaker: unknown command %q\n", pos[0])
@@ -250,14 +276,29 @@ func (c *cmd) status(ctx context.Context) int {
 		}
 		return code
 	}
-	// Latches first: a budget that cannot be read (a corrupt field) must
-	// not hide an open latch, nor its exit status.
+	// Latches first: a budget or a mode that cannot be read (a corrupt
+	// field) must not hide an open latch, nor its exit status.
+	mode, epoch, modeErr := c.s.Mode(ctx)
 	spends, spendErr := c.s.Spend(ctx)
-	if len(snap.Open) == 0 {
-		fmt.Fprintln(c.stdout, "No open latches.")
+	observe := false
+	if modeErr != nil {
+		fmt.Fprintf(c.stderr, "quotabreaker: %v\n", modeErr)
 	} else {
+		fmt.Fprintln(c.stdout, modeLine(mode, epoch))
+		observe = epoch > 0 && mode == quotabreaker.ModeObserve
+	}
+	switch {
+	case len(snap.Open) == 0:
+		fmt.Fprintln(c.stdout, "No open latches.")
+	case observe:
+		fmt.Fprintf(c.stdout, "%d open latch(es): the fleet observes, so requests of these scopes still reach the provider; in enforce mode they are refused until a reset.\n\n", len(snap.Open))
+		writeTrips(c.stdout, snap.Open)
+	default:
 		fmt.Fprintf(c.stdout, "%d open latch(es): requests of these scopes are refused until a reset.\n\n", len(snap.Open))
 		writeTrips(c.stdout, snap.Open)
+	}
+	if modeErr != nil && code == exitOK {
+		code = exitError
 	}
 	if spendErr != nil {
 		fmt.Fprintf(c.stderr, "quotabreaker: budgets: %v\n", spendErr)
@@ -271,6 +312,67 @@ func (c *cmd) status(ctx context.Context) int {
 		writeSpends(c.stdout, spends)
 	}
 	return code
+}
+
+// modeJSON is what mode -json prints: Mode is null when no mode was ever
+// set, and Epoch then 0.
+type modeJSON struct {
+	Mode  *quotabreaker.Mode `json:"mode"`
+	Epoch uint64             `json:"epoch"`
+}
+
+// modeLine says what the fleet's mode is, and since when.
+func modeLine(m quotabreaker.Mode, epoch uint64) string {
+	if epoch == 0 {
+		return "Mode: not set for the fleet; each replica runs in the mode it started with (enforce unless WithMode says otherwise)."
+	}
+	at := ""
+	// redisstore's epochs are Redis's clock in milliseconds: when the
+	// switch was made. An epoch that is not (written by another store) is
+	// not shown as a time.
+	if epoch >= 1e12 {
+		at = ", switched " + since(time.UnixMilli(int64(epoch)))
+	}
+	if m == quotabreaker.ModeObserve {
+		return "Mode: observe, for the whole fleet" + at + ": open latches refuse nothing, they are recorded and reported."
+	}
+	return "Mode: enforce, for the whole fleet" + at + ": open latches refuse their requests."
+}
+
+func (c *cmd) mode(ctx context.Context) int {
+	m, epoch, err := c.s.Mode(ctx)
+	if err != nil {
+		return c.fail(err)
+	}
+	return c.reportMode(m, epoch)
+}
+
+// setMode switches the fleet's mode: every Transport watching the store
+// takes it within moments, and one started later starts in it.
+func (c *cmd) setMode(ctx context.Context, m quotabreaker.Mode) int {
+	ch, err := c.s.SetMode(ctx, m)
+	if err != nil {
+		return c.fail(err)
+	}
+	if !c.json {
+		fmt.Fprintf(c.stdout, "Switched the fleet to %s; every replica watching the store switches too, and one started later starts in it.\n", m)
+	}
+	return c.reportMode(ch.Mode, ch.Epoch)
+}
+
+func (c *cmd) reportMode(m quotabreaker.Mode, epoch uint64) int {
+	if c.json {
+		out := modeJSON{Epoch: epoch}
+		if epoch > 0 {
+			out.Mode = &m
+		}
+		if err := writeJSON(c.stdout, out); err != nil {
+			return c.fail(err)
+		}
+		return exitOK
+	}
+	fmt.Fprintln(c.stdout, modeLine(m, epoch))
+	return exitOK
 }
 
 func (c *cmd) budgets(ctx context.Context) int {

@@ -88,7 +88,7 @@ func TestStatus(t *testing.T) {
 	addr := "-addr=" + srv.Addr
 
 	code, out, errOut := runCmd(t, "status", addr)
-	if code != 0 || out != "No open latches.\n" || errOut != "" {
+	if code != 0 || out != modeLine(redisstore.ModeEnforce, 0)+"\nNo open latches.\n" || errOut != "" {
 		t.Errorf("status with nothing open: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	code, out, _ = runCmd(t, "-json", "status", addr)
@@ -102,7 +102,11 @@ func TestStatus(t *testing.T) {
 		t.Errorf("status with latches open: exit %d, stderr %q; want 1", code, errOut)
 	}
 	lines := strings.Split(out, "\n")
-	if !strings.HasPrefix(lines[0], "2 open latch(es)") {
+	if lines[0] != modeLine(redisstore.ModeEnforce, 0) {
+		t.Errorf("status mode line %q", lines[0])
+	}
+	lines = lines[1:]
+	if !strings.HasPrefix(lines[0], "2 open latch(es): requests of these scopes are refused") {
 		t.Errorf("status headline %q", lines[0])
 	}
 	header := strings.Fields(lines[2])
@@ -327,14 +331,15 @@ func TestErrors(t *testing.T) {
 	srv := redistest.Start(t)
 	srv.Kill()
 	for _, args := range [][]string{
-		{"status"}, {"status", "-json"}, {"budgets"}, {"reset", "x"}, {"reset", "-all"},
+		{"status"}, {"status", "-json"}, {"budgets"}, {"reset", "x"}, {"reset", "-all"}, {"mode"}, {"mode", "observe"}, {"mode", "-json"},
 	} {
 		code, out, errOut := runCmd(t, append(args, "-addr", srv.Addr, "-timeout", "200ms")...)
 		if code != 2 || !strings.HasPrefix(errOut, "quotabreaker: ") || out != "" {
 			t.Errorf("%q with Redis down: exit %d, stdout %q, stderr %q; want 2", args, code, out, errOut)
 		}
 	}
-	for _, args := range [][]string{{}, {"stat"}, {"status", "extra"}, {"-bogus", "status"}, {"-addr", "redis://[bad", "status"}} {
+	for _, args := range [][]string{{}, {"stat"}, {"status", "extra"}, {"-bogus", "status"}, {"-addr", "redis://[bad", "status"},
+		{"mode", "Observe"}, {"mode", "enforce", "observe"}, {"mode", "-all"}, {"mode", "-budget", "b", "observe"}} {
 		if code, _, errOut := runCmd(t, args...); code != 2 || errOut == "" {
 			t.Errorf("%q: exit %d, stderr %q; want 2 with a message", args, code, errOut)
 		}

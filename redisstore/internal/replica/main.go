@@ -7,6 +7,7 @@
 //
 //	call    send one chat completion request through the Transport
 //	status  show the Transport's state, as its Handler's GET does
+//	mode M  switch the mode to M (enforce or observe) through the Handler's POST
 //	quit    Close the Transport and exit (so does the end of stdin)
 //
 // On stdout, one line per reply or event:
@@ -15,6 +16,7 @@
 //	CALL <status> reached|refused <x-should-retry> <error code>
 //	CALL error <message>
 //	STATUS <JSON of the Handler's GET>
+//	MODE <HTTP status> <mode after the POST, or the error>
 //	PAGE <Trip JSON>                           OnTrip ran in this process
 //	RESET <Trip JSON>                          OnReset ran in this process
 //	LOG <slog text record>                     the Transport logged (the store's reachability)
@@ -121,6 +123,19 @@ func run(redisAddr, provider, key string, timeout time.Duration, stdin io.Reader
 				continue
 			}
 			o.line("STATUS", compact.String())
+		case "mode enforce", "mode observe":
+			rec := httptest.NewRecorder()
+			req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader("mode="+strings.TrimPrefix(cmd, "mode ")))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			t.Handler().ServeHTTP(rec, req)
+			var st struct {
+				Mode string `json:"mode"`
+			}
+			if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &st) != nil {
+				o.line("MODE", fmt.Sprintf("%d %s", rec.Code, strings.TrimSpace(rec.Body.String())))
+				continue
+			}
+			o.line("MODE", fmt.Sprintf("%d %s", rec.Code, st.Mode))
 		case "quit":
 			return nil
 		default:
