@@ -1,6 +1,7 @@
 package quotabreaker
 
 import (
+	"context"
 	"errors"
 	"math"
 	"slices"
@@ -415,4 +416,70 @@ func (t *Transport) admit(id uint64, name func() string) (*latch, *opened) {
 		l.release()
 		l = t.latches.acquire(id, name)
 	}
+}
+
+// Reset closes the open latch named scope (as shown in Trip.Scope) and
+// reports whether there was one. Requests of that scope reach the network
+// again; an answer to a request sent before the reset cannot reopen it.
+// Call it once billing is fixed. OnReset runs before it returns, with ctx.
+func (t *Transport) Reset(ctx context.Context, scope string) (bool, error) {
+	n, err := t.reset(ctx, scope, false)
+	return n > 0, err
+}
+
+// ResetAll closes every open latch and returns how many there were.
+func (t *Transport) ResetAll(ctx context.Context) (int, error) {
+	return t.reset(ctx, "", true)
+}
+
+func (t *Transport) reset(ctx context.Context, scope string, all bool) (int, error) {
+	if t.base == nil {
+		return 0, errNotNew
+	}
+	var n int
+	var due []*opened
+	if t.fleet != nil {
+		// The store first: a reset the fleet does not see would be undone
+		// by the next resync.
+		var cleared []Change
+		var err error
+		if all {
+			cleared, err = t.fleet.store.ClearAll(ctx)
+		} else {
+			var ch Change
+			ch, err = t.fleet.store.Clear(ctx, scope)
+			cleared = []Change{ch}
+		}
+		if err != nil {
+			return 0, err
+		}
+		for _, ch := range cleared {
+			if ch.Trip.Scope != "" {
+				n++
+			}
+			due = append(due, t.latches.clearEpoch(ch.Scope, ch.Epoch)...)
+		}
+	}
+	// Latches open only here (their claim not written yet) close too,
+	// and their claims are not written.
+	local, more := t.latches.reset(scope, all)
+	if t.fleet != nil && local > 0 {
+		t.dropClaims(ctx)
+	}
+	n = max(n, local)
+	due = append(due, more...)
+	slices.SortFunc(due, func(a, b *opened) int { return compareTrips(a.Trip, b.Trip) })
+	for _, o := range due {
+		t.resetDone(ctx, o)
+	}
+	return n, nil
+}
+
+// OpenLatches returns the trips of the open latches, oldest first, and an
+// empty slice (never nil) when there are none.
+func (t *Transport) OpenLatches(ctx context.Context) ([]Trip, error) {
+	if t.base == nil {
+		return []Trip{}, errNotNew
+	}
+	return t.latches.openLatches(), nil
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
-	mrand "math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -90,7 +89,7 @@ type fleet struct {
 	spendMu sync.Mutex
 
 	health health    // what the log and the metrics last said; loop and Watch goroutines
-	mode   modeState // the fleet's mode as this process knows it: see mode.go
+	mode   modeState // the fleet's mode as this process knows it: see handler.go
 
 	shutdown    sync.Once
 	shutdownErr error // set once shutdown is done
@@ -200,19 +199,6 @@ func (t *Transport) fleetLoop() {
 		retrying = true
 		retry.Reset(jitter(backoff))
 		backoff = min(2*backoff, maxRetry)
-	}
-}
-
-// jitter returns a duration drawn at random between d/2 and d.
-func jitter(d time.Duration) time.Duration {
-	return d/2 + mrand.N(d/2+1)
-}
-
-// signal wakes the loop without blocking.
-func signal(c chan struct{}) {
-	select {
-	case c <- struct{}{}:
-	default:
 	}
 }
 
@@ -473,5 +459,33 @@ func (t *Transport) applyOpened(tr Trip, epoch uint64) {
 func (t *Transport) applyCleared(scope string, epoch uint64) {
 	for _, o := range t.latches.clearEpoch(scope, epoch) {
 		t.resetAsync(o)
+	}
+}
+
+// validMode reports whether a mode and its epoch from the store pass the
+// checks a store makes on SetMode.
+func validMode(m Mode, epoch uint64) bool {
+	return (m == ModeEnforce || m == ModeObserve) && epoch > 0 && epoch <= MaxEpoch
+}
+
+// applyModeChange applies a ChangeMode from the store's Watch; one that
+// fails the checks SetMode makes is dropped and counted as invalid.
+func (t *Transport) applyModeChange(ch Change) {
+	t.observed(opRead, nil)
+	if !validMode(ch.Mode, ch.Epoch) {
+		t.invalidChange()
+		return
+	}
+	if t.fleet.mode.store != nil {
+		t.applyMode(ch.Mode, ch.Epoch)
+	}
+}
+
+// applySnapshotMode takes the fleet's mode from a Snapshot, when the store
+// shares it and one was set. A mode that fails the checks SetMode makes was
+// written by something else, and is not taken.
+func (t *Transport) applySnapshotMode(snap Snapshot) {
+	if t.fleet.mode.store != nil && validMode(snap.Mode, snap.ModeEpoch) {
+		t.applyMode(snap.Mode, snap.ModeEpoch)
 	}
 }

@@ -9,15 +9,20 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
+	"sync"
 
 	"github.com/quotabreaker/quotabreaker/balance"
 )
 
-// This file holds what operators act on: resets of latches, the open
-// latches, and the Handler that serves them over HTTP; the mode they switch
-// is in mode.go.
+// This file holds what operators act on: the Mode, how a Transport
+// switches it and how a fleet shares it through a store that implements
+// ModeStore, so that one switch (SetMode, the Handler, redisstore's
+// command) turns enforcement on or off in every replica; and the Handler,
+// which shows the state and takes the operators' actions over HTTP (resets,
+// in breaker.go, and mode switches). Precedence: WithMode gives the mode a
+// Transport starts in; once the store holds a mode (any switch ever made
+// through it), the store's wins, from the Snapshot New takes on.
 
 // Handler returns an http.Handler for operators: it shows the Transport's
 // state and resets latches and budgets. Mount it wherever the application
@@ -223,68 +228,272 @@ func (t *Transport) act(r *http.Request) (int, error) {
 	return 0, nil
 }
 
-// Reset closes the open latch named scope (as shown in Trip.Scope) and
-// reports whether there was one. Requests of that scope reach the network
-// again; an answer to a request sent before the reset cannot reopen it.
-// Call it once billing is fixed. OnReset runs before it returns, with ctx.
-func (t *Transport) Reset(ctx context.Context, scope string) (bool, error) {
-	n, err := t.reset(ctx, scope, false)
-	return n > 0, err
-}
+// Mode says whether a Transport enforces its latches.
+type Mode int32
 
-// ResetAll closes every open latch and returns how many there were.
-func (t *Transport) ResetAll(ctx context.Context) (int, error) {
-	return t.reset(ctx, "", true)
-}
+const (
+	// ModeEnforce refuses the requests of an open latch's scope, and marks
+	// answers that cannot succeed so that SDKs do not retry them.
+	ModeEnforce Mode = iota
+	// ModeObserve classifies, records, pages and reports exactly as
+	// ModeEnforce does, but refuses nothing and changes no answer: a
+	// request that ModeEnforce would refuse is sent, its span says
+	// quotabreaker.breaker.state=open with quotabreaker.mode=observe, and
+	// quotabreaker.short_circuits counts it with quotabreaker.mode=observe.
+	// It is for watching production before enforcing.
+	ModeObserve
+)
 
-func (t *Transport) reset(ctx context.Context, scope string, all bool) (int, error) {
-	if t.base == nil {
-		return 0, errNotNew
+// String returns "enforce" or "observe".
+func (m Mode) String() string {
+	switch m {
+	case ModeEnforce:
+		return "enforce"
+	case ModeObserve:
+		return "observe"
 	}
-	var n int
-	var due []*opened
-	if t.fleet != nil {
-		// The store first: a reset the fleet does not see would be undone
-		// by the next resync.
-		var cleared []Change
-		var err error
-		if all {
-			cleared, err = t.fleet.store.ClearAll(ctx)
-		} else {
-			var ch Change
-			ch, err = t.fleet.store.Clear(ctx, scope)
-			cleared = []Change{ch}
-		}
+	return fmt.Sprintf("Mode(%d)", int32(m))
+}
+
+// MarshalText encodes m as its String form.
+func (m Mode) MarshalText() ([]byte, error) {
+	if m != ModeEnforce && m != ModeObserve {
+		return nil, fmt.Errorf("quotabreaker: unknown mode %d", int32(m))
+	}
+	return []byte(m.String()), nil
+}
+
+// UnmarshalText decodes "enforce" or "observe".
+func (m *Mode) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "enforce":
+		*m = ModeEnforce
+	case "observe":
+		*m = ModeObserve
+	default:
+		return fmt.Errorf("quotabreaker: unknown mode %q (want enforce or observe)", b)
+	}
+	return nil
+}
+
+// Mode returns the Transport's current mode: with a store that shares the
+// mode (a ModeStore, as redisstore's), the fleet's, as this process last
+// heard it, or this process's own switch while it waits to be written.
+func (t *Transport) Mode() Mode { return Mode(t.mode.Load()) }
+
+// SetMode switches the Transport between ModeEnforce and ModeObserve; other
+// values are ignored. It takes effect from the next request: latches opened
+// while observing refuse requests as soon as the mode is ModeEnforce, and
+// open latches stay open (and listed) while observing.
+//
+// With a store that shares the mode (WithStore with a ModeStore, such as
+// redisstore's), it switches the fleet: it applies here at once, and the
+// store's background loop writes it to the store, from which every replica
+// takes it within the time a change takes to reach them (pub/sub; at the
+// latest the next resync). While the store does not take the write (it is
+// down or read-only), this process keeps the mode it was given and the
+// write is retried with the backoff of trips' claims (250 ms doubling to
+// 10 s); before each retry it reads the store, and a switch made elsewhere
+// meanwhile (at an epoch above the one this process knew when SetMode was
+// called) wins: the waiting write is dropped and the fleet's mode taken.
+// The Handler's GET says "mode_pending": true meanwhile. Shutdown writes a
+// switch still waiting, and says so if it cannot; after Shutdown, SetMode
+// switches this Transport alone. SetMode has no error to return; to know
+// whether the fleet took the switch, call SetModeContext.
+func (t *Transport) SetMode(m Mode) {
+	if m != ModeEnforce && m != ModeObserve {
+		return
+	}
+	f := t.fleet
+	if f == nil || f.mode.store == nil {
+		t.mode.Store(int32(m))
+		return
+	}
+	// Under f.mu, so that Shutdown either writes this switch or finds it
+	// closed: then the switch is this process's alone.
+	f.mu.Lock()
+	closed := f.closed
+	f.mode.mu.Lock()
+	t.mode.Store(int32(m))
+	if !closed {
+		f.mode.want = &modeWrite{mode: m, base: f.mode.epoch}
+	}
+	f.mode.mu.Unlock()
+	f.mu.Unlock()
+	if !closed {
+		signal(f.wake)
+	}
+}
+
+// SetModeContext is SetMode for callers that want to know whether the
+// fleet took the switch, as the Handler does. With a store that shares the
+// mode, it writes the mode to the store first, within ctx and the store's
+// timeout, and applies it here once the store took it: when the store
+// cannot be reached or refuses the write, it returns the store's error and
+// changes nothing here or elsewhere (as Reset does), and a SetMode still
+// waiting to be written is kept. Without such a store it switches this
+// Transport alone. It returns an error for a mode other than ModeEnforce
+// and ModeObserve.
+func (t *Transport) SetModeContext(ctx context.Context, m Mode) error {
+	if m != ModeEnforce && m != ModeObserve {
+		return fmt.Errorf("quotabreaker: unknown mode %d", int32(m))
+	}
+	if t.base == nil {
+		return errNotNew
+	}
+	f := t.fleet
+	if f == nil || f.mode.store == nil {
+		t.mode.Store(int32(m))
+		return nil
+	}
+	var ch Change
+	err := t.call(ctx, func(ctx context.Context) (err error) {
+		ch, err = f.mode.store.SetMode(ctx, m)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if ch.Kind != ChangeMode || !validMode(ch.Mode, ch.Epoch) || ch.Mode != m {
+		return fmt.Errorf("quotabreaker: the store answered SetMode(%v) with %+v", m, ch)
+	}
+	f.mode.mu.Lock()
+	// This switch is newer than any waiting to be written.
+	f.mode.want = nil
+	f.mode.mu.Unlock()
+	t.applyMode(ch.Mode, ch.Epoch)
+	return nil
+}
+
+// modeState is the fleet's mode as a Transport with a ModeStore knows it:
+// the last switch heard from the store, and a SetMode not yet written to it.
+type modeState struct {
+	store ModeStore // nil when the store does not share the mode
+	mu    sync.Mutex
+	mode  Mode       // the fleet's, switched at epoch; guarded by mu
+	epoch uint64     // guarded by mu
+	want  *modeWrite // guarded by mu
+}
+
+// modeWrite is a SetMode waiting to be written to the store.
+type modeWrite struct {
+	mode Mode
+	// base is the mode epoch this process knew when SetMode was called,
+	// raised by this process's own writes since: a store holding a higher
+	// one was switched elsewhere, after it.
+	base   uint64
+	failed bool // a write was tried and failed: look before trying again
+}
+
+// applyMode takes the fleet's mode m, switched at epoch, from the store
+// (a Watch change, a Snapshot, or this process's own write): unless this
+// process knows a newer switch, or holds one of its own still waiting to be
+// written, it becomes this process's mode. A switch that changes the mode
+// here is logged once, as the operator's endpoint and every span's
+// quotabreaker.mode attribute then show it.
+func (t *Transport) applyMode(m Mode, epoch uint64) {
+	f := t.fleet
+	f.mode.mu.Lock()
+	if epoch <= f.mode.epoch {
+		f.mode.mu.Unlock()
+		return
+	}
+	f.mode.epoch, f.mode.mode = epoch, m
+	if f.mode.want != nil {
+		// This process's own, later switch decides here until it is
+		// written (or found superseded before a retry).
+		f.mode.mu.Unlock()
+		return
+	}
+	prev := Mode(t.mode.Swap(int32(m)))
+	f.mode.mu.Unlock()
+	if prev != m {
+		f.log.Info("quotabreaker: the fleet's mode changed; this process follows it",
+			"mode", m.String(), "previous_mode", prev.String(), "mode_epoch", epoch)
+	}
+}
+
+// flushMode writes a SetMode waiting for the store. A write that failed
+// before is preceded by a look at the store, so that a switch made
+// elsewhere while this one waited is not undone by it.
+func (t *Transport) flushMode(ctx context.Context) (wrote bool, err error) {
+	f := t.fleet
+	if f.mode.store == nil {
+		return false, nil
+	}
+	f.mode.mu.Lock()
+	w := f.mode.want
+	failed := w != nil && w.failed
+	f.mode.mu.Unlock()
+	if w == nil {
+		return false, nil
+	}
+	if failed {
+		var snap Snapshot
+		err := t.call(ctx, func(ctx context.Context) (err error) {
+			snap, err = f.store.Snapshot(ctx)
+			return err
+		})
 		if err != nil {
-			return 0, err
+			return true, err
 		}
-		for _, ch := range cleared {
-			if ch.Trip.Scope != "" {
-				n++
-			}
-			due = append(due, t.latches.clearEpoch(ch.Scope, ch.Epoch)...)
+		t.applySnapshotMode(snap)
+		f.mode.mu.Lock()
+		if f.mode.want == w && f.mode.epoch > w.base {
+			// Switched elsewhere since SetMode: that switch wins.
+			f.mode.want = nil
+			prev := Mode(t.mode.Swap(int32(f.mode.mode)))
+			f.log.Info("quotabreaker: a mode switch waiting for the store was dropped: the fleet was switched since",
+				"dropped_mode", w.mode.String(), "mode", f.mode.mode.String(), "previous_mode", prev.String(), "mode_epoch", f.mode.epoch)
+		}
+		w = f.mode.want
+		f.mode.mu.Unlock()
+		if w == nil {
+			return true, nil
 		}
 	}
-	// Latches open only here (their claim not written yet) close too,
-	// and their claims are not written.
-	local, more := t.latches.reset(scope, all)
-	if t.fleet != nil && local > 0 {
-		t.dropClaims(ctx)
+	var ch Change
+	err = t.call(ctx, func(ctx context.Context) (err error) {
+		ch, err = f.mode.store.SetMode(ctx, w.mode)
+		return err
+	})
+	f.mode.mu.Lock()
+	switch {
+	case err != nil:
+		if f.mode.want == w {
+			w.failed = true
+		}
+		f.mode.mu.Unlock()
+		return true, err
+	case f.mode.want == w:
+		f.mode.want = nil
+	case f.mode.want != nil:
+		// SetMode was called again while this was written: that one is
+		// newer than this write, not superseded by it.
+		f.mode.want.base = max(f.mode.want.base, ch.Epoch)
 	}
-	n = max(n, local)
-	due = append(due, more...)
-	slices.SortFunc(due, func(a, b *opened) int { return compareTrips(a.Trip, b.Trip) })
-	for _, o := range due {
-		t.resetDone(ctx, o)
+	f.mode.mu.Unlock()
+	if validMode(ch.Mode, ch.Epoch) {
+		t.applyMode(ch.Mode, ch.Epoch)
 	}
-	return n, nil
+	return true, nil
 }
 
-// OpenLatches returns the trips of the open latches, oldest first, and an
-// empty slice (never nil) when there are none.
-func (t *Transport) OpenLatches(ctx context.Context) ([]Trip, error) {
-	if t.base == nil {
-		return []Trip{}, errNotNew
-	}
-	return t.latches.openLatches(), nil
+// modePending reports whether a SetMode waits to be written.
+func (t *Transport) modePending() bool {
+	f := t.fleet
+	f.mode.mu.Lock()
+	defer f.mode.mu.Unlock()
+	return f.mode.want != nil
+}
+
+// dropModeWrite forgets a SetMode still waiting to be written, at
+// Shutdown, and reports whether there was one. The mode stays here.
+func (t *Transport) dropModeWrite() bool {
+	f := t.fleet
+	f.mode.mu.Lock()
+	defer f.mode.mu.Unlock()
+	w := f.mode.want
+	f.mode.want = nil
+	return w != nil
 }

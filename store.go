@@ -3,6 +3,7 @@ package quotabreaker
 import (
 	"context"
 	"fmt"
+	mrand "math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -463,5 +464,18 @@ func (t *Transport) shutdownFleet(ctx context.Context) error {
 			return fmt.Errorf("quotabreaker: shutdown: %s not written: %w", what, err)
 		}
 		return nil
+	}
+}
+
+// jitter returns a duration drawn at random between d/2 and d.
+func jitter(d time.Duration) time.Duration {
+	return d/2 + mrand.N(d/2+1)
+}
+
+// signal wakes the loop without blocking.
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
 	}
 }
