@@ -143,7 +143,7 @@ func requestAttrs(req *http.Request) []attribute.KeyValue {
 		host, port = hostPort(req.Host)
 	}
 	attrs = append(attrs, semconv.ServerAddress(host))
-	if p, err := strconv.Atoi(port); err == nil {
+	if p, err := strconv.Atoi(port); port != "" && err == nil {
 		attrs = append(attrs, semconv.ServerPort(p))
 	} else if req.URL.Scheme == "https" {
 		attrs = append(attrs, semconv.ServerPort(443))
@@ -201,12 +201,14 @@ type modelKey struct {
 // spendSets are the metric attributes of the answers of one provider and
 // model, built once: attribute.NewSet sorts and copies, which showed as a
 // sixth of the answer path in a profile when done for every answer.
+// Each is the slice of options an instrument takes, made once too:
+// passing one option would allocate its variadic slice on every answer.
 type spendSets struct {
-	attrs   []attribute.KeyValue        // provider and models; not to be appended to in place
-	answers [2]metric.MeasurementOption // by Priced (1), for metered answers
-	input   metric.MeasurementOption
-	output  metric.MeasurementOption
-	cost    [2]metric.MeasurementOption // by Estimated (1)
+	attrs   []attribute.KeyValue  // provider and models; not to be appended to in place
+	answers [2][]metric.AddOption // by Priced (1), for metered answers
+	input   []metric.RecordOption
+	output  []metric.RecordOption
+	cost    [2][]metric.AddOption // by Estimated (1)
 }
 
 func newSpendSets(k modelKey) *spendSets {
@@ -215,18 +217,14 @@ func newSpendSets(k modelKey) *spendSets {
 	set := func(extra ...attribute.KeyValue) metric.MeasurementOption {
 		return metric.WithAttributeSet(attribute.NewSet(append(attrs[:n:n], extra...)...))
 	}
+	add := func(extra attribute.KeyValue) []metric.AddOption { return []metric.AddOption{set(extra)} }
+	record := func(extra attribute.KeyValue) []metric.RecordOption { return []metric.RecordOption{set(extra)} }
 	return &spendSets{
-		attrs: attrs[:n:n],
-		answers: [2]metric.MeasurementOption{
-			set(attrMetering.String("unpriced")),
-			set(attrMetering.String("priced")),
-		},
-		input:  set(semconv.GenAITokenTypeInput),
-		output: set(semconv.GenAITokenTypeOutput),
-		cost: [2]metric.MeasurementOption{
-			set(attrEstimated.Bool(false)),
-			set(attrEstimated.Bool(true)),
-		},
+		attrs:   attrs[:n:n],
+		answers: [2][]metric.AddOption{add(attrMetering.String("unpriced")), add(attrMetering.String("priced"))},
+		input:   record(semconv.GenAITokenTypeInput),
+		output:  record(semconv.GenAITokenTypeOutput),
+		cost:    [2][]metric.AddOption{add(attrEstimated.Bool(false)), add(attrEstimated.Bool(true))},
 	}
 }
 
@@ -241,18 +239,26 @@ func b2i(b bool) int {
 // spendSets returns the attribute sets of s's provider and model, from the
 // Transport's bounded cache.
 func (tel *telemetry) spendSets(s *Usage) *spendSets {
+	// A map under a read lock rather than a sync.Map, whose key, an
+	// interface, would allocate on every answer.
 	k := modelKey{s.Provider, s.requestModel, s.responseModel}
-	if v, ok := tel.sets.Load(k); ok {
-		return v.(*spendSets)
+	tel.setsMu.RLock()
+	sets := tel.sets[k]
+	tel.setsMu.RUnlock()
+	if sets != nil {
+		return sets
 	}
-	sets := newSpendSets(k)
-	if tel.nSets.Add(1) <= maxSpendSets {
-		if v, loaded := tel.sets.LoadOrStore(k, sets); loaded {
-			tel.nSets.Add(-1)
-			return v.(*spendSets)
+	sets = newSpendSets(k)
+	tel.setsMu.Lock()
+	defer tel.setsMu.Unlock()
+	if kept := tel.sets[k]; kept != nil {
+		return kept
+	}
+	if len(tel.sets) < maxSpendSets {
+		if tel.sets == nil {
+			tel.sets = make(map[modelKey]*spendSets)
 		}
-	} else {
-		tel.nSets.Add(-1)
+		tel.sets[k] = sets
 	}
 	return sets
 }

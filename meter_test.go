@@ -512,7 +512,10 @@ func TestSpendSetsBounded(t *testing.T) {
 	for range 2 * models {
 		sendReq(t, tr, chatRequest(t, "https://api.openai.com/v1/chat/completions", "sk-a"))
 	}
-	if n := tr.tel.nSets.Load(); n != maxSpendSets {
+	tr.tel.setsMu.RLock()
+	n := len(tr.tel.sets)
+	tr.tel.setsMu.RUnlock()
+	if n != maxSpendSets {
 		t.Errorf("%d attribute sets kept, want %d", n, maxSpendSets)
 	}
 	got := collectSeries(t, reader)

@@ -56,8 +56,8 @@ type telemetry struct {
 
 	// The attribute sets of the spend metrics, by provider and model: a
 	// bounded cache (see spendSets).
-	sets  sync.Map // modelKey -> *spendSets
-	nSets atomic.Int64
+	setsMu sync.RWMutex
+	sets   map[modelKey]*spendSets // guarded by setsMu; at most maxSpendSets
 }
 
 // init creates the tracer and the instruments. Instrument errors go to
@@ -309,7 +309,7 @@ func (tel *telemetry) spent(ctx context.Context, span trace.Span, s *Usage) {
 		sets := tel.spendSets(s)
 		if answers {
 			if s.Metered {
-				tel.answers.Add(ctx, 1, sets.answers[b2i(s.Priced)])
+				tel.answers.Add(ctx, 1, sets.answers[b2i(s.Priced)]...)
 			} else {
 				n := len(sets.attrs)
 				tel.answers.Add(ctx, 1, metric.WithAttributes(append(sets.attrs[:n:n],
@@ -317,11 +317,11 @@ func (tel *telemetry) spent(ctx context.Context, span trace.Span, s *Usage) {
 			}
 		}
 		if tokens {
-			tel.tokens.Record(ctx, u.InputTokens, sets.input)
-			tel.tokens.Record(ctx, u.OutputTokens, sets.output)
+			tel.tokens.Record(ctx, u.InputTokens, sets.input...)
+			tel.tokens.Record(ctx, u.OutputTokens, sets.output...)
 		}
 		if cost {
-			tel.cost.Add(ctx, s.Cost, sets.cost[b2i(s.Estimated)])
+			tel.cost.Add(ctx, s.Cost, sets.cost[b2i(s.Estimated)]...)
 		}
 	}
 	if !span.IsRecording() {
