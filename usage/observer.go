@@ -138,6 +138,11 @@ type Observer struct {
 	// writes, up to maxCarry bytes, so that it is judged whole, as in one
 	// write, and read once; a longer one is read as it comes (see track).
 	carry []byte
+	// shape is the last first data line mayMatter searched and found
+	// nothing in, and shapeFrom, shapeTo where its text value is (see
+	// sameShape); shapeFrom is -1 when there is none.
+	shape              []byte
+	shapeFrom, shapeTo int
 
 	// Results so far.
 	usage      usageFields
@@ -197,7 +202,7 @@ func NewObserver(h http.Header) *Observer {
 }
 
 func newObserver(h http.Header, encoding bool) *Observer {
-	o := &Observer{header: h, lineStart: true}
+	o := &Observer{header: h, lineStart: true, shapeFrom: -1}
 	if enc := h.Get("Content-Encoding"); encoding && enc != "" && !strings.EqualFold(enc, "identity") {
 		switch strings.ToLower(strings.TrimSpace(enc)) {
 		case "gzip", "x-gzip":
@@ -591,10 +596,11 @@ func (o *Observer) dataLine(p []byte, i int) int {
 		// at it before reading it.
 		if ev.lines == 1 {
 			if e := bytes.IndexByte(p[i:], '\n'); e >= 0 {
+				from, to := -1, -1
 				if o.textEvent() {
-					o.text.whole(p[i : i+e])
+					from, to = o.text.whole(p[i : i+e])
 				}
-				o.firstLine(trimCR(p[i : i+e]))
+				o.firstLine(trimCR(p[i:i+e]), from, to)
 				o.lineStart = true
 				return i + e + 1
 			}
@@ -633,7 +639,7 @@ func (o *Observer) dataLine(p []byte, i int) int {
 				o.carry = append(o.carry, v...)
 				v = o.carry
 			}
-			o.firstLine(trimCR(v))
+			o.firstLine(trimCR(v), -1, -1)
 			o.carry = o.carry[:0]
 			o.lineStart = true
 			return end + 1
@@ -661,14 +667,15 @@ func (o *Observer) dataLine(p []byte, i int) int {
 }
 
 // firstLine reads an event's first data line v, whole, its CR trimmed:
-// the end of the stream, or data read if it may matter.
-func (o *Observer) firstLine(v []byte) {
+// the end of the stream, or data read if it may matter. v[from:to] is its
+// text value under the text counter's hint, if from >= 0.
+func (o *Observer) firstLine(v []byte, from, to int) {
 	ev := &o.ev
 	ev.open = false
 	switch {
 	case string(v) == "[DONE]":
 		o.terminated = true
-	case o.mayMatter(v):
+	case o.mayMatter(v, from, to):
 		ev.examine = true
 		o.doc.write(v)
 	}
@@ -721,12 +728,55 @@ const longestKey = len(`error_code"`)
 // search or two. A key written with escapes is not "usage" to jsonCapture
 // either, so the search never skips what apply would use; and apply takes
 // nothing from an event without usage or an error but the first, so
-// reading more events, as track does, changes nothing.
-func (o *Observer) mayMatter(v []byte) bool {
-	if o.events == 0 || o.errorEvent() {
+// reading more events, as track does, changes nothing. Nor does reading
+// fewer of those, as sameShape does: it skips a line that differs from
+// one the search found nothing in only inside its text value, or in a tail
+// it searched.
+func (o *Observer) mayMatter(v []byte, from, to int) bool {
+	switch {
+	case o.events == 0 || o.errorEvent():
+		return true
+	case o.quietEvent() || o.sameShape(v, from, to):
+		return false
+	case containsError(v) || usageNotNull(v) || lastNonSpace(v) != '}':
 		return true
 	}
-	return !o.quietEvent() && (containsError(v) || usageNotNull(v) || lastNonSpace(v) != '}')
+	o.keepShape(v, from, to)
+	return false
+}
+
+// maxShape bounds the line sameShape compares with: a Chat Completions
+// chunk is a few hundred bytes.
+const maxShape = 1 << 10
+
+// sameShape reports whether v, whose text value is v[from:to], is the line
+// kept by keepShape up to that value, and nothing after the value may
+// matter. Nearly every chunk of a Chat Completions stream repeats the last
+// up to its content (id, created, model, fingerprint), and most repeat what
+// follows too: then the search is one comparison, or a search of the few
+// bytes after the value. The value is a string, so the line has the kept
+// line's members up to its end; and the prefix compared ends with the
+// value's key, colon and opening quote, so no key the search looks for
+// spans its end.
+func (o *Observer) sameShape(v []byte, from, to int) bool {
+	if from != o.shapeFrom || from < 0 || to >= len(v) || !bytes.Equal(v[:from], o.shape[:from]) {
+		return false
+	}
+	tail := v[to:] // from the value's closing quote
+	if bytes.Equal(tail, o.shape[o.shapeTo:]) {
+		return true
+	}
+	return !containsError(tail) && !usageNotNull(tail) && lastNonSpace(tail) == '}'
+}
+
+// keepShape keeps v, a line the search found nothing in, for sameShape,
+// if its text value v[from:to] is closed.
+func (o *Observer) keepShape(v []byte, from, to int) {
+	if from < 0 || to >= len(v) || len(v) > maxShape {
+		return
+	}
+	o.shape = append(o.shape[:0], v...)
+	o.shapeFrom, o.shapeTo = from, to
 }
 
 // quietEvent reports whether the current event's name is one that never
