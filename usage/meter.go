@@ -157,12 +157,17 @@ func (t *textCounter) hold(b []byte) {
 	t.held = append(t.held, b...)
 }
 
-// end counts a last line that no newline ended.
-func (t *textCounter) end() {
+// end counts a last line that no newline ended. It returns where its text
+// value is, as whole does.
+func (t *textCounter) end() (from, to int) {
+	from, to = -1, -1
 	if t.spanning {
-		t.count(t.held, t.long)
+		if from, to = t.count(t.held, t.long); t.long > 0 {
+			from, to = -1, -1 // held is not the whole line
+		}
 		t.held, t.long, t.spanning = t.held[:0], 0, false
 	}
+	return from, to
 }
 
 // whole counts a whole line (an event stream's data, which the observer
@@ -176,10 +181,11 @@ func (t *textCounter) whole(l []byte) (from, to int) {
 	return t.count(l, 0)
 }
 
-// endLine counts the line held since it spanned writes, which b ends.
-func (t *textCounter) endLine(b []byte) {
+// endLine counts the line held since it spanned writes, which b ends, and
+// returns where its text value is, as whole does.
+func (t *textCounter) endLine(b []byte) (from, to int) {
 	t.hold(b)
-	t.end()
+	return t.end()
 }
 
 // line counts one line of a body read by write, l its first maxTextLine

@@ -612,14 +612,15 @@ func (o *Observer) dataLine(p []byte, i int) int {
 		end = i + e
 	}
 	v := p[i:end]
+	from, to := -1, -1 // of the text value in the carried line, as in firstLine
 	if o.textEvent() {
 		switch {
 		case e < 0:
 			o.text.hold(v)
 		case o.text.spanning:
-			o.text.endLine(v)
+			from, to = o.text.endLine(v)
 		default:
-			o.text.whole(v)
+			from, to = o.text.whole(v)
 		}
 	}
 	if ev.open && !ev.spilled {
@@ -639,7 +640,7 @@ func (o *Observer) dataLine(p []byte, i int) int {
 				o.carry = append(o.carry, v...)
 				v = o.carry
 			}
-			o.firstLine(trimCR(v), -1, -1)
+			o.firstLine(trimCR(v), from, to)
 			o.carry = o.carry[:0]
 			o.lineStart = true
 			return end + 1
