@@ -628,3 +628,60 @@ func TestObserverOtherServersErrors(t *testing.T) {
 		t.Errorf("error_code 0 read as %+v", *r.StreamErr)
 	}
 }
+
+// TestObserverSameShape holds the shortcut of sameShape to the search it
+// skips: chunks that repeat the last one searched up to their content, and
+// differ after it (usage, an error, JSON continued on the next line) or
+// inside it (escaped quotes, a backslash before the closing quote), are read
+// as the search would read them, whole or cut at any byte, with LF or CRLF.
+func TestObserverSameShape(t *testing.T) {
+	const head = `data: {"id":"c1","object":"chat.completion.chunk","model":"m1","choices":[{"index":0,"delta":{"content":"`
+	chunk := func(content, tail string) string { return head + content + `"}}]` + tail + "}\n\n" }
+	plain := chunk("Hi", "")
+	for _, c := range []struct {
+		name   string
+		body   string
+		known  bool
+		errs   int
+		tokens int64 // InputTokens
+	}{
+		{"repeated", chunk("a", "") + plain + chunk("b", "") + chunk("c", "") + "data: [DONE]\n\n", false, 0, 0},
+		{"usage after the content", plain + chunk("a", "") + chunk("b", `,"usage":{"prompt_tokens":7,"completion_tokens":2}`) + "data: [DONE]\n\n", true, 0, 7},
+		{"usage chunk", plain + chunk("a", "") + `data: {"id":"c1","object":"chat.completion.chunk","model":"m1","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":1}}` + "\n\ndata: [DONE]\n\n", true, 0, 5},
+		{"error after the content", plain + chunk("a", "") + chunk("b", `,"error":{"message":"overloaded","type":"server_error"}`) + "data: [DONE]\n\n", false, 1, 0},
+		{"error_code after the content", plain + chunk("a", "") + chunk("b", `,"error_code":50001`), false, 1, 0},
+		{"null usage after the content", plain + chunk("a", "") + chunk("b", `,"usage":null`) + chunk("c", `,"usage":null`), false, 0, 0},
+		{"continued on the next line", plain + chunk("a", "") + head + "b\"}}]\ndata: ,\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":1}}\n\n", true, 0, 9},
+		{"keys in the content", plain + chunk("a", "") + chunk(`\",\"usage\":{\"prompt_tokens\":3},\"error\":{\"x\":1}`, "") + chunk(`error`, "") + chunk(`\\`, ""), false, 0, 0},
+		{"longer than the line kept", plain + chunk(strings.Repeat("x", maxShape), "") + chunk(strings.Repeat("y", maxShape), `,"usage":{"prompt_tokens":2,"completion_tokens":1}`), true, 0, 2},
+		// The value closes early, and what follows ends as the last did.
+		{"a quote ends the content early", plain + chunk("a", "") + head + `b"}}],"usage":{"prompt_tokens":4,"completion_tokens":1},"more":[{"delta":{"content":"` + "\"}}]}\n\n", true, 0, 4},
+	} {
+		for _, crlf := range []bool{false, true} {
+			body := []byte(c.body)
+			name := c.name
+			if crlf {
+				body, name = bytes.ReplaceAll(body, []byte("\n"), []byte("\r\n")), name+", CRLF"
+			}
+			t.Run(name, func(t *testing.T) {
+				h := http.Header{"Content-Type": {"text/event-stream"}}
+				r := observe(h, body)
+				if r.Known != c.known || r.Tokens.InputTokens != c.tokens || r.StreamErrs != c.errs || r.Model != "m1" {
+					t.Fatalf("known %v input %d errors %d model %q, want %v %d %d m1", r.Known, r.Tokens.InputTokens, r.StreamErrs, r.Model, c.known, c.tokens, c.errs)
+				}
+				want := comparable(r)
+				for k := 1; k < len(body); k++ {
+					o := NewObserver(h)
+					o.Write(body[:k])
+					o.Write(body[k:])
+					if got := comparable(o.Result()); !reflect.DeepEqual(got, want) {
+						t.Fatalf("cut at %d: %+v, want %+v", k, got, want)
+					}
+				}
+				if got := comparable(observe(h, body, 1)); !reflect.DeepEqual(got, want) {
+					t.Fatalf("byte by byte: %+v, want %+v", got, want)
+				}
+			})
+		}
+	}
+}
