@@ -376,5 +376,7 @@ func (g *gzipBody) decode(o *Observer) Result {
 		in.EOF()
 	}
 	in.wrote = in.wrote || len(g.b) > 0
-	return in.Result()
+	r := in.Result()
+	in.Release()
+	return r
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/quotabreaker/quotabreaker/classify"
 	"github.com/quotabreaker/quotabreaker/internal/jsonscan"
@@ -154,6 +155,10 @@ type Observer struct {
 	worst      *StreamError
 	events     int
 	terminated bool
+
+	// names are the model and tier Result last returned, which reset
+	// keeps (see text).
+	names struct{ model, tier string }
 }
 
 // event is the state of the event being read.
@@ -193,16 +198,33 @@ func Read(h http.Header, body []byte) Result {
 	o := NewObserver(h)
 	o.Write(body)
 	o.EOF()
-	return o.Result()
+	r := o.Result()
+	o.Release()
+	return r
 }
 
-// NewObserver returns an Observer for an answer with header h.
+// NewObserver returns an Observer for an answer with header h. Call its
+// Release once done with it, and it costs the next one no allocation.
 func NewObserver(h http.Header) *Observer {
 	return newObserver(h, true)
 }
 
+// observers holds released Observers, buffers included: a plain answer
+// then costs no allocation for its observer, which is the larger part of
+// what reading its usage costs. It is the package's only mutable state.
+var observers = sync.Pool{New: func() any { return new(Observer) }}
+
 func newObserver(h http.Header, encoding bool) *Observer {
-	o := &Observer{header: h, lineStart: true, shapeFrom: -1}
+	o := observers.Get().(*Observer)
+	o.init(h, encoding)
+	return o
+}
+
+// init readies o, zero but for what reset keeps, for an answer with header
+// h; encoding false reads the body as it is, whatever its
+// Content-Encoding.
+func (o *Observer) init(h http.Header, encoding bool) {
+	o.header, o.lineStart, o.shapeFrom = h, true, -1
 	if enc := h.Get("Content-Encoding"); encoding && enc != "" && !strings.EqualFold(enc, "identity") {
 		switch strings.ToLower(strings.TrimSpace(enc)) {
 		case "gzip", "x-gzip":
@@ -219,7 +241,6 @@ func newObserver(h http.Header, encoding bool) *Observer {
 		strings.EqualFold(mt, "application/x-jsonlines"):
 		o.sse, o.ndjson = true, true
 	}
-	return o
 }
 
 // Write observes p, the next bytes the caller read. It never keeps p and
@@ -238,6 +259,45 @@ func (o *Observer) Write(p []byte) (int, error) {
 		o.writeJSON(p)
 	}
 	return len(p), nil
+}
+
+// Release gives o back for reuse by a later NewObserver. Call it at most
+// once, when done with o; o must not be used after. A Result that o
+// returned shares no memory with it and stays valid. Not calling it is
+// harmless: o is then left to the garbage collector.
+func (o *Observer) Release() {
+	o.reset()
+	observers.Put(o)
+}
+
+// maxPooled bounds a buffer a released Observer keeps: one that grew for an
+// unusual answer (a long line, a large error) is left to the collector.
+const maxPooled = 4 << 10
+
+// reset readies o for reuse: the zero Observer with its buffers emptied,
+// and the strings Result last made, which the next answer often repeats.
+func (o *Observer) reset() {
+	vals := o.doc.vals
+	raw, carry, shape, held := o.raw, o.carry, o.shape, o.text.held
+	model, id, tier, utier := o.model, o.id, o.tier, o.usage.tier
+	names := o.names
+	*o = Observer{names: names}
+	for i, v := range vals {
+		o.doc.vals[i] = pooled(v)
+	}
+	if raw != nil {
+		raw.reset()
+		o.raw = raw
+	}
+	o.carry, o.shape, o.text.held = pooled(carry), pooled(shape), pooled(held)
+	o.model, o.id, o.tier, o.usage.tier = pooled(model), pooled(id), pooled(tier), pooled(utier)
+}
+
+func pooled(b []byte) []byte {
+	if cap(b) > maxPooled {
+		return nil
+	}
+	return b[:0]
 }
 
 // EOF tells the observer that the body's reader returned io.EOF: the
@@ -327,12 +387,12 @@ func (o *Observer) Result() Result {
 		StreamErrs:  o.errs,
 		Events:      o.events,
 		Terminated:  o.terminated,
-		Model:       jsonscan.Text(o.model, false),
+		Model:       text(o.model, &o.names.model),
 		ResponseID:  jsonscan.Text(o.id, false),
-		ServiceTier: jsonscan.Text(o.tier, false),
+		ServiceTier: text(o.tier, &o.names.tier),
 	}
 	if r.ServiceTier == "" {
-		r.ServiceTier = jsonscan.Text(o.usage.tier, false)
+		r.ServiceTier = text(o.usage.tier, &o.names.tier)
 	}
 	var bad bool
 	r.Tokens, r.Known, bad = o.usage.usage()
@@ -353,6 +413,22 @@ func (o *Observer) Result() Result {
 	}
 	r.ProviderCost, r.ProviderCostMicros = o.usage.costSet, o.usage.cost
 	return r
+}
+
+// text returns jsonscan.Text(raw, false), and *last when that is it, which
+// costs no allocation: most answers name the model and tier of the last
+// one an observer read.
+func text(raw []byte, last *string) string {
+	// *last is valid UTF-8 no longer than MaxText, so raw equal to it is
+	// its own Text.
+	if len(raw) > 0 && string(raw) == *last {
+		return *last
+	}
+	s := jsonscan.Text(raw, false)
+	if s != "" {
+		*last = s
+	}
+	return s
 }
 
 // writeSSE reads p as part of an event stream.

@@ -685,3 +685,68 @@ func TestObserverSameShape(t *testing.T) {
 		}
 	}
 }
+
+// TestObserverRelease reads every fixture, in two orders, through one
+// observer released and reused between answers: each result is the one a
+// new observer gives, and a result stays the same once its observer is
+// reused.
+func TestObserverRelease(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join("..", "testdata", "streams", "*.*"))
+	type answer struct {
+		body []byte
+		h    http.Header
+		want any
+	}
+	var answers []answer
+	for _, f := range files {
+		if strings.HasSuffix(f, ".md") {
+			continue
+		}
+		body, h := corpus.ReadStream(t, filepath.Base(f))
+		fresh := new(Observer)
+		fresh.init(h, true)
+		fresh.Write(body)
+		answers = append(answers, answer{body, h, comparable(fresh.Result())})
+	}
+	if len(answers) < 10 {
+		t.Fatalf("%d fixtures", len(answers))
+	}
+	o := new(Observer)
+	var kept []Result
+	for round := range 2 {
+		for i := range answers {
+			if round == 1 {
+				i = len(answers) - 1 - i // the other order
+			}
+			a := answers[i]
+			o.init(a.h, true)
+			for k := 0; k < len(a.body); k += 100 {
+				o.Write(a.body[k:min(k+100, len(a.body))])
+			}
+			r := o.Result()
+			if got := comparable(r); !reflect.DeepEqual(got, a.want) {
+				t.Fatalf("round %d, answer %d: %+v, want %+v", round, i, got, a.want)
+			}
+			kept = append(kept, r)
+			o.reset()
+		}
+	}
+	for i, r := range kept {
+		a := answers[i%len(answers)]
+		if i >= len(answers) {
+			a = answers[len(answers)-1-i%len(answers)]
+		}
+		if got := comparable(r); !reflect.DeepEqual(got, a.want) {
+			t.Fatalf("result %d changed once its observer was reused: %+v, want %+v", i, got, a.want)
+		}
+	}
+	// Through the pool, as the Transport uses it.
+	for _, a := range answers {
+		o := NewObserver(a.h)
+		o.Write(a.body)
+		if got := comparable(o.Result()); !reflect.DeepEqual(got, a.want) {
+			t.Fatalf("pooled: %+v, want %+v", got, a.want)
+		}
+		o.Release()
+	}
+}
