@@ -97,6 +97,10 @@ const (
 // stream it also counts the bytes of generated text (Result.TextBytes), for
 // an estimate of an answer cut short.
 //
+// Of a stream it copies the first write, up to maxCarry bytes, and reads it
+// at the next write or at Result, so that the caller's first bytes wait for
+// nothing.
+//
 // Its memory is bounded whatever the body's size or shape (see capLimits),
 // and a line or value of any length costs no more. A gzip body (the caller
 // asked for gzip itself, so Go's transport left it encoded) is kept, up to
@@ -139,6 +143,9 @@ type Observer struct {
 	// writes, up to maxCarry bytes, so that it is judged whole, as in one
 	// write, and read once; a longer one is read as it comes (see track).
 	carry []byte
+	// early is the first write of a stream, kept to be read later (see
+	// readEarly).
+	early []byte
 	// shape is the last first data line mayMatter searched and found
 	// nothing in, and shapeFrom, shapeTo where its text value is (see
 	// sameShape); shapeFrom is -1 when there is none.
@@ -247,7 +254,14 @@ func (o *Observer) init(h http.Header, encoding bool) {
 // never fails: an Observer is an io.Writer for io.TeeReader.
 func (o *Observer) Write(p []byte) (int, error) {
 	if len(p) > 0 && !o.finished {
+		if !o.wrote && o.sse && !o.encoded && o.gz == nil && len(p) <= maxCarry {
+			o.wrote, o.early = true, append(o.early[:0], p...)
+			return len(p), nil
+		}
 		o.wrote = true
+	}
+	if len(o.early) > 0 {
+		o.readEarly()
 	}
 	switch {
 	case o.encoded || o.finished:
@@ -278,7 +292,7 @@ const maxPooled = 4 << 10
 // and the strings Result last made, which the next answer often repeats.
 func (o *Observer) reset() {
 	vals := o.doc.vals
-	raw, carry, shape, held := o.raw, o.carry, o.shape, o.text.held
+	raw, carry, shape, held, early := o.raw, o.carry, o.shape, o.text.held, o.early
 	model, id, tier, utier := o.model, o.id, o.tier, o.usage.tier
 	names := o.names
 	*o = Observer{names: names}
@@ -289,7 +303,7 @@ func (o *Observer) reset() {
 		raw.reset()
 		o.raw = raw
 	}
-	o.carry, o.shape, o.text.held = pooled(carry), pooled(shape), pooled(held)
+	o.carry, o.shape, o.text.held, o.early = pooled(carry), pooled(shape), pooled(held), pooled(early)
 	o.model, o.id, o.tier, o.usage.tier = pooled(model), pooled(id), pooled(tier), pooled(utier)
 }
 
@@ -298,6 +312,15 @@ func pooled(b []byte) []byte {
 		return nil
 	}
 	return b[:0]
+}
+
+// readEarly reads the first write of a stream, which Write kept: the
+// caller has its first bytes without waiting for them to be read, and the
+// reading waits for the caller's next read, or Result.
+func (o *Observer) readEarly() {
+	p := o.early
+	o.early = o.early[:0]
+	o.writeSSE(p)
 }
 
 // EOF tells the observer that the body's reader returned io.EOF: the
@@ -363,6 +386,9 @@ func (o *Observer) Result() Result {
 		return o.gzResult
 	}
 	if !o.finished {
+		if len(o.early) > 0 {
+			o.readEarly()
+		}
 		o.finished = true
 		o.text.end()
 		switch {
