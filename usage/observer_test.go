@@ -650,6 +650,7 @@ func TestObserverSameShape(t *testing.T) {
 		{"usage chunk", plain + chunk("a", "") + `data: {"id":"c1","object":"chat.completion.chunk","model":"m1","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":1}}` + "\n\ndata: [DONE]\n\n", true, 0, 5},
 		{"error after the content", plain + chunk("a", "") + chunk("b", `,"error":{"message":"overloaded","type":"server_error"}`) + "data: [DONE]\n\n", false, 1, 0},
 		{"error_code after the content", plain + chunk("a", "") + chunk("b", `,"error_code":50001`), false, 1, 0},
+		{"error event", plain + chunk("a", "") + "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n" + chunk("b", ""), false, 1, 0},
 		{"null usage after the content", plain + chunk("a", "") + chunk("b", `,"usage":null`) + chunk("c", `,"usage":null`), false, 0, 0},
 		{"continued on the next line", plain + chunk("a", "") + head + "b\"}}]\ndata: ,\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":1}}\n\n", true, 0, 9},
 		{"keys in the content", plain + chunk("a", "") + chunk(`\",\"usage\":{\"prompt_tokens\":3},\"error\":{\"x\":1}`, "") + chunk(`error`, "") + chunk(`\\`, ""), false, 0, 0},
