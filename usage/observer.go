@@ -151,6 +151,7 @@ type Observer struct {
 	// sameShape); shapeFrom is -1 when there is none.
 	shape              []byte
 	shapeFrom, shapeTo int
+	noShape            bool // tests: search every line, to compare
 
 	// Results so far.
 	usage      usageFields
@@ -862,7 +863,7 @@ const maxShape = 1 << 10
 // value's key, colon and opening quote, so no key the search looks for
 // spans its end.
 func (o *Observer) sameShape(v []byte, from, to int) bool {
-	if from != o.shapeFrom || from < 0 || to >= len(v) || !bytes.Equal(v[:from], o.shape[:from]) {
+	if from != o.shapeFrom || from < 0 || to >= len(v) || o.noShape || !bytes.Equal(v[:from], o.shape[:from]) {
 		return false
 	}
 	tail := v[to:] // from the value's closing quote

@@ -565,6 +565,9 @@ func FuzzObserver(f *testing.F) {
 		for _, ct := range []string{"text/event-stream", "application/json", "application/x-ndjson"} {
 			h := http.Header{"Content-Type": {ct}}
 			want := comparable(observe(h, body))
+			if got := comparable(searchAll(h, body)); !reflect.DeepEqual(got, want) {
+				t.Fatalf("%s searching every line: %+v\nwant %+v", ct, got, want)
+			}
 			if got := comparable(observe(h, body, 1)); !reflect.DeepEqual(got, want) {
 				t.Fatalf("%s byte by byte: %+v\nwant %+v", ct, got, want)
 			}
@@ -671,6 +674,9 @@ func TestObserverSameShape(t *testing.T) {
 					t.Fatalf("known %v input %d errors %d model %q, want %v %d %d m1", r.Known, r.Tokens.InputTokens, r.StreamErrs, r.Model, c.known, c.tokens, c.errs)
 				}
 				want := comparable(r)
+				if got := comparable(searchAll(h, body)); !reflect.DeepEqual(got, want) {
+					t.Fatalf("searching every line: %+v, want %+v", got, want)
+				}
 				for k := 1; k < len(body); k++ {
 					o := NewObserver(h)
 					o.Write(body[:k])
@@ -750,4 +756,13 @@ func TestObserverRelease(t *testing.T) {
 		}
 		o.Release()
 	}
+}
+
+// searchAll observes body in one write without sameShape's shortcut.
+func searchAll(h http.Header, body []byte) Result {
+	o := new(Observer)
+	o.init(h, true)
+	o.noShape = true
+	o.Write(body)
+	return o.Result()
 }
