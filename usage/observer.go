@@ -291,18 +291,15 @@ const maxPooled = 4 << 10
 
 // reset readies o for reuse: the zero Observer with its buffers emptied,
 // and the strings Result last made, which the next answer often repeats.
+// raw, rare, is left to the collector.
 func (o *Observer) reset() {
 	vals := o.doc.vals
-	raw, carry, shape, held, early := o.raw, o.carry, o.shape, o.text.held, o.early
+	carry, shape, held, early := o.carry, o.shape, o.text.held, o.early
 	model, id, tier, utier := o.model, o.id, o.tier, o.usage.tier
 	names := o.names
 	*o = Observer{names: names}
 	for i, v := range vals {
 		o.doc.vals[i] = pooled(v)
-	}
-	if raw != nil {
-		raw.reset()
-		o.raw = raw
 	}
 	o.carry, o.shape, o.text.held, o.early = pooled(carry), pooled(shape), pooled(held), pooled(early)
 	o.model, o.id, o.tier, o.usage.tier = pooled(model), pooled(id), pooled(tier), pooled(utier)
