@@ -144,6 +144,9 @@ type answerBody struct {
 
 	mu  sync.Mutex // guards obs: Close may race a Read in another goroutine
 	obs *usage.Observer
+	// observed is obs != nil at the start; obs becomes nil when finish
+	// releases it, so Read checks it again under mu.
+	observed bool
 }
 
 // newAnswerBody wraps resp's body, which is not nil, so that t.done runs
@@ -152,7 +155,7 @@ type answerBody struct {
 // removed (see WithStreamUsage).
 func (t *Transport) newAnswerBody(resp *http.Response, observe bool, a *attempt) io.ReadCloser {
 	rc := resp.Body
-	b := &answerBody{rc: rc, t: t, at: *a}
+	b := &answerBody{rc: rc, t: t, at: *a, observed: observe}
 	if observe {
 		b.obs = usage.NewObserver(resp.Header)
 	}
@@ -172,9 +175,11 @@ func (b *answerBody) finish() {
 		return
 	}
 	var seen *usage.Result
-	if b.obs != nil {
+	if b.observed {
 		b.mu.Lock()
 		b.seen = b.obs.Result()
+		b.obs.Release()
+		b.obs = nil
 		b.mu.Unlock()
 		seen = &b.seen
 	}
@@ -183,11 +188,13 @@ func (b *answerBody) finish() {
 
 func (b *answerBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
-	if b.obs != nil && (n > 0 || err == io.EOF) {
+	if b.observed && (n > 0 || err == io.EOF) {
 		b.mu.Lock()
-		b.obs.Write(p[:n])
-		if err == io.EOF {
-			b.obs.EOF() // whole, even a stream with no end marker
+		if b.obs != nil { // nil once finished: a Read racing Close
+			b.obs.Write(p[:n])
+			if err == io.EOF {
+				b.obs.EOF() // whole, even a stream with no end marker
+			}
 		}
 		b.mu.Unlock()
 	}

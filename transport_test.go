@@ -18,6 +18,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/quotabreaker/quotabreaker/classify"
@@ -842,5 +843,59 @@ func TestCredentialHeaderCase(t *testing.T) {
 	}
 	if resp := sendKey("poor"); !shortCircuited(resp) {
 		t.Error("the exhausted key was not refused")
+	}
+}
+
+// TestObserverReleasedOnceDone closes observed streams while another
+// goroutine reads them: the observer a closed body gave back for reuse is
+// written no more (the race detector watches), and the answers that reuse
+// it read their usage whole.
+func TestObserverReleasedOnceDone(t *testing.T) {
+	const stream = "data: {\"model\":\"m1\",\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n" +
+		"data: {\"model\":\"m1\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}\n\ndata: [DONE]\n\n"
+	h := http.Header{"Content-Type": {"text/event-stream"}}
+	base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		// One byte per read, so that a Read is likely under way when
+		// Close comes.
+		body := io.NopCloser(iotest.OneByteReader(strings.NewReader(strings.Repeat(stream, 20))))
+		return &http.Response{StatusCode: 200, Header: h, Body: body, Request: r}, nil
+	})
+	var mu sync.Mutex
+	var got []Usage
+	tr := New(base, OnUsage(func(_ context.Context, u Usage) {
+		mu.Lock()
+		got = append(got, u)
+		mu.Unlock()
+	}))
+	for range 20 {
+		resp, err := tr.RoundTrip(benchRequest())
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			buf := make([]byte, 16)
+			for {
+				if _, err := resp.Body.Read(buf); err != nil {
+					return
+				}
+			}
+		}()
+		resp.Body.Close()
+		<-done
+		// A whole answer after it, through an observer likely reused.
+		resp, err = tr.RoundTrip(benchRequest())
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		mu.Lock()
+		u := got[len(got)-1]
+		mu.Unlock()
+		if !u.Metered || u.Tokens.InputTokens != 3 || u.Tokens.OutputTokens != 2 || u.Model != "m1" {
+			t.Fatalf("after a close racing a read: %+v", u)
+		}
 	}
 }

@@ -117,7 +117,8 @@ func BenchmarkStreamHTTP(b *testing.B) {
 }
 
 // BenchmarkObserveJSON is the cost of one typical Chat Completions answer:
-// a new observer, the body, and the result.
+// a new observer, the body, the result, and the observer released, as the
+// Transport does.
 func BenchmarkObserveJSON(b *testing.B) {
 	body, h := corpus.ReadStream(b, "openai-chat-reasoning.json")
 	b.SetBytes(int64(len(body)))
@@ -128,6 +129,7 @@ func BenchmarkObserveJSON(b *testing.B) {
 		if r := o.Result(); !r.Known {
 			b.Fatal("no usage")
 		}
+		o.Release()
 	}
 }
 

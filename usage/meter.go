@@ -157,28 +157,35 @@ func (t *textCounter) hold(b []byte) {
 	t.held = append(t.held, b...)
 }
 
-// end counts a last line that no newline ended.
-func (t *textCounter) end() {
+// end counts a last line that no newline ended. It returns where its text
+// value is, as whole does.
+func (t *textCounter) end() (from, to int) {
+	from, to = -1, -1
 	if t.spanning {
-		t.count(t.held, t.long)
+		if from, to = t.count(t.held, t.long); t.long > 0 {
+			from, to = -1, -1 // held is not the whole line
+		}
 		t.held, t.long, t.spanning = t.held[:0], 0, false
 	}
+	return from, to
 }
 
 // whole counts a whole line (an event stream's data, which the observer
-// found and chose).
-func (t *textCounter) whole(l []byte) {
+// found and chose). It returns where the line's text value under the hint's
+// key is, l[from:to] (the observer's shape check uses it), or -1, -1.
+func (t *textCounter) whole(l []byte) (from, to int) {
 	if len(l) > maxTextLine {
 		t.count(l[:maxTextLine], int64(len(l)-maxTextLine))
-	} else {
-		t.count(l, 0)
+		return -1, -1
 	}
+	return t.count(l, 0)
 }
 
-// endLine counts the line held since it spanned writes, which b ends.
-func (t *textCounter) endLine(b []byte) {
+// endLine counts the line held since it spanned writes, which b ends, and
+// returns where its text value is, as whole does.
+func (t *textCounter) endLine(b []byte) (from, to int) {
 	t.hold(b)
-	t.end()
+	return t.end()
 }
 
 // line counts one line of a body read by write, l its first maxTextLine
@@ -207,8 +214,9 @@ func (t *textCounter) line(l []byte, extra int64) {
 }
 
 // count counts the text values of l, a line's first maxTextLine bytes, and
-// extra, the bytes of the line beyond them.
-func (t *textCounter) count(l []byte, extra int64) {
+// extra, the bytes of the line beyond them. It returns where the value
+// under the hint's key is, when the hint names one, or -1, -1.
+func (t *textCounter) count(l []byte, extra int64) (from, to int) {
 	if extra == 0 {
 		l = trimCR(l)
 	}
@@ -218,16 +226,20 @@ func (t *textCounter) count(l []byte, extra int64) {
 		// the last, most often at the same place; then that value alone
 		// is counted.
 		if k := t.hintAt; k > 0 && k < len(l) && l[k-1] == '"' && bytes.HasPrefix(l[k:], t.hint) {
-			from := k + len(t.hint)
-			t.n += int64(stringEnd(l, from) - from)
-			return
+			from = k + len(t.hint)
+			to = stringEnd(l, from)
+			t.n += int64(to - from)
+			return from, to
 		}
 	}
 	n, key, at := textIn(l)
 	t.n += n
-	if key != nil {
-		t.hint, t.hintAt = append(t.hintBuf[:0], key...), at
+	if key == nil {
+		return -1, -1
 	}
+	t.hint, t.hintAt = append(t.hintBuf[:0], key...), at
+	from = at + len(key)
+	return from, stringEnd(l, from)
 }
 
 // textIn returns the bytes of the text values in l, a line of JSON, and
@@ -364,5 +376,7 @@ func (g *gzipBody) decode(o *Observer) Result {
 		in.EOF()
 	}
 	in.wrote = in.wrote || len(g.b) > 0
-	return in.Result()
+	r := in.Result()
+	in.Release()
+	return r
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/quotabreaker/quotabreaker/classify"
 	"github.com/quotabreaker/quotabreaker/internal/jsonscan"
@@ -96,6 +97,10 @@ const (
 // stream it also counts the bytes of generated text (Result.TextBytes), for
 // an estimate of an answer cut short.
 //
+// Of a stream it copies the first write, up to maxCarry bytes, and reads it
+// at the next write or at Result, so that the caller's first bytes wait for
+// nothing.
+//
 // Its memory is bounded whatever the body's size or shape (see capLimits),
 // and a line or value of any length costs no more. A gzip body (the caller
 // asked for gzip itself, so Go's transport left it encoded) is kept, up to
@@ -138,6 +143,15 @@ type Observer struct {
 	// writes, up to maxCarry bytes, so that it is judged whole, as in one
 	// write, and read once; a longer one is read as it comes (see track).
 	carry []byte
+	// early is the first write of a stream, kept to be read later (see
+	// readEarly).
+	early []byte
+	// shape is the last first data line mayMatter searched and found
+	// nothing in, and shapeFrom, shapeTo where its text value is (see
+	// sameShape); shapeFrom is -1 when there is none.
+	shape              []byte
+	shapeFrom, shapeTo int
+	noShape            bool // tests: search every line, to compare
 
 	// Results so far.
 	usage      usageFields
@@ -149,6 +163,10 @@ type Observer struct {
 	worst      *StreamError
 	events     int
 	terminated bool
+
+	// names are the model and tier Result last returned, which reset
+	// keeps (see text).
+	names struct{ model, tier string }
 }
 
 // event is the state of the event being read.
@@ -188,16 +206,33 @@ func Read(h http.Header, body []byte) Result {
 	o := NewObserver(h)
 	o.Write(body)
 	o.EOF()
-	return o.Result()
+	r := o.Result()
+	o.Release()
+	return r
 }
 
-// NewObserver returns an Observer for an answer with header h.
+// NewObserver returns an Observer for an answer with header h. Call its
+// Release once done with it, and it costs the next one no allocation.
 func NewObserver(h http.Header) *Observer {
 	return newObserver(h, true)
 }
 
+// observers holds released Observers, buffers included: a plain answer
+// then costs no allocation for its observer, which is the larger part of
+// what reading its usage costs. It is the package's only mutable state.
+var observers = sync.Pool{New: func() any { return new(Observer) }}
+
 func newObserver(h http.Header, encoding bool) *Observer {
-	o := &Observer{header: h, lineStart: true}
+	o := observers.Get().(*Observer)
+	o.init(h, encoding)
+	return o
+}
+
+// init readies o, zero but for what reset keeps, for an answer with header
+// h; encoding false reads the body as it is, whatever its
+// Content-Encoding.
+func (o *Observer) init(h http.Header, encoding bool) {
+	o.header, o.lineStart, o.shapeFrom = h, true, -1
 	if enc := h.Get("Content-Encoding"); encoding && enc != "" && !strings.EqualFold(enc, "identity") {
 		switch strings.ToLower(strings.TrimSpace(enc)) {
 		case "gzip", "x-gzip":
@@ -214,14 +249,20 @@ func newObserver(h http.Header, encoding bool) *Observer {
 		strings.EqualFold(mt, "application/x-jsonlines"):
 		o.sse, o.ndjson = true, true
 	}
-	return o
 }
 
 // Write observes p, the next bytes the caller read. It never keeps p and
 // never fails: an Observer is an io.Writer for io.TeeReader.
 func (o *Observer) Write(p []byte) (int, error) {
 	if len(p) > 0 && !o.finished {
+		if !o.wrote && o.sse && !o.encoded && o.gz == nil && len(p) <= maxCarry {
+			o.wrote, o.early = true, append(o.early[:0], p...)
+			return len(p), nil
+		}
 		o.wrote = true
+	}
+	if len(o.early) > 0 {
+		o.readEarly()
 	}
 	switch {
 	case o.encoded || o.finished:
@@ -233,6 +274,51 @@ func (o *Observer) Write(p []byte) (int, error) {
 		o.writeJSON(p)
 	}
 	return len(p), nil
+}
+
+// Release gives o back for reuse by a later NewObserver. Call it at most
+// once, when done with o; o must not be used after. A Result that o
+// returned shares no memory with it and stays valid. Not calling it is
+// harmless: o is then left to the garbage collector.
+func (o *Observer) Release() {
+	o.reset()
+	observers.Put(o)
+}
+
+// maxPooled bounds a buffer a released Observer keeps: one that grew for an
+// unusual answer (a long line, a large error) is left to the collector.
+const maxPooled = 4 << 10
+
+// reset readies o for reuse: the zero Observer with its buffers emptied,
+// and the strings Result last made, which the next answer often repeats.
+// raw, rare, is left to the collector.
+func (o *Observer) reset() {
+	vals := o.doc.vals
+	carry, shape, held, early := o.carry, o.shape, o.text.held, o.early
+	model, id, tier, utier := o.model, o.id, o.tier, o.usage.tier
+	names := o.names
+	*o = Observer{names: names}
+	for i, v := range vals {
+		o.doc.vals[i] = pooled(v)
+	}
+	o.carry, o.shape, o.text.held, o.early = pooled(carry), pooled(shape), pooled(held), pooled(early)
+	o.model, o.id, o.tier, o.usage.tier = pooled(model), pooled(id), pooled(tier), pooled(utier)
+}
+
+func pooled(b []byte) []byte {
+	if cap(b) > maxPooled {
+		return nil
+	}
+	return b[:0]
+}
+
+// readEarly reads the first write of a stream, which Write kept: the
+// caller has its first bytes without waiting for them to be read, and the
+// reading waits for the caller's next read, or Result.
+func (o *Observer) readEarly() {
+	p := o.early
+	o.early = o.early[:0]
+	o.writeSSE(p)
 }
 
 // EOF tells the observer that the body's reader returned io.EOF: the
@@ -298,6 +384,9 @@ func (o *Observer) Result() Result {
 		return o.gzResult
 	}
 	if !o.finished {
+		if len(o.early) > 0 {
+			o.readEarly()
+		}
 		o.finished = true
 		o.text.end()
 		switch {
@@ -322,12 +411,12 @@ func (o *Observer) Result() Result {
 		StreamErrs:  o.errs,
 		Events:      o.events,
 		Terminated:  o.terminated,
-		Model:       jsonscan.Text(o.model, false),
+		Model:       text(o.model, &o.names.model),
 		ResponseID:  jsonscan.Text(o.id, false),
-		ServiceTier: jsonscan.Text(o.tier, false),
+		ServiceTier: text(o.tier, &o.names.tier),
 	}
 	if r.ServiceTier == "" {
-		r.ServiceTier = jsonscan.Text(o.usage.tier, false)
+		r.ServiceTier = text(o.usage.tier, &o.names.tier)
 	}
 	var bad bool
 	r.Tokens, r.Known, bad = o.usage.usage()
@@ -348,6 +437,22 @@ func (o *Observer) Result() Result {
 	}
 	r.ProviderCost, r.ProviderCostMicros = o.usage.costSet, o.usage.cost
 	return r
+}
+
+// text returns jsonscan.Text(raw, false), and *last when that is it, which
+// costs no allocation: most answers name the model and tier of the last
+// one an observer read.
+func text(raw []byte, last *string) string {
+	// *last is valid UTF-8 no longer than MaxText, so raw equal to it is
+	// its own Text.
+	if len(raw) > 0 && string(raw) == *last {
+		return *last
+	}
+	s := jsonscan.Text(raw, false)
+	if s != "" {
+		*last = s
+	}
+	return s
 }
 
 // writeSSE reads p as part of an event stream.
@@ -591,10 +696,11 @@ func (o *Observer) dataLine(p []byte, i int) int {
 		// at it before reading it.
 		if ev.lines == 1 {
 			if e := bytes.IndexByte(p[i:], '\n'); e >= 0 {
+				from, to := -1, -1
 				if o.textEvent() {
-					o.text.whole(p[i : i+e])
+					from, to = o.text.whole(p[i : i+e])
 				}
-				o.firstLine(trimCR(p[i : i+e]))
+				o.firstLine(trimCR(p[i:i+e]), from, to)
 				o.lineStart = true
 				return i + e + 1
 			}
@@ -606,14 +712,15 @@ func (o *Observer) dataLine(p []byte, i int) int {
 		end = i + e
 	}
 	v := p[i:end]
+	from, to := -1, -1 // of the text value in the carried line, as in firstLine
 	if o.textEvent() {
 		switch {
 		case e < 0:
 			o.text.hold(v)
 		case o.text.spanning:
-			o.text.endLine(v)
+			from, to = o.text.endLine(v)
 		default:
-			o.text.whole(v)
+			from, to = o.text.whole(v)
 		}
 	}
 	if ev.open && !ev.spilled {
@@ -633,7 +740,7 @@ func (o *Observer) dataLine(p []byte, i int) int {
 				o.carry = append(o.carry, v...)
 				v = o.carry
 			}
-			o.firstLine(trimCR(v))
+			o.firstLine(trimCR(v), from, to)
 			o.carry = o.carry[:0]
 			o.lineStart = true
 			return end + 1
@@ -661,14 +768,15 @@ func (o *Observer) dataLine(p []byte, i int) int {
 }
 
 // firstLine reads an event's first data line v, whole, its CR trimmed:
-// the end of the stream, or data read if it may matter.
-func (o *Observer) firstLine(v []byte) {
+// the end of the stream, or data read if it may matter. v[from:to] is its
+// text value under the text counter's hint, if from >= 0.
+func (o *Observer) firstLine(v []byte, from, to int) {
 	ev := &o.ev
 	ev.open = false
 	switch {
 	case string(v) == "[DONE]":
 		o.terminated = true
-	case o.mayMatter(v):
+	case o.mayMatter(v, from, to):
 		ev.examine = true
 		o.doc.write(v)
 	}
@@ -721,12 +829,55 @@ const longestKey = len(`error_code"`)
 // search or two. A key written with escapes is not "usage" to jsonCapture
 // either, so the search never skips what apply would use; and apply takes
 // nothing from an event without usage or an error but the first, so
-// reading more events, as track does, changes nothing.
-func (o *Observer) mayMatter(v []byte) bool {
-	if o.events == 0 || o.errorEvent() {
+// reading more events, as track does, changes nothing. Nor does reading
+// fewer of those, as sameShape does: it skips a line that differs from
+// one the search found nothing in only inside its text value, or in a tail
+// it searched.
+func (o *Observer) mayMatter(v []byte, from, to int) bool {
+	switch {
+	case o.events == 0 || o.errorEvent():
+		return true
+	case o.quietEvent() || o.sameShape(v, from, to):
+		return false
+	case containsError(v) || usageNotNull(v) || lastNonSpace(v) != '}':
 		return true
 	}
-	return !o.quietEvent() && (containsError(v) || usageNotNull(v) || lastNonSpace(v) != '}')
+	o.keepShape(v, from, to)
+	return false
+}
+
+// maxShape bounds the line sameShape compares with: a Chat Completions
+// chunk is a few hundred bytes.
+const maxShape = 1 << 10
+
+// sameShape reports whether v, whose text value is v[from:to], is the line
+// kept by keepShape up to that value, and nothing after the value may
+// matter. Nearly every chunk of a Chat Completions stream repeats the last
+// up to its content (id, created, model, fingerprint), and most repeat what
+// follows too: then the search is one comparison, or a search of the few
+// bytes after the value. The value is a string, so the line has the kept
+// line's members up to its end; and the prefix compared ends with the
+// value's key, colon and opening quote, so no key the search looks for
+// spans its end.
+func (o *Observer) sameShape(v []byte, from, to int) bool {
+	if from != o.shapeFrom || from < 0 || to >= len(v) || o.noShape || !bytes.Equal(v[:from], o.shape[:from]) {
+		return false
+	}
+	tail := v[to:] // from the value's closing quote
+	if bytes.Equal(tail, o.shape[o.shapeTo:]) {
+		return true
+	}
+	return !containsError(tail) && !usageNotNull(tail) && lastNonSpace(tail) == '}'
+}
+
+// keepShape keeps v, a line the search found nothing in, for sameShape,
+// if its text value v[from:to] is closed.
+func (o *Observer) keepShape(v []byte, from, to int) {
+	if from < 0 || to >= len(v) || len(v) > maxShape {
+		return
+	}
+	o.shape = append(o.shape[:0], v...)
+	o.shapeFrom, o.shapeTo = from, to
 }
 
 // quietEvent reports whether the current event's name is one that never

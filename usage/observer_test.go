@@ -565,6 +565,9 @@ func FuzzObserver(f *testing.F) {
 		for _, ct := range []string{"text/event-stream", "application/json", "application/x-ndjson"} {
 			h := http.Header{"Content-Type": {ct}}
 			want := comparable(observe(h, body))
+			if got := comparable(searchAll(h, body)); !reflect.DeepEqual(got, want) {
+				t.Fatalf("%s searching every line: %+v\nwant %+v", ct, got, want)
+			}
 			if got := comparable(observe(h, body, 1)); !reflect.DeepEqual(got, want) {
 				t.Fatalf("%s byte by byte: %+v\nwant %+v", ct, got, want)
 			}
@@ -627,4 +630,139 @@ func TestObserverOtherServersErrors(t *testing.T) {
 	if r.StreamErr != nil {
 		t.Errorf("error_code 0 read as %+v", *r.StreamErr)
 	}
+}
+
+// TestObserverSameShape holds the shortcut of sameShape to the search it
+// skips: chunks that repeat the last one searched up to their content, and
+// differ after it (usage, an error, JSON continued on the next line) or
+// inside it (escaped quotes, a backslash before the closing quote), are read
+// as the search would read them, whole or cut at any byte, with LF or CRLF.
+func TestObserverSameShape(t *testing.T) {
+	const head = `data: {"id":"c1","object":"chat.completion.chunk","model":"m1","choices":[{"index":0,"delta":{"content":"`
+	chunk := func(content, tail string) string { return head + content + `"}}]` + tail + "}\n\n" }
+	plain := chunk("Hi", "")
+	for _, c := range []struct {
+		name   string
+		body   string
+		known  bool
+		errs   int
+		tokens int64 // InputTokens
+	}{
+		{"repeated", chunk("a", "") + plain + chunk("b", "") + chunk("c", "") + "data: [DONE]\n\n", false, 0, 0},
+		{"usage after the content", plain + chunk("a", "") + chunk("b", `,"usage":{"prompt_tokens":7,"completion_tokens":2}`) + "data: [DONE]\n\n", true, 0, 7},
+		{"usage chunk", plain + chunk("a", "") + `data: {"id":"c1","object":"chat.completion.chunk","model":"m1","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":1}}` + "\n\ndata: [DONE]\n\n", true, 0, 5},
+		{"error after the content", plain + chunk("a", "") + chunk("b", `,"error":{"message":"overloaded","type":"server_error"}`) + "data: [DONE]\n\n", false, 1, 0},
+		{"error_code after the content", plain + chunk("a", "") + chunk("b", `,"error_code":50001`), false, 1, 0},
+		{"error event", plain + chunk("a", "") + "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n" + chunk("b", ""), false, 1, 0},
+		{"null usage after the content", plain + chunk("a", "") + chunk("b", `,"usage":null`) + chunk("c", `,"usage":null`), false, 0, 0},
+		{"continued on the next line", plain + chunk("a", "") + head + "b\"}}]\ndata: ,\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":1}}\n\n", true, 0, 9},
+		{"keys in the content", plain + chunk("a", "") + chunk(`\",\"usage\":{\"prompt_tokens\":3},\"error\":{\"x\":1}`, "") + chunk(`error`, "") + chunk(`\\`, ""), false, 0, 0},
+		{"longer than the line kept", plain + chunk(strings.Repeat("x", maxShape), "") + chunk(strings.Repeat("y", maxShape), `,"usage":{"prompt_tokens":2,"completion_tokens":1}`), true, 0, 2},
+		// The value closes early, and what follows ends as the last did.
+		{"a quote ends the content early", plain + chunk("a", "") + head + `b"}}],"usage":{"prompt_tokens":4,"completion_tokens":1},"more":[{"delta":{"content":"` + "\"}}]}\n\n", true, 0, 4},
+	} {
+		for _, crlf := range []bool{false, true} {
+			body := []byte(c.body)
+			name := c.name
+			if crlf {
+				body, name = bytes.ReplaceAll(body, []byte("\n"), []byte("\r\n")), name+", CRLF"
+			}
+			t.Run(name, func(t *testing.T) {
+				h := http.Header{"Content-Type": {"text/event-stream"}}
+				r := observe(h, body)
+				if r.Known != c.known || r.Tokens.InputTokens != c.tokens || r.StreamErrs != c.errs || r.Model != "m1" {
+					t.Fatalf("known %v input %d errors %d model %q, want %v %d %d m1", r.Known, r.Tokens.InputTokens, r.StreamErrs, r.Model, c.known, c.tokens, c.errs)
+				}
+				want := comparable(r)
+				if got := comparable(searchAll(h, body)); !reflect.DeepEqual(got, want) {
+					t.Fatalf("searching every line: %+v, want %+v", got, want)
+				}
+				for k := 1; k < len(body); k++ {
+					o := NewObserver(h)
+					o.Write(body[:k])
+					o.Write(body[k:])
+					if got := comparable(o.Result()); !reflect.DeepEqual(got, want) {
+						t.Fatalf("cut at %d: %+v, want %+v", k, got, want)
+					}
+				}
+				if got := comparable(observe(h, body, 1)); !reflect.DeepEqual(got, want) {
+					t.Fatalf("byte by byte: %+v, want %+v", got, want)
+				}
+			})
+		}
+	}
+}
+
+// TestObserverRelease reads every fixture, in two orders, through one
+// observer released and reused between answers: each result is the one a
+// new observer gives, and a result stays the same once its observer is
+// reused.
+func TestObserverRelease(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join("..", "testdata", "streams", "*.*"))
+	type answer struct {
+		body []byte
+		h    http.Header
+		want any
+	}
+	var answers []answer
+	for _, f := range files {
+		if strings.HasSuffix(f, ".md") {
+			continue
+		}
+		body, h := corpus.ReadStream(t, filepath.Base(f))
+		fresh := new(Observer)
+		fresh.init(h, true)
+		fresh.Write(body)
+		answers = append(answers, answer{body, h, comparable(fresh.Result())})
+	}
+	if len(answers) < 10 {
+		t.Fatalf("%d fixtures", len(answers))
+	}
+	o := new(Observer)
+	var kept []Result
+	for round := range 2 {
+		for i := range answers {
+			if round == 1 {
+				i = len(answers) - 1 - i // the other order
+			}
+			a := answers[i]
+			o.init(a.h, true)
+			for k := 0; k < len(a.body); k += 100 {
+				o.Write(a.body[k:min(k+100, len(a.body))])
+			}
+			r := o.Result()
+			if got := comparable(r); !reflect.DeepEqual(got, a.want) {
+				t.Fatalf("round %d, answer %d: %+v, want %+v", round, i, got, a.want)
+			}
+			kept = append(kept, r)
+			o.reset()
+		}
+	}
+	for i, r := range kept {
+		a := answers[i%len(answers)]
+		if i >= len(answers) {
+			a = answers[len(answers)-1-i%len(answers)]
+		}
+		if got := comparable(r); !reflect.DeepEqual(got, a.want) {
+			t.Fatalf("result %d changed once its observer was reused: %+v, want %+v", i, got, a.want)
+		}
+	}
+	// Through the pool, as the Transport uses it.
+	for _, a := range answers {
+		o := NewObserver(a.h)
+		o.Write(a.body)
+		if got := comparable(o.Result()); !reflect.DeepEqual(got, a.want) {
+			t.Fatalf("pooled: %+v, want %+v", got, a.want)
+		}
+		o.Release()
+	}
+}
+
+// searchAll observes body in one write without sameShape's shortcut.
+func searchAll(h http.Header, body []byte) Result {
+	o := new(Observer)
+	o.init(h, true)
+	o.noShape = true
+	o.Write(body)
+	return o.Result()
 }
