@@ -101,6 +101,9 @@ func storeState(t testing.TB, r *replica) string {
 // write. Each must cost Redis a few commands a second at most, log the
 // change of state once, and page the trip from this process.
 func TestFleetRefusedWritesAreBounded(t *testing.T) {
+	// Each fault has its own Redis and waits out windows of seconds: the
+	// faults, and the other slow tests, wait side by side.
+	t.Parallel()
 	const window = 6 * time.Second
 	faults := []struct {
 		name   string
@@ -167,6 +170,7 @@ func TestFleetRefusedWritesAreBounded(t *testing.T) {
 	}}
 	for _, fault := range faults {
 		t.Run(fault.name, func(t *testing.T) {
+			t.Parallel()
 			srv := redistest.Start(t)
 			p := newFakeProvider(t)
 			log := &countingHandler{}

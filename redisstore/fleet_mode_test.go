@@ -226,6 +226,7 @@ func TestFleetModeLateAndInvalidMessages(t *testing.T) {
 // SetMode applies here at once and reaches the fleet when Redis is back;
 // Shutdown says so when it cannot write one.
 func TestFleetModeStoreDown(t *testing.T) {
+	t.Parallel() // its own Redis, down for seconds
 	srv := redistest.Start(t)
 	a, b := newReplica(t, srv), newReplica(t, srv)
 	srv.Kill()

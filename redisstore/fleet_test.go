@@ -418,6 +418,7 @@ func TestFleetHandler(t *testing.T) {
 // take a minute; the limit below is far under that, and far over what the
 // requests take.
 func TestFleetRequestsDoNotWaitOnRedis(t *testing.T) {
+	t.Parallel() // its own Redis, paused for seconds
 	srv := redistest.Start(t)
 	p := newFakeProvider(t)
 	s, err := redisstore.New(srv.Client(), redisstore.Options{Timeout: time.Minute})

@@ -144,6 +144,7 @@ func TestCluster(t *testing.T) {
 // into a read-only replica: latches and budgets keep working on the new
 // primary, and no replica of the fleet loops on the old one.
 func TestSentinelFailover(t *testing.T) {
+	t.Parallel() // its own processes; it waits out a failover
 	primary := redistest.Start(t)
 	replicaSrv := redistest.StartWith(t, "--replicaof", "127.0.0.1", portOf(primary))
 	waitLong(t, "the replica syncs", 30*time.Second, func() bool {
