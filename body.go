@@ -250,3 +250,29 @@ func askStreamUsage(req *http.Request, provider classify.Provider) (*http.Reques
 	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(string(out))), nil }
 	return r, changed && !asked, nil
 }
+
+// requestModel returns the request's model, reading it once.
+func (at *attempt) requestModel() string {
+	if !at.modelRead {
+		at.model, at.modelRead = requestModel(at.req), true
+	}
+	return at.model
+}
+
+// maxModelRead is how much of a request body is read for its model.
+const maxModelRead = 64 << 10
+
+// requestModel reads the "model" member of a JSON request body, from the
+// first 64 KiB of a fresh copy (GetBody), "" when it has none there.
+func requestModel(req *http.Request) string {
+	if req.GetBody == nil || req.Method != http.MethodPost {
+		return ""
+	}
+	rc, err := req.GetBody()
+	if err != nil || rc == nil {
+		return ""
+	}
+	defer rc.Close()
+	b, _, _ := readPrefix(rc, maxModelRead, req.ContentLength)
+	return usage.RequestModel(b)
+}

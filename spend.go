@@ -2,7 +2,6 @@ package quotabreaker
 
 import (
 	"context"
-	"io"
 	"math"
 	"net/http"
 	"strconv"
@@ -40,37 +39,6 @@ type attempt struct {
 
 	model     string // the request's model, once read
 	modelRead bool
-}
-
-// requestModel returns the request's model, reading it once.
-func (at *attempt) requestModel() string {
-	if !at.modelRead {
-		at.model, at.modelRead = requestModel(at.req), true
-	}
-	return at.model
-}
-
-// maxModelRead is how much of a request body is read for its model.
-const maxModelRead = 64 << 10
-
-// requestModel reads the "model" member of a JSON request body, from the
-// first 64 KiB of a fresh copy (GetBody), "" when it has none there.
-func requestModel(req *http.Request) string {
-	if req.GetBody == nil || req.Method != http.MethodPost {
-		return ""
-	}
-	rc, err := req.GetBody()
-	if err != nil || rc == nil {
-		return ""
-	}
-	defer rc.Close()
-	size := int64(maxModelRead)
-	if req.ContentLength > 0 {
-		size = min(size, req.ContentLength)
-	}
-	b := make([]byte, size)
-	n, _ := io.ReadFull(rc, b)
-	return usage.RequestModel(b[:n])
 }
 
 // Usage is what one successful answer used and cost, as the Transport read

@@ -44,12 +44,7 @@ func (f *fleet) modeLogs() map[string]int {
 // through one replica's Handler reaches the others.
 func TestFleetMode(t *testing.T) {
 	f := newFleet(t, 3)
-	step := func(name string, fn func(t *testing.T)) {
-		if !t.Run(name, func(t *testing.T) { f.t = t; fn(t) }) {
-			t.FailNow()
-		}
-		f.t = t
-	}
+	step := f.stepper(t)
 
 	var scope string
 	step("an open latch refuses in every replica", func(t *testing.T) {

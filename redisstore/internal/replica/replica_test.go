@@ -26,6 +26,18 @@ type fleet struct {
 	store    *redisstore.Store // the test's own view of Redis
 }
 
+// stepper returns a function that runs one step of t as a subtest, with f
+// reporting to it, and stops t at the first step that fails: later steps
+// build on the earlier ones.
+func (f *fleet) stepper(t *testing.T) func(name string, fn func(t *testing.T)) {
+	return func(name string, fn func(t *testing.T)) {
+		if !t.Run(name, func(t *testing.T) { f.t = t; fn(t) }) {
+			t.FailNow()
+		}
+		f.t = t
+	}
+}
+
 func newFleet(t *testing.T, n int) *fleet {
 	srv := redistest.Start(t)
 	s, err := redisstore.New(srv.Client(), redisstore.Options{})
@@ -181,12 +193,7 @@ func (f *fleet) storeOpen() []redisstore.Trip {
 func TestFleet(t *testing.T) {
 	f := newFleet(t, 3)
 	pages := 0
-	step := func(name string, fn func(t *testing.T)) {
-		if !t.Run(name, func(t *testing.T) { f.t = t; fn(t) }) {
-			t.FailNow()
-		}
-		f.t = t
-	}
+	step := f.stepper(t)
 
 	var scope string
 	step("all reach the provider", func(t *testing.T) {
