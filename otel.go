@@ -462,10 +462,10 @@ func (tel *telemetry) budgetRefusal(ctx context.Context, span trace.Span, provid
 // can quote a URL holding a key.
 func (tel *telemetry) ended(at *attempt) {
 	tel.operation(at)
-	if err := at.err; err != nil && at.span.IsRecording() {
-		et := semconv.ErrorType(err)
-		at.span.SetAttributes(et, attrBreakerState.String(at.latch.state()), attrMode.String(at.mode.String()))
-		at.span.SetStatus(codes.Error, et.Value.AsString())
+	if at.err != nil && at.span.IsRecording() {
+		// errorType is semconv.ErrorType(at.err)'s, worked out as it failed.
+		at.span.SetAttributes(semconv.ErrorTypeKey.String(at.errorType), attrBreakerState.String(at.latch.state()), attrMode.String(at.mode.String()))
+		at.span.SetStatus(codes.Error, at.errorType)
 	}
 	at.span.End()
 }
