@@ -41,6 +41,14 @@ type attempt struct {
 	modelRead bool
 }
 
+// requestModel returns the request's model, reading it once.
+func (at *attempt) requestModel() string {
+	if !at.modelRead {
+		at.model, at.modelRead = usage.ReadRequestModel(at.req), true
+	}
+	return at.model
+}
+
 // Usage is what one successful answer used and cost, as the Transport read
 // it: what OnUsage receives, for an application that bills its own users or
 // logs the cost of each of its requests.
@@ -87,45 +95,6 @@ func (u *Usage) state() string {
 		return "priced"
 	}
 	return "unpriced"
-}
-
-// follow wraps a network answer's body so that its findings are settled and
-// its span ends once the caller is done with it. A body nobody needs to
-// watch (tracing off, nothing to observe) is left as it is.
-func (t *Transport) follow(resp *http.Response, a attempt) {
-	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
-	hasBody := resp.Body != nil && resp.Body != http.NoBody
-	metering := t.cfg.onUsage != nil || len(t.budgets) > 0
-	observe := ok && hasBody && (!t.cfg.noUsage || metering || isEventStream(resp.Header))
-	if !observe {
-		var seen *usage.Result
-		if ok && metering {
-			seen = &usage.Result{Metering: usage.NoUsage} // no body: nothing to read, reported at once
-		}
-		if resp.Body == nil || !a.span.IsRecording() {
-			t.done(&a, seen)
-			return
-		}
-		if seen != nil {
-			t.settle(&a, seen)
-		}
-	}
-	// Only now does the attempt outlive RoundTrip: the body keeps it.
-	resp.Body = t.newAnswerBody(resp, observe, &a)
-}
-
-// done settles an answer once the caller is done with its body (seen is
-// what its observer read, nil without one), and ends the attempt: its
-// duration and its span. An attempt the base failed ends here too.
-func (t *Transport) done(at *attempt, seen *usage.Result) {
-	if seen != nil {
-		t.settle(at, seen)
-	}
-	t.tel.ended(at)
-}
-
-func isEventStream(h http.Header) bool {
-	return strings.HasPrefix(h.Get("Content-Type"), "text/event-stream")
 }
 
 // settle runs once, on the goroutine that finished the body (the caller's,
@@ -452,4 +421,43 @@ func (t *Transport) announce(ctx context.Context, o *opened) {
 	}
 	t.latches.markPaging(o)
 	t.page(context.WithoutCancel(ctx), o)
+}
+
+// follow wraps a network answer's body so that its findings are settled and
+// its span ends once the caller is done with it. A body nobody needs to
+// watch (tracing off, nothing to observe) is left as it is.
+func (t *Transport) follow(resp *http.Response, a attempt) {
+	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
+	hasBody := resp.Body != nil && resp.Body != http.NoBody
+	metering := t.cfg.onUsage != nil || len(t.budgets) > 0
+	observe := ok && hasBody && (!t.cfg.noUsage || metering || isEventStream(resp.Header))
+	if !observe {
+		var seen *usage.Result
+		if ok && metering {
+			seen = &usage.Result{Metering: usage.NoUsage} // no body: nothing to read, reported at once
+		}
+		if resp.Body == nil || !a.span.IsRecording() {
+			t.done(&a, seen)
+			return
+		}
+		if seen != nil {
+			t.settle(&a, seen)
+		}
+	}
+	// Only now does the attempt outlive RoundTrip: the body keeps it.
+	resp.Body = t.newAnswerBody(resp, observe, &a)
+}
+
+// done settles an answer once the caller is done with its body (seen is
+// what its observer read, nil without one), and ends the attempt: its
+// duration and its span. An attempt the base failed ends here too.
+func (t *Transport) done(at *attempt, seen *usage.Result) {
+	if seen != nil {
+		t.settle(at, seen)
+	}
+	t.tel.ended(at)
+}
+
+func isEventStream(h http.Header) bool {
+	return strings.HasPrefix(h.Get("Content-Type"), "text/event-stream")
 }

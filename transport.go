@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 
 	"github.com/quotabreaker/quotabreaker/classify"
+	"github.com/quotabreaker/quotabreaker/usage"
 	"go.opentelemetry.io/otel"
 	semconv "go.opentelemetry.io/otel/semconv/v1.41.0"
 )
@@ -185,9 +186,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	a := attempt{provider: provider, span: span, latch: l, epoch: epoch, mode: mode}
 	var err error
-	if t.cfg.streamUsage {
+	if t.cfg.streamUsage && (provider == classify.ProviderOpenAI || provider == classify.ProviderDeepSeek) {
 		var asked *http.Request
-		if asked, a.filterUsage, err = askStreamUsage(req, provider); err == nil {
+		if asked, a.filterUsage, err = usage.AskStreamUsage(req); err == nil {
 			req = asked
 		}
 	}

@@ -2,8 +2,9 @@ package usage
 
 import (
 	"bytes"
-	"compress/gzip"
 	"io"
+
+	"github.com/quotabreaker/quotabreaker/internal/bodyio"
 )
 
 // This file holds what the observer says when usage is unknown: why
@@ -368,7 +369,7 @@ func (g *gzipBody) decode(o *Observer) Result {
 		return Result{Metering: Encoded}
 	}
 	in := newObserver(o.header, false)
-	zr, err := gzip.NewReader(bytes.NewReader(g.b))
+	zr, err := bodyio.Decode("gzip", g.b)
 	if err == nil {
 		_, err = io.Copy(in, io.LimitReader(zr, maxDecoded))
 	}

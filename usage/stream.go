@@ -329,29 +329,3 @@ func (b *filterBody) Read(p []byte) (int, error) {
 }
 
 func (b *filterBody) Close() error { return b.rc.Close() }
-
-// RequestModel returns the "model" member of a JSON request body; body may
-// be a prefix of the whole text. It is "" when the model is not there.
-func RequestModel(body []byte) string {
-	return topLevelString(body, "model")
-}
-
-// topLevelString returns the string member name of the JSON object in b,
-// which may be a prefix of the whole text; "" when it is not there.
-func topLevelString(b []byte, name string) string {
-	s := jsonscan.Scanner{B: b}
-	s.SkipSpace()
-	if s.Peek() != '{' {
-		return ""
-	}
-	var v []byte
-	var escaped bool
-	s.Object(func(key []byte) bool {
-		if v == nil && string(key) == name {
-			v, escaped = s.StringValue()
-			return !s.Bad
-		}
-		return s.Skip()
-	})
-	return jsonscan.Text(v, escaped)
-}
