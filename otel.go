@@ -357,12 +357,18 @@ func (tel *telemetry) spendMetrics(ctx context.Context) bool {
 	return tel.metrics && (tel.answers.Enabled(ctx) || tel.tokens.Enabled(ctx) || tel.cost.Enabled(ctx))
 }
 
+// timed reports whether the duration of an attempt for ctx is recorded:
+// only then is the clock read as it is sent.
+func (tel *telemetry) timed(ctx context.Context) bool {
+	return tel.metrics && tel.duration.Enabled(ctx)
+}
+
 // operation records an attempt that reached the network in
 // gen_ai.client.operation.duration, once its answer is done: read to the
 // end or closed, for a stream its last byte. The attribute set of each
 // series is built once, so that recording allocates nothing.
 func (tel *telemetry) operation(at *attempt) {
-	if !tel.metrics || at.start.IsZero() || !tel.duration.Enabled(at.req.Context()) {
+	if at.start.IsZero() || !tel.timed(at.req.Context()) {
 		return
 	}
 	k := opKey{operation: operationName(at.req), provider: string(at.provider), model: at.requestModel(), errorType: at.errorType}

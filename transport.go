@@ -194,7 +194,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	var resp *http.Response
 	if err == nil {
-		a.start = t.cfg.now()
+		if t.tel.timed(ctx) {
+			a.start = t.cfg.now()
+		}
 		resp, err = t.base.RoundTrip(req)
 		if err == nil && resp == nil {
 			err = fmt.Errorf("quotabreaker: base RoundTripper (%T) returned a nil *Response with a nil error", t.base)
