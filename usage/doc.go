@@ -14,12 +14,14 @@
 // from the request's size and the text the stream carried.
 //
 // It also asks OpenAI-compatible streams for their usage chunk
-// (RequestStreamUsage) and hides that chunk from a caller that did not ask
-// for it (HideUsageChunk), so that a stream can be metered without changing
-// what the caller reads.
+// (AskStreamUsage for a request, RequestStreamUsage for its body) and hides
+// that chunk from a caller that did not ask for it (HideUsageChunk), so that
+// a stream can be metered without changing what the caller reads; and it
+// reads the model a request asks for (ReadRequestModel), for an answer that
+// does not name its own.
 //
-// The package imports only the standard library and classify. It never
-// keeps a prompt or a completion: it reads counters, the model and error
-// fields, counts the bytes of generated text without keeping them, and
-// skips the rest in bounded memory.
+// The package imports only the standard library, classify and its module's
+// internal packages. It never keeps a prompt or a completion: it reads
+// counters, the model and error fields, counts the bytes of generated text
+// without keeping them, and skips the rest in bounded memory.
 package usage
