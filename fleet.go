@@ -21,8 +21,8 @@ import (
 // takes it, retrying with a capped, jittered backoff. User hooks never run
 // on it: they run on a goroutine of their own (see hookRunner), so that a
 // slow pager holds up neither the fleet nor Shutdown. The store's contract,
-// its health as this process sees it, and Shutdown are in store.go; the
-// spend it shares is in spend.go.
+// how it is called, its health as this process sees it, and Shutdown are in
+// store.go; the spend it shares is in spend.go.
 
 // Defaults of the store's options, and the fleet's timings.
 const (
@@ -200,20 +200,6 @@ func (t *Transport) fleetLoop() {
 		retry.Reset(jitter(backoff))
 		backoff = min(2*backoff, maxRetry)
 	}
-}
-
-// call runs one store operation with the store's timeout on top of ctx.
-func (t *Transport) call(ctx context.Context, op func(ctx context.Context) error) error {
-	ctx, cancel := context.WithTimeout(ctx, t.fleet.timeout)
-	defer cancel()
-	start := time.Now()
-	err := op(ctx)
-	if err == nil {
-		d := int64(time.Since(start))
-		s := &t.fleet.slow
-		s.Store(max(d, s.Load()-s.Load()/8)) // a race loses one sample: it is an estimate
-	}
-	return err
 }
 
 // dropClaims removes from the queue the claims of latches that were reset
@@ -483,9 +469,27 @@ func (t *Transport) applyModeChange(ch Change) {
 
 // applySnapshotMode takes the fleet's mode from a Snapshot, when the store
 // shares it and one was set. A mode that fails the checks SetMode makes was
-// written by something else, and is not taken.
+// written by something else, and is not taken. A store that holds no mode
+// after this process heard a switch lost it (Redis restarted without its
+// data): the mode is written again, as lost latches are claimed again, so
+// that a replica started since does not take its WithMode. Each replica
+// looks before it writes (failed), so that a switch made meanwhile wins.
 func (t *Transport) applySnapshotMode(snap Snapshot) {
-	if t.fleet.mode.store != nil && validMode(snap.Mode, snap.ModeEpoch) {
+	f := t.fleet
+	if f.mode.store == nil {
+		return
+	}
+	if validMode(snap.Mode, snap.ModeEpoch) {
 		t.applyMode(snap.Mode, snap.ModeEpoch)
+		return
+	}
+	f.mode.mu.Lock()
+	lost := snap.ModeEpoch == 0 && f.mode.epoch > 0 && f.mode.want == nil
+	if lost {
+		f.mode.want = &modeWrite{mode: f.mode.mode, base: f.mode.epoch, failed: true}
+	}
+	f.mode.mu.Unlock()
+	if lost {
+		signal(f.wake)
 	}
 }

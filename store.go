@@ -11,9 +11,10 @@ import (
 )
 
 // This file holds what a Transport asks of a store (LatchStore, SpendStore
-// and the values they trade), how it judges the store's health from the
-// answers (once per change of state, never per call), and Shutdown, which
-// ends its work with the store.
+// and the values they trade), how it calls the store (call, with the
+// store's timeout) and judges its health from the answers (once per change
+// of state, never per call), and Shutdown, which ends its work with the
+// store.
 
 // LatchStore shares latches between the Transports of many processes, so
 // that a fleet of replicas holds one latch per scope and pages once per
@@ -478,4 +479,18 @@ func signal(c chan struct{}) {
 	case c <- struct{}{}:
 	default:
 	}
+}
+
+// call runs one store operation with the store's timeout on top of ctx.
+func (t *Transport) call(ctx context.Context, op func(ctx context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, t.fleet.timeout)
+	defer cancel()
+	start := time.Now()
+	err := op(ctx)
+	if err == nil {
+		d := int64(time.Since(start))
+		s := &t.fleet.slow
+		s.Store(max(d, s.Load()-s.Load()/8)) // a race loses one sample: it is an estimate
+	}
+	return err
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -340,5 +342,56 @@ func TestFleetModeWaitingWriteYields(t *testing.T) {
 	}
 	if n := countLines(log.lines(), "was dropped"); n != 1 {
 		t.Errorf("a logged the dropped switch %d times, want once: %q", n, log.lines())
+	}
+}
+
+// A Redis that restarts without its data loses the fleet's mode too: the
+// replicas write the mode they follow back, as they write lost latches
+// back, so that a replica started afterwards takes the fleet's mode and not
+// its WithMode; a switch made afterwards still wins.
+func TestFleetModeStoreLosesItsData(t *testing.T) {
+	t.Parallel() // its own Redis, restarted
+	srv := redistest.Start(t)
+	a, b := newReplica(t, srv), newReplica(t, srv)
+	admin := newStore(t, srv, redisstore.Options{})
+	if err := a.SetModeContext(ctxT(t), quotabreaker.ModeObserve); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "b follows the switch", func() bool { return b.Mode() == quotabreaker.ModeObserve })
+	_, before, err := admin.Mode(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	srv.Kill()
+	for _, f := range []string{"appendonlydir", "dump.rdb"} {
+		if err := os.RemoveAll(filepath.Join(srv.Dir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv.Restart()
+	waitFor(t, "the mode is written back", func() bool {
+		m, epoch, err := admin.Mode(ctxT(t))
+		return err == nil && m == redisstore.ModeObserve && epoch > before
+	})
+	if c := newReplica(t, srv); c.Mode() != quotabreaker.ModeObserve {
+		t.Errorf("a replica started after Redis lost its data: %v, want the fleet's observe", c.Mode())
+	}
+	for name, r := range map[string]*replica{"a": a, "b": b} {
+		if r.Mode() != quotabreaker.ModeObserve {
+			t.Errorf("%s: %v after Redis lost its data, want observe", name, r.Mode())
+		}
+	}
+
+	if _, err := admin.SetMode(ctxT(t), redisstore.ModeEnforce); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the fleet follows a switch made after", func() bool {
+		return a.Mode() == quotabreaker.ModeEnforce && b.Mode() == quotabreaker.ModeEnforce
+	})
+	forceResync(t, srv)
+	time.Sleep(200 * time.Millisecond) // the resyncs that follow write nothing back
+	if m, _, err := admin.Mode(ctxT(t)); err != nil || m != redisstore.ModeEnforce {
+		t.Errorf("after a resync: Redis holds %v, %v; want enforce", m, err)
 	}
 }
