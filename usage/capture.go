@@ -104,6 +104,8 @@ type jsonCapture struct {
 	// nextQuote caches where the next quote is in the current piece, so a
 	// string full of backslashes is still read in linear time.
 	nextQuote int
+	// bytewise turns skim off, for tests to compare with.
+	bytewise bool
 	// py reads a Python bytes literal around the value (b'{...}'), which a
 	// gateway writes when it formats bytes into a data: line: 1 after a
 	// leading b, 2 after b'.
@@ -116,7 +118,7 @@ func (c *jsonCapture) reset() {
 		return
 	}
 	vals := c.vals
-	*c = jsonCapture{}
+	*c = jsonCapture{bytewise: c.bytewise}
 	for i := range vals {
 		c.vals[i] = vals[i][:0]
 	}
@@ -204,6 +206,11 @@ func (c *jsonCapture) write(p []byte) int {
 		if c.str {
 			i = c.inString(p, i)
 			continue
+		}
+		if c.depth >= 2 && !c.tracked(c.depth) && !(c.capOn && c.capScal) && c.choicesV != 3 && !c.bytewise {
+			if i = c.skim(p, i); i == len(p) {
+				break
+			}
 		}
 		b := p[i]
 		if b == ' ' || b == '\t' || b == '\n' || b == '\r' {
@@ -299,6 +306,54 @@ const (
 	kindContainer
 	kindScalar
 )
+
+// skim passes the bytes of p from i inside a container no member of which
+// is kept, which is most of a body: it follows only strings and brackets,
+// and returns at the end of p or, unread, at the bracket that closes back
+// to a depth the loop in write follows. Between strings the bytes are few,
+// and a string is passed with one search for its closing quote.
+func (c *jsonCapture) skim(p []byte, i int) int {
+	for ; i < len(p); i++ {
+		switch p[i] {
+		case '"':
+			start := i + 1
+			for j := start; ; {
+				q := bytes.IndexByte(p[j:], '"')
+				if q < 0 {
+					// The string goes on in the next piece; so does an
+					// escape left open at its end.
+					c.str = true
+					c.esc = backslashes(p[start:])%2 == 1
+					return len(p)
+				}
+				// The quote ends the string unless an odd run of
+				// backslashes escapes it.
+				if i = j + q; backslashes(p[start:i])%2 == 0 {
+					break
+				}
+				j = i + 1
+			}
+		case '{', '[':
+			c.depth++
+			c.descend = false
+		case '}', ']':
+			if c.depth <= 3 {
+				return i
+			}
+			c.depth--
+		}
+	}
+	return i
+}
+
+// backslashes returns the length of the run of backslashes that ends b.
+func backslashes(b []byte) int {
+	n := 0
+	for n < len(b) && b[len(b)-1-n] == '\\' {
+		n++
+	}
+	return n
+}
 
 // inString consumes string bytes from p[i:] and returns where it stopped.
 func (c *jsonCapture) inString(p []byte, i int) int {
