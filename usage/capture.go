@@ -1,6 +1,6 @@
 package usage
 
-import "bytes"
+import "github.com/quotabreaker/quotabreaker/internal/jsonscan"
 
 // This file holds jsonCapture, an incremental reader of one JSON value fed in
 // pieces of any size. It keeps the few members the observer needs, bounded,
@@ -101,10 +101,8 @@ type jsonCapture struct {
 	vals  [nCapFields][]byte
 	seen  uint32 // bit per field: a value started
 	trunc uint32 // bit per field: kept only a prefix
-	// nextQuote caches where the next quote is in the current piece, so a
-	// string full of backslashes is still read in linear time.
-	nextQuote int
-	// bytewise turns skim off, for tests to compare with.
+	// bytewise reads every byte in turn, the plainest way and the way it
+	// was read before skim and jsonscan.Special, for tests to compare with.
 	bytewise bool
 	// py reads a Python bytes literal around the value (b'{...}'), which a
 	// gateway writes when it formats bytes into a data: line: 1 after a
@@ -200,7 +198,6 @@ func (c *jsonCapture) write(p []byte) int {
 		return 0
 	}
 	c.dirty = true
-	c.nextQuote = -1
 	i := 0
 	for i < len(p) && !c.done {
 		if c.str {
@@ -317,21 +314,11 @@ func (c *jsonCapture) skim(p []byte, i int) int {
 		switch p[i] {
 		case '"':
 			start := i + 1
-			for j := start; ; {
-				q := bytes.IndexByte(p[j:], '"')
-				if q < 0 {
-					// The string goes on in the next piece; so does an
-					// escape left open at its end.
-					c.str = true
-					c.esc = backslashes(p[start:])%2 == 1
-					return len(p)
-				}
-				// The quote ends the string unless an odd run of
-				// backslashes escapes it.
-				if i = j + q; backslashes(p[start:i])%2 == 0 {
-					break
-				}
-				j = i + 1
+			if i = stringEnd(p, start); i == len(p) {
+				// It goes on in the next piece, and so does an escape
+				// left open at its end.
+				c.str, c.esc = true, backslashes(p[start:])%2 == 1
+				return i
 			}
 		case '{', '[':
 			c.depth++
@@ -361,18 +348,23 @@ func (c *jsonCapture) inString(p []byte, i int) int {
 		c.esc = false
 		return i + 1
 	}
-	if c.nextQuote < i {
-		c.nextQuote = len(p)
-		if q := bytes.IndexByte(p[i:], '"'); q >= 0 {
-			c.nextQuote = i + q
-		}
+	if c.bytewise && p[i] != '"' && p[i] != '\\' {
+		c.keyBytes(p[i : i+1])
+		return i + 1
 	}
-	end := c.nextQuote
-	if bs := bytes.IndexByte(p[i:end], '\\'); bs >= 0 {
-		c.keyBytes(p[i : i+bs])
-		c.keyBad = true // an escaped key matches nothing
-		c.esc = true
-		return i + bs + 1
+	end := len(p)
+	if k := jsonscan.Special(p[i:]); k >= 0 {
+		if end = i + k; p[end] == '\\' {
+			c.keyBytes(p[i:end])
+			c.keyBad = true // an escaped key matches nothing
+			c.esc = true
+			return end + 1
+		}
+	} else if len(p)-i > jsonscan.ShortString {
+		// Longer than any key: only its end matters.
+		if end = stringEnd(p, i); end == len(p) {
+			c.esc = backslashes(p[i:])%2 == 1
+		}
 	}
 	c.keyBytes(p[i:end])
 	if end == len(p) {
