@@ -11,9 +11,9 @@ import (
 
 // captureState is what a jsonCapture read: everything the observer takes
 // from it, and how much of its input the value took.
-func captureState(c *jsonCapture, took int) string {
+func captureState(c *jsonCapture) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "took %d done %v choicesEmpty %v\n", took, c.done, c.choicesEmpty())
+	fmt.Fprintf(&b, "done %v choicesEmpty %v\n", c.done, c.choicesEmpty())
 	for f := capField(1); f < nCapFields; f++ {
 		if c.seen&(1<<f) != 0 {
 			fmt.Fprintf(&b, "%d has %v %q\n", f, c.has(f), c.prefix(f))
@@ -38,12 +38,12 @@ func capture(body []byte, bytewise bool, sizes ...int) string {
 			break
 		}
 	}
-	return captureState(&c, took)
+	return fmt.Sprintf("took %d ", took) + captureState(&c)
 }
 
-// FuzzCapture holds jsonCapture's skim to the byte-at-a-time reading it
-// stands in for: the same values kept, the same end found, for any bytes
-// and however they are cut.
+// FuzzCapture holds jsonCapture's skim and readWhole to the byte-at-a-time
+// reading they stand in for: the same values kept, the same end found, for
+// any bytes and however they are cut.
 func FuzzCapture(f *testing.F) {
 	files, _ := filepath.Glob(filepath.Join("..", "testdata", "streams", "*.*"))
 	for _, file := range files {
@@ -62,6 +62,9 @@ func FuzzCapture(f *testing.F) {
 			}
 		}
 	}
+	for _, s := range wholeCases {
+		f.Add([]byte(s), uint8(len(s)))
+	}
 	f.Fuzz(func(t *testing.T, body []byte, cut uint8) {
 		want := capture(body, true)
 		sizes := []int{1 + int(cut%7), 1 + int(cut/7)}
@@ -70,5 +73,61 @@ func FuzzCapture(f *testing.F) {
 				t.Fatalf("pieces %v:\n%s\nwant\n%s", s, got, want)
 			}
 		}
+		var c jsonCapture
+		if c.readWhole(body) {
+			_, want, _ := strings.Cut(want, " done")
+			if got := captureState(&c); got != "done"+want {
+				t.Fatalf("readWhole:\n%s\nwant\n%s", got, "done"+want)
+			}
+		}
 	})
+}
+
+// wholeCases are shapes where readWhole must follow write's rules, which
+// random bytes seldom take.
+var wholeCases = []string{
+	`{"message": [1], "choices": [ ], "usage": {"prompt_tokens": 1}}`,
+	`{"message": "m", "choices": [` + "\n" + `]}`,
+	`{"message": {"usage": {"input_tokens": 1}, "model": "m", "id": "i", "message": "x"}}`,
+	`{"response": {"response": {"usage": 1}, "error": null, "service_tier": "flex"}}`,
+	`{"response": "r", "usage": {}, "choices": null}`,
+	`{"response": {}, "response": {"model": "b"}, "model": "a", "modelVersion": "c"}`,
+	`{"us\u0061ge": {"prompt_tokens": 1}, "type": "error", "code": 429, "message": "m"}`,
+	`{"error": "e", "error_type": "validation", "text": "t", "error_code": 50001}`,
+	`{"usage": 1e5, "model": -0.5E+2, "id": true, "service_tier": null}`,
+	`{"usage": 1x, "model": tru}`,
+	`{"usage": 1"x", "model": 2}`,
+	`{"usage": {"a": [1, {"b": "}\\\""}]}, "id": "\"i\""} trailing`,
+	`  {"choices" :[],"id":"x"  }`,
+	`{"choices": [], "choices": [1]}`,
+	`{"model": "m",}`,
+	`{"model" "m"}`,
+	`{"usage": {"prompt_tokens": 1}`,
+	`b'{"error": "e"}'`,
+}
+
+// TestReadWhole: readWhole keeps what write keeps, on each of wholeCases
+// it accepts, and accepts the fixtures' plain answers.
+func TestReadWhole(t *testing.T) {
+	for _, s := range wholeCases {
+		var c jsonCapture
+		if !c.readWhole([]byte(s)) {
+			continue
+		}
+		_, want, _ := strings.Cut(capture([]byte(s), true), " done")
+		if got := captureState(&c); got != "done"+want {
+			t.Errorf("%s:\n%s\nwant\n%s", s, got, "done"+want)
+		}
+	}
+	files, _ := filepath.Glob(filepath.Join("..", "testdata", "streams", "*.json"))
+	for _, file := range files {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c jsonCapture
+		if b[0] == '{' && !c.readWhole(b) {
+			t.Errorf("%s: not read whole", file)
+		}
+	}
 }

@@ -351,7 +351,9 @@ func (o *Observer) writeJSON(p []byte) {
 		o.array = p[i] == '['
 	}
 	if !o.array {
-		o.doc.write(p)
+		if o.doc.dirty || !o.doc.readWhole(p) {
+			o.doc.write(p)
+		}
 		return
 	}
 	o.text.write(p)
