@@ -65,11 +65,22 @@ func (s *Scanner) Str() (raw []byte, escaped bool) {
 		s.I = start + k + 1
 		return s.B[start : start+k], false
 	}
+	if !s.skipStr() {
+		return nil, false
+	}
+	raw = s.B[start : s.I-1]
+	return raw, bytes.IndexByte(raw, '\\') >= 0
+}
+
+// skipStr passes the string at s.I. Skip needs only its end, which one
+// search for its closing quote finds, where Str spends a second on telling
+// whether it holds escapes.
+func (s *Scanner) skipStr() bool {
+	start := s.I + 1
 	for j := start; ; {
 		k := bytes.IndexByte(s.B[j:], '"')
 		if k < 0 {
-			s.Fail()
-			return nil, false
+			return s.Fail()
 		}
 		end := j + k
 		// The quote ends the string unless an odd run of backslashes escapes it.
@@ -79,8 +90,7 @@ func (s *Scanner) Str() (raw []byte, escaped bool) {
 		}
 		if n%2 == 0 {
 			s.I = end + 1
-			raw = s.B[start:end]
-			return raw, bytes.IndexByte(raw, '\\') >= 0
+			return true
 		}
 		j = end + 1
 	}
@@ -148,14 +158,13 @@ func (s *Scanner) Skip() bool {
 	}
 	switch s.Peek() {
 	case '"':
-		s.Str()
-		return !s.Bad
+		return s.skipStr()
 	case '{', '[':
 		depth := 0
 		for s.I < len(s.B) {
 			switch s.B[s.I] {
 			case '"':
-				if s.Str(); s.Bad {
+				if !s.skipStr() {
 					return false
 				}
 				continue
