@@ -351,7 +351,10 @@ func (o *Observer) writeJSON(p []byte) {
 		o.array = p[i] == '['
 	}
 	if !o.array {
-		if o.doc.dirty || !o.doc.readWhole(p) {
+		// A first write that ends other than an object does is cut short
+		// (io.ReadAll's first read is 512 bytes): readWhole would read it
+		// only to give up.
+		if o.doc.dirty || lastNonSpace(p) != '}' || !o.doc.readWhole(p) {
 			o.doc.write(p)
 		}
 		return
