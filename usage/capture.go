@@ -1,6 +1,6 @@
 package usage
 
-import "bytes"
+import "github.com/quotabreaker/quotabreaker/internal/jsonscan"
 
 // This file holds jsonCapture, an incremental reader of one JSON value fed in
 // pieces of any size. It keeps the few members the observer needs, bounded,
@@ -101,9 +101,9 @@ type jsonCapture struct {
 	vals  [nCapFields][]byte
 	seen  uint32 // bit per field: a value started
 	trunc uint32 // bit per field: kept only a prefix
-	// nextQuote caches where the next quote is in the current piece, so a
-	// string full of backslashes is still read in linear time.
-	nextQuote int
+	// bytewise reads every byte in turn, the plainest way and the way it
+	// was read before skim and jsonscan.Special, for tests to compare with.
+	bytewise bool
 	// py reads a Python bytes literal around the value (b'{...}'), which a
 	// gateway writes when it formats bytes into a data: line: 1 after a
 	// leading b, 2 after b'.
@@ -116,7 +116,7 @@ func (c *jsonCapture) reset() {
 		return
 	}
 	vals := c.vals
-	*c = jsonCapture{}
+	*c = jsonCapture{bytewise: c.bytewise}
 	for i := range vals {
 		c.vals[i] = vals[i][:0]
 	}
@@ -198,12 +198,16 @@ func (c *jsonCapture) write(p []byte) int {
 		return 0
 	}
 	c.dirty = true
-	c.nextQuote = -1
 	i := 0
 	for i < len(p) && !c.done {
 		if c.str {
 			i = c.inString(p, i)
 			continue
+		}
+		if c.depth >= 2 && !c.tracked(c.depth) && !(c.capOn && c.capScal) && c.choicesV != 3 && !c.bytewise {
+			if i = c.skim(p, i); i == len(p) {
+				break
+			}
 		}
 		b := p[i]
 		if b == ' ' || b == '\t' || b == '\n' || b == '\r' {
@@ -300,24 +304,67 @@ const (
 	kindScalar
 )
 
+// skim passes the bytes of p from i inside a container no member of which
+// is kept, which is most of a body: it follows only strings and brackets,
+// and returns at the end of p or, unread, at the bracket that closes back
+// to a depth the loop in write follows. Between strings the bytes are few,
+// and a string is passed with one search for its closing quote.
+func (c *jsonCapture) skim(p []byte, i int) int {
+	for ; i < len(p); i++ {
+		switch p[i] {
+		case '"':
+			start := i + 1
+			if i = stringEnd(p, start); i == len(p) {
+				// It goes on in the next piece, and so does an escape
+				// left open at its end.
+				c.str, c.esc = true, backslashes(p[start:])%2 == 1
+				return i
+			}
+		case '{', '[':
+			c.depth++
+			c.descend = false
+		case '}', ']':
+			if c.depth <= 3 {
+				return i
+			}
+			c.depth--
+		}
+	}
+	return i
+}
+
+// backslashes returns the length of the run of backslashes that ends b.
+func backslashes(b []byte) int {
+	n := 0
+	for n < len(b) && b[len(b)-1-n] == '\\' {
+		n++
+	}
+	return n
+}
+
 // inString consumes string bytes from p[i:] and returns where it stopped.
 func (c *jsonCapture) inString(p []byte, i int) int {
 	if c.esc {
 		c.esc = false
 		return i + 1
 	}
-	if c.nextQuote < i {
-		c.nextQuote = len(p)
-		if q := bytes.IndexByte(p[i:], '"'); q >= 0 {
-			c.nextQuote = i + q
-		}
+	if c.bytewise && p[i] != '"' && p[i] != '\\' {
+		c.keyBytes(p[i : i+1])
+		return i + 1
 	}
-	end := c.nextQuote
-	if bs := bytes.IndexByte(p[i:end], '\\'); bs >= 0 {
-		c.keyBytes(p[i : i+bs])
-		c.keyBad = true // an escaped key matches nothing
-		c.esc = true
-		return i + bs + 1
+	end := len(p)
+	if k := jsonscan.Special(p[i:]); k >= 0 {
+		if end = i + k; p[end] == '\\' {
+			c.keyBytes(p[i:end])
+			c.keyBad = true // an escaped key matches nothing
+			c.esc = true
+			return end + 1
+		}
+	} else if len(p)-i > jsonscan.ShortString {
+		// Longer than any key: only its end matters.
+		if end = stringEnd(p, i); end == len(p) {
+			c.esc = backslashes(p[i:])%2 == 1
+		}
 	}
 	c.keyBytes(p[i:end])
 	if end == len(p) {

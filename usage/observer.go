@@ -233,7 +233,9 @@ func newObserver(h http.Header, encoding bool) *Observer {
 // Content-Encoding.
 func (o *Observer) init(h http.Header, encoding bool) {
 	o.header, o.lineStart, o.shapeFrom = h, true, -1
-	if enc := h.Get("Content-Encoding"); encoding && enc != "" && !strings.EqualFold(enc, "identity") {
+	// The keys are canonical already: h.Get would only spend the time to
+	// find that out again.
+	if enc := first(h["Content-Encoding"]); encoding && enc != "" && !strings.EqualFold(enc, "identity") {
 		switch strings.ToLower(strings.TrimSpace(enc)) {
 		case "gzip", "x-gzip":
 			o.gz = new(gzipBody)
@@ -241,7 +243,7 @@ func (o *Observer) init(h http.Header, encoding bool) {
 			o.encoded = true
 		}
 	}
-	mt, _, _ := strings.Cut(h.Get("Content-Type"), ";")
+	mt, _, _ := strings.Cut(first(h["Content-Type"]), ";")
 	switch mt = strings.TrimSpace(mt); {
 	case strings.EqualFold(mt, "text/event-stream"):
 		o.sse = true
@@ -249,6 +251,13 @@ func (o *Observer) init(h http.Header, encoding bool) {
 		strings.EqualFold(mt, "application/x-jsonlines"):
 		o.sse, o.ndjson = true, true
 	}
+}
+
+func first(v []string) string {
+	if len(v) == 0 {
+		return ""
+	}
+	return v[0]
 }
 
 // Write observes p, the next bytes the caller read. It never keeps p and
@@ -342,7 +351,12 @@ func (o *Observer) writeJSON(p []byte) {
 		o.array = p[i] == '['
 	}
 	if !o.array {
-		o.doc.write(p)
+		// A first write that ends other than an object does is cut short
+		// (io.ReadAll's first read is 512 bytes): readWhole would read it
+		// only to give up.
+		if o.doc.dirty || lastNonSpace(p) != '}' || !o.doc.readWhole(p) {
+			o.doc.write(p)
+		}
 		return
 	}
 	o.text.write(p)

@@ -8,7 +8,9 @@ package jsonscan
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
+	"math/bits"
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -32,7 +34,9 @@ func (s *Scanner) Peek() byte {
 
 // SkipSpace moves s.I past JSON white space.
 func (s *Scanner) SkipSpace() {
-	for s.I < len(s.B) {
+	// Every space is at most ' ', and most bytes it is called at are
+	// not: one comparison tells most of them.
+	for s.I < len(s.B) && s.B[s.I] <= ' ' {
 		switch s.B[s.I] {
 		case ' ', '\t', '\n', '\r':
 			s.I++
@@ -57,11 +61,26 @@ func (s *Scanner) Str() (raw []byte, escaped bool) {
 		return nil, false
 	}
 	start := s.I + 1
+	if k := Special(s.B[start:]); k >= 0 && s.B[start+k] == '"' {
+		s.I = start + k + 1
+		return s.B[start : start+k], false
+	}
+	if !s.skipStr() {
+		return nil, false
+	}
+	raw = s.B[start : s.I-1]
+	return raw, bytes.IndexByte(raw, '\\') >= 0
+}
+
+// skipStr passes the string at s.I. Skip needs only its end, which one
+// search for its closing quote finds, where Str spends a second on telling
+// whether it holds escapes.
+func (s *Scanner) skipStr() bool {
+	start := s.I + 1
 	for j := start; ; {
 		k := bytes.IndexByte(s.B[j:], '"')
 		if k < 0 {
-			s.Fail()
-			return nil, false
+			return s.Fail()
 		}
 		end := j + k
 		// The quote ends the string unless an odd run of backslashes escapes it.
@@ -71,11 +90,39 @@ func (s *Scanner) Str() (raw []byte, escaped bool) {
 		}
 		if n%2 == 0 {
 			s.I = end + 1
-			raw = s.B[start:end]
-			return raw, bytes.IndexByte(raw, '\\') >= 0
+			return true
 		}
 		j = end + 1
 	}
+}
+
+// ShortString is how far Special looks.
+const ShortString = 32
+
+// Special returns the index of the first quote or backslash among the first
+// ShortString bytes of b, -1 if there is none there. Most strings in JSON
+// are short keys and names, whose end it finds in the time of one
+// bytes.IndexByte call, where telling a closing quote from an escape takes
+// two; a longer string is better searched with bytes.IndexByte.
+func Special(b []byte) int {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	i := 0
+	for ; i+8 <= len(b) && i < ShortString; i += 8 {
+		// A byte of x^(lo*c) is zero where b holds c; the lowest zero
+		// byte sets the lowest bit of the mask (bytes above it may set
+		// theirs wrongly, by a borrow, which does not matter).
+		w := binary.LittleEndian.Uint64(b[i:])
+		q, bs := w^(lo*'"'), w^(lo*'\\')
+		if m := ((q-lo)&^q | (bs-lo)&^bs) & hi; m != 0 {
+			return i + bits.TrailingZeros64(m)/8
+		}
+	}
+	for ; i < len(b) && i < ShortString; i++ {
+		if b[i] == '"' || b[i] == '\\' {
+			return i
+		}
+	}
+	return -1
 }
 
 // StringValue reads a value that should be a string; any other value is
@@ -111,14 +158,13 @@ func (s *Scanner) Skip() bool {
 	}
 	switch s.Peek() {
 	case '"':
-		s.Str()
-		return !s.Bad
+		return s.skipStr()
 	case '{', '[':
 		depth := 0
 		for s.I < len(s.B) {
 			switch s.B[s.I] {
 			case '"':
-				if s.Str(); s.Bad {
+				if !s.skipStr() {
 					return false
 				}
 				continue

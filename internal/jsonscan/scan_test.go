@@ -1,6 +1,7 @@
 package jsonscan
 
 import (
+	"bytes"
 	"encoding/json"
 	"testing"
 	"unicode/utf8"
@@ -52,4 +53,36 @@ func FuzzAppendUnescaped(f *testing.F) {
 			t.Fatalf("AppendUnescaped(%q) = %q, encoding/json %q", raw, got, want)
 		}
 	})
+}
+
+// TestSpecial puts one quote or backslash at every place in texts of every
+// length up to past ShortString, among bytes that differ from those by one
+// bit or share their low bits, which a mistake in the word-at-a-time
+// search would take for them.
+func TestSpecial(t *testing.T) {
+	for _, fill := range []byte{'a', '"' ^ 1, '\\' ^ 0x80, '"' | 0x80, 0xff, 0} {
+		for n := 0; n <= ShortString+9; n++ {
+			b := bytes.Repeat([]byte{fill}, n)
+			if got := Special(b); got != -1 {
+				t.Fatalf("Special(%q) = %d, want -1", b, got)
+			}
+			for i := range n {
+				for _, c := range []byte{'"', '\\'} {
+					b[i] = c
+					want := i
+					if i >= ShortString {
+						want = -1
+					}
+					if got := Special(b); got != want {
+						t.Fatalf("Special(%q) = %d, want %d", b, got, want)
+					}
+					b[n-1] = '"' // a later one changes nothing
+					if got := Special(b); got != want && i != n-1 {
+						t.Fatalf("Special(%q) = %d, want %d", b, got, want)
+					}
+					b[i], b[n-1] = fill, fill
+				}
+			}
+		}
+	}
 }
