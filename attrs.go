@@ -6,8 +6,10 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/quotabreaker/quotabreaker/balance"
@@ -123,13 +125,13 @@ func spanName(method string) string {
 	return "HTTP"
 }
 
-// requestAttrs are the HTTP client attributes of an attempt's own span.
-func requestAttrs(req *http.Request) []attribute.KeyValue {
+// appendRequestAttrs appends the HTTP client attributes of an attempt's
+// own span.
+func appendRequestAttrs(attrs []attribute.KeyValue, req *http.Request) []attribute.KeyValue {
 	method := req.Method
 	if method == "" {
 		method = http.MethodGet
 	}
-	attrs := make([]attribute.KeyValue, 0, 5)
 	if knownMethods[method] {
 		attrs = append(attrs, semconv.HTTPRequestMethodKey.String(method))
 	} else {
@@ -143,7 +145,7 @@ func requestAttrs(req *http.Request) []attribute.KeyValue {
 		host, port = hostPort(req.Host)
 	}
 	attrs = append(attrs, semconv.ServerAddress(host))
-	if p, err := strconv.Atoi(port); port != "" && err == nil {
+	if p, ok := parsePort(port); ok {
 		attrs = append(attrs, semconv.ServerPort(p))
 	} else if req.URL.Scheme == "https" {
 		attrs = append(attrs, semconv.ServerPort(443))
@@ -151,6 +153,64 @@ func requestAttrs(req *http.Request) []attribute.KeyValue {
 		attrs = append(attrs, semconv.ServerPort(80))
 	}
 	return append(attrs, semconv.URLFull(redactURL(req.URL)))
+}
+
+// parsePort reads a URL's port; an empty one is not given to Atoi, whose
+// error allocates.
+func parsePort(s string) (int, bool) {
+	if s == "" {
+		return 0, false
+	}
+	p, err := strconv.Atoi(s)
+	return p, err == nil
+}
+
+// attrPool holds the slices that span attributes are built in, for spans
+// of the OpenTelemetry SDK, which copies the attributes it is given into
+// its own slice (recordingSpan.SetAttributes) and never keeps the caller's:
+// a slice given back once its attributes are set serves the next attempt,
+// so that recording an answer allocates no slice of a kilobyte or two.
+// Spans of any other tracer may keep the slice, and get one of their own,
+// never reused.
+var attrPool = sync.Pool{New: func() any {
+	s := make([]attribute.KeyValue, 0, 32) // an answer's, a stream error's and the spend's
+	return &s
+}}
+
+// newAttrs returns an empty slice to build span's attributes in.
+func newAttrs(span trace.Span) *[]attribute.KeyValue {
+	if copiesAttrs(span) {
+		return attrPool.Get().(*[]attribute.KeyValue)
+	}
+	s := make([]attribute.KeyValue, 0, 32)
+	return &s
+}
+
+// setAttrs sets the attributes *attrs holds on span, in one call (the SDK
+// grows its slice at each), and gives the slice back. A nil attrs sets
+// nothing.
+func setAttrs(span trace.Span, attrs *[]attribute.KeyValue) {
+	if attrs == nil {
+		return
+	}
+	if len(*attrs) > 0 {
+		span.SetAttributes(*attrs...)
+	}
+	if copiesAttrs(span) {
+		clear(*attrs) // drops the strings it holds
+		*attrs = (*attrs)[:0]
+		attrPool.Put(attrs)
+	}
+}
+
+// copiesAttrs reports whether span is the OpenTelemetry SDK's recording
+// span, which keeps copies of the attributes it is given, never the slice
+// (TestPooledSpanAttributes checks that against the SDK this module
+// requires).
+func copiesAttrs(span trace.Span) bool {
+	t := reflect.TypeOf(span)
+	return t != nil && t.Kind() == reflect.Pointer && t.Elem().Name() == "recordingSpan" &&
+		t.Elem().PkgPath() == "go.opentelemetry.io/otel/sdk/trace"
 }
 
 func headerInt(h http.Header, name string) (int64, bool) {

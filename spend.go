@@ -12,6 +12,7 @@ import (
 	"github.com/quotabreaker/quotabreaker/classify"
 	"github.com/quotabreaker/quotabreaker/prices"
 	"github.com/quotabreaker/quotabreaker/usage"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -39,6 +40,9 @@ type attempt struct {
 
 	model     string // the request's model, once read
 	modelRead bool
+	// attrs are the span attributes of the answer and its spend, set in one
+	// call as the span ends (see telemetry.ended); nil when it does not record.
+	attrs *[]attribute.KeyValue
 }
 
 // requestModel returns the request's model, reading it once.
@@ -133,7 +137,7 @@ func (t *Transport) settle(at *attempt, seen *usage.Result) {
 		}
 		spent = t.charge(at, &u, now, spent)
 	}
-	t.tel.settled(ctx, at.span, &u, !t.cfg.noUsage, spent, streamErr, first)
+	t.tel.settled(ctx, at.span, at.attrs, &u, !t.cfg.noUsage, spent, streamErr, first)
 	if first != nil {
 		t.announce(ctx, first)
 	}

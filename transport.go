@@ -222,7 +222,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		first = t.judge(resp, c, retries, body, complete, l, epoch, refusedBy != nil, mode)
 	}
 	spanTaken = true
-	t.tel.answer(span, req, resp, c, provider, l.scope, l.state(), mode, refusedBy, first)
+	a.attrs = t.tel.answer(span, req, resp, c, provider, l.scope, l.state(), mode, refusedBy, first)
 	if first != nil {
 		t.announce(ctx, first)
 	}
