@@ -109,17 +109,22 @@ func metricAttrs(class classify.Class, code string, provider classify.Provider) 
 	return attrs
 }
 
-var knownMethods = map[string]bool{
-	http.MethodConnect: true, http.MethodDelete: true, http.MethodGet: true,
-	http.MethodHead: true, http.MethodOptions: true, http.MethodPatch: true,
-	http.MethodPost: true, http.MethodPut: true, http.MethodTrace: true,
+// knownMethod reports whether m is one of HTTP's methods: a switch, not a
+// map, whose lookup hashed m twice for each request.
+func knownMethod(m string) bool {
+	switch m {
+	case http.MethodConnect, http.MethodDelete, http.MethodGet, http.MethodHead, http.MethodOptions,
+		http.MethodPatch, http.MethodPost, http.MethodPut, http.MethodTrace:
+		return true
+	}
+	return false
 }
 
 func spanName(method string) string {
 	if method == "" {
 		return http.MethodGet
 	}
-	if knownMethods[method] {
+	if knownMethod(method) {
 		return method
 	}
 	return "HTTP"
@@ -132,7 +137,7 @@ func appendRequestAttrs(attrs []attribute.KeyValue, req *http.Request) []attribu
 	if method == "" {
 		method = http.MethodGet
 	}
-	if knownMethods[method] {
+	if knownMethod(method) {
 		attrs = append(attrs, semconv.HTTPRequestMethodKey.String(method))
 	} else {
 		attrs = append(attrs, semconv.HTTPRequestMethodOther, semconv.HTTPRequestMethodOriginal(method))
@@ -165,41 +170,44 @@ func parsePort(s string) (int, bool) {
 	return p, err == nil
 }
 
-// attrPool holds the slices that span attributes are built in, for spans
-// of the OpenTelemetry SDK, which copies the attributes it is given into
-// its own slice (recordingSpan.SetAttributes) and never keeps the caller's:
-// a slice given back once its attributes are set serves the next attempt,
-// so that recording an answer allocates no slice of a kilobyte or two.
-// Spans of any other tracer may keep the slice, and get one of their own,
-// never reused.
-var attrPool = sync.Pool{New: func() any {
-	s := make([]attribute.KeyValue, 0, 32) // an answer's, a stream error's and the spend's
-	return &s
-}}
-
-// newAttrs returns an empty slice to build span's attributes in.
-func newAttrs(span trace.Span) *[]attribute.KeyValue {
-	if copiesAttrs(span) {
-		return attrPool.Get().(*[]attribute.KeyValue)
-	}
-	s := make([]attribute.KeyValue, 0, 32)
-	return &s
+// spanAttrs are span attributes being built, to be set in one call (the
+// SDK grows its slice at each call).
+type spanAttrs struct {
+	kv     []attribute.KeyValue
+	pooled bool // from attrPool
 }
 
-// setAttrs sets the attributes *attrs holds on span, in one call (the SDK
-// grows its slice at each), and gives the slice back. A nil attrs sets
-// nothing.
-func setAttrs(span trace.Span, attrs *[]attribute.KeyValue) {
-	if attrs == nil {
+// attrPool holds spanAttrs for spans of the OpenTelemetry SDK, which copies
+// the attributes it is given into its own slice
+// (recordingSpan.SetAttributes) and never keeps the caller's: a slice given
+// back once its attributes are set serves the next attempt, so that
+// recording an answer allocates no slice of a kilobyte or two. Spans of any
+// other tracer may keep the slice, and get one of their own, never reused.
+var attrPool = sync.Pool{New: func() any {
+	return &spanAttrs{kv: make([]attribute.KeyValue, 0, 32), pooled: true} // an answer's, a stream error's and the spend's
+}}
+
+// newAttrs returns an empty spanAttrs for span.
+func newAttrs(span trace.Span) *spanAttrs {
+	if copiesAttrs(span) {
+		return attrPool.Get().(*spanAttrs)
+	}
+	return &spanAttrs{kv: make([]attribute.KeyValue, 0, 32)}
+}
+
+// setAttrs sets the attributes a holds on span, and gives a back. A nil a
+// sets nothing.
+func setAttrs(span trace.Span, a *spanAttrs) {
+	if a == nil {
 		return
 	}
-	if len(*attrs) > 0 {
-		span.SetAttributes(*attrs...)
+	if len(a.kv) > 0 {
+		span.SetAttributes(a.kv...)
 	}
-	if copiesAttrs(span) {
-		clear(*attrs) // drops the strings it holds
-		*attrs = (*attrs)[:0]
-		attrPool.Put(attrs)
+	if a.pooled {
+		clear(a.kv) // drops the strings it holds
+		a.kv = a.kv[:0]
+		attrPool.Put(a)
 	}
 }
 
@@ -213,12 +221,14 @@ func copiesAttrs(span trace.Span) bool {
 		t.Elem().PkgPath() == "go.opentelemetry.io/otel/sdk/trace"
 }
 
+// headerInt reads a header by its canonical name, as h.Get would, without
+// canonicalizing the name again.
 func headerInt(h http.Header, name string) (int64, bool) {
-	v := h.Get(name)
-	if v == "" {
+	v := h[name]
+	if len(v) == 0 || v[0] == "" {
 		return 0, false
 	}
-	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+	n, err := strconv.ParseInt(strings.TrimSpace(v[0]), 10, 64)
 	return n, err == nil
 }
 

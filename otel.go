@@ -158,9 +158,9 @@ func (tel *telemetry) start(req *http.Request, refused, credential bool) (contex
 	spanCtx, span := tel.tracer.Start(ctx, spanName(req.Method), opts...)
 	if span.IsRecording() {
 		attrs := newAttrs(span)
-		*attrs = appendRequestAttrs(*attrs, req)
+		attrs.kv = appendRequestAttrs(attrs.kv, req)
 		if !credential {
-			*attrs = append(*attrs, attrScopeCredential.String("none"))
+			attrs.kv = append(attrs.kv, attrScopeCredential.String("none"))
 		}
 		setAttrs(span, attrs)
 	}
@@ -175,7 +175,7 @@ func (tel *telemetry) start(req *http.Request, refused, credential bool) (contex
 // request past. The span ends later, when the caller is done with the body
 // (see Transport.follow); its attributes are returned for ended to set with
 // the spend's, in one call (nil when the span does not record).
-func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Response, c classify.Result, reqProvider classify.Provider, scope, state string, mode Mode, refusedBy, first *opened) *[]attribute.KeyValue {
+func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Response, c classify.Result, reqProvider classify.Provider, scope, state string, mode Mode, refusedBy, first *opened) *spanAttrs {
 	ctx := req.Context()
 	if first != nil {
 		tel.tripped(ctx, span, first.Trip)
@@ -194,7 +194,7 @@ func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Resp
 		provider = reqProvider
 	}
 	pending := newAttrs(span)
-	attrs := append(*pending,
+	attrs := append(pending.kv,
 		semconv.HTTPResponseStatusCode(resp.StatusCode),
 		attrBreakerState.String(state),
 		attrMode.String(mode.String()),
@@ -226,7 +226,7 @@ func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Resp
 			}
 		}
 	}
-	*pending = attrs
+	pending.kv = attrs
 	if resp.StatusCode >= 400 {
 		span.SetStatus(codes.Error, "")
 	}
@@ -283,13 +283,13 @@ func (tel *telemetry) shortCircuit(ctx context.Context, span trace.Span, resp *h
 // false, only its response model), and the budget keys it charged. Its
 // span attributes join pending, the answer's (see answer), nil when the
 // span does not record.
-func (tel *telemetry) settled(ctx context.Context, span trace.Span, pending *[]attribute.KeyValue, u *Usage, metered bool, charged []budgetCharge, streamErr *classify.Result, first *opened) {
+func (tel *telemetry) settled(ctx context.Context, span trace.Span, pending *spanAttrs, u *Usage, metered bool, charged []budgetCharge, streamErr *classify.Result, first *opened) {
 	if streamErr != nil {
 		tel.streamError(ctx, span, pending, *streamErr, first)
 	}
 	if !metered {
 		if pending != nil && u.responseModel != "" {
-			*pending = append(*pending, semconv.GenAIResponseModel(u.responseModel))
+			pending.kv = append(pending.kv, semconv.GenAIResponseModel(u.responseModel))
 		}
 		return
 	}
@@ -305,7 +305,7 @@ func (tel *telemetry) settled(ctx context.Context, span trace.Span, pending *[]a
 // estimate's marked quotabreaker.estimated). Each instrument is asked
 // whether it records (Enabled) before its attributes are built, and the
 // attribute sets of a provider and model are built once (see spendSets).
-func (tel *telemetry) spent(ctx context.Context, pending *[]attribute.KeyValue, s *Usage) {
+func (tel *telemetry) spent(ctx context.Context, pending *spanAttrs, s *Usage) {
 	u := &s.Tokens
 	state := s.state()
 	answers := tel.answers.Enabled(ctx)
@@ -333,7 +333,7 @@ func (tel *telemetry) spent(ctx context.Context, pending *[]attribute.KeyValue, 
 	if pending == nil {
 		return
 	}
-	attrs := appendModelAttrs(*pending, s.Provider, s.requestModel, s.responseModel)
+	attrs := appendModelAttrs(pending.kv, s.Provider, s.requestModel, s.responseModel)
 	attrs = append(attrs, attrMetering.String(state))
 	if s.Metered {
 		attrs = append(attrs,
@@ -353,7 +353,7 @@ func (tel *telemetry) spent(ctx context.Context, pending *[]attribute.KeyValue, 
 	if s.Priced {
 		attrs = append(attrs, attrCostUSD.Float64(s.Cost), attrCostSource.String(s.CostSource))
 	}
-	*pending = attrs
+	pending.kv = attrs
 }
 
 // spendMetrics reports whether any instrument spent records would record
@@ -403,7 +403,7 @@ func (tel *telemetry) budget(ctx context.Context, b *budget, key string, k *budg
 // streamError records an error that arrived inside a successful answer on
 // its span, as error attributes of the attempt, and in the error counter,
 // and the trip it opened if any.
-func (tel *telemetry) streamError(ctx context.Context, span trace.Span, pending *[]attribute.KeyValue, c classify.Result, first *opened) {
+func (tel *telemetry) streamError(ctx context.Context, span trace.Span, pending *spanAttrs, c classify.Result, first *opened) {
 	if first != nil {
 		tel.tripped(ctx, span, first.Trip)
 	}
@@ -411,7 +411,7 @@ func (tel *telemetry) streamError(ctx context.Context, span trace.Span, pending 
 	tel.errors.Add(ctx, 1, metric.WithAttributes(attrs...))
 	if pending != nil {
 		// After the answer's: the stream's cause and class win.
-		*pending = appendClassAttrs(append(*pending, attrCause.String(string(CauseStream))), c.Class, c.Code, c.Type)
+		pending.kv = appendClassAttrs(append(pending.kv, attrCause.String(string(CauseStream))), c.Class, c.Code, c.Type)
 		span.SetStatus(codes.Error, "")
 	}
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/quotabreaker/quotabreaker/classify"
 	"github.com/quotabreaker/quotabreaker/prices"
 	"github.com/quotabreaker/quotabreaker/usage"
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -42,7 +41,7 @@ type attempt struct {
 	modelRead bool
 	// attrs are the span attributes of the answer and its spend, set in one
 	// call as the span ends (see telemetry.ended); nil when it does not record.
-	attrs *[]attribute.KeyValue
+	attrs *spanAttrs
 }
 
 // requestModel returns the request's model, reading it once.
@@ -127,7 +126,8 @@ func (t *Transport) settle(at *attempt, seen *usage.Result) {
 	}
 	var charged [4]budgetCharge // most Transports have a budget or two: no allocation for those
 	spent := charged[:0]
-	if !t.cfg.noUsage {
+	// The clock is read only for what needs the time: it is not free.
+	if !t.cfg.noUsage && (t.cfg.balances != nil || t.cfg.reconciler != nil || len(t.budgets) > 0) {
 		now := t.cfg.now()
 		if w := t.cfg.balances; w != nil && u.Priced {
 			w.Spent(u.Scope, u.Cost, now) // toward the forecast of the key's balance
