@@ -28,8 +28,9 @@ const (
 // telemetry records a Transport's spans and metrics.
 type telemetry struct {
 	tracer   trace.Tracer
-	noSpans  bool // the tracer provider is OpenTelemetry's no-op one
-	internal bool // the base is an HTTP client instrumentation (otelhttp)
+	noSpans  bool                     // the tracer provider is OpenTelemetry's no-op one
+	internal bool                     // the base is an HTTP client instrumentation (otelhttp)
+	spanType atomic.Pointer[spanType] // the last type of span seen (see copies)
 	client   []trace.SpanStartOption
 	nested   []trace.SpanStartOption
 	now      func() time.Time
@@ -157,7 +158,7 @@ func (tel *telemetry) start(req *http.Request, refused, credential bool) (contex
 	}
 	spanCtx, span := tel.tracer.Start(ctx, spanName(req.Method), opts...)
 	if span.IsRecording() {
-		attrs := newAttrs(span)
+		attrs := tel.newAttrs(span)
 		attrs.kv = appendRequestAttrs(attrs.kv, req)
 		if !credential {
 			attrs.kv = append(attrs.kv, attrScopeCredential.String("none"))
@@ -193,7 +194,7 @@ func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Resp
 	if provider == "" {
 		provider = reqProvider
 	}
-	pending := newAttrs(span)
+	pending := tel.newAttrs(span)
 	attrs := append(pending.kv,
 		semconv.HTTPResponseStatusCode(resp.StatusCode),
 		attrBreakerState.String(state),
@@ -280,9 +281,8 @@ func (tel *telemetry) shortCircuit(ctx context.Context, span trace.Span, resp *h
 
 // settled records what settle found of an answer: an error inside its
 // stream and the trip that opened, what it used and cost (when metered is
-// false, only its response model), and the budget keys it charged. Its
-// span attributes join pending, the answer's (see answer), nil when the
-// span does not record.
+// false, only its response model), and the budget keys it charged; its span
+// attributes join pending, the answer's (nil when the span does not record).
 func (tel *telemetry) settled(ctx context.Context, span trace.Span, pending *spanAttrs, u *Usage, metered bool, charged []budgetCharge, streamErr *classify.Result, first *opened) {
 	if streamErr != nil {
 		tel.streamError(ctx, span, pending, *streamErr, first)

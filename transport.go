@@ -2,6 +2,7 @@ package quotabreaker
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -16,6 +17,7 @@ import (
 	"github.com/quotabreaker/quotabreaker/usage"
 	"go.opentelemetry.io/otel"
 	semconv "go.opentelemetry.io/otel/semconv/v1.41.0"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Headers the Transport adds to answers.
@@ -270,6 +272,24 @@ func isHTTPInstrumentation(rt http.RoundTripper) bool {
 		typ = typ.Elem()
 	}
 	return strings.HasSuffix(typ.PkgPath(), "/otelhttp")
+}
+
+// tracedOutside reports whether an outer HTTP client instrumentation has
+// already started this attempt's span: the traceparent header it injected
+// names the span in ctx.
+func tracedOutside(ctx context.Context, h http.Header) bool {
+	tp := h["Traceparent"]
+	if len(tp) == 0 {
+		return false
+	}
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.IsValid() {
+		return false
+	}
+	id := sc.SpanID()
+	var hexID [16]byte
+	hex.Encode(hexID[:], id[:])
+	return strings.Contains(tp[0], string(hexID[:]))
 }
 
 // hookKey marks the context of a hook run by a hookRunner, with the
