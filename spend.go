@@ -42,6 +42,7 @@ type attempt struct {
 	// attrs are the span attributes of the answer and its spend, set in one
 	// call as the span ends (see telemetry.ended); nil when it does not record.
 	attrs *spanAttrs
+	body  *answerBody // made with the request's context, nil when it was not
 }
 
 // requestModel returns the request's model, reading it once.

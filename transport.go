@@ -180,13 +180,14 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		spanTaken = true
 		return resp, err
 	}
+	var body *answerBody // the answer's, made with the mark (see markHandled)
 	if t.mark {
-		ctx = context.WithValue(ctx, handledKey{}, t)
+		ctx, body = t.markHandled(ctx, span)
 	}
 	if ctx != req.Context() {
 		req = req.WithContext(ctx)
 	}
-	a := attempt{provider: provider, span: span, latch: l, epoch: epoch, mode: mode}
+	a := attempt{provider: provider, span: span, latch: l, epoch: epoch, mode: mode, body: body}
 	var err error
 	if t.cfg.streamUsage && (provider == classify.ProviderOpenAI || provider == classify.ProviderDeepSeek) {
 		var asked *http.Request
