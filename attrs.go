@@ -130,8 +130,8 @@ func spanName(method string) string {
 }
 
 // appendRequestAttrs appends the HTTP client attributes of an attempt's
-// own span.
-func appendRequestAttrs(attrs []attribute.KeyValue, req *http.Request) []attribute.KeyValue {
+// own span, and quotabreaker.scope.credential "none" without a credential.
+func appendRequestAttrs(attrs []attribute.KeyValue, req *http.Request, credential bool) []attribute.KeyValue {
 	method := req.Method
 	if method == "" {
 		method = http.MethodGet
@@ -141,32 +141,29 @@ func appendRequestAttrs(attrs []attribute.KeyValue, req *http.Request) []attribu
 	} else {
 		attrs = append(attrs, semconv.HTTPRequestMethodOther, semconv.HTTPRequestMethodOriginal(method))
 	}
-	if req.URL == nil {
-		return attrs
+	if u := req.URL; u != nil {
+		host, port := u.Hostname(), u.Port()
+		if host == "" {
+			host, port = hostPort(req.Host)
+		}
+		attrs = append(attrs, semconv.ServerAddress(host))
+		p, err := 0, strconv.ErrSyntax // no Atoi of "": its error allocates
+		if port != "" {
+			p, err = strconv.Atoi(port)
+		}
+		if err == nil {
+			attrs = append(attrs, semconv.ServerPort(p))
+		} else if u.Scheme == "https" {
+			attrs = append(attrs, semconv.ServerPort(443))
+		} else if u.Scheme == "http" {
+			attrs = append(attrs, semconv.ServerPort(80))
+		}
+		attrs = append(attrs, semconv.URLFull(redactURL(u)))
 	}
-	host, port := req.URL.Hostname(), req.URL.Port()
-	if host == "" {
-		host, port = hostPort(req.Host)
+	if !credential {
+		attrs = append(attrs, attrScopeCredential.String("none"))
 	}
-	attrs = append(attrs, semconv.ServerAddress(host))
-	if p, ok := parsePort(port); ok {
-		attrs = append(attrs, semconv.ServerPort(p))
-	} else if req.URL.Scheme == "https" {
-		attrs = append(attrs, semconv.ServerPort(443))
-	} else if req.URL.Scheme == "http" {
-		attrs = append(attrs, semconv.ServerPort(80))
-	}
-	return append(attrs, semconv.URLFull(redactURL(req.URL)))
-}
-
-// parsePort reads a URL's port; an empty one is not given to Atoi, whose
-// error allocates.
-func parsePort(s string) (int, bool) {
-	if s == "" {
-		return 0, false
-	}
-	p, err := strconv.Atoi(s)
-	return p, err == nil
+	return attrs
 }
 
 // spanAttrs are span attributes being built, to be set in one call (the
@@ -194,12 +191,14 @@ func (tel *telemetry) newAttrs(span trace.Span) *spanAttrs {
 	return &spanAttrs{kv: make([]attribute.KeyValue, 0, 32)}
 }
 
-// setAttrs sets the attributes a holds on span, and gives a back. A nil a
-// sets nothing.
-func setAttrs(span trace.Span, a *spanAttrs) {
+// setAttrs sets the attributes *p holds on span, gives them back and
+// clears *p. A nil *p sets nothing.
+func setAttrs(span trace.Span, p **spanAttrs) {
+	a := *p
 	if a == nil {
 		return
 	}
+	*p = nil
 	if len(a.kv) > 0 {
 		span.SetAttributes(a.kv...)
 	}

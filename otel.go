@@ -159,11 +159,8 @@ func (tel *telemetry) start(req *http.Request, refused, credential bool) (contex
 	spanCtx, span := tel.tracer.Start(ctx, spanName(req.Method), opts...)
 	if span.IsRecording() {
 		attrs := tel.newAttrs(span)
-		attrs.kv = appendRequestAttrs(attrs.kv, req)
-		if !credential {
-			attrs.kv = append(attrs.kv, attrScopeCredential.String("none"))
-		}
-		setAttrs(span, attrs)
+		attrs.kv = appendRequestAttrs(attrs.kv, req, credential)
+		setAttrs(span, &attrs)
 	}
 	if span.SpanContext().IsValid() {
 		ctx = spanCtx
@@ -172,10 +169,9 @@ func (tel *telemetry) start(req *http.Request, refused, credential bool) (contex
 }
 
 // answer records an answer that came from the network, and the trip it
-// opened if any. refusedBy is the open latch that ModeObserve let the
-// request past. The span ends later, when the caller is done with the body
-// (see Transport.follow); its attributes are returned for ended to set with
-// the spend's, in one call (nil when the span does not record).
+// opened if any. refusedBy is the open latch that ModeObserve let the request
+// past. The span ends later, when the caller is done with the body (see
+// Transport.follow); its attributes are returned, for ended to set.
 func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Response, c classify.Result, reqProvider classify.Provider, scope, state string, mode Mode, refusedBy, first *opened) *spanAttrs {
 	ctx := req.Context()
 	if first != nil {
@@ -410,7 +406,6 @@ func (tel *telemetry) streamError(ctx context.Context, span trace.Span, pending 
 	attrs := append(metricAttrs(c.Class, c.Code, c.Provider), attrCause.String(string(CauseStream)))
 	tel.errors.Add(ctx, 1, metric.WithAttributes(attrs...))
 	if pending != nil {
-		// After the answer's: the stream's cause and class win.
 		pending.kv = appendClassAttrs(append(pending.kv, attrCause.String(string(CauseStream))), c.Class, c.Code, c.Type)
 		span.SetStatus(codes.Error, "")
 	}
@@ -463,14 +458,12 @@ func (tel *telemetry) budgetRefusal(ctx context.Context, span trace.Span, provid
 }
 
 // ended records the end of an attempt that reached the base: its duration
-// (see operation), the span attributes of its answer and spend (pending
-// since RoundTrip) and, when the base failed, its error; then it ends the
-// span. The status description is the error's type, not its text, which
-// can quote a URL holding a key.
+// (see operation), its answer's span attributes and, when the base failed,
+// its error; then it ends the span. The status description is the error's
+// type, not its text, which can quote a URL holding a key.
 func (tel *telemetry) ended(at *attempt) {
 	tel.operation(at)
-	setAttrs(at.span, at.attrs)
-	at.attrs = nil
+	setAttrs(at.span, &at.attrs) // the answer's and the spend's, in one call
 	if at.err != nil && at.span.IsRecording() {
 		// errorType is semconv.ErrorType(at.err)'s, worked out as it failed.
 		at.span.SetAttributes(semconv.ErrorTypeKey.String(at.errorType), attrBreakerState.String(at.latch.state()), attrMode.String(at.mode.String()))
