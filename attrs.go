@@ -2,12 +2,13 @@ package quotabreaker
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/quotabreaker/quotabreaker/balance"
@@ -107,58 +108,143 @@ func metricAttrs(class classify.Class, code string, provider classify.Provider) 
 	return attrs
 }
 
-var knownMethods = map[string]bool{
-	http.MethodConnect: true, http.MethodDelete: true, http.MethodGet: true,
-	http.MethodHead: true, http.MethodOptions: true, http.MethodPatch: true,
-	http.MethodPost: true, http.MethodPut: true, http.MethodTrace: true,
+// knownMethod reports whether m is one of HTTP's methods: a switch, not a
+// map, whose lookup hashed m twice for each request.
+func knownMethod(m string) bool {
+	switch m {
+	case http.MethodConnect, http.MethodDelete, http.MethodGet, http.MethodHead, http.MethodOptions,
+		http.MethodPatch, http.MethodPost, http.MethodPut, http.MethodTrace:
+		return true
+	}
+	return false
 }
 
 func spanName(method string) string {
 	if method == "" {
 		return http.MethodGet
 	}
-	if knownMethods[method] {
+	if knownMethod(method) {
 		return method
 	}
 	return "HTTP"
 }
 
-// requestAttrs are the HTTP client attributes of an attempt's own span.
-func requestAttrs(req *http.Request) []attribute.KeyValue {
+// appendRequestAttrs appends the HTTP client attributes of an attempt's
+// own span, and quotabreaker.scope.credential "none" without a credential.
+func appendRequestAttrs(attrs []attribute.KeyValue, req *http.Request, credential bool) []attribute.KeyValue {
 	method := req.Method
 	if method == "" {
 		method = http.MethodGet
 	}
-	attrs := make([]attribute.KeyValue, 0, 5)
-	if knownMethods[method] {
+	if knownMethod(method) {
 		attrs = append(attrs, semconv.HTTPRequestMethodKey.String(method))
 	} else {
 		attrs = append(attrs, semconv.HTTPRequestMethodOther, semconv.HTTPRequestMethodOriginal(method))
 	}
-	if req.URL == nil {
-		return attrs
+	if u := req.URL; u != nil {
+		host, port := u.Hostname(), u.Port()
+		if host == "" {
+			host, port = hostPort(req.Host)
+		}
+		attrs = append(attrs, semconv.ServerAddress(host))
+		p, err := 0, strconv.ErrSyntax // no Atoi of "": its error allocates
+		if port != "" {
+			p, err = strconv.Atoi(port)
+		}
+		if err == nil {
+			attrs = append(attrs, semconv.ServerPort(p))
+		} else if u.Scheme == "https" {
+			attrs = append(attrs, semconv.ServerPort(443))
+		} else if u.Scheme == "http" {
+			attrs = append(attrs, semconv.ServerPort(80))
+		}
+		attrs = append(attrs, semconv.URLFull(redactURL(u)))
 	}
-	host, port := req.URL.Hostname(), req.URL.Port()
-	if host == "" {
-		host, port = hostPort(req.Host)
+	if !credential {
+		attrs = append(attrs, attrScopeCredential.String("none"))
 	}
-	attrs = append(attrs, semconv.ServerAddress(host))
-	if p, err := strconv.Atoi(port); port != "" && err == nil {
-		attrs = append(attrs, semconv.ServerPort(p))
-	} else if req.URL.Scheme == "https" {
-		attrs = append(attrs, semconv.ServerPort(443))
-	} else if req.URL.Scheme == "http" {
-		attrs = append(attrs, semconv.ServerPort(80))
-	}
-	return append(attrs, semconv.URLFull(redactURL(req.URL)))
+	return attrs
 }
 
+// spanAttrs are span attributes being built, to be set in one call (the
+// SDK grows its slice at each call).
+type spanAttrs struct {
+	kv     []attribute.KeyValue
+	pooled bool // from attrPool
+}
+
+// attrPool holds spanAttrs for spans of the OpenTelemetry SDK, which copies
+// the attributes it is given into its own slice
+// (recordingSpan.SetAttributes) and never keeps the caller's: a slice given
+// back once its attributes are set serves the next attempt, so that
+// recording an answer allocates no slice of a kilobyte or two. Spans of any
+// other tracer may keep the slice, and get one of their own, never reused.
+var attrPool = sync.Pool{New: func() any {
+	return &spanAttrs{kv: make([]attribute.KeyValue, 0, 32), pooled: true} // an answer's, a stream error's and the spend's
+}}
+
+// newAttrs returns an empty spanAttrs for span.
+func (tel *telemetry) newAttrs(span trace.Span) *spanAttrs {
+	if tel.copies(span) {
+		return attrPool.Get().(*spanAttrs)
+	}
+	return &spanAttrs{kv: make([]attribute.KeyValue, 0, 32)}
+}
+
+// setAttrs sets the attributes *p holds on span, gives them back and
+// clears *p. A nil *p sets nothing.
+func setAttrs(span trace.Span, p **spanAttrs) {
+	a := *p
+	if a == nil {
+		return
+	}
+	*p = nil
+	if len(a.kv) > 0 {
+		span.SetAttributes(a.kv...)
+	}
+	if a.pooled {
+		clear(a.kv) // drops the strings it holds
+		a.kv = a.kv[:0]
+		attrPool.Put(a)
+	}
+}
+
+// spanType is whether spans of one type copy their attributes.
+type spanType struct {
+	t      reflect.Type
+	copies bool
+}
+
+// copies is copiesAttrs, remembered for the last type of span seen: reading
+// a type's name and package took 30 ns.
+func (tel *telemetry) copies(span trace.Span) bool {
+	t := reflect.TypeOf(span)
+	if v := tel.spanType.Load(); v != nil && v.t == t {
+		return v.copies
+	}
+	v := &spanType{t, copiesAttrs(span)}
+	tel.spanType.Store(v)
+	return v.copies
+}
+
+// copiesAttrs reports whether span is the OpenTelemetry SDK's recording
+// span, which keeps copies of the attributes it is given, never the slice
+// (TestPooledSpanAttributes checks that against the SDK this module
+// requires).
+func copiesAttrs(span trace.Span) bool {
+	t := reflect.TypeOf(span)
+	return t != nil && t.Kind() == reflect.Pointer && t.Elem().Name() == "recordingSpan" &&
+		t.Elem().PkgPath() == "go.opentelemetry.io/otel/sdk/trace"
+}
+
+// headerInt reads a header by its canonical name, as h.Get would, without
+// canonicalizing the name again.
 func headerInt(h http.Header, name string) (int64, bool) {
-	v := h.Get(name)
-	if v == "" {
+	v := h[name]
+	if len(v) == 0 || v[0] == "" {
 		return 0, false
 	}
-	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+	n, err := strconv.ParseInt(strings.TrimSpace(v[0]), 10, 64)
 	return n, err == nil
 }
 
@@ -396,24 +482,6 @@ func driftGauge(meter metric.Meter, r *balance.Reconciler) {
 	if err != nil {
 		otel.Handle(err)
 	}
-}
-
-// tracedOutside reports whether an outer HTTP client instrumentation has
-// already started this attempt's span: the traceparent header it injected
-// names the span in ctx.
-func tracedOutside(ctx context.Context, h http.Header) bool {
-	tp := h["Traceparent"]
-	if len(tp) == 0 {
-		return false
-	}
-	sc := trace.SpanContextFromContext(ctx)
-	if !sc.IsValid() {
-		return false
-	}
-	id := sc.SpanID()
-	var hexID [16]byte
-	hex.Encode(hexID[:], id[:])
-	return strings.Contains(tp[0], string(hexID[:]))
 }
 
 // made returns a function that passes on the instrument a meter made, or

@@ -1,6 +1,8 @@
 package quotabreaker
 
 import (
+	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"sync"
@@ -9,6 +11,7 @@ import (
 	"github.com/quotabreaker/quotabreaker/classify"
 	"github.com/quotabreaker/quotabreaker/internal/bodyio"
 	"github.com/quotabreaker/quotabreaker/usage"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // This file holds what the Transport does with an answer's body: reading
@@ -85,6 +88,40 @@ type answerBody struct {
 	// observed is obs != nil at the start; obs becomes nil when finish
 	// releases it, so Read checks it again under mu.
 	observed bool
+
+	// handled is the request's context marked for inner Transports (see
+	// RoundTrip), when the body was made before the request was sent: one
+	// allocation for both instead of two.
+	handled handledCtx
+}
+
+// handledCtx marks a request's context with the Transport that handles it,
+// as context.WithValue(ctx, handledKey{}, t) would.
+type handledCtx struct {
+	context.Context
+	t *Transport
+}
+
+func (c *handledCtx) Value(key any) any {
+	if _, ok := key.(handledKey); ok {
+		return c.t
+	}
+	return c.Context.Value(key)
+}
+
+func (c *handledCtx) String() string {
+	return fmt.Sprint(c.Context) + ".WithValue(quotabreaker.handledKey)"
+}
+
+// markHandled returns ctx marked as handled by t. An attempt whose span
+// records gets an answerBody for any answer with a body (see follow): the
+// mark is made inside that body, which is returned for newAnswerBody.
+func (t *Transport) markHandled(ctx context.Context, span trace.Span) (context.Context, *answerBody) {
+	if !span.IsRecording() {
+		return &handledCtx{ctx, t}, nil
+	}
+	b := &answerBody{handled: handledCtx{ctx, t}}
+	return &b.handled, b
 }
 
 // newAnswerBody wraps resp's body, which is not nil, so that t.done runs
@@ -93,7 +130,11 @@ type answerBody struct {
 // removed (see WithStreamUsage).
 func (t *Transport) newAnswerBody(resp *http.Response, observe bool, a *attempt) io.ReadCloser {
 	rc := resp.Body
-	b := &answerBody{rc: rc, t: t, at: *a, observed: observe}
+	b := a.body // made with the request's mark, if it was
+	if b == nil {
+		b = new(answerBody)
+	}
+	b.rc, b.t, b.at, b.observed = rc, t, *a, observe
 	if observe {
 		b.obs = usage.NewObserver(resp.Header)
 	}

@@ -28,8 +28,9 @@ const (
 // telemetry records a Transport's spans and metrics.
 type telemetry struct {
 	tracer   trace.Tracer
-	noSpans  bool // the tracer provider is OpenTelemetry's no-op one
-	internal bool // the base is an HTTP client instrumentation (otelhttp)
+	noSpans  bool                     // the tracer provider is OpenTelemetry's no-op one
+	internal bool                     // the base is an HTTP client instrumentation (otelhttp)
+	spanType atomic.Pointer[spanType] // the last type of span seen (see copies)
 	client   []trace.SpanStartOption
 	nested   []trace.SpanStartOption
 	now      func() time.Time
@@ -157,10 +158,9 @@ func (tel *telemetry) start(req *http.Request, refused, credential bool) (contex
 	}
 	spanCtx, span := tel.tracer.Start(ctx, spanName(req.Method), opts...)
 	if span.IsRecording() {
-		span.SetAttributes(requestAttrs(req)...)
-		if !credential {
-			span.SetAttributes(attrScopeCredential.String("none"))
-		}
+		attrs := tel.newAttrs(span)
+		attrs.kv = appendRequestAttrs(attrs.kv, req, credential)
+		setAttrs(span, &attrs)
 	}
 	if span.SpanContext().IsValid() {
 		ctx = spanCtx
@@ -169,10 +169,10 @@ func (tel *telemetry) start(req *http.Request, refused, credential bool) (contex
 }
 
 // answer records an answer that came from the network, and the trip it
-// opened if any. refusedBy is the open latch that ModeObserve let the
-// request past. The span ends later,
-// when the caller is done with the body (see Transport.follow).
-func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Response, c classify.Result, reqProvider classify.Provider, scope, state string, mode Mode, refusedBy, first *opened) {
+// opened if any. refusedBy is the open latch that ModeObserve let the request
+// past. The span ends later, when the caller is done with the body (see
+// Transport.follow); its attributes are returned, for ended to set.
+func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Response, c classify.Result, reqProvider classify.Provider, scope, state string, mode Mode, refusedBy, first *opened) *spanAttrs {
 	ctx := req.Context()
 	if first != nil {
 		tel.tripped(ctx, span, first.Trip)
@@ -184,14 +184,14 @@ func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Resp
 		tel.shortCircuits.Add(ctx, 1, shortCircuitSets(refusedBy)[mode]...)
 	}
 	if !span.IsRecording() {
-		return
+		return nil
 	}
 	provider := c.Provider
 	if provider == "" {
 		provider = reqProvider
 	}
-	attrs := make([]attribute.KeyValue, 0, 13)
-	attrs = append(attrs,
+	pending := tel.newAttrs(span)
+	attrs := append(pending.kv,
 		semconv.HTTPResponseStatusCode(resp.StatusCode),
 		attrBreakerState.String(state),
 		attrMode.String(mode.String()),
@@ -223,10 +223,11 @@ func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Resp
 			}
 		}
 	}
-	span.SetAttributes(attrs...)
+	pending.kv = attrs
 	if resp.StatusCode >= 400 {
 		span.SetStatus(codes.Error, "")
 	}
+	return pending
 }
 
 // tripped records that the answer on span opened a latch.
@@ -276,18 +277,19 @@ func (tel *telemetry) shortCircuit(ctx context.Context, span trace.Span, resp *h
 
 // settled records what settle found of an answer: an error inside its
 // stream and the trip that opened, what it used and cost (when metered is
-// false, only its response model), and the budget keys it charged.
-func (tel *telemetry) settled(ctx context.Context, span trace.Span, u *Usage, metered bool, charged []budgetCharge, streamErr *classify.Result, first *opened) {
+// false, only its response model), and the budget keys it charged; its span
+// attributes join pending, the answer's (nil when the span does not record).
+func (tel *telemetry) settled(ctx context.Context, span trace.Span, pending *spanAttrs, u *Usage, metered bool, charged []budgetCharge, streamErr *classify.Result, first *opened) {
 	if streamErr != nil {
-		tel.streamError(ctx, span, *streamErr, first)
+		tel.streamError(ctx, span, pending, *streamErr, first)
 	}
 	if !metered {
-		if span.IsRecording() && u.responseModel != "" {
-			span.SetAttributes(semconv.GenAIResponseModel(u.responseModel))
+		if pending != nil && u.responseModel != "" {
+			pending.kv = append(pending.kv, semconv.GenAIResponseModel(u.responseModel))
 		}
 		return
 	}
-	tel.spent(ctx, span, u)
+	tel.spent(ctx, pending, u)
 	for _, c := range charged {
 		tel.budget(ctx, c.b, c.key, c.k)
 	}
@@ -299,7 +301,7 @@ func (tel *telemetry) settled(ctx context.Context, span trace.Span, u *Usage, me
 // estimate's marked quotabreaker.estimated). Each instrument is asked
 // whether it records (Enabled) before its attributes are built, and the
 // attribute sets of a provider and model are built once (see spendSets).
-func (tel *telemetry) spent(ctx context.Context, span trace.Span, s *Usage) {
+func (tel *telemetry) spent(ctx context.Context, pending *spanAttrs, s *Usage) {
 	u := &s.Tokens
 	state := s.state()
 	answers := tel.answers.Enabled(ctx)
@@ -324,11 +326,10 @@ func (tel *telemetry) spent(ctx context.Context, span trace.Span, s *Usage) {
 			tel.cost.Add(ctx, s.Cost, sets.cost[b2i(s.Estimated)]...)
 		}
 	}
-	if !span.IsRecording() {
+	if pending == nil {
 		return
 	}
-	attrs := make([]attribute.KeyValue, 0, 16)
-	attrs = appendModelAttrs(attrs, s.Provider, s.requestModel, s.responseModel)
+	attrs := appendModelAttrs(pending.kv, s.Provider, s.requestModel, s.responseModel)
 	attrs = append(attrs, attrMetering.String(state))
 	if s.Metered {
 		attrs = append(attrs,
@@ -348,7 +349,7 @@ func (tel *telemetry) spent(ctx context.Context, span trace.Span, s *Usage) {
 	if s.Priced {
 		attrs = append(attrs, attrCostUSD.Float64(s.Cost), attrCostSource.String(s.CostSource))
 	}
-	span.SetAttributes(attrs...)
+	pending.kv = attrs
 }
 
 // spendMetrics reports whether any instrument spent records would record
@@ -404,14 +405,14 @@ func (tel *telemetry) budget(ctx context.Context, b *budget, key string, k *budg
 // streamError records an error that arrived inside a successful answer on
 // its span, as error attributes of the attempt, and in the error counter,
 // and the trip it opened if any.
-func (tel *telemetry) streamError(ctx context.Context, span trace.Span, c classify.Result, first *opened) {
+func (tel *telemetry) streamError(ctx context.Context, span trace.Span, pending *spanAttrs, c classify.Result, first *opened) {
 	if first != nil {
 		tel.tripped(ctx, span, first.Trip)
 	}
 	attrs := append(metricAttrs(c.Class, c.Code, c.Provider), attrCause.String(string(CauseStream)))
 	tel.errors.Add(ctx, 1, metric.WithAttributes(attrs...))
-	if span.IsRecording() {
-		span.SetAttributes(appendClassAttrs([]attribute.KeyValue{attrCause.String(string(CauseStream))}, c.Class, c.Code, c.Type)...)
+	if pending != nil {
+		pending.kv = appendClassAttrs(append(pending.kv, attrCause.String(string(CauseStream))), c.Class, c.Code, c.Type)
 		span.SetStatus(codes.Error, "")
 	}
 }
@@ -463,11 +464,12 @@ func (tel *telemetry) budgetRefusal(ctx context.Context, span trace.Span, provid
 }
 
 // ended records the end of an attempt that reached the base: its duration
-// (see operation) and, when the base failed, its error; then it ends the
-// span. The status description is the error's type, not its text, which
-// can quote a URL holding a key.
+// (see operation), its answer's span attributes and, when the base failed,
+// its error; then it ends the span. The status description is the error's
+// type, not its text, which can quote a URL holding a key.
 func (tel *telemetry) ended(at *attempt) {
 	tel.operation(at)
+	setAttrs(at.span, &at.attrs) // the answer's and the spend's, in one call
 	if at.err != nil && at.span.IsRecording() {
 		// errorType is semconv.ErrorType(at.err)'s, worked out as it failed.
 		at.span.SetAttributes(semconv.ErrorTypeKey.String(at.errorType), attrBreakerState.String(at.latch.state()), attrMode.String(at.mode.String()))

@@ -7,7 +7,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 )
 
 func TestSpanPerClass(t *testing.T) {
@@ -467,4 +471,149 @@ func TestBreakerStateIsTheLatchs(t *testing.T) {
 	if slow["http.response.status_code"].AsInt64() != 200 || slow["quotabreaker.breaker.state"].AsString() != "open" {
 		t.Errorf("late 200: %v, want breaker.state open", slow)
 	}
+}
+
+// TestPooledSpanAttributes: the slices span attributes are built in are
+// reused for the SDK's spans (see attrPool), which copy what they are
+// given; a recorded span's attributes never change as later answers,
+// successes and errors on several goroutines, reuse them.
+func TestPooledSpanAttributes(t *testing.T) {
+	rec := newRecording(t)
+	_, probe := rec.tp.Tracer("probe").Start(context.Background(), "probe")
+	pooled := copiesAttrs(probe)
+	probe.End()
+	if !pooled {
+		t.Fatal("the SDK's span is not taken for one that copies its attributes: the pool is not in use, and this test proves nothing")
+	}
+	tr := New(numberedAnswers(), rec.options()...)
+	sendNumbered(t, tr, 0)
+	first := rec.ours()
+	if len(first) != 1 {
+		t.Fatalf("%d spans, want 1", len(first))
+	}
+	want := append([]attribute.KeyValue(nil), first[0].Attributes()...)
+	if m := attrs(first[0]); m["gen_ai.response.model"].AsString() != "model-0" || m["quotabreaker.request_id"].AsString() != "req-0" {
+		t.Fatalf("first span's attributes: %v", m)
+	}
+	runNumbered(t, tr, 1)
+	if got := first[0].Attributes(); !reflect.DeepEqual(got, want) {
+		t.Errorf("the first span's attributes changed after later answers:\n got %v\nwant %v", got, want)
+	}
+	if n := len(rec.ours()); n != 1+4*50 {
+		t.Errorf("%d spans, want %d", n, 1+4*50)
+	}
+}
+
+// TestKeptSpanAttributes: a tracer other than the SDK's may keep the slice
+// SetAttributes is given; no slice given to it is reused.
+func TestKeptSpanAttributes(t *testing.T) {
+	kp := &keepingProvider{}
+	tr := New(numberedAnswers(), WithTracerProvider(kp))
+	sendNumbered(t, tr, 0)
+	kp.mu.Lock()
+	kept := kp.kept
+	kp.mu.Unlock()
+	if len(kept) == 0 {
+		t.Fatal("no attributes were set")
+	}
+	want := make([][]attribute.KeyValue, len(kept))
+	m := map[attribute.Key]attribute.Value{}
+	for i, kv := range kept {
+		want[i] = append([]attribute.KeyValue(nil), kv...)
+		for _, a := range kv {
+			if !a.Valid() {
+				t.Fatalf("a kept slice was cleared as its span ended: %v", kept)
+			}
+			m[a.Key] = a.Value
+		}
+	}
+	if m["gen_ai.response.model"].AsString() != "model-0" || m["quotabreaker.request_id"].AsString() != "req-0" || m["url.full"].AsString() == "" {
+		t.Fatalf("first span's attributes: %v", m)
+	}
+	runNumbered(t, tr, 1)
+	if !reflect.DeepEqual(kept, want) {
+		t.Errorf("the slices the first span kept changed after later answers:\n got %v\nwant %v", kept, want)
+	}
+}
+
+// numberedAnswers answers request n (its X-N header) with a chat answer
+// whose model, usage, request ID and rate limits are n's, or, for every
+// third, a server error.
+func numberedAnswers() http.RoundTripper {
+	return roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		n, _ := strconv.Atoi(r.Header.Get("X-N"))
+		a := corpusAnswer{200, http.Header{"Content-Type": {"application/json"}}, fmt.Sprintf(
+			`{"id":"c-%d","object":"chat.completion","model":"model-%d","choices":[],"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}}`,
+			n, n, n+1, n+2, 2*n+3)}
+		if n%3 == 2 {
+			a.status, a.body = 500, `{"error":{"message":"boom","type":"server_error","code":"e`+strconv.Itoa(n)+`"}}`
+		}
+		a.header.Set("X-Request-Id", "req-"+strconv.Itoa(n))
+		a.header.Set("X-Ratelimit-Remaining-Requests", strconv.Itoa(1000-n))
+		return a.response(r), nil
+	})
+}
+
+// sendNumbered sends request n through rt, read to its end and closed.
+func sendNumbered(tb testing.TB, rt http.RoundTripper, n int) {
+	tb.Helper()
+	req := httptest.NewRequest(http.MethodPost, "https://api.openai.com/v1/chat/completions",
+		strings.NewReader(`{"model":"asked-`+strconv.Itoa(n)+`","messages":[]}`))
+	req.Header.Set("Authorization", "Bearer sk-"+strconv.Itoa(n))
+	req.Header.Set("X-N", strconv.Itoa(n))
+	sendReq(tb, rt, req)
+}
+
+// runNumbered sends requests from..from+199 through rt on 4 goroutines.
+func runNumbered(t *testing.T, rt http.RoundTripper, from int) {
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 50 {
+				n := from + g*50 + i
+				req := httptest.NewRequest(http.MethodPost, "https://api.openai.com/v1/chat/completions",
+					strings.NewReader(`{"model":"asked-`+strconv.Itoa(n)+`","messages":[]}`))
+				req.Header.Set("Authorization", "Bearer sk-"+strconv.Itoa(n))
+				req.Header.Set("X-N", strconv.Itoa(n))
+				if _, _, err := trySend(rt, req); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// keepingProvider's spans record and keep the slices SetAttributes is
+// given, without copying them, as a tracer may.
+type keepingProvider struct {
+	tracenoop.TracerProvider
+	mu   sync.Mutex
+	kept [][]attribute.KeyValue // guarded by mu
+}
+
+func (p *keepingProvider) Tracer(string, ...trace.TracerOption) trace.Tracer {
+	return keepingTracer{p: p}
+}
+
+type keepingTracer struct {
+	tracenoop.Tracer
+	p *keepingProvider
+}
+
+func (t keepingTracer) Start(ctx context.Context, _ string, _ ...trace.SpanStartOption) (context.Context, trace.Span) {
+	return ctx, keepingSpan{p: t.p}
+}
+
+type keepingSpan struct {
+	tracenoop.Span
+	p *keepingProvider
+}
+
+func (keepingSpan) IsRecording() bool { return true }
+
+func (s keepingSpan) SetAttributes(kv ...attribute.KeyValue) {
+	s.p.mu.Lock()
+	defer s.p.mu.Unlock()
+	s.p.kept = append(s.p.kept, kv)
 }

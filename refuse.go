@@ -296,8 +296,9 @@ func newOpened(tr Trip, contentType string, body []byte, complete bool) *opened 
 // requestID returns the provider's id of an answer, bounded and printable.
 func requestID(h http.Header) string {
 	for _, name := range [...]string{"X-Request-Id", "Request-Id", "Apim-Request-Id"} {
-		if v := h.Get(name); v != "" {
-			return jsonscan.Text([]byte(v), false)
+		// Canonical names: h.Get would canonicalize each again.
+		if v := h[name]; len(v) > 0 && v[0] != "" {
+			return jsonscan.Text([]byte(v[0]), false)
 		}
 	}
 	return ""

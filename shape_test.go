@@ -3,10 +3,12 @@ package quotabreaker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/quotabreaker/quotabreaker/internal/corpus"
 	"github.com/quotabreaker/quotabreaker/usage"
@@ -196,5 +198,42 @@ func TestRetryPolicy(t *testing.T) {
 	cancel()
 	if retry, err := policy(canceled, nil, nil); retry || err == nil {
 		t.Errorf("canceled context: retry %v, %v", retry, err)
+	}
+}
+
+// The mark that tells an inner Transport that the outer one handles the
+// request (see markHandled) keeps the caller's context: its values, its
+// cancellation and deadline, traced or not.
+func TestHandledMarkKeepsContext(t *testing.T) {
+	type key struct{}
+	for _, traced := range []bool{false, true} {
+		t.Run(fmt.Sprint("traced=", traced), func(t *testing.T) {
+			var opts []Option
+			if traced {
+				opts = newRecording(t).options()
+			}
+			ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), key{}, "v"), time.Hour)
+			defer cancel()
+			var outer *Transport
+			var checked bool
+			base := roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+				c := r.Context()
+				d, _ := c.Deadline()
+				want, _ := ctx.Deadline()
+				if c.Value(key{}) != "v" || c.Value(handledKey{}) != outer || c.Done() != ctx.Done() || !d.Equal(want) {
+					t.Errorf("the base's context lost the caller's: value %v, handled by %p (want %p), deadline %v", c.Value(key{}), c.Value(handledKey{}), outer, d)
+				}
+				checked = true
+				return ok().response(r), nil
+			})
+			outer = New(base, opts...)
+			if !outer.mark {
+				t.Fatal("the base is not marked for: the test proves nothing")
+			}
+			sendReq(t, outer, chatRequest(t, "https://api.openai.com/v1/chat/completions", "sk-a").WithContext(ctx))
+			if !checked {
+				t.Fatal("the base was not reached")
+			}
+		})
 	}
 }

@@ -39,6 +39,10 @@ type attempt struct {
 
 	model     string // the request's model, once read
 	modelRead bool
+	// attrs are the span attributes of the answer and its spend, set in one
+	// call as the span ends (see telemetry.ended); nil when it does not record.
+	attrs *spanAttrs
+	body  *answerBody // made with the request's context, nil when it was not
 }
 
 // requestModel returns the request's model, reading it once.
@@ -135,7 +139,7 @@ func (t *Transport) settle(at *attempt, seen *usage.Result) {
 		}
 		spent = t.charge(at, &u, now, spent)
 	}
-	t.tel.settled(ctx, at.span, &u, !t.cfg.noUsage, spent, streamErr, first)
+	t.tel.settled(ctx, at.span, at.attrs, &u, !t.cfg.noUsage, spent, streamErr, first)
 	if first != nil {
 		t.announce(ctx, first)
 	}

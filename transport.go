@@ -2,6 +2,7 @@ package quotabreaker
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -16,6 +17,7 @@ import (
 	"github.com/quotabreaker/quotabreaker/usage"
 	"go.opentelemetry.io/otel"
 	semconv "go.opentelemetry.io/otel/semconv/v1.41.0"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Headers the Transport adds to answers.
@@ -178,13 +180,14 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		spanTaken = true
 		return resp, err
 	}
+	var body *answerBody // the answer's, made with the mark (see markHandled)
 	if t.mark {
-		ctx = context.WithValue(ctx, handledKey{}, t)
+		ctx, body = t.markHandled(ctx, span)
 	}
 	if ctx != req.Context() {
 		req = req.WithContext(ctx)
 	}
-	a := attempt{provider: provider, span: span, latch: l, epoch: epoch, mode: mode}
+	a := attempt{provider: provider, span: span, latch: l, epoch: epoch, mode: mode, body: body}
 	var err error
 	if t.cfg.streamUsage && (provider == classify.ProviderOpenAI || provider == classify.ProviderDeepSeek) {
 		var asked *http.Request
@@ -224,7 +227,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		first = t.judge(resp, c, retries, body, complete, l, epoch, refusedBy != nil, mode)
 	}
 	spanTaken = true
-	t.tel.answer(span, req, resp, c, provider, l.scope, l.state(), mode, refusedBy, first)
+	a.attrs = t.tel.answer(span, req, resp, c, provider, l.scope, l.state(), mode, refusedBy, first)
 	if first != nil {
 		t.announce(ctx, first)
 	}
@@ -272,6 +275,24 @@ func isHTTPInstrumentation(rt http.RoundTripper) bool {
 		typ = typ.Elem()
 	}
 	return strings.HasSuffix(typ.PkgPath(), "/otelhttp")
+}
+
+// tracedOutside reports whether an outer HTTP client instrumentation has
+// already started this attempt's span: the traceparent header it injected
+// names the span in ctx.
+func tracedOutside(ctx context.Context, h http.Header) bool {
+	tp := h["Traceparent"]
+	if len(tp) == 0 {
+		return false
+	}
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.IsValid() {
+		return false
+	}
+	id := sc.SpanID()
+	var hexID [16]byte
+	hex.Encode(hexID[:], id[:])
+	return strings.Contains(tp[0], string(hexID[:]))
 }
 
 // hookKey marks the context of a hook run by a hookRunner, with the

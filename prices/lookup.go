@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/quotabreaker/quotabreaker/internal/modelname"
@@ -122,32 +123,136 @@ func lookup(provider, model string, at time.Time) (Price, bool) {
 // as it is, with '@' read as '-', and without a date suffix ("" when the
 // same or none).
 type query struct {
-	names  [3]string
-	exacts [3][]exactName // the rows of exact for each name, once looked up
-	found  uint8          // a bit per name whose rows are looked up
-	tried  uint64         // a bit per provider index
+	names [3]string
+	hits  [3][]hit // the hits of each name (see index), once looked up
+	found uint8    // a bit per name whose hits are looked up
+	tried uint64   // a bit per provider index
 }
 
 // at returns the index in models of the first model of provider p that
-// accepts one of the names, or -1. It tries each provider once.
+// accepts one of the names, or -1, as find does. It tries each provider
+// once.
 func (q *query) at(p int) int {
 	if q.tried&(1<<p) != 0 {
 		return -1
 	}
 	q.tried |= 1 << p
+	x := snapshotIndex()
 	for i, name := range q.names {
 		if name == "" {
 			continue
 		}
 		if q.found&(1<<i) == 0 {
-			q.exacts[i] = exactRows(name)
+			r := x.names[name]
+			q.hits[i] = x.hits[r[0]:r[1]]
 			q.found |= 1 << i
 		}
-		if m := findIn(p, name, q.exacts[i]); m >= 0 {
+		if m := x.find(p, name, q.hits[i]); m >= 0 {
 			return m
 		}
 	}
 	return -1
+}
+
+// index is what a lookup reads of the snapshot, worked out from its tables
+// once, on the first lookup, so that a lookup is a map access per spelling
+// and a short scan of a provider's rules instead of binary searches of
+// exact and a scan of those rules for each provider tried.
+type index struct {
+	// names holds, for each exact name, its hits, hits[r[0]:r[1]]: for
+	// each provider that has the name in exact, what find gives for it,
+	// rules included.
+	names map[string][2]uint16
+	hits  []hit
+	// firsts holds, for each rule, the bytes a name it accepts can start
+	// with.
+	firsts [len(rules)]byteSet
+}
+
+// hit is the first model of a provider that accepts an exact name.
+type hit struct {
+	provider uint8
+	model    uint16
+}
+
+// snapshotIndex returns the index of the snapshot, built on its first call.
+var snapshotIndex = sync.OnceValue(newIndex)
+
+func newIndex() *index {
+	x := &index{names: make(map[string][2]uint16, len(exact)), hits: make([]hit, 0, len(exact))}
+	for i := 0; i < len(exact); {
+		name := exact[i].name
+		rows := exactRows(name)
+		start := len(x.hits)
+		for _, e := range rows { // by provider: one hit each
+			if len(x.hits) == start || x.hits[len(x.hits)-1].provider != e.provider {
+				x.hits = append(x.hits, hit{e.provider, uint16(findIn(int(e.provider), name, rows))})
+			}
+		}
+		x.names[name] = [2]uint16{uint16(start), uint16(len(x.hits))}
+		i += len(rows)
+	}
+	for i := range rules {
+		x.firsts[i] = rules[i].match.firsts()
+	}
+	return x
+}
+
+// find is findIn with name's hits: the provider's hit if it has one, else
+// the first of its rules that accepts name (not "").
+func (x *index) find(p int, name string, hits []hit) int {
+	for _, h := range hits {
+		if int(h.provider) == p {
+			return int(h.model)
+		}
+	}
+	pr := &providers[p]
+	for i := pr.rules[0]; i < pr.rules[1]; i++ {
+		r := &rules[i]
+		if x.firsts[i].has(name[0]) && len(name) >= int(r.min) && r.match.match(name) {
+			return int(r.model)
+		}
+	}
+	return -1
+}
+
+// byteSet is a set of bytes.
+type byteSet [4]uint64
+
+func (s *byteSet) has(c byte) bool { return s[c>>6]&(1<<(c&63)) != 0 }
+
+// firsts returns the bytes a name c accepts can start with: every byte
+// unless c names its start.
+func (c *clause) firsts() byteSet {
+	var s byteSet
+	switch c.op {
+	case opNone:
+	case opEquals, opPrefix:
+		if c.s == "" {
+			return byteSet{^uint64(0), ^uint64(0), ^uint64(0), ^uint64(0)}
+		}
+		s[c.s[0]>>6] |= 1 << (c.s[0] & 63)
+	case opOr:
+		for i := range c.sub {
+			t := c.sub[i].firsts()
+			for j := range s {
+				s[j] |= t[j]
+			}
+		}
+	case opAnd:
+		if len(c.sub) > 0 {
+			s = byteSet{^uint64(0), ^uint64(0), ^uint64(0), ^uint64(0)}
+		}
+		for i := range c.sub {
+			t := c.sub[i].firsts()
+			for j := range s {
+				s[j] &= t[j]
+			}
+		}
+	default: // a suffix, a substring, a regular expression
+		return byteSet{^uint64(0), ^uint64(0), ^uint64(0), ^uint64(0)}
+	}
+	return s
 }
 
 // exactRows returns the rows of exact for name, of every provider.

@@ -276,6 +276,55 @@ func TestLookupFirstMatchWins(t *testing.T) {
 	}
 }
 
+// TestIndexFindsAsFind: the index a lookup reads (see index) gives, for
+// every provider, the model find gives from the snapshot's tables, for
+// every exact name, every model's id and every string of a rule, each also
+// with a date suffix, an organisation before it and a byte changed.
+func TestIndexFindsAsFind(t *testing.T) {
+	x := snapshotIndex()
+	names := map[string]bool{}
+	add := func(s string) {
+		s = normalize(s)
+		if s == "" {
+			return
+		}
+		for _, v := range []string{s, s + "-2025-01-31", "openai/" + s, s[:len(s)-1] + "x", "x" + s[1:], s[1:]} {
+			if v != "" {
+				names[v] = true
+			}
+		}
+	}
+	for _, e := range exact {
+		add(e.name)
+	}
+	for _, m := range models {
+		add(m.id)
+	}
+	var clauses func(c *clause)
+	clauses = func(c *clause) {
+		add(c.s)
+		for i := range c.sub {
+			clauses(&c.sub[i])
+		}
+	}
+	for i := range rules {
+		clauses(&rules[i].match)
+	}
+	hits := 0
+	for name := range names {
+		r := x.names[name]
+		for p := range providers {
+			if got, want := x.find(p, name, x.hits[r[0]:r[1]]), find(p, name); got != want {
+				t.Errorf("provider %d, %q: index gives %d, find %d", p, name, got, want)
+			}
+		}
+		hits += int(r[1] - r[0])
+	}
+	if hits < len(exact) {
+		t.Errorf("%d hits for the %d rows of exact", hits, len(exact))
+	}
+}
+
 func TestLookupUnknown(t *testing.T) {
 	for _, model := range []string{
 		"", " ", "my-fine-tune", "my-own-model", "gpt", "models/", "openai/", "-2024-08-06",
@@ -433,6 +482,15 @@ func FuzzLookup(f *testing.F) {
 		}
 		if !ok && p != (Price{}) {
 			t.Errorf("Lookup(%q, %q, %q) = %+v with false", provider, model, tier, p)
+		}
+		if name := normalize(model); name != "" {
+			x := snapshotIndex()
+			r := x.names[name]
+			for p := range providers {
+				if got, want := x.find(p, name, x.hits[r[0]:r[1]]), find(p, name); got != want {
+					t.Errorf("provider %d, %q: index gives %d, find %d", p, name, got, want)
+				}
+			}
 		}
 	})
 }
