@@ -296,9 +296,8 @@ func newOpened(tr Trip, contentType string, body []byte, complete bool) *opened 
 // requestID returns the provider's id of an answer, bounded and printable.
 func requestID(h http.Header) string {
 	for _, name := range [...]string{"X-Request-Id", "Request-Id", "Apim-Request-Id"} {
-		// Canonical names: h.Get would canonicalize each again.
-		if v := h[name]; len(v) > 0 && v[0] != "" {
-			return jsonscan.Text([]byte(v[0]), false)
+		if v := h.Get(name); v != "" {
+			return jsonscan.Text([]byte(v), false)
 		}
 	}
 	return ""
