@@ -2,8 +2,9 @@
 // one shape for every provider (Tokens), the model, the service tier, and the
 // errors a provider sends inside a successful answer, from a JSON body, a
 // JSON array of answers (Gemini's default stream) or an event stream, as the
-// bytes pass (Observer) or from a whole body (Read); a gzip body the caller
-// asked for is kept, bounded, and read through a decoder at its end.
+// bytes pass (Observer) or from a whole body (Read); a gzip or deflate body
+// the caller asked for is kept, bounded, and read through a decoder at its
+// end.
 // It reads the usage of OpenAI's Chat Completions, Responses and Embeddings,
 // of the servers that copy them, of Anthropic's Messages and of Gemini's
 // generateContent.

@@ -9,7 +9,7 @@ import (
 
 // This file holds what the observer says when usage is unknown: why
 // (Metering), how much text the answer carried (for an estimate), and the
-// gzip bodies it reads through.
+// encoded bodies it reads through.
 
 // Metering says whether an answer's usage is known and, when it is not,
 // why. Its zero value, NoUsage, is that of a Result that read nothing;
@@ -32,7 +32,8 @@ const (
 	// count (negative, fractional, not a number).
 	UnknownShape
 	// Encoded: the body has a Content-Encoding the observer does not
-	// decode (only gzip is), or a gzip body larger than maxEncoded.
+	// decode (gzip and deflate it does), or an encoded body larger than
+	// maxEncoded.
 	Encoded
 	// Metered: the answer reported its usage (Result.Known).
 	Metered
@@ -336,7 +337,7 @@ func stringEnd(l []byte, from int) int {
 	}
 }
 
-// maxEncoded bounds the gzip body an observer keeps to decode once the
+// maxEncoded bounds the encoded body an observer keeps to decode once the
 // answer ends; the bytes of a larger one are dropped and its usage is
 // unknown (Encoded). maxDecoded bounds what it decodes of one, against a
 // body that inflates without end.
@@ -345,13 +346,15 @@ const (
 	maxDecoded = 64 << 20
 )
 
-// gzipBody holds a gzip body the caller asked for, until its end.
-type gzipBody struct {
+// encodedBody holds a gzip or deflate body the caller asked for, until its
+// end.
+type encodedBody struct {
+	enc  string // its Content-Encoding
 	b    []byte
 	over bool // more than maxEncoded: given up
 }
 
-func (g *gzipBody) write(p []byte) {
+func (g *encodedBody) write(p []byte) {
 	if g.over {
 		return
 	}
@@ -364,12 +367,12 @@ func (g *gzipBody) write(p []byte) {
 
 // decode reads the body kept so far through a fresh observer of the
 // decoded bytes, as if the caller had read them, and returns its result.
-func (g *gzipBody) decode(o *Observer) Result {
+func (g *encodedBody) decode(o *Observer) Result {
 	if g.over {
 		return Result{Metering: Encoded}
 	}
 	in := newObserver(o.header, false)
-	zr, err := bodyio.Decode("gzip", g.b)
+	zr, err := bodyio.Decode(g.enc, g.b)
 	if err == nil {
 		_, err = io.Copy(in, io.LimitReader(zr, maxDecoded))
 	}

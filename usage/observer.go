@@ -102,23 +102,23 @@ const (
 // nothing.
 //
 // Its memory is bounded whatever the body's size or shape (see capLimits),
-// and a line or value of any length costs no more. A gzip body (the caller
-// asked for gzip itself, so Go's transport left it encoded) is kept, up to
-// maxEncoded bytes, and read through a decoder once it ends; any other
-// Content-Encoding makes it read nothing (Metering Encoded).
+// and a line or value of any length costs no more. A gzip or deflate body
+// (the caller asked for it itself, so Go's transport left it encoded) is
+// kept, up to maxEncoded bytes, and read through a decoder once it ends; any
+// other Content-Encoding makes it read nothing (Metering Encoded).
 //
 // An observer is not safe for concurrent use; the body it watches is not
 // either.
 type Observer struct {
 	header   http.Header
 	sse      bool
-	ndjson   bool      // newline-delimited JSON (Ollama): every line is an event's data
-	encoded  bool      // nothing to read: a body encoded by a Content-Encoding
-	gz       *gzipBody // a gzip body, read once it ends
-	finished bool      // result was called
-	wrote    bool      // a byte was written
-	eof      bool      // EOF was called
-	sawUsage bool      // a usage object was read, known or not
+	ndjson   bool         // newline-delimited JSON (Ollama): every line is an event's data
+	encoded  bool         // nothing to read: a body encoded by a Content-Encoding
+	coded    *encodedBody // a gzip or deflate body, read once it ends
+	finished bool         // result was called
+	wrote    bool         // a byte was written
+	eof      bool         // EOF was called
+	sawUsage bool         // a usage object was read, known or not
 
 	// A JSON array of answers (Gemini's default stream).
 	jsonStarted bool // the first non-space byte of a JSON body was seen
@@ -154,15 +154,15 @@ type Observer struct {
 	noShape            bool // tests: search every line, to compare
 
 	// Results so far.
-	usage      usageFields
-	gzResult   Result
-	model      []byte
-	id         []byte
-	tier       []byte
-	errs       int
-	worst      *StreamError
-	events     int
-	terminated bool
+	usage       usageFields
+	codedResult Result
+	model       []byte
+	id          []byte
+	tier        []byte
+	errs        int
+	worst       *StreamError
+	events      int
+	terminated  bool
 
 	// names are the model and tier Result last returned, which reset
 	// keeps (see text).
@@ -236,9 +236,9 @@ func (o *Observer) init(h http.Header, encoding bool) {
 	// The keys are canonical already: h.Get would only spend the time to
 	// find that out again.
 	if enc := first(h["Content-Encoding"]); encoding && enc != "" && !strings.EqualFold(enc, "identity") {
-		switch strings.ToLower(strings.TrimSpace(enc)) {
-		case "gzip", "x-gzip":
-			o.gz = new(gzipBody)
+		switch enc = strings.ToLower(strings.TrimSpace(enc)); enc {
+		case "gzip", "x-gzip", "deflate":
+			o.coded = &encodedBody{enc: enc}
 		default:
 			o.encoded = true
 		}
@@ -264,7 +264,7 @@ func first(v []string) string {
 // never fails: an Observer is an io.Writer for io.TeeReader.
 func (o *Observer) Write(p []byte) (int, error) {
 	if len(p) > 0 && !o.finished {
-		if !o.wrote && o.sse && !o.encoded && o.gz == nil && len(p) <= maxCarry {
+		if !o.wrote && o.sse && !o.encoded && o.coded == nil && len(p) <= maxCarry {
 			o.wrote, o.early = true, append(o.early[:0], p...)
 			return len(p), nil
 		}
@@ -275,8 +275,8 @@ func (o *Observer) Write(p []byte) (int, error) {
 	}
 	switch {
 	case o.encoded || o.finished:
-	case o.gz != nil:
-		o.gz.write(p)
+	case o.coded != nil:
+		o.coded.write(p)
 	case o.sse:
 		o.writeSSE(p)
 	default:
@@ -389,13 +389,13 @@ func (o *Observer) Result() Result {
 	if o.encoded {
 		return Result{Metering: Encoded}
 	}
-	if o.gz != nil {
+	if o.coded != nil {
 		if !o.finished {
 			o.finished = true
-			o.gzResult = o.gz.decode(o)
-			o.gz.b = nil
+			o.codedResult = o.coded.decode(o)
+			o.coded.b = nil
 		}
-		return o.gzResult
+		return o.codedResult
 	}
 	if !o.finished {
 		if len(o.early) > 0 {

@@ -2,7 +2,9 @@ package usage
 
 import (
 	"bytes"
+	"compress/flate"
 	"compress/gzip"
+	"compress/zlib"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -369,7 +371,7 @@ func TestObserverTruncated(t *testing.T) {
 	}
 }
 
-// TestObserverEncodedBody reads a gzip body the caller asked for through
+// TestObserverEncodedBody reads a gzip or deflate body the caller asked for through
 // a decoder, and reports an encoding it does not decode as such.
 func TestObserverEncodedBody(t *testing.T) {
 	gz, h := corpus.ReadStream(t, "gemini-stream-array-thoughts.json.gz")
@@ -390,6 +392,22 @@ func TestObserverEncodedBody(t *testing.T) {
 	h.Set("Content-Encoding", "gzip")
 	if r := observe(h, plain); r.Known || r.Metering != CutShort {
 		t.Errorf("a body that is not gzip: %+v", r)
+	}
+	// deflate, as the standard wraps it (zlib) and as some servers send it
+	// (raw).
+	var zl, raw bytes.Buffer
+	zw := zlib.NewWriter(&zl)
+	zw.Write(plain)
+	zw.Close()
+	fw, _ := flate.NewWriter(&raw, flate.BestSpeed)
+	fw.Write(plain)
+	fw.Close()
+	hd := hp.Clone()
+	hd.Set("Content-Encoding", "Deflate")
+	for name, b := range map[string][]byte{"zlib": zl.Bytes(), "raw": raw.Bytes()} {
+		if got := observe(hd, b, 7, 100); got.Tokens != want.Tokens || !got.Known || got.Model != want.Model {
+			t.Errorf("deflate (%s): %+v, want %+v", name, got, want)
+		}
 	}
 	body, h := corpus.ReadStream(t, "openai-chat-reasoning.json")
 	h.Set("Content-Encoding", "br")
