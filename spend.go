@@ -409,20 +409,6 @@ func dollarsToMicros(d float64) int64 { return int64(math.Round(d * 1e6)) }
 
 func microsToDollars(m int64) float64 { return float64(m) / 1e6 }
 
-// announce reports a trip this goroutine recorded, once its telemetry is
-// recorded: OnTrip, then the OnReset of a reset that came while OnTrip ran.
-// It runs before the answer's span can end, and before OnReset can run.
-// With a store, OnTrip waits for the fleet-wide claim instead (see
-// WithStore).
-func (t *Transport) announce(ctx context.Context, o *opened) {
-	if t.fleet != nil {
-		t.claim(context.WithoutCancel(ctx), o)
-		return
-	}
-	t.latches.markPaging(o)
-	t.page(context.WithoutCancel(ctx), o)
-}
-
 // follow wraps a network answer's body so that its findings are settled and
 // its span ends once the caller is done with it. A body nobody needs to
 // watch (tracing off, nothing to observe) is left as it is.
