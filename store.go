@@ -435,14 +435,18 @@ func (t *Transport) shutdownFleet(ctx context.Context) error {
 	for {
 		err := t.flush(ctx)
 		f.mu.Lock()
-		if err == nil && ctx.Err() == nil && (len(f.claims)+len(f.spends)+len(f.unacked) > 0 || t.modePending()) {
-			// Trips, spend or a mode arrived while it wrote: once more.
+		// Trips, spend or a mode arrived while it wrote: once more. With
+		// nothing else left, the spend list closes (takeDirty(true)): the
+		// spend pushed before that is written too, and later spend counts
+		// here only.
+		if err == nil && ctx.Err() == nil && (len(f.claims) > 0 || t.modePending() || f.takeDirty(false) || f.takeDirty(true)) {
 			f.mu.Unlock()
 			continue
 		}
 		f.closed = true
 		left := f.claims
 		f.claims = nil
+		f.takeDirty(true) // after an error too: what it takes is lost
 		lost := len(f.spends) + len(f.unacked)
 		f.spends, f.unacked = nil, nil
 		f.mu.Unlock()
