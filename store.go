@@ -447,7 +447,12 @@ func (t *Transport) shutdownFleet(ctx context.Context) error {
 		left := f.claims
 		f.claims = nil
 		f.takeDirty(true) // after an error too: what it takes is lost
-		lost := len(f.spends) + len(f.unacked)
+		lost := len(f.unacked)
+		for sk := range f.spends {
+			if f.unacked[sk] == nil {
+				lost++ // a key queued again behind its unacknowledged write counts once
+			}
+		}
 		f.spends, f.unacked = nil, nil
 		f.mu.Unlock()
 		modeLost := t.dropModeWrite()
