@@ -22,13 +22,17 @@ import (
 // memStore is a Store in memory, for the shared spend of the tests below
 // without Redis. Their requests never trip: its latches stay empty.
 type memStore struct {
-	mu     sync.Mutex
-	spend  map[spendID]int64
-	seqs   map[string]uint64 // the last Seq applied, by Writer and spendID
-	claims map[spendID][]int
-	writes atomic.Int64 // AddSpend calls that applied
-	fail   atomic.Bool  // AddSpend refuses
-	slow   atomic.Int64 // AddSpend sleeps this long first, in nanoseconds
+	mu      sync.Mutex
+	spend   map[spendID]int64
+	seqs    map[string]uint64 // the last Seq applied, by Writer and spendID
+	claims  map[spendID][]int
+	writes  atomic.Int64 // AddSpend calls that applied
+	fail    atomic.Bool  // AddSpend refuses
+	slow    atomic.Int64 // AddSpend sleeps this long first, in nanoseconds
+	refused atomic.Int64 // AddSpend calls refused
+	// before, when set, is called first by AddSpend, which returns its
+	// error.
+	before func(context.Context) error
 }
 
 // spendID is a Key and a Period, comparable.
@@ -66,10 +70,16 @@ func (s *memStore) Watch(ctx context.Context, fn func(Change)) error {
 }
 
 func (s *memStore) AddSpend(ctx context.Context, w SpendWrite) (int64, error) {
+	if s.before != nil {
+		if err := s.before(ctx); err != nil {
+			return 0, err
+		}
+	}
 	if d := s.slow.Load(); d > 0 {
 		time.Sleep(time.Duration(d))
 	}
 	if s.fail.Load() {
+		s.refused.Add(1)
 		return 0, errors.New("memStore: refused")
 	}
 	s.mu.Lock()
@@ -346,13 +356,58 @@ func TestSharedSpendShutdownWhileCharging(t *testing.T) {
 	}
 }
 
+// An answer settled while Shutdown writes is written too: Shutdown looks
+// again once its writes are done, before it closes the queue.
+func TestSharedSpendDuringShutdownWrite(t *testing.T) {
+	store, clk := newMemStore(), newClock()
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	store.before = func(ctx context.Context) error {
+		if ctx.Value(shutdownKey{}) == nil {
+			// The loop's write waits for Shutdown to cancel it, so
+			// that Shutdown has sk-a to write.
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		once.Do(func() {
+			close(entered)
+			<-release
+		})
+		return nil
+	}
+	tr := sharedBudget(t, store, WithClock(clk.Now))
+	var p Period
+	p.Start, p.End = MonthlyUTC(clk.Now())
+	send(t, tr, budgetURL, "sk-a")
+	done := make(chan error)
+	go func() { done <- tr.Shutdown(context.WithValue(context.Background(), shutdownKey{}, true)) }()
+	<-entered
+	send(t, tr, budgetURL, "sk-b")
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"sk-a", "sk-b"} {
+		if got := store.total(key, p); got != answerMicros {
+			t.Errorf("%s: store holds %d µ$, want %d", key, got, answerMicros)
+		}
+	}
+}
+
+type shutdownKey struct{}
+
 // A Shutdown that cannot write says how many budget keys' spend it lost:
-// the spend still queued as it closed is counted too.
+// the spend still queued as it closed is counted too, and a key with a
+// write unacknowledged and spend queued after it counts once.
 func TestSharedSpendShutdownCountsLost(t *testing.T) {
 	store := newMemStore()
 	store.fail.Store(true)
 	tr := sharedBudget(t, store, WithStoreTimeout(50*time.Millisecond), WithLogger(slog.New(slog.DiscardHandler)))
-	for _, key := range []string{"sk-a", "sk-b", "sk-c", "sk-a"} {
+	send(t, tr, budgetURL, "sk-a")
+	for store.refused.Load() == 0 {
+		time.Sleep(time.Millisecond) // the loop's write of sk-a
+	}
+	for _, key := range []string{"sk-a", "sk-b", "sk-c"} {
 		send(t, tr, budgetURL, key)
 	}
 	err := tr.Shutdown(context.Background())
