@@ -449,3 +449,52 @@ func TestSharedSpendSaturates(t *testing.T) {
 		t.Errorf("store holds %d µ$, want %d", got, int64(math.MaxInt64))
 	}
 }
+
+// Requests charge each of many keys twice, the second charge often while
+// the key sits on the dirty list, as a taker empties the list as fast as
+// it can (the loop takes it every 100 ms; this makes every moment one): no
+// spend is left behind a key taken while it was charged.
+func TestSharedSpendQueueStress(t *testing.T) {
+	store, clk := newMemStore(), newClock()
+	tr := sharedBudget(t, store, WithClock(clk.Now))
+	f, b := tr.fleet, tr.budgets[0]
+	stop := make(chan struct{})
+	var taker sync.WaitGroup
+	taker.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			f.mu.Lock()
+			f.takeDirty(false)
+			f.mu.Unlock()
+		}
+	})
+	const goroutines, keys = 4, 5000
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range keys {
+				k := b.state(fmt.Sprintf("sk-%d-%d", g, i), clk.Now())
+				tr.addSpend(k, 1)
+				tr.addSpend(k, 1)
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	taker.Wait()
+	if err := tr.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	spends, _ := store.Spend(context.Background())
+	var got int64
+	for _, s := range spends {
+		got += s.Micros
+	}
+	if want := int64(goroutines * keys * 2); got != want {
+		t.Errorf("store holds %d µ$ over %d keys, want %d", got, len(spends), want)
+	}
+}
