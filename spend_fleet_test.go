@@ -303,12 +303,13 @@ func TestSharedSpendResetRacesCharges(t *testing.T) {
 	}
 }
 
-// Shutdown while many goroutines charge: it writes every answer settled
-// before it was called, none sent after it returned, and nothing once it
-// has returned.
+// Shutdown while many goroutines charge: it returns, though every round
+// of its writes (slow ones) finds new spend queued; it writes every answer
+// settled before it was called, none sent after it returned, and nothing
+// once it has returned.
 func TestSharedSpendShutdownWhileCharging(t *testing.T) {
 	store, clk := newMemStore(), newClock()
-	store.slow.Store(int64(time.Millisecond))
+	store.slow.Store(int64(5 * time.Millisecond))
 	tr := sharedBudget(t, store, WithClock(clk.Now))
 	var p Period
 	p.Start, p.End = MonthlyUTC(clk.Now())
@@ -335,7 +336,11 @@ func TestSharedSpendShutdownWhileCharging(t *testing.T) {
 	}
 	time.Sleep(150 * time.Millisecond)
 	before := settled.Load()
-	if err := tr.Shutdown(context.Background()); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := tr.Shutdown(ctx); err != nil {
+		close(stop)
+		wg.Wait()
 		t.Fatal(err)
 	}
 	after := sent.Load()

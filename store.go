@@ -435,11 +435,11 @@ func (t *Transport) shutdownFleet(ctx context.Context) error {
 	for {
 		err := t.flush(ctx)
 		f.mu.Lock()
-		// Trips, spend or a mode arrived while it wrote: once more. With
-		// nothing else left, the spend list closes (takeDirty(true)): the
-		// spend pushed before that is written too, and later spend counts
-		// here only.
-		if err == nil && ctx.Err() == nil && (len(f.claims) > 0 || t.modePending() || f.takeDirty(false) || f.takeDirty(true)) {
+		// Trips, spend or a mode arrived while it wrote: once more. The
+		// spend list closes after the first round (takeDirty(true)), so
+		// that steady traffic cannot keep Shutdown writing for ever: spend
+		// pushed before is written, and later spend counts here only.
+		if err == nil && ctx.Err() == nil && (len(f.claims) > 0 || t.modePending() || f.takeDirty(true)) {
 			f.mu.Unlock()
 			continue
 		}
