@@ -159,6 +159,7 @@ type budgetKey struct {
 	// With a store: the fleet's total as last read, and how much of
 	// spent it already counts.
 	fleet, flushed atomic.Int64
+	pending        pendingSpend // with a store: spend not yet queued (see addSpend)
 }
 
 // effective is the spend the budget judges: this process's own, or, with a
@@ -253,7 +254,7 @@ func (b *budget) state(key string, now time.Time) *budgetKey {
 			}
 		}
 	}
-	k := &budgetKey{start: start, end: end}
+	k := &budgetKey{start: start, end: end, pending: pendingSpend{b: b, key: key}}
 	if len(b.keys) < maxBudgetKeys {
 		b.keys[key] = k
 	}
@@ -367,7 +368,7 @@ func (t *Transport) charge(at *attempt, u *Usage, now time.Time, spent []budgetC
 		}
 		spent = append(spent, c)
 		if b.shared && charged > 0 {
-			t.addSpend(b, key, k, charged)
+			t.addSpend(k, charged)
 		}
 	}
 	return spent

@@ -84,6 +84,12 @@ type fleet struct {
 	seq     uint64 // the last SpendWrite.Seq given
 	closed  bool   // Shutdown has written what it could: trips page here at once
 
+	// dirty lists the budget keys with spend pending, pushed by requests
+	// without a lock and taken whole by the loop; dirtyClosed ends it for
+	// good once Shutdown has taken it (see addSpend).
+	dirty       atomic.Pointer[budgetKey]
+	dirtyClosed budgetKey
+
 	// spendMu is held while spend is taken from the queue and written, so
 	// that ResetBudget, which takes it, never sees a write land after it.
 	spendMu sync.Mutex

@@ -222,29 +222,74 @@ func (sk spendKey) storeKey() string { return budgetPrefix(sk.budget.Name) + sk.
 
 func budgetPrefix(name string) string { return strconv.Itoa(len(name)) + ":" + name + "/" }
 
-// addSpend queues micros of spend of key's budget for the store.
-func (t *Transport) addSpend(b *budget, key string, k *budgetKey, micros int64) {
-	f := t.fleet
-	sk := spendKey{budget: b, key: key, period: Period{Start: k.start, End: k.end}}
-	f.mu.Lock()
-	if f.closed {
-		f.mu.Unlock()
-		return // counted here only: see Shutdown
+// pendingSpend is a budget key's spend counted here and not yet taken by
+// the fleet's loop, which a request hands over without a lock (addSpend).
+type pendingSpend struct {
+	b      *budget
+	key    string
+	micros atomic.Int64 // not yet taken into f.spends
+	queued atomic.Bool  // on the dirty list, or about to be pushed onto it
+	next   *budgetKey   // on the dirty list: set by its pusher, read by its taker
+}
+
+// addSpend queues micros of spend of k, a key of a shared budget, for the
+// store, with neither a lock nor a map, so that answers of many goroutines
+// wait neither on each other nor on the loop: the spend goes into k's
+// pending count, and k is pushed onto the fleet's dirty list unless it is
+// on it. The list is taken whole, never popped, so a key pushed again once
+// taken cannot corrupt it; and k is of the period its spend was charged in.
+func (t *Transport) addSpend(k *budgetKey, micros int64) {
+	f, p := t.fleet, &k.pending
+	addSat(&p.micros, micros)
+	// takeDirty clears queued before it takes micros: while queued is
+	// set, the spend just added goes with k's.
+	if p.queued.Load() || !p.queued.CompareAndSwap(false, true) {
+		return
 	}
-	first := len(f.spends) == 0
-	s := f.spends[sk]
-	if s == nil {
-		s = &fleetSpend{k: k}
-		f.spends[sk] = s
+	for {
+		head := f.dirty.Load()
+		if head == &f.dirtyClosed {
+			return // counted here only: see Shutdown
+		}
+		p.next = head
+		if f.dirty.CompareAndSwap(head, k) {
+			// Only the first spend of a batch wakes the loop: a wake per
+			// answer would cost a goroutine switch per request. Spend
+			// left after a failed write goes with the next retry.
+			if head == nil {
+				signal(f.spent)
+			}
+			return
+		}
 	}
-	s.micros = satAdd(s.micros, micros)
-	f.mu.Unlock()
-	// Only the first spend of a batch wakes the loop: a wake per answer
-	// would cost a busy process a goroutine switch per request. Spend
-	// left after a failed write goes with the next retry.
-	if first {
-		signal(f.spent)
+}
+
+// takeDirty moves the spend on the dirty list into f.spends, and reports
+// whether spend waits to be written. It leaves the list empty, or closed
+// when close is set or it was closed already: then addSpend pushes nothing
+// more. It requires that f.mu is held, under which nothing else closes it.
+func (f *fleet) takeDirty(close bool) (queued bool) {
+	end := (*budgetKey)(nil)
+	if close || f.dirty.Load() == &f.dirtyClosed {
+		end = &f.dirtyClosed
 	}
+	for k := f.dirty.Swap(end); k != nil && k != &f.dirtyClosed; {
+		p := &k.pending
+		next := p.next // before queued is cleared: then k may be pushed again
+		p.next = nil
+		p.queued.Store(false)
+		if micros := p.micros.Swap(0); micros != 0 {
+			sk := spendKey{budget: p.b, key: p.key, period: Period{Start: k.start, End: k.end}}
+			s := f.spends[sk]
+			if s == nil {
+				s = &fleetSpend{k: k}
+				f.spends[sk] = s
+			}
+			s.micros = satAdd(s.micros, micros)
+		}
+		k = next
+	}
+	return len(f.spends)+len(f.unacked) > 0
 }
 
 // dropSpend forgets the spend queued, or sent without an acknowledgement,
@@ -253,6 +298,7 @@ func (t *Transport) addSpend(b *budget, key string, k *budgetKey, micros int64) 
 func (f *fleet) dropSpend(sk spendKey) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.takeDirty(false)
 	delete(f.spends, sk)
 	delete(f.unacked, sk)
 }
@@ -265,6 +311,7 @@ func (t *Transport) flushSpend(ctx context.Context) (wrote bool, err error) {
 	f.spendMu.Lock()
 	defer f.spendMu.Unlock()
 	f.mu.Lock()
+	f.takeDirty(false)
 	writes := make([]*spendWrite, 0, len(f.unacked)+len(f.spends))
 	for _, w := range f.unacked {
 		writes = append(writes, w)
@@ -414,20 +461,6 @@ const maxDollars = 1e12
 func dollarsToMicros(d float64) int64 { return int64(math.Round(d * 1e6)) }
 
 func microsToDollars(m int64) float64 { return float64(m) / 1e6 }
-
-// announce reports a trip this goroutine recorded, once its telemetry is
-// recorded: OnTrip, then the OnReset of a reset that came while OnTrip ran.
-// It runs before the answer's span can end, and before OnReset can run.
-// With a store, OnTrip waits for the fleet-wide claim instead (see
-// WithStore).
-func (t *Transport) announce(ctx context.Context, o *opened) {
-	if t.fleet != nil {
-		t.claim(context.WithoutCancel(ctx), o)
-		return
-	}
-	t.latches.markPaging(o)
-	t.page(context.WithoutCancel(ctx), o)
-}
 
 // follow wraps a network answer's body so that its findings are settled and
 // its span ends once the caller is done with it. A body nobody needs to

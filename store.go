@@ -436,15 +436,24 @@ func (t *Transport) shutdownFleet(ctx context.Context) error {
 	for {
 		err := t.flush(ctx)
 		f.mu.Lock()
-		if err == nil && ctx.Err() == nil && (len(f.claims)+len(f.spends)+len(f.unacked) > 0 || t.modePending()) {
-			// Trips, spend or a mode arrived while it wrote: once more.
+		// Trips, spend or a mode arrived while it wrote: once more. The
+		// spend list closes after the first round (takeDirty(true)), so
+		// that steady traffic cannot keep Shutdown writing for ever: spend
+		// pushed before is written, and later spend counts here only.
+		if err == nil && ctx.Err() == nil && (len(f.claims) > 0 || t.modePending() || f.takeDirty(true)) {
 			f.mu.Unlock()
 			continue
 		}
 		f.closed = true
 		left := f.claims
 		f.claims = nil
-		lost := len(f.spends) + len(f.unacked)
+		f.takeDirty(true) // after an error too: what it takes is lost
+		lost := len(f.unacked)
+		for sk := range f.spends {
+			if f.unacked[sk] == nil {
+				lost++ // a key queued again behind its unacknowledged write counts once
+			}
+		}
 		f.spends, f.unacked = nil, nil
 		f.mu.Unlock()
 		modeLost := t.dropModeWrite()

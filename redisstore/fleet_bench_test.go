@@ -36,6 +36,27 @@ func (cannedOK) RoundTrip(req *http.Request) (*http.Response, error) {
 //
 //	go test -run '^$' -bench FleetRoundTrip -count 10 | benchstat -col /store -
 func BenchmarkFleetRoundTrip(b *testing.B) {
+	fleetRoundTrips(b, func(b *testing.B, tr *quotabreaker.Transport) {
+		for b.Loop() {
+			fleetRoundTrip(b, tr)
+		}
+	})
+}
+
+// BenchmarkFleetRoundTripParallel is BenchmarkFleetRoundTrip from many
+// goroutines through one Transport, all charging one budget key: where a
+// lock the answers share would show.
+func BenchmarkFleetRoundTripParallel(b *testing.B) {
+	fleetRoundTrips(b, func(b *testing.B, tr *quotabreaker.Transport) {
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				fleetRoundTrip(b, tr)
+			}
+		})
+	})
+}
+
+func fleetRoundTrips(b *testing.B, run func(*testing.B, *quotabreaker.Transport)) {
 	srv := redistest.Start(b)
 	for _, budget := range []bool{false, true} {
 		for _, withStore := range []bool{false, true} {
@@ -57,19 +78,24 @@ func BenchmarkFleetRoundTrip(b *testing.B) {
 			b.Run(name, func(b *testing.B) {
 				tr := quotabreaker.New(cannedOK{}, opts...)
 				defer tr.Close()
-				body := []byte(`{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say OK"}]}`)
 				b.ReportAllocs()
-				for b.Loop() {
-					req, _ := http.NewRequest(http.MethodPost, "https://api.openai.com/v1/chat/completions", bytes.NewReader(body))
-					req.Header.Set("Authorization", "Bearer sk-bench")
-					resp, err := tr.RoundTrip(req)
-					if err != nil {
-						b.Fatal(err)
-					}
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-				}
+				run(b, tr)
 			})
 		}
 	}
+}
+
+var benchBody = []byte(`{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say OK"}]}`)
+
+// fleetRoundTrip sends one request through tr and reads its answer.
+func fleetRoundTrip(b *testing.B, tr *quotabreaker.Transport) {
+	req, _ := http.NewRequest(http.MethodPost, "https://api.openai.com/v1/chat/completions", bytes.NewReader(benchBody))
+	req.Header.Set("Authorization", "Bearer sk-bench")
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		b.Error(err)
+		return
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
 }

@@ -529,3 +529,36 @@ func TestFleetStoreLosesItsData(t *testing.T) {
 	waitFor(t, "a closes", func() bool { return len(openScopes(t, a)) == 0 })
 	waitFor(t, "OnReset where it paged", func() bool { return resets.Load() == 1 })
 }
+
+// Many goroutines charge one shared budget key through one replica while
+// its loop writes the spend to Redis; once Shutdown has written what was
+// queued, Redis holds every answer once.
+func TestFleetSpendConcurrent(t *testing.T) {
+	srv := redistest.Start(t)
+	p := newFakeProvider(t)
+	r := newReplica(t, srv, quotabreaker.WithPrices(dollarAnswer),
+		quotabreaker.WithBudget(quotabreaker.Budget{Name: "b", Limit: 1e6}))
+	const goroutines, each = 8, 40
+	var wg sync.WaitGroup
+	for range goroutines {
+		wg.Go(func() {
+			for range each {
+				if resp, _, err := r.do(p, "sk-many"); err != nil || resp.StatusCode != http.StatusOK {
+					t.Errorf("%v %v", resp, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := r.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	spends, err := newStore(t, srv, redisstore.Options{}).Spend(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(spends) != 1 || spends[0].Micros != goroutines*each*1e6 {
+		t.Errorf("spend in Redis %+v, want $%d once", spends, goroutines*each)
+	}
+}
