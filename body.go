@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/quotabreaker/quotabreaker/classify"
 	"github.com/quotabreaker/quotabreaker/internal/bodyio"
@@ -192,3 +193,25 @@ func (b *answerBody) Close() error {
 type answerBodyRW struct{ *answerBody }
 
 func (b answerBodyRW) Write(p []byte) (int, error) { return b.rc.(io.Writer).Write(p) }
+
+// attempt is what settling an answer needs to know of its request.
+type attempt struct {
+	req         *http.Request
+	provider    classify.Provider // by the request's host, "" when unknown
+	span        trace.Span
+	latch       *latch
+	epoch       uint64    // the scope's reset epoch as the request was sent
+	filterUsage bool      // remove the usage chunk the Transport asked for
+	start       time.Time // when it was sent, for gen_ai.client.operation.duration
+	status      int       // the answer's status
+	errorType   string    // error.type of a failed attempt ("" when it succeeded)
+	err         error     // the base's error, when it failed
+	mode        Mode      // the Transport's mode as the request was sent
+
+	model     string // the request's model, once read
+	modelRead bool
+	// attrs are the span attributes of the answer and its spend, set in one
+	// call as the span ends (see telemetry.ended); nil when it does not record.
+	attrs *spanAttrs
+	body  *answerBody // made with the request's context, nil when it was not
+}

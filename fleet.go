@@ -84,9 +84,8 @@ type fleet struct {
 	seq     uint64 // the last SpendWrite.Seq given
 	closed  bool   // Shutdown has written what it could: trips page here at once
 
-	// dirty lists the budget keys with spend pending, pushed by requests
-	// without a lock and taken whole by the loop; dirtyClosed ends it for
-	// good once Shutdown has taken it (see addSpend).
+	// dirty lists the budget keys with spend pending, pushed without a
+	// lock, taken whole; dirtyClosed ends it at Shutdown (see addSpend).
 	dirty       atomic.Pointer[budgetKey]
 	dirtyClosed budgetKey
 

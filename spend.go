@@ -7,12 +7,10 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	"github.com/quotabreaker/quotabreaker/classify"
 	"github.com/quotabreaker/quotabreaker/prices"
 	"github.com/quotabreaker/quotabreaker/usage"
-	"go.opentelemetry.io/otel/trace"
 )
 
 // This file follows a successful answer to its end: the observer reads
@@ -22,28 +20,6 @@ import (
 // like an error answer. With a store, the budgets' spend is queued here and
 // written by the fleet's goroutine (flushSpend), and the fleet's totals are
 // taken back (applySpend).
-
-// attempt is what settling an answer needs to know of its request.
-type attempt struct {
-	req         *http.Request
-	provider    classify.Provider // by the request's host, "" when unknown
-	span        trace.Span
-	latch       *latch
-	epoch       uint64    // the scope's reset epoch as the request was sent
-	filterUsage bool      // remove the usage chunk the Transport asked for
-	start       time.Time // when it was sent, for gen_ai.client.operation.duration
-	status      int       // the answer's status
-	errorType   string    // error.type of a failed attempt ("" when it succeeded)
-	err         error     // the base's error, when it failed
-	mode        Mode      // the Transport's mode as the request was sent
-
-	model     string // the request's model, once read
-	modelRead bool
-	// attrs are the span attributes of the answer and its spend, set in one
-	// call as the span ends (see telemetry.ended); nil when it does not record.
-	attrs *spanAttrs
-	body  *answerBody // made with the request's context, nil when it was not
-}
 
 // requestModel returns the request's model, reading it once.
 func (at *attempt) requestModel() string {
@@ -303,6 +279,9 @@ func (f *fleet) dropSpend(sk spendKey) {
 	delete(f.unacked, sk)
 }
 
+// flushSpend writes the spend queued, each write before any newer one of
+// its key, and claims the thresholds the fleet's totals crossed. It runs on
+// the loop's goroutine, or in Shutdown once the loop is done.
 func (t *Transport) flushSpend(ctx context.Context) (wrote bool, err error) {
 	f := t.fleet
 	if f.spend == nil {
@@ -499,4 +478,18 @@ func (t *Transport) done(at *attempt, seen *usage.Result) {
 
 func isEventStream(h http.Header) bool {
 	return strings.HasPrefix(h.Get("Content-Type"), "text/event-stream")
+}
+
+// announce reports a trip this goroutine recorded, once its telemetry is
+// recorded: OnTrip, then the OnReset of a reset that came while OnTrip ran.
+// It runs before the answer's span can end, and before OnReset can run.
+// With a store, OnTrip waits for the fleet-wide claim instead (see
+// WithStore).
+func (t *Transport) announce(ctx context.Context, o *opened) {
+	if t.fleet != nil {
+		t.claim(context.WithoutCancel(ctx), o)
+		return
+	}
+	t.latches.markPaging(o)
+	t.page(context.WithoutCancel(ctx), o)
 }

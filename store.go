@@ -436,10 +436,9 @@ func (t *Transport) shutdownFleet(ctx context.Context) error {
 	for {
 		err := t.flush(ctx)
 		f.mu.Lock()
-		// Trips, spend or a mode arrived while it wrote: once more. The
-		// spend list closes after the first round (takeDirty(true)), so
-		// that steady traffic cannot keep Shutdown writing for ever: spend
-		// pushed before is written, and later spend counts here only.
+		// Trips, spend or a mode arrived while it wrote: once more. Spend
+		// closes after the first round (takeDirty(true)), so that traffic
+		// cannot keep Shutdown writing: later spend counts here only.
 		if err == nil && ctx.Err() == nil && (len(f.claims) > 0 || t.modePending() || f.takeDirty(true)) {
 			f.mu.Unlock()
 			continue
@@ -478,9 +477,7 @@ func (t *Transport) shutdownFleet(ctx context.Context) error {
 }
 
 // jitter returns a duration drawn at random between d/2 and d.
-func jitter(d time.Duration) time.Duration {
-	return d/2 + mrand.N(d/2+1)
-}
+func jitter(d time.Duration) time.Duration { return d/2 + mrand.N(d/2+1) }
 
 // signal wakes the loop without blocking.
 func signal(c chan struct{}) {
@@ -496,10 +493,8 @@ func (t *Transport) call(ctx context.Context, op func(ctx context.Context) error
 	defer cancel()
 	start := time.Now()
 	err := op(ctx)
-	if err == nil {
-		d := int64(time.Since(start))
-		s := &t.fleet.slow
-		s.Store(max(d, s.Load()-s.Load()/8)) // a race loses one sample: it is an estimate
+	if s := &t.fleet.slow; err == nil {
+		s.Store(max(int64(time.Since(start)), s.Load()-s.Load()/8)) // a race loses one sample: it is an estimate
 	}
 	return err
 }

@@ -429,20 +429,6 @@ func (ls *latches) quiet(o *opened) (resetOwed bool) {
 	return o.resetOwed
 }
 
-// announce reports a trip this goroutine recorded, once its telemetry is
-// recorded: OnTrip, then the OnReset of a reset that came while OnTrip ran.
-// It runs before the answer's span can end, and before OnReset can run.
-// With a store, OnTrip waits for the fleet-wide claim instead (see
-// WithStore).
-func (t *Transport) announce(ctx context.Context, o *opened) {
-	if t.fleet != nil {
-		t.claim(context.WithoutCancel(ctx), o)
-		return
-	}
-	t.latches.markPaging(o)
-	t.page(context.WithoutCancel(ctx), o)
-}
-
 // claim queues a trip recorded here for the store; OnTrip waits for the
 // claim, so that one process in the fleet pages, unless the store is not
 // taking writes now: then it pages at once (the claim, written later,
