@@ -308,7 +308,17 @@ func TestFleet(t *testing.T) {
 		f.callAll(true)
 		f.waitPages(pages) // the trip written late pages nobody again
 
-		// One log line when the store went, one when it came back.
+		// One log line when the store went, one when it came back. A
+		// replica whose claim went through at once may still be resyncing:
+		// it logs the store up when it reads it again.
+		eventually(t, "every replica logs the store up", func() bool {
+			for _, r := range f.replicas {
+				if !slices.ContainsFunc(r.logList()[logs[r.name]:], func(l string) bool { return strings.Contains(l, "store up again") }) {
+					return false
+				}
+			}
+			return true
+		})
 		for _, r := range f.replicas {
 			var down, up int
 			for _, l := range r.logList()[logs[r.name]:] {
