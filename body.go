@@ -18,7 +18,9 @@ import (
 // This file holds what the Transport does with an answer's body: reading
 // an error answer's prefix to classify it without losing a byte of it, and
 // the body the caller reads of a successful answer, which ends the attempt
-// (its usage settled, its span ended) when the caller is done with it.
+// (its usage settled, its span ended) when the caller is done with it; that
+// body is made with the request's double-wrap mark when it can be, one
+// allocation for both.
 
 // inspect classifies an error answer from a bounded prefix of its body and
 // puts back a body that yields exactly the bytes the server sent. It returns
