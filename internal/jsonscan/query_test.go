@@ -220,7 +220,9 @@ func checkValues(t *testing.T, body []byte, vals []Value) {
 		if end := start + len(v.Raw); end > len(body) || !bytes.Equal(body[start:end], v.Raw) {
 			t.Fatalf("%v: text %q is not the body's at %d", testFields[i].Path, v.Raw, v.At)
 		}
-		if v.Escaped != (bytes.IndexByte(v.Raw, '\\') >= 0) {
+		// A number has no escapes: the text of a malformed one may hold a
+		// backslash all the same ({"n":0\), read as the number's text.
+		if v.Escaped != (v.Kind == '"' && bytes.IndexByte(v.Raw, '\\') >= 0) {
 			t.Fatalf("%v: escaped %v for %q", testFields[i].Path, v.Escaped, v.Raw)
 		}
 	}

@@ -302,7 +302,7 @@ type Value struct {
 	// Kind is the value's first byte: '"', '{', '[', 'n', 't', 'f', '-' or
 	// a digit; 0 if the member never occurred or the body ended at it.
 	Kind    byte
-	Escaped bool // Raw holds JSON escapes
+	Escaped bool // Raw holds JSON escapes (a string's only: a number has none)
 	// Differs reports that an occurrence read differently from the Raw
 	// kept before it: SDKs disagree on which duplicate counts.
 	Differs bool
