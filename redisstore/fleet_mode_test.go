@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -363,13 +361,7 @@ func TestFleetModeStoreLosesItsData(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	srv.Kill()
-	for _, f := range []string{"appendonlydir", "dump.rdb"} {
-		if err := os.RemoveAll(filepath.Join(srv.Dir, f)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	srv.Restart()
+	restartWithoutData(t, srv)
 	waitFor(t, "the mode is written back", func() bool {
 		m, epoch, err := admin.Mode(ctxT(t))
 		return err == nil && m == redisstore.ModeObserve && epoch > before

@@ -481,6 +481,19 @@ func TestFleetRequestsDoNotWaitOnRedis(t *testing.T) {
 	}
 }
 
+// restartWithoutData restarts srv with none of its data, as a Redis without
+// persistence comes back.
+func restartWithoutData(t testing.TB, srv *redistest.Server) {
+	t.Helper()
+	srv.Kill()
+	for _, f := range []string{"appendonlydir", "dump.rdb"} {
+		if err := os.RemoveAll(filepath.Join(srv.Dir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv.Restart()
+}
+
 // A Redis that restarts without its data (no persistence) does not close
 // the fleet's latches: a latch closes only by a reset. The replicas write
 // their open latches back, with no second page and no OnReset.
@@ -502,13 +515,7 @@ func TestFleetStoreLosesItsData(t *testing.T) {
 	waitFor(t, "b opens", func() bool { return len(openScopes(t, b)) == 1 })
 	waitFor(t, "a pages", func() bool { return pages.Load() == 1 })
 
-	srv.Kill()
-	for _, f := range []string{"appendonlydir", "dump.rdb"} {
-		if err := os.RemoveAll(filepath.Join(srv.Dir, f)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	srv.Restart()
+	restartWithoutData(t, srv)
 	waitFor(t, "the latch is written back", func() bool {
 		snap, err := store.Snapshot(context.Background())
 		return err == nil && len(snap.Open) == 1 && snap.Open[0].Scope == scope
