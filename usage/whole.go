@@ -81,11 +81,7 @@ func (w *whole) members(s *jsonscan.Scanner, inner bool) bool {
 			// Whether it is an empty array, for the usage-chunk filter.
 			w.choicesV = 2
 			if b == '[' {
-				j := s.I + 1
-				for j < len(s.B) && isSpace(s.B[j]) {
-					j++
-				}
-				if j < len(s.B) && s.B[j] == ']' {
+				if j := skipSpace(s.B, s.I+1); j < len(s.B) && s.B[j] == ']' {
 					w.choicesV = 1
 				}
 			}
@@ -132,8 +128,6 @@ func (w *whole) members(s *jsonscan.Scanner, inner bool) bool {
 		}
 	}
 }
-
-func isSpace(b byte) bool { return b == ' ' || b == '\t' || b == '\n' || b == '\r' }
 
 // scalarByte reports whether b may be part of a JSON number or literal.
 func scalarByte(b byte) bool {
