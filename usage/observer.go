@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/quotabreaker/quotabreaker/classify"
+	"github.com/quotabreaker/quotabreaker/internal/bodyio"
 	"github.com/quotabreaker/quotabreaker/internal/jsonscan"
 )
 
@@ -236,10 +237,9 @@ func (o *Observer) init(h http.Header, encoding bool) {
 	// The keys are canonical already: h.Get would only spend the time to
 	// find that out again.
 	if enc := first(h["Content-Encoding"]); encoding && enc != "" && !strings.EqualFold(enc, "identity") {
-		switch enc = strings.ToLower(strings.TrimSpace(enc)); enc {
-		case "gzip", "x-gzip", "deflate":
+		if bodyio.Decodes(enc) {
 			o.coded = &encodedBody{enc: enc}
-		default:
+		} else {
 			o.encoded = true
 		}
 	}

@@ -48,15 +48,34 @@ func ReadPrefix(r io.Reader, limit int, hint int64) (buf []byte, eof bool, err e
 // ErrEncoding is Decode's answer for an encoding it cannot undo.
 var ErrEncoding = errors.New("bodyio: unknown content encoding")
 
+// codec names the decoder of a Content-Encoding: "identity", "gzip" or
+// "deflate", or "" for one Decode cannot undo. It is the one list of the
+// encodings the module reads.
+func codec(encoding string) string {
+	switch e := strings.ToLower(strings.TrimSpace(encoding)); e {
+	case "gzip", "x-gzip":
+		return "gzip"
+	case "identity", "deflate":
+		return e
+	}
+	return ""
+}
+
+// Decodes reports whether Decode undoes encoding, other than identity.
+func Decodes(encoding string) bool {
+	c := codec(encoding)
+	return c != "" && c != "identity"
+}
+
 // Decode returns a reader of b decoded from encoding: identity, gzip
 // (x-gzip) or deflate, which the standard wraps in zlib and some servers
 // send raw. The caller bounds what it reads of it: a small body may inflate
 // without end.
 func Decode(encoding string, b []byte) (io.Reader, error) {
-	switch strings.ToLower(strings.TrimSpace(encoding)) {
+	switch codec(encoding) {
 	case "identity":
 		return bytes.NewReader(b), nil
-	case "gzip", "x-gzip":
+	case "gzip":
 		return gzip.NewReader(bytes.NewReader(b))
 	case "deflate":
 		if zr, err := zlib.NewReader(bytes.NewReader(b)); err == nil {

@@ -137,3 +137,16 @@ func FuzzDecodePrefix(f *testing.F) {
 		}
 	})
 }
+
+// Decodes names what Decode undoes, as an observer needs to know before it
+// keeps a body to decode.
+func TestDecodes(t *testing.T) {
+	for enc, want := range map[string]bool{
+		"gzip": true, " X-GZIP ": true, "Deflate": true,
+		"identity": false, "br": false, "zstd": false, "": false, "gzip, br": false,
+	} {
+		if got := Decodes(enc); got != want {
+			t.Errorf("Decodes(%q) = %v, want %v", enc, got, want)
+		}
+	}
+}
