@@ -173,6 +173,45 @@ func chargeAll(t *testing.T, tr *Transport, keys []string, goroutines, n int) {
 	}
 }
 
+// charging is answers sent through a Transport from several goroutines
+// until halt: sent counts those begun, settled those answered.
+type charging struct {
+	sent, settled atomic.Int64
+	stop          chan struct{}
+	wg            sync.WaitGroup
+}
+
+// startCharging sends answers through tr from goroutines goroutines, the
+// g-th on keys[g%len(keys)], one after the other until halt.
+func startCharging(t *testing.T, tr *Transport, goroutines int, keys ...string) *charging {
+	c := &charging{stop: make(chan struct{})}
+	for g := range goroutines {
+		key := keys[g%len(keys)]
+		c.wg.Go(func() {
+			for {
+				select {
+				case <-c.stop:
+					return
+				default:
+				}
+				c.sent.Add(1)
+				if _, _, err := trySend(tr, chatRequest(t, budgetURL, key)); err != nil {
+					t.Error(err)
+					return
+				}
+				c.settled.Add(1)
+			}
+		})
+	}
+	return c
+}
+
+// halt stops the goroutines and waits for them.
+func (c *charging) halt() {
+	close(c.stop)
+	c.wg.Wait()
+}
+
 // Many goroutines charge a shared budget's keys while the loop writes
 // them; the clock then enters the next month, with spend of March still
 // queued, and they charge again. Once Shutdown has written what was
@@ -215,26 +254,7 @@ func TestSharedSpendResetWhileCharging(t *testing.T) {
 	tr := sharedBudget(t, store, WithClock(clk.Now))
 	var p Period
 	p.Start, p.End = MonthlyUTC(clk.Now())
-	stop := make(chan struct{})
-	var others atomic.Int64
-	var wg sync.WaitGroup
-	for g := range 4 {
-		wg.Go(func() {
-			key := []string{"sk-x", "sk-y"}[g%2]
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if _, _, err := trySend(tr, chatRequest(t, budgetURL, key)); err != nil {
-					t.Error(err)
-					return
-				}
-				others.Add(1)
-			}
-		})
-	}
+	others := startCharging(t, tr, 4, "sk-x", "sk-y")
 	for round := range 5 {
 		chargeAll(t, tr, []string{"sk-hot"}, 4, 10+round)
 		if _, err := tr.ResetBudget(context.Background(), "b", "sk-hot"); err != nil {
@@ -242,15 +262,14 @@ func TestSharedSpendResetWhileCharging(t *testing.T) {
 		}
 	}
 	chargeAll(t, tr, []string{"sk-hot"}, 4, 25) // after the last reset: 100 answers
-	close(stop)
-	wg.Wait()
+	others.halt()
 	if err := tr.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := store.total("sk-hot", p), int64(100*answerMicros); got != want {
 		t.Errorf("sk-hot: store holds %d µ$, want %d (the answers after the last reset)", got, want)
 	}
-	if got, want := store.total("sk-x", p)+store.total("sk-y", p), others.Load()*answerMicros; got != want {
+	if got, want := store.total("sk-x", p)+store.total("sk-y", p), others.settled.Load()*answerMicros; got != want {
 		t.Errorf("the other keys: store holds %d µ$, want %d", got, want)
 	}
 }
@@ -263,39 +282,19 @@ func TestSharedSpendResetRacesCharges(t *testing.T) {
 	tr := sharedBudget(t, store, WithClock(clk.Now))
 	var p Period
 	p.Start, p.End = MonthlyUTC(clk.Now())
-	var sent, settled atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 6 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				sent.Add(1)
-				if _, _, err := trySend(tr, chatRequest(t, budgetURL, "sk-hot")); err != nil {
-					t.Error(err)
-					return
-				}
-				settled.Add(1)
-			}
-		})
-	}
+	c := startCharging(t, tr, 6, "sk-hot")
 	time.Sleep(150 * time.Millisecond) // past a write or two
-	before := settled.Load()
+	before := c.settled.Load()
 	if _, err := tr.ResetBudget(context.Background(), "b", "sk-hot"); err != nil {
 		t.Fatal(err)
 	}
-	after := sent.Load()
+	after := c.sent.Load()
 	time.Sleep(150 * time.Millisecond)
-	close(stop)
-	wg.Wait()
+	c.halt()
 	if err := tr.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	all := settled.Load()
+	all := c.settled.Load()
 	got := store.total("sk-hot", p)
 	if got%answerMicros != 0 || got < (all-after)*answerMicros || got > (all-before)*answerMicros {
 		t.Errorf("store holds %d µ$ = %v answers; want from %d (sent after the reset) to %d (not settled before it)",
@@ -313,41 +312,19 @@ func TestSharedSpendShutdownWhileCharging(t *testing.T) {
 	tr := sharedBudget(t, store, WithClock(clk.Now))
 	var p Period
 	p.Start, p.End = MonthlyUTC(clk.Now())
-	var sent, settled atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for g := range 6 {
-		wg.Go(func() {
-			key := []string{"sk-a", "sk-b", "sk-c"}[g%3]
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				sent.Add(1)
-				if _, _, err := trySend(tr, chatRequest(t, budgetURL, key)); err != nil {
-					t.Error(err)
-					return
-				}
-				settled.Add(1)
-			}
-		})
-	}
+	c := startCharging(t, tr, 6, "sk-a", "sk-b", "sk-c")
 	time.Sleep(150 * time.Millisecond)
-	before := settled.Load()
+	before := c.settled.Load()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := tr.Shutdown(ctx); err != nil {
-		close(stop)
-		wg.Wait()
+		c.halt()
 		t.Fatal(err)
 	}
-	after := sent.Load()
+	after := c.sent.Load()
 	written := store.writes.Load()
 	time.Sleep(150 * time.Millisecond) // answers after Shutdown count here only
-	close(stop)
-	wg.Wait()
+	c.halt()
 	if w := store.writes.Load(); w != written {
 		t.Errorf("%d writes after Shutdown returned", w-written)
 	}
