@@ -98,9 +98,13 @@ type jsonCapture struct {
 	capScal  bool // a number or literal: ends at the next delimiter
 	capFrom  int  // where it started in the current piece
 
-	vals  [nCapFields][]byte
-	seen  uint32 // bit per field: a value started
-	trunc uint32 // bit per field: kept only a prefix
+	vals [nCapFields][]byte
+	// usage is vals[capUsage] read, when usageRead is set: readWhole
+	// reads it as it passes, where write only keeps it.
+	usage     usageFields
+	usageRead bool
+	seen      uint32 // bit per field: a value started
+	trunc     uint32 // bit per field: kept only a prefix
 	// bytewise reads every byte in turn, the plainest way and the way it
 	// was read before skim and jsonscan.Special, for tests to compare with.
 	bytewise bool

@@ -79,8 +79,26 @@ func FuzzCapture(f *testing.F) {
 			if got := captureState(&c); got != "done"+want {
 				t.Fatalf("readWhole:\n%s\nwant\n%s", got, "done"+want)
 			}
+			checkUsageRead(t, &c)
 		}
 	})
+}
+
+// checkUsageRead: the usage readWhole read as it passed is what apply
+// would read from the copy kept.
+func checkUsageRead(t *testing.T, c *jsonCapture) {
+	t.Helper()
+	if !c.usageRead {
+		return
+	}
+	var want, got usageFields
+	if !parseUsage(c.get(capUsage), &want) {
+		t.Fatalf("read %q as it passed, but not from the copy kept", c.get(capUsage))
+	}
+	got.merge(&c.usage)
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("usage %q read as it passed:\n%+v\nfrom the copy kept:\n%+v", c.get(capUsage), got, want)
+	}
 }
 
 // wholeCases are shapes where readWhole must follow write's rules, which
@@ -100,6 +118,10 @@ var wholeCases = []string{
 	`{"usage": {"a": [1, {"b": "}\\\""}]}, "id": "\"i\""} trailing`,
 	`  {"choices" :[],"id":"x"  }`,
 	`{"choices": [], "choices": [1]}`,
+	`{"usage": {"prompt_tokens": 1}, "usage": null}`,
+	`{"usage": {"prompt_tokens": 1}, "usage": {"completion_tokens": 2}}`,
+	`{"usage": {"prompt_tokens": 1, "service_tier": "standard"}}`,
+	`{"usage": {"prompt_tokens": 1 "x": 2}, "model": "m"}`,
 	`{"model": "m",}`,
 	`{"model" "m"}`,
 	`{"usage": {"prompt_tokens": 1}`,
@@ -118,6 +140,7 @@ func TestReadWhole(t *testing.T) {
 		if got := captureState(&c); got != "done"+want {
 			t.Errorf("%s:\n%s\nwant\n%s", s, got, "done"+want)
 		}
+		checkUsageRead(t, &c)
 	}
 	files, _ := filepath.Glob(filepath.Join("..", "testdata", "streams", "*.json"))
 	for _, file := range files {
@@ -129,5 +152,6 @@ func TestReadWhole(t *testing.T) {
 		if b[0] == '{' && !c.readWhole(b) {
 			t.Errorf("%s: not read whole", file)
 		}
+		checkUsageRead(t, &c)
 	}
 }

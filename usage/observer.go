@@ -1096,7 +1096,10 @@ func (o *Observer) apply(d *jsonCapture, errorEvent bool, first bool) {
 	var u usageFields
 	carries := false
 	for _, f := range [...]capField{capInnerUsage, capUsage} {
-		if raw := d.get(f); raw != nil && parseUsage(raw, &u) {
+		if f == capUsage && d.usageRead {
+			u.merge(&d.usage)
+			carries = true
+		} else if raw := d.get(f); raw != nil && parseUsage(raw, &u) {
 			carries = true
 		}
 	}

@@ -144,28 +144,39 @@ func (f *usageFields) merge(g *usageFields) {
 func parseUsage(raw []byte, f *usageFields) bool {
 	s := jsonscan.Scanner{B: raw}
 	s.SkipSpace()
+	var g usageFields
+	if !readUsage(&s, &g) {
+		return false
+	}
+	f.merge(&g)
+	return true
+}
+
+// readUsage reads the usage object at s into g, which is zero, and leaves s
+// past it. It reports false when the value is not an object or is
+// malformed: g and s.I then mean nothing.
+func readUsage(s *jsonscan.Scanner, g *usageFields) bool {
 	if s.Peek() != '{' {
 		return false
 	}
-	var g usageFields
 	s.Object(func(key []byte) bool {
 		switch string(key) {
 		case "prompt_tokens":
-			g.count(&s, uPrompt)
+			g.count(s, uPrompt)
 		case "completion_tokens":
-			g.count(&s, uCompletion)
+			g.count(s, uCompletion)
 		case "input_tokens":
-			g.count(&s, uInput)
+			g.count(s, uInput)
 		case "output_tokens":
-			g.count(&s, uOutput)
+			g.count(s, uOutput)
 		case "cache_read_input_tokens":
-			g.count(&s, uCacheRead)
+			g.count(s, uCacheRead)
 		case "cache_creation_input_tokens":
-			g.count(&s, uCacheCreate)
+			g.count(s, uCacheCreate)
 		case "prompt_cache_hit_tokens":
-			g.count(&s, uCacheHit)
+			g.count(s, uCacheHit)
 		case "prompt_tokens_details", "input_tokens_details":
-			return g.details(&s, func(key []byte) (usageField, bool) {
+			return g.details(s, func(key []byte) (usageField, bool) {
 				switch string(key) {
 				case "cached_tokens":
 					return uCached, true
@@ -175,7 +186,7 @@ func parseUsage(raw []byte, f *usageFields) bool {
 				return 0, false
 			})
 		case "completion_tokens_details", "output_tokens_details":
-			return g.details(&s, func(key []byte) (usageField, bool) {
+			return g.details(s, func(key []byte) (usageField, bool) {
 				switch string(key) {
 				case "reasoning_tokens":
 					return uReasoning, true
@@ -185,7 +196,7 @@ func parseUsage(raw []byte, f *usageFields) bool {
 				return 0, false
 			})
 		case "cache_creation":
-			return g.details(&s, func(key []byte) (usageField, bool) {
+			return g.details(s, func(key []byte) (usageField, bool) {
 				switch string(key) {
 				case "ephemeral_1h_input_tokens":
 					return uCache1h, true
@@ -195,15 +206,15 @@ func parseUsage(raw []byte, f *usageFields) bool {
 				return 0, false
 			})
 		case "promptTokenCount":
-			g.count(&s, gPrompt)
+			g.count(s, gPrompt)
 		case "candidatesTokenCount":
-			g.count(&s, gCandidates)
+			g.count(s, gCandidates)
 		case "cachedContentTokenCount":
-			g.count(&s, gCached)
+			g.count(s, gCached)
 		case "thoughtsTokenCount":
-			g.count(&s, gThoughts)
+			g.count(s, gThoughts)
 		case "toolUsePromptTokenCount":
-			g.count(&s, gToolUse)
+			g.count(s, gToolUse)
 		case "service_tier", "serviceTier":
 			g.tier, _ = s.StringValue()
 		case "cost", "cost_in_usd_ticks":
@@ -225,11 +236,7 @@ func parseUsage(raw []byte, f *usageFields) bool {
 		}
 		return !s.Bad
 	})
-	if s.Bad {
-		return false
-	}
-	f.merge(&g)
-	return true
+	return !s.Bad
 }
 
 // count reads a token count at s into field k: a number, or a string

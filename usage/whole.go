@@ -36,6 +36,10 @@ func (c *jsonCapture) readWhole(p []byte) bool {
 			c.keep(p[w.at[f].from:w.at[f].to])
 		}
 	}
+	// Only a usage kept whole is read: a cut one is not (see get).
+	if c.usageRead = w.parsed && c.has(capUsage); c.usageRead {
+		c.usage = w.usage
+	}
 	return true
 }
 
@@ -45,6 +49,9 @@ type whole struct {
 	at       [nCapFields]span
 	seen     uint32
 	choicesV int8
+	// usage is the top-level usage object, read, when parsed is set.
+	usage  usageFields
+	parsed bool
 }
 
 // members reads the object at s, the top-level one or, inner, the one
@@ -96,6 +103,20 @@ func (w *whole) members(s *jsonscan.Scanner, inner bool) bool {
 			if !w.members(s, true) {
 				return false
 			}
+		case f == capUsage && b == '{':
+			// Read now rather than skipped and read again by apply. A
+			// service tier inside would point into p, which the caller
+			// reuses: apply reads that one from the copy kept.
+			// Strict, so that it ends where Skip would (see Strict).
+			w.usage = usageFields{}
+			s.Strict = true
+			w.parsed = readUsage(s, &w.usage) && w.usage.tier == nil
+			if s.Strict = false; !w.parsed {
+				s.I, s.Bad = from, false
+				if !s.Skip() {
+					return false
+				}
+			}
 		case b == '"' || b == '{' || b == '[':
 			if f == capMessage && b == '[' {
 				f = capNone
@@ -104,12 +125,15 @@ func (w *whole) members(s *jsonscan.Scanner, inner bool) bool {
 				return false
 			}
 		default:
-			for s.I < len(s.B) && scalarByte(s.B[s.I]) {
+			for s.I < len(s.B) && jsonscan.ScalarByte(s.B[s.I]) {
 				s.I++
 			}
 			if s.I == from {
 				return false
 			}
+		}
+		if f == capUsage && b != '{' {
+			w.parsed = false // a later member replaces the usage read
 		}
 		if f != capNone {
 			w.at[f] = span{from, s.I}
@@ -127,9 +151,4 @@ func (w *whole) members(s *jsonscan.Scanner, inner bool) bool {
 			return false
 		}
 	}
-}
-
-// scalarByte reports whether b may be part of a JSON number or literal.
-func scalarByte(b byte) bool {
-	return 'a' <= b && b <= 'z' || '0' <= b && b <= '9' || b == '-' || b == '+' || b == '.' || 'A' <= b && b <= 'Z'
 }

@@ -22,6 +22,12 @@ type Scanner struct {
 	B   []byte
 	I   int
 	Bad bool
+	// Strict makes Skip fail on a number or literal holding a byte that
+	// none is made of: a quote or bracket there ({"n": 0"}) is skipped as
+	// text by a lenient reader, and as the start of a string or a
+	// container by one that only counts brackets, and the two would
+	// disagree on where the value ends.
+	Strict bool
 }
 
 // Peek returns the byte at s.I, 0 at the end.
@@ -183,13 +189,22 @@ func (s *Scanner) Skip() bool {
 	}
 	start := s.I
 	for s.I < len(s.B) {
-		switch s.B[s.I] {
+		switch c := s.B[s.I]; c {
 		case ',', '}', ']', ' ', '\t', '\n', '\r':
 			return s.I > start || s.Fail()
+		default:
+			if s.Strict && !ScalarByte(c) {
+				return s.Fail()
+			}
 		}
 		s.I++
 	}
 	return s.I > start || s.Fail()
+}
+
+// ScalarByte reports whether b may be part of a JSON number or literal.
+func ScalarByte(b byte) bool {
+	return 'a' <= b && b <= 'z' || '0' <= b && b <= '9' || b == '-' || b == '+' || b == '.' || 'A' <= b && b <= 'Z'
 }
 
 // Object reads the object at s.I, calling member with each key and s placed
