@@ -83,7 +83,16 @@ func (s *Scanner) Str() (raw []byte, escaped bool) {
 // whether it holds escapes.
 func (s *Scanner) skipStr() bool {
 	start := s.I + 1
-	for j := start; ; {
+	// Most strings are short keys and names, whose end Special finds
+	// faster than a call to IndexByte does.
+	j := start
+	if k := Special(s.B[start:]); k >= 0 && s.B[start+k] == '"' {
+		s.I = start + k + 1
+		return true
+	} else if k < 0 {
+		j = min(start+ShortString, len(s.B))
+	}
+	for {
 		k := bytes.IndexByte(s.B[j:], '"')
 		if k < 0 {
 			return s.Fail()
