@@ -82,8 +82,7 @@ func (b *prefixBody) Close() error { return b.rest.Close() }
 type answerBody struct {
 	rc    io.ReadCloser
 	t     *Transport
-	at    attempt      // settled by t.done, in the body: no closure nor copy to allocate
-	seen  usage.Result // what obs saw, kept here so that it need not escape on its own
+	at    attempt // settled by t.done, in the body: no closure nor copy to allocate
 	ended atomic.Bool
 
 	mu  sync.Mutex // guards obs: Close may race a Read in another goroutine
@@ -156,16 +155,16 @@ func (b *answerBody) finish() {
 	if !b.ended.CompareAndSwap(false, true) {
 		return
 	}
-	var seen *usage.Result
-	if b.observed {
-		b.mu.Lock()
-		b.seen = b.obs.Result()
-		b.obs.Release()
-		b.obs = nil
-		b.mu.Unlock()
-		seen = &b.seen
+	if !b.observed {
+		b.t.done(&b.at, nil)
+		return
 	}
-	b.t.done(&b.at, seen)
+	b.mu.Lock()
+	seen := b.obs.Result()
+	b.obs.Release()
+	b.obs = nil
+	b.mu.Unlock()
+	b.t.done(&b.at, &seen)
 }
 
 func (b *answerBody) Read(p []byte) (int, error) {

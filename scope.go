@@ -60,7 +60,7 @@ func scopeParts(req *http.Request, extra []string, parts []part) []part {
 			continue
 		}
 		for _, v := range vs {
-			if v = strings.Trim(v, " \t"); kind == partCredential {
+			if v = trimBlanks(v); kind == partCredential {
 				v = bareCredential(v)
 			}
 			if v != "" {
@@ -84,6 +84,19 @@ func scopeParts(req *http.Request, extra []string, parts []part) []part {
 		}
 	}
 	return sortParts(parts)
+}
+
+// trimBlanks removes the spaces and tabs around v, which the wire drops,
+// as strings.Trim(v, " \t") would, without building its set of bytes on
+// every call.
+func trimBlanks(v string) string {
+	for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
+		v = v[1:]
+	}
+	for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
+		v = v[:len(v)-1]
+	}
+	return v
 }
 
 // sortParts sorts parts by kind, then value, and drops duplicates. An
@@ -370,7 +383,7 @@ func bareCredential(v string) string {
 			if i == 0 {
 				return v
 			}
-			return strings.TrimLeft(v[i+1:], " \t")
+			return trimBlanks(v[i+1:]) // its end is trimmed already
 		case '=', ':':
 			return v
 		}

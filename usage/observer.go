@@ -245,12 +245,18 @@ func (o *Observer) init(h http.Header, encoding bool) {
 	}
 	mt, _, _ := strings.Cut(first(h["Content-Type"]), ";")
 	switch mt = strings.TrimSpace(mt); {
-	case strings.EqualFold(mt, "text/event-stream"):
+	case isType(mt, "text/event-stream"):
 		o.sse = true
-	case strings.EqualFold(mt, "application/x-ndjson"), strings.EqualFold(mt, "application/jsonl"),
-		strings.EqualFold(mt, "application/x-jsonlines"):
+	case isType(mt, "application/x-ndjson"), isType(mt, "application/jsonl"), isType(mt, "application/x-jsonlines"):
 		o.sse, o.ndjson = true, true
 	}
+}
+
+// isType reports whether the media type mt is want, ignoring case. The
+// length is compared first: "application/json", the usual answer, shares
+// its first twelve bytes with two of the types above.
+func isType(mt, want string) bool {
+	return len(mt) == len(want) && strings.EqualFold(mt, want)
 }
 
 func first(v []string) string {
