@@ -144,9 +144,8 @@ func checked(body, out []byte) ([]byte, bool, bool) {
 // usageChunkFilter removes, from a Chat Completions event stream, the chunk
 // that carries only usage: a data: line whose JSON has "choices": [] and a
 // usage object, alone in its event, together with the blank line that ends
-// the event. Everything else passes byte for byte. Use it only when the
-// request was rewritten by requestStreamUsage and the caller had not asked
-// for usage itself; the observer must see the bytes before the filter does.
+// the event. Everything else passes byte for byte. HideUsageChunk is its
+// body; the observer must see the bytes before the filter does.
 //
 // It holds back a data: line until its end to decide (no other line, and no
 // other event's first byte, waits longer), and lines longer than
@@ -301,7 +300,15 @@ type filterBody struct {
 	err error
 }
 
-func HideUsageChunk(rc io.ReadCloser, obs *Observer) *filterBody {
+// HideUsageChunk returns a body that reads as rc without the chunk of a Chat
+// Completions event stream that carries only usage ("choices": [] and a
+// usage object, alone in its event), which AskStreamUsage or
+// RequestStreamUsage had the provider send: use it only for a caller whose
+// own request did not ask for that chunk. Every other byte passes as sent,
+// and only a data: line is held back, until its end, to be judged. obs, when
+// not nil, is written every byte of rc, the hidden chunk included, so that
+// the stream is still metered. Closing the body closes rc.
+func HideUsageChunk(rc io.ReadCloser, obs *Observer) io.ReadCloser {
 	return &filterBody{rc: rc, obs: obs}
 }
 
