@@ -98,6 +98,34 @@ func BenchmarkSpendAnswer(b *testing.B) {
 	}
 }
 
+// BenchmarkSpendAnswerStdBase is BenchmarkSpendAnswer through a base that
+// is an *http.Transport, as http.DefaultTransport and most bases are: the
+// Transport then sends each request as it is, without the copy that marks
+// it for a Transport further down (see New). The *http.Transport answers
+// from memory too, through a RoundTripper registered for the scheme.
+func BenchmarkSpendAnswerStdBase(b *testing.B) {
+	body, h := corpus.ReadStream(b, "openai-chat-reasoning.json")
+	base := &http.Transport{}
+	base.RegisterProtocol("https", memoryBase(body, h.Get("Content-Type")))
+	for _, tt := range transports(base) {
+		b.Run(tt.name, func(b *testing.B) {
+			req := benchRequest()
+			buf := make([]byte, 4<<10)
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				resp, err := tt.rt.RoundTrip(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if n := readAll(b, resp.Body, buf); n != int64(len(body)) {
+					b.Fatalf("read %d bytes of %d", n, len(body))
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkSpendStream reads a 1 MiB event stream through a 4 KiB buffer
 // (bufio's default, which the SDKs' stream readers use), from memory and
 // from a loopback HTTP server. The goal is under 1.3× the bare read.
