@@ -402,10 +402,14 @@ type change struct {
 
 // clause is a matcher of the source data, over a lower-case name.
 type clause struct {
-	op  op
-	s   string
-	re  *regexp.Regexp
-	sub []clause
+	op op
+	s  string
+	// need, of a regular expression, is a text every name it accepts
+	// holds (see genprices' need), looked for first: most names hold
+	// none, and running re costs far more.
+	need string
+	re   *regexp.Regexp
+	sub  []clause
 }
 
 type op uint8
@@ -433,7 +437,7 @@ func (c *clause) match(name string) bool {
 	case opContains:
 		return strings.Contains(name, c.s)
 	case opRegex:
-		return c.re.MatchString(name)
+		return strings.Contains(name, c.need) && c.re.MatchString(name)
 	case opOr:
 		for i := range c.sub {
 			if c.sub[i].match(name) {

@@ -475,7 +475,20 @@ func FuzzLookup(f *testing.F) {
 	f.Add("gcp.vertex_ai", "claude-sonnet-4-5@20250929", "priority")
 	f.Add("groq", "-20250929", "")
 	f.Add("x_ai", "grok-4.5-20260101", "")
+	f.Add("", "x-ai/grok-4.3-20260101", "")
+	f.Add("", "magistral-medium-2506", "")
+	f.Add("", "my-own-model", "")
+	regexes := regexClauses()
 	f.Fuzz(func(t *testing.T, provider, model, tier string) {
+		// A regular expression runs only on a name that holds its need:
+		// every name it accepts must.
+		for _, c := range regexes {
+			for _, name := range []string{model, normalize(model)} {
+				if c.re.MatchString(name) && !strings.Contains(name, c.need) {
+					t.Errorf("%q accepts %q, which lacks %q", c.s, name, c.need)
+				}
+			}
+		}
 		p, ok := Lookup(provider, model, tier)
 		if ok && p.Input <= 0 && p.Output <= 0 {
 			t.Errorf("Lookup(%q, %q, %q) priced at zero", provider, model, tier)
@@ -509,6 +522,51 @@ func BenchmarkLookupUnknown(b *testing.B) {
 	for b.Loop() {
 		if _, ok := Lookup("", "my-own-model", ""); ok {
 			b.Fatal("found")
+		}
+	}
+}
+
+// regexClauses returns the snapshot's regular expressions, in the makers'
+// matchers and in the rules.
+func regexClauses() []*clause {
+	var out []*clause
+	var walk func(c *clause)
+	walk = func(c *clause) {
+		if c.op == opRegex {
+			out = append(out, c)
+		}
+		for i := range c.sub {
+			walk(&c.sub[i])
+		}
+	}
+	for i := range providers {
+		walk(&providers[i].maker)
+	}
+	for i := range rules {
+		walk(&rules[i].match)
+	}
+	return out
+}
+
+// TestRegexNeeds: the snapshot's regular expressions carry their needs, and
+// the ones it has accept what they did.
+func TestRegexNeeds(t *testing.T) {
+	res := regexClauses()
+	if len(res) == 0 {
+		t.Fatal("no regular expression in the snapshot")
+	}
+	for _, c := range res {
+		if c.need == "" && c.s != "^o[134]" {
+			t.Errorf("%q has no need", c.s)
+		}
+	}
+	for _, c := range [][2]string{
+		{"", "codestral-2501"}, {"", "magistral-medium-2506"}, // Mistral's maker
+		{"", "o3-pro"},                                                                                                            // OpenAI's
+		{"x_ai", "grok-4.3-20260101"}, {"gcp.gemini", "gemini-3.5-flash-001"}, {"openrouter", "google/gemini-3.5-flash-20260101"}, // rules
+	} {
+		if _, ok := Lookup(c[0], c[1], ""); !ok {
+			t.Errorf("Lookup(%q, %q) found nothing", c[0], c[1])
 		}
 	}
 }

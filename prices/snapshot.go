@@ -47,10 +47,10 @@ var providers = [...]provider{
 	{id: "huggingface_sambanova", rules: [2]uint16{140, 140}},                                                    // 20: huggingface.sambanova
 	{id: "huggingface_together", rules: [2]uint16{140, 140}},                                                     // 21: huggingface.together
 	{id: "minimax", rules: [2]uint16{140, 143}, maker: clause{op: opOr, sub: []clause{{op: opPrefix, s: "minimax-m"}, {op: opPrefix, s: "minimax-m"}, {op: opEquals, s: "minimax-01"}, {op: opEquals, s: "m2-her"}, {op: opEquals, s: "m2-her"}}}}, // 22: minimax
-	{id: "mistral", rules: [2]uint16{143, 148}, maker: clause{op: opRegex, s: "(?:mi|code|dev|magi|mini)stral", re: regexp.MustCompile("(?:mi|code|dev|magi|mini)stral")}},                                                                         // 23: mistral_ai
+	{id: "mistral", rules: [2]uint16{143, 148}, maker: clause{op: opRegex, s: "(?:mi|code|dev|magi|mini)stral", need: "stral", re: regexp.MustCompile("(?:mi|code|dev|magi|mini)stral")}},                                                          // 23: mistral_ai
 	{id: "moonshotai", rules: [2]uint16{148, 151}, maker: clause{op: opOr, sub: []clause{{op: opPrefix, s: "kimi"}, {op: opPrefix, s: "moonshot"}}}},                                                                                               // 24: moonshot
 	{id: "novita", rules: [2]uint16{151, 151}}, // 25: novita
-	{id: "openai", rules: [2]uint16{151, 165}, maker: clause{op: opOr, sub: []clause{{op: opPrefix, s: "gpt-"}, {op: opRegex, s: "^o[134]", re: regexp.MustCompile("^o[134]")}}}}, // 26: openai
+	{id: "openai", rules: [2]uint16{151, 165}, maker: clause{op: opOr, sub: []clause{{op: opPrefix, s: "gpt-"}, {op: opRegex, s: "^o[134]", need: "o", re: regexp.MustCompile("^o[134]")}}}}, // 26: openai
 	{id: "openrouter", rules: [2]uint16{165, 167}},                                                                                            // 27: openrouter
 	{id: "ovhcloud", rules: [2]uint16{167, 167}},                                                                                              // 28: ovhcloud
 	{id: "perplexity", rules: [2]uint16{167, 167}},                                                                                            // 29: perplexity
@@ -2089,7 +2089,7 @@ var rules = [...]rule{
 	{211, 30, clause{op: opPrefix, s: "gemini-3.1-flash-image-preview"}},
 	{212, 21, clause{op: opPrefix, s: "gemini-3.1-flash-lite"}},
 	{213, 22, clause{op: opPrefix, s: "gemini-3.1-pro-preview"}},
-	{214, 0, clause{op: opOr, sub: []clause{{op: opPrefix, s: "gemini-3.5-flash-preview"}, {op: opRegex, s: "^gemini-3\\.5-flash-\\d", re: regexp.MustCompile("^gemini-3\\.5-flash-\\d")}}}},
+	{214, 0, clause{op: opOr, sub: []clause{{op: opPrefix, s: "gemini-3.5-flash-preview"}, {op: opRegex, s: "^gemini-3\\.5-flash-\\d", need: "gemini-3.5-flash-", re: regexp.MustCompile("^gemini-3\\.5-flash-\\d")}}}},
 	{215, 21, clause{op: opPrefix, s: "gemini-3.5-flash-lite"}},
 	{216, 16, clause{op: opPrefix, s: "gemini-3.6-flash"}},
 	{220, 21, clause{op: opOr, sub: []clause{{op: opPrefix, s: "gemini-live-2.5-flash"}, {op: opPrefix, s: "gemini-2.5-flash-native-audio-preview"}}}},
@@ -2120,10 +2120,10 @@ var rules = [...]rule{
 	{551, 15, clause{op: opPrefix, s: "gpt-4o-realtime"}},
 	{559, 11, clause{op: opPrefix, s: "gpt-5-nano-"}},
 	{589, 10, clause{op: opContains, s: "moderation"}},
-	{795, 0, clause{op: opRegex, s: "^google/gemini-3\\.5-flash-\\d{8}$", re: regexp.MustCompile("^google/gemini-3\\.5-flash-\\d{8}$")}},
-	{1264, 0, clause{op: opRegex, s: "^x-ai/grok-4\\.3-\\d{8}$", re: regexp.MustCompile("^x-ai/grok-4\\.3-\\d{8}$")}},
-	{1425, 0, clause{op: opOr, sub: []clause{{op: opRegex, s: "^grok-4\\.3-\\d{8}$", re: regexp.MustCompile("^grok-4\\.3-\\d{8}$")}, {op: opRegex, s: "^x-ai/grok-4\\.3-\\d{8}$", re: regexp.MustCompile("^x-ai/grok-4\\.3-\\d{8}$")}}}},
-	{1426, 0, clause{op: opOr, sub: []clause{{op: opRegex, s: "^grok-4\\.5-\\d{8}$", re: regexp.MustCompile("^grok-4\\.5-\\d{8}$")}, {op: opRegex, s: "^x-ai/grok-4\\.5-\\d{8}$", re: regexp.MustCompile("^x-ai/grok-4\\.5-\\d{8}$")}}}},
+	{795, 0, clause{op: opRegex, s: "^google/gemini-3\\.5-flash-\\d{8}$", need: "google/gemini-3.5-flash-", re: regexp.MustCompile("^google/gemini-3\\.5-flash-\\d{8}$")}},
+	{1264, 0, clause{op: opRegex, s: "^x-ai/grok-4\\.3-\\d{8}$", need: "x-ai/grok-4.3-", re: regexp.MustCompile("^x-ai/grok-4\\.3-\\d{8}$")}},
+	{1425, 0, clause{op: opOr, sub: []clause{{op: opRegex, s: "^grok-4\\.3-\\d{8}$", need: "grok-4.3-", re: regexp.MustCompile("^grok-4\\.3-\\d{8}$")}, {op: opRegex, s: "^x-ai/grok-4\\.3-\\d{8}$", need: "x-ai/grok-4.3-", re: regexp.MustCompile("^x-ai/grok-4\\.3-\\d{8}$")}}}},
+	{1426, 0, clause{op: opOr, sub: []clause{{op: opRegex, s: "^grok-4\\.5-\\d{8}$", need: "grok-4.5-", re: regexp.MustCompile("^grok-4\\.5-\\d{8}$")}, {op: opRegex, s: "^x-ai/grok-4\\.5-\\d{8}$", need: "x-ai/grok-4.5-", re: regexp.MustCompile("^x-ai/grok-4\\.5-\\d{8}$")}}}},
 }
 
 // models holds the 1442 models of the source, each with its id and its first

@@ -133,7 +133,7 @@ func TestMatchers(t *testing.T) {
 		`gpt-4o clause{op: opPrefix, s: "gpt-4o-"}`,
 		`gpt-4o-audio clause{op: opAnd, sub: []clause{{op: opPrefix, s: "gpt-4o"}, {op: opContains, s: "audio"}}}`,
 		`grok-ish clause{op: opRegex, s: "(?i)^GPT-X\\.\\d-\\d{8}$", re: regexp.MustCompile("(?i)^GPT-X\\.\\d-\\d{8}$")}`,
-		`gpt-5 clause{op: opRegex, s: "^gpt-5\\.\\d$", re: regexp.MustCompile("^gpt-5\\.\\d$")}`,
+		`gpt-5 clause{op: opRegex, s: "^gpt-5\\.\\d$", need: "gpt-5.", re: regexp.MustCompile("^gpt-5\\.\\d$")}`,
 		`moderation clause{op: opPrefix, s: "omni-moderation"}`,
 		`gpt-long clause{op: opSuffix, s: "-long"}`,
 	}
@@ -296,6 +296,26 @@ func TestGrouped(t *testing.T) {
 	for n, want := range map[int64]string{0: "0", 999: "999", 1000: "1_000", 2_500_000: "2_500_000", 100_000: "100_000"} {
 		if got := grouped(n); got != want {
 			t.Errorf("grouped(%d) = %q; want %q", n, got, want)
+		}
+	}
+}
+
+// TestNeed: the text need finds is one every match holds, and none is
+// found where a match need not hold one.
+func TestNeed(t *testing.T) {
+	for _, tt := range []struct{ expr, want string }{
+		{"(?:mi|code|dev|magi|mini)stral", "stral"},
+		{`^x-ai/grok-4\.3-\d{8}$`, "x-ai/grok-4.3-"},
+		{`^o[134]`, "o"},
+		{"gpt", "gpt"},
+		{`(?i)^GPT-X\.\d-\d{8}$`, ""}, // any case: no text is certain
+		{"a|b", ""},
+		{"(?:abc)?d", "d"},
+		{"x*", ""},
+		{"(", ""},
+	} {
+		if got := need(tt.expr); got != tt.want {
+			t.Errorf("need(%q) = %q; want %q", tt.expr, got, tt.want)
 		}
 	}
 }
