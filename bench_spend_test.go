@@ -2,6 +2,7 @@ package quotabreaker
 
 import (
 	"bytes"
+	"crypto/tls"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -105,7 +106,9 @@ func BenchmarkSpendAnswer(b *testing.B) {
 // from memory too, through a RoundTripper registered for the scheme.
 func BenchmarkSpendAnswerStdBase(b *testing.B) {
 	body, h := corpus.ReadStream(b, "openai-chat-reasoning.json")
-	base := &http.Transport{}
+	// An empty TLSNextProto keeps HTTP/2, which would register https
+	// itself, out of the way.
+	base := &http.Transport{TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}
 	base.RegisterProtocol("https", memoryBase(body, h.Get("Content-Type")))
 	for _, tt := range transports(base) {
 		b.Run(tt.name, func(b *testing.B) {
