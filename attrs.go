@@ -13,6 +13,7 @@ import (
 
 	"github.com/quotabreaker/quotabreaker/balance"
 	"github.com/quotabreaker/quotabreaker/classify"
+	"github.com/quotabreaker/quotabreaker/internal/credential"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -393,7 +394,7 @@ func operationName(req *http.Request) string {
 // fragment and every query value replaced by REDACTED, except the values of
 // the parameters known to be safe (api-version, alt, ...; see safeParams):
 // deny by default, since a gateway may take a secret under any name. Query
-// parameters are read by eachQueryParam, the scope's own reader.
+// parameters are read by credential.EachQueryParam, the scope's own reader.
 func redactURL(u *url.URL) string {
 	if u.User == nil && u.RawQuery == "" && u.Fragment == "" && u.RawFragment == "" {
 		return u.String()
@@ -407,11 +408,11 @@ func redactURL(u *url.URL) string {
 	}
 	if r.RawQuery != "" {
 		var b strings.Builder
-		eachQueryParam(r.RawQuery, func(name, value string, hasValue bool, kind paramKind, sep string) {
+		credential.EachQueryParam(r.RawQuery, func(name, value string, hasValue bool, kind credential.Param, sep string) {
 			switch {
 			case !hasValue: // ?SECRET
 				b.WriteString("REDACTED")
-			case kind == paramSafe || value == "":
+			case kind == credential.ParamSafe || value == "":
 				b.WriteString(name)
 				if name != "" || value != "" {
 					b.WriteByte('=')

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/quotabreaker/quotabreaker/classify"
+	"github.com/quotabreaker/quotabreaker/internal/credential"
 )
 
 // The default scope is the credentials that made a call: the target host,
@@ -25,16 +26,17 @@ import (
 // matched ignoring case (a caller may write h["x-api-key"] directly, which
 // net/http sends as it is), values are trimmed of the spaces and tabs the
 // wire drops, a scheme ("Bearer ") is removed, and the parts are sorted and
-// deduplicated, so one key written two ways is one scope. The same parser
-// tells the redaction of url.full which query values to hide.
+// deduplicated, so one key written two ways is one scope. The parser is
+// internal/credential, which also tells the redaction of url.full which
+// query values to hide.
 
 // Kinds of scope part, in the order they are hashed and named, which is
 // the order of their letters.
 const (
 	partHost       = 'h'
-	partCredential = 'k'
-	partOrg        = 'o'
-	partProject    = 'p'
+	partCredential = byte(credential.Key)
+	partOrg        = byte(credential.Org)
+	partProject    = byte(credential.Project)
 )
 
 // part is one part of a request's default scope.
@@ -55,13 +57,13 @@ const maxParts = 8
 func scopeParts(req *http.Request, extra []string, parts []part) []part {
 	parts = append(parts, part{partHost, requestHost(req)})
 	for name, vs := range req.Header {
-		kind := headerKind(name, extra)
+		kind := byte(credential.Header(name, extra))
 		if kind == 0 {
 			continue
 		}
 		for _, v := range vs {
-			if v = trimBlanks(v); kind == partCredential {
-				v = bareCredential(v)
+			if v = credential.Trim(v); kind == partCredential {
+				v = credential.Bare(v)
 			}
 			if v != "" {
 				parts = append(parts, part{kind, v})
@@ -73,8 +75,8 @@ func scopeParts(req *http.Request, extra []string, parts []part) []part {
 			parts = append(parts, part{partCredential, u.String()})
 		}
 		if req.URL.RawQuery != "" {
-			eachQueryParam(req.URL.RawQuery, func(_, value string, _ bool, kind paramKind, _ string) {
-				if kind == paramCredential {
+			credential.EachQueryParam(req.URL.RawQuery, func(_, value string, _ bool, kind credential.Param, _ string) {
+				if kind == credential.ParamCredential {
 					if v, err := url.QueryUnescape(value); err == nil {
 						value = v
 					}
@@ -84,19 +86,6 @@ func scopeParts(req *http.Request, extra []string, parts []part) []part {
 		}
 	}
 	return sortParts(parts)
-}
-
-// trimBlanks removes the spaces and tabs around v, which the wire drops,
-// as strings.Trim(v, " \t") would, without building its set of bytes on
-// every call.
-func trimBlanks(v string) string {
-	for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
-		v = v[1:]
-	}
-	for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
-		v = v[:len(v)-1]
-	}
-	return v
 }
 
 // sortParts sorts parts by kind, then value, and drops duplicates. An
@@ -138,7 +127,7 @@ func credentialed(parts []part) bool {
 // scopeID returns the id of req's latch, when WithScope named it its name,
 // and whether the request carries a credential the Transport can find. It
 // runs on every request and allocates nothing for the default scope.
-func (t *Transport) scopeID(req *http.Request) (id uint64, custom string, credential bool) {
+func (t *Transport) scopeID(req *http.Request) (id uint64, custom string, keyed bool) {
 	var h maphash.Hash
 	h.SetSeed(t.seed)
 	if t.cfg.scope != nil {
@@ -156,10 +145,10 @@ func (t *Transport) scopeID(req *http.Request) (id uint64, custom string, creden
 		h.WriteString(p.v)
 		h.WriteByte(0)
 	}
-	if credential = credentialed(parts); !credential {
+	if keyed = credentialed(parts); !keyed {
 		t.noCredential(req)
 	}
-	return h.Sum64(), "", credential
+	return h.Sum64(), "", keyed
 }
 
 // scopeName is the name of req's default scope as this Transport sees it:
@@ -274,197 +263,6 @@ func printable(s string) string {
 		return "~" + Fingerprint(s)
 	}
 	return s
-}
-
-// headerKind says what a header of this name carries: partCredential,
-// partOrg, partProject, or 0 for nothing of the scope. The common names are
-// decided by a switch; others by their words. extra lists more credential
-// headers, canonical.
-func headerKind(name string, extra []string) byte {
-	switch name {
-	case "Authorization", "Api-Key", "X-Api-Key", "X-Goog-Api-Key", "Ocp-Apim-Subscription-Key",
-		"X-Litellm-Api-Key", "X-Portkey-Api-Key", "X-Portkey-Virtual-Key", "Cf-Aig-Authorization":
-		return partCredential
-	case "Openai-Organization":
-		return partOrg
-	case "Openai-Project":
-		return partProject
-	case "Content-Type", "Content-Length", "Accept", "Accept-Encoding", "User-Agent", "Traceparent",
-		"Tracestate", "Anthropic-Version", "Anthropic-Beta", "Openai-Beta", "Idempotency-Key":
-		return 0
-	}
-	for _, e := range extra {
-		if strings.EqualFold(name, e) {
-			return partCredential
-		}
-	}
-	if strings.HasPrefix(name, "X-Stainless-") { // the OpenAI and Anthropic SDKs' own
-		return 0
-	}
-	switch {
-	case strings.EqualFold(name, "Openai-Organization"):
-		return partOrg
-	case strings.EqualFold(name, "Openai-Project"):
-		return partProject
-	case credentialName(name, credentialHeaderWords[:]) && !notCredentialHeader(name):
-		return partCredential
-	}
-	return 0
-}
-
-// credentialHeaderWords are the words of a header name that say it carries
-// a credential: X-Api-Key, X-Auth-Token, Cf-Aig-Authorization, X-Client-Secret.
-// "Tokens" is not "token": X-Ratelimit-Remaining-Tokens counts tokens.
-var credentialHeaderWords = [...]string{
-	"key", "apikey", "token", "authtoken", "apitoken", "accesstoken",
-	"secret", "auth", "authorization", "signature", "credential", "credentials", "password",
-}
-
-// notCredentialHeader reports the headers whose names say key, token or
-// authorization but that carry no credential of the API: a key that is new
-// on every request (Idempotency-Key, Sec-WebSocket-Key), the credential of a
-// forward proxy (Proxy-Authorization), and anti-forgery tokens.
-func notCredentialHeader(name string) bool {
-	for _, n := range [...]string{"Idempotency-Key", "X-Idempotency-Key", "Sec-Websocket-Key", "Proxy-Authorization", "X-Csrf-Token", "X-Xsrf-Token"} {
-		if strings.EqualFold(name, n) {
-			return true
-		}
-	}
-	return false
-}
-
-// credentialName reports whether one of the words of name (split at '-',
-// '_', '.', spaces and lower-to-upper case changes) is one of words,
-// ignoring case.
-func credentialName(name string, words []string) bool {
-	start := 0
-	for i := 0; i <= len(name); i++ {
-		boundary := i == len(name)
-		if !boundary {
-			switch c := name[i]; {
-			case c == '-' || c == '_' || c == '.' || c == ' ':
-				boundary = true
-			case 'A' <= c && c <= 'Z' && i > start && 'a' <= name[i-1] && name[i-1] <= 'z':
-				// camelCase: "apiKey", "accessToken"
-				if oneOf(name[start:i], words) {
-					return true
-				}
-				start = i
-			}
-		}
-		if boundary {
-			if i > start && oneOf(name[start:i], words) {
-				return true
-			}
-			start = i + 1
-		}
-	}
-	return false
-}
-
-func oneOf(w string, words []string) bool {
-	for _, x := range words {
-		if len(x) == len(w) && strings.EqualFold(w, x) {
-			return true
-		}
-	}
-	return false
-}
-
-// bareCredential removes an Authorization header's scheme ("Bearer sk-..."
-// becomes "sk-..."), so a key's fingerprint depends on the key alone. The
-// scheme ends at the first space or tab, which may be repeated.
-func bareCredential(v string) string {
-	// An auth-scheme is a token: it ends at the first space and holds no
-	// '=' or ':', which a bare key or a Basic credential may.
-	for i := 0; i < len(v); i++ {
-		switch v[i] {
-		case ' ', '\t':
-			if i == 0 {
-				return v
-			}
-			return trimBlanks(v[i+1:]) // its end is trimmed already
-		case '=', ':':
-			return v
-		}
-	}
-	return v
-}
-
-// paramKind is what a query parameter's name says of its value.
-type paramKind uint8
-
-const (
-	// paramOther is any parameter not known to be safe: its value is
-	// redacted in url.full, and it is not part of the scope.
-	paramOther paramKind = iota
-	// paramSafe is a parameter known to carry no secret (api-version,
-	// alt): shown in url.full.
-	paramSafe
-	// paramCredential carries a credential: redacted, and part of the
-	// scope.
-	paramCredential
-)
-
-// safeParams are the query parameters known to carry no secret, shown in
-// url.full as sent. Every other value is redacted.
-var safeParams = [...]string{
-	"api-version", "api_version", "alt", "stream", "beta", "model", "format", "version",
-	"limit", "order", "after", "before", "page", "per_page", "page_size", "pageSize",
-	"pageToken", "page_token", "include", "prettyPrint", "upload_protocol", "uploadType",
-}
-
-// credentialParamWords are the words of a query parameter's name that say
-// it carries a credential: Gemini's ?key=, ?api_key=, ?access_token=, Azure
-// Functions' ?code=, a SAS's ?sig=, and the names gateways give their own.
-var credentialParamWords = [...]string{
-	"key", "apikey", "token", "authtoken", "apitoken", "accesstoken", "secret", "auth",
-	"authorization", "signature", "sig", "credential", "credentials", "password", "passwd",
-	"pwd", "code", "jwt", "bearer", "session", "sessionid", "hmac", "sas", "subscriptionkey",
-}
-
-// eachQueryParam calls fn with each parameter of a raw query, in order:
-// its name and value as written (escaped), whether it has a value at all
-// ("?SECRET" has none), what its name says of it, and the separator that
-// follows it ("" for the last). It splits on both '&' and ';', which some
-// servers accept as a separator. It is the one reader of query parameters
-// for the scope and for url.full.
-func eachQueryParam(rawQuery string, fn func(name, value string, hasValue bool, kind paramKind, sep string)) {
-	for rawQuery != "" {
-		p, sep := rawQuery, ""
-		if i := strings.IndexAny(rawQuery, "&;"); i >= 0 {
-			p, sep, rawQuery = rawQuery[:i], rawQuery[i:i+1], rawQuery[i+1:]
-		} else {
-			rawQuery = ""
-		}
-		name, value, ok := strings.Cut(p, "=")
-		switch {
-		case p == "":
-			fn("", "", true, paramSafe, sep)
-		case !ok:
-			fn(name, "", false, paramOther, sep)
-		default:
-			fn(name, value, true, queryParamKind(name), sep)
-		}
-	}
-}
-
-// queryParamKind says what a parameter of this name (as written) carries.
-func queryParamKind(name string) paramKind {
-	if strings.IndexByte(name, '%') >= 0 || strings.IndexByte(name, '+') >= 0 {
-		if n, err := url.QueryUnescape(name); err == nil {
-			name = n
-		}
-	}
-	for _, s := range safeParams {
-		if strings.EqualFold(name, s) {
-			return paramSafe
-		}
-	}
-	if credentialName(name, credentialParamWords[:]) {
-		return paramCredential
-	}
-	return paramOther
 }
 
 // requestProvider names the provider a request is sent to, by its host.
