@@ -1,6 +1,9 @@
 package credential
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // TestHeader pins which header names carry a credential.
 func TestHeader(t *testing.T) {
@@ -101,4 +104,34 @@ func TestBare(t *testing.T) {
 			t.Errorf("Trim(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
+}
+
+// FuzzEachQueryParam: the parameters EachQueryParam gives, written back
+// with their separators, are the query as it came (so url.full's redaction
+// loses or adds nothing but the values it hides), each kind is its name's,
+// and Bare keeps a part of what it is given.
+func FuzzEachQueryParam(f *testing.F) {
+	f.Add("api-version=2024-10-21&key=SECRET;sig=x&&?SECRET&a=b=c")
+	f.Add("api%5Fkey=1&%zz=2&=&")
+	f.Fuzz(func(t *testing.T, q string) {
+		var b strings.Builder
+		EachQueryParam(q, func(name, value string, hasValue bool, kind Param, sep string) {
+			b.WriteString(name)
+			if hasValue && (name != "" || value != "" || kind != ParamSafe) {
+				b.WriteByte('=')
+			}
+			b.WriteString(value)
+			b.WriteString(sep)
+			if name != "" && hasValue && kind != QueryParam(name) {
+				t.Errorf("%q: kind %d, QueryParam says %d", name, kind, QueryParam(name))
+			}
+		})
+		if b.String() != q {
+			t.Errorf("%q read back as %q", q, b.String())
+		}
+		if v := Bare(Trim(q)); !strings.Contains(q, v) {
+			t.Errorf("Bare(%q) = %q", q, v)
+		}
+		Header(q, []string{q})
+	})
 }
