@@ -238,11 +238,6 @@ type Change struct {
 	Trip Trip
 }
 
-// Period is a budget period: from Start, included, to End, excluded.
-type Period struct {
-	Start, End time.Time
-}
-
 // SplitSpendKey splits the Key of a SpendWrite or a Spend into the name of
 // the budget and the budget key, for a store or a tool that shows them; ok
 // is false for a key no Transport wrote. The form, "<length of the
