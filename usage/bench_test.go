@@ -2,12 +2,14 @@ package usage
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 
 	"github.com/quotabreaker/quotabreaker/internal/corpus"
+	"github.com/quotabreaker/quotabreaker/internal/jsonscan"
 )
 
 // observedReader shows an observer every byte read through it, as the
@@ -131,6 +133,50 @@ func BenchmarkObserveJSON(b *testing.B) {
 		}
 		o.Release()
 	}
+}
+
+// BenchmarkObserveJSONFloor reads the same answer two other ways, as
+// yardsticks for BenchmarkObserveJSON: encoding/json decoding only what the
+// observer keeps (model, id, service tier, usage and its details), and a
+// walk over every byte that only finds the end of each string
+// (jsonscan.Scanner.Skip of the whole value), the least a reader that must
+// tell a key from the text of a completion does.
+func BenchmarkObserveJSONFloor(b *testing.B) {
+	body, _ := corpus.ReadStream(b, "openai-chat-reasoning.json")
+	b.Run("reader=encoding-json", func(b *testing.B) {
+		type details struct {
+			Cached    int64 `json:"cached_tokens"`
+			Reasoning int64 `json:"reasoning_tokens"`
+		}
+		var v struct {
+			Model, ID   string
+			ServiceTier string `json:"service_tier"`
+			Usage       struct {
+				Prompt           int64   `json:"prompt_tokens"`
+				Completion       int64   `json:"completion_tokens"`
+				PromptDetails    details `json:"prompt_tokens_details"`
+				CompletionDetail details `json:"completion_tokens_details"`
+			}
+		}
+		b.SetBytes(int64(len(body)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := json.Unmarshal(body, &v); err != nil || v.Usage.Completion == 0 {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("reader=skip", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		b.ReportAllocs()
+		for b.Loop() {
+			s := jsonscan.Scanner{B: body}
+			s.Skip()
+			if s.SkipSpace(); s.I != len(body) || s.Bad {
+				b.Fatal("not skipped whole")
+			}
+		}
+	})
 }
 
 // BenchmarkRequestStreamUsage is the cost of asking for usage on a typical
