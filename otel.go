@@ -147,32 +147,38 @@ func (tel *telemetry) init(t *Transport) {
 // propagator). Then it is INTERNAL, so that each attempt has one CLIENT span. The returned context
 // carries the span to the base transport only when there is a span context
 // to propagate.
-func (tel *telemetry) start(req *http.Request, refused, credential bool) (context.Context, trace.Span) {
+//
+// The request's attributes are returned, not set: they join the answer's
+// (see answer), so that the span is given its attributes in one call, and
+// the SDK's span copies them into one slice rather than growing two. nil
+// when the span does not record.
+func (tel *telemetry) start(req *http.Request, refused, credential bool) (context.Context, trace.Span, *spanAttrs) {
 	ctx := req.Context()
 	if tel.noSpans {
-		return ctx, trace.SpanFromContext(context.Background()) // a no-op span
+		return ctx, trace.SpanFromContext(context.Background()), nil // a no-op span
 	}
 	opts := tel.client
 	if (tel.internal && !refused) || tracedOutside(ctx, req.Header) {
 		opts = tel.nested
 	}
 	spanCtx, span := tel.tracer.Start(ctx, spanName(req.Method), opts...)
+	var pending *spanAttrs
 	if span.IsRecording() {
-		attrs := tel.newAttrs(span)
-		attrs.kv = appendRequestAttrs(attrs.kv, req, credential)
-		setAttrs(span, &attrs)
+		pending = tel.newAttrs(span)
+		pending.kv = appendRequestAttrs(pending.kv, req, credential)
 	}
 	if span.SpanContext().IsValid() {
 		ctx = spanCtx
 	}
-	return ctx, span
+	return ctx, span, pending
 }
 
 // answer records an answer that came from the network, and the trip it
 // opened if any. refusedBy is the open latch that ModeObserve let the request
 // past. The span ends later, when the caller is done with the body (see
-// Transport.follow); its attributes are returned, for ended to set.
-func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Response, c classify.Result, reqProvider classify.Provider, scope, state string, mode Mode, refusedBy, first *opened) *spanAttrs {
+// Transport.follow); its attributes, pending's (the request's, from start)
+// and the answer's, are returned for ended to set.
+func (tel *telemetry) answer(span trace.Span, pending *spanAttrs, req *http.Request, resp *http.Response, c classify.Result, reqProvider classify.Provider, scope, state string, mode Mode, refusedBy, first *opened) *spanAttrs {
 	ctx := req.Context()
 	if first != nil {
 		tel.tripped(ctx, span, first.Trip)
@@ -190,7 +196,6 @@ func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Resp
 	if provider == "" {
 		provider = reqProvider
 	}
-	pending := tel.newAttrs(span)
 	attrs := append(pending.kv,
 		semconv.HTTPResponseStatusCode(resp.StatusCode),
 		attrBreakerState.String(state),
@@ -469,10 +474,14 @@ func (tel *telemetry) budgetRefusal(ctx context.Context, span trace.Span, provid
 // type, not its text, which can quote a URL holding a key.
 func (tel *telemetry) ended(at *attempt) {
 	tel.operation(at)
-	setAttrs(at.span, &at.attrs) // the answer's and the spend's, in one call
-	if at.err != nil && at.span.IsRecording() {
+	failed := at.err != nil && at.span.IsRecording()
+	if failed {
 		// errorType is semconv.ErrorType(at.err)'s, worked out as it failed.
-		at.span.SetAttributes(semconv.ErrorTypeKey.String(at.errorType), attrBreakerState.String(at.latch.state()), attrMode.String(at.mode.String()))
+		at.attrs.kv = append(at.attrs.kv, semconv.ErrorTypeKey.String(at.errorType),
+			attrBreakerState.String(at.latch.state()), attrMode.String(at.mode.String()))
+	}
+	setAttrs(at.span, &at.attrs) // the request's, the answer's and the spend's, in one call
+	if failed {
 		at.span.SetStatus(codes.Error, at.errorType)
 	}
 	at.span.End()
