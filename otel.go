@@ -334,7 +334,9 @@ func (tel *telemetry) spent(ctx context.Context, pending *spanAttrs, s *Usage) {
 	if pending == nil {
 		return
 	}
-	attrs := appendModelAttrs(pending.kv, s.Provider, s.requestModel, s.responseModel)
+	// The provider is the answer's already (see answer): the SDK's span
+	// would copy a second gen_ai.provider.name, to drop it on export.
+	attrs := appendModelAttrs(pending.kv, "", s.requestModel, s.responseModel)
 	attrs = append(attrs, attrMetering.String(state))
 	if s.Metered {
 		attrs = append(attrs,

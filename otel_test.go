@@ -683,3 +683,32 @@ func TestRequestAttributesOnEveryPath(t *testing.T) {
 		})
 	}
 }
+
+// TestSpanAttributesSetOnce: an answer's span is given its attributes, the
+// request's, the answer's and the spend's, in one call, each key once: a
+// span copies what it is given, and a second call or a repeated key costs
+// a copy of its own.
+func TestSpanAttributesSetOnce(t *testing.T) {
+	kp := &keepingProvider{}
+	tr := New(numberedAnswers(), WithTracerProvider(kp))
+	sendNumbered(t, tr, 0)
+	kp.mu.Lock()
+	kept := kp.kept
+	kp.mu.Unlock()
+	if len(kept) != 1 {
+		t.Fatalf("attributes set in %d calls, want 1: %v", len(kept), kept)
+	}
+	seen := map[attribute.Key]bool{}
+	for _, a := range kept[0] {
+		if seen[a.Key] {
+			t.Errorf("%s set twice: %v", a.Key, kept[0])
+		}
+		seen[a.Key] = true
+	}
+	for _, k := range []attribute.Key{"http.request.method", "url.full", "http.response.status_code", "gen_ai.provider.name",
+		"gen_ai.response.model", "gen_ai.usage.input_tokens", "quotabreaker.metering"} {
+		if !seen[k] {
+			t.Errorf("%s not set: %v", k, kept[0])
+		}
+	}
+}
