@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/quotabreaker/quotabreaker/internal/jsonscan"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/embedded"
 	"go.uber.org/goleak"
@@ -545,6 +546,33 @@ func TestMetricCodesBounded(t *testing.T) {
 	}
 	if verbatim != codes {
 		t.Errorf("%d spans keep the verbatim code, want %d", verbatim, codes)
+	}
+}
+
+// TestRequestIDBounded: the provider's request id a span and a trip carry
+// is valid UTF-8 of at most jsonscan.MaxText bytes whatever the header
+// holds; an ordinary id is kept as it came, without a copy.
+func TestRequestIDBounded(t *testing.T) {
+	long := strings.Repeat("r", 300)
+	tests := []struct {
+		name string
+		h    http.Header
+		want string
+	}{
+		{"openai", http.Header{"X-Request-Id": {"req_0123456789abcdef0123456789abcdef"}}, "req_0123456789abcdef0123456789abcdef"},
+		{"azure, after an empty one", http.Header{"X-Request-Id": {""}, "Apim-Request-Id": {"apim-1"}}, "apim-1"},
+		{"too long", http.Header{"Request-Id": {long}}, long[:jsonscan.MaxText]},
+		{"not UTF-8", http.Header{"X-Request-Id": {"req_\xff\xfe"}}, "req_\uFFFD"},
+		{"none", http.Header{"X-Other-Id": {"x"}}, ""},
+	}
+	for _, tt := range tests {
+		if got := requestID(tt.h); got != tt.want {
+			t.Errorf("%s: requestID = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+	h := tests[0].h
+	if n := testing.AllocsPerRun(100, func() { requestID(h) }); n != 0 {
+		t.Errorf("requestID of an ordinary id: %v allocations, want 0", n)
 	}
 }
 
