@@ -138,41 +138,6 @@ func (tel *telemetry) init(t *Transport) {
 	}, t.latches.open)
 }
 
-// start begins an attempt's span. It is a CLIENT span, as OpenTelemetry's
-// HTTP conventions ask, unless another instrumentation records the HTTP
-// client span of the same attempt: inside (the base is otelhttp's
-// Transport, and the request is not refused, so it will reach the base) or
-// outside (the request carries a traceparent header naming the span in its
-// context, as otelhttp's Transport injects with a W3C TraceContext
-// propagator). Then it is INTERNAL, so that each attempt has one CLIENT span. The returned context
-// carries the span to the base transport only when there is a span context
-// to propagate.
-//
-// The request's attributes are returned, not set: they join the answer's
-// (see answer), so that the span is given its attributes in one call, and
-// the SDK's span copies them into one slice rather than growing two. nil
-// when the span does not record.
-func (tel *telemetry) start(req *http.Request, refused, credential bool) (context.Context, trace.Span, *spanAttrs) {
-	ctx := req.Context()
-	if tel.noSpans {
-		return ctx, trace.SpanFromContext(context.Background()), nil // a no-op span
-	}
-	opts := tel.client
-	if (tel.internal && !refused) || tracedOutside(ctx, req.Header) {
-		opts = tel.nested
-	}
-	spanCtx, span := tel.tracer.Start(ctx, spanName(req.Method), opts...)
-	var pending *spanAttrs
-	if span.IsRecording() {
-		pending = tel.newAttrs(span)
-		pending.kv = appendRequestAttrs(pending.kv, req, credential)
-	}
-	if span.SpanContext().IsValid() {
-		ctx = spanCtx
-	}
-	return ctx, span, pending
-}
-
 // answer records an answer that came from the network, and the trip it
 // opened if any. refusedBy is the open latch that ModeObserve let the request
 // past. The span ends later, when the caller is done with the body (see
