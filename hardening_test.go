@@ -9,7 +9,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -504,6 +506,75 @@ func TestRedaction(t *testing.T) {
 				t.Errorf("a secret was recorded:\n%s", all.String())
 			}
 		})
+	}
+}
+
+// TestURLFullKept: with the url.full of recent URLs kept, every span
+// still gets its own request's: URLs that share a slot of the cache, sent
+// in turn, URLs that differ only in a field other than host and path, and
+// URLs with secrets, which are redacted and never kept; also from several
+// goroutines at once. A URL sent again costs no allocation.
+func TestURLFullKept(t *testing.T) {
+	rec := newRecording(t)
+	tr := New(fakeBase(ok()), rec.options()...)
+	// The first five share a slot: their hosts and paths are as long.
+	urls := []string{
+		"https://api.openai.com/v1/chat/completions",
+		"https://api.openai.com/v1/chat/completionz",
+		"http://api.openai.com/v1/chat/completions",
+		"https://api.openai.com:8443/v1/chat/completion",
+		"https://api.openai.com/v1/chat/completions?key=KEYSECRET",
+		"https://api.openai.com/v1/embeddings",
+		"https://tenant:USERSECRET@api.openai.com/v1/chat/completions",
+		"https://api.openai.com/v1/chat/completions#FRAGSECRET",
+	}
+	want := make([]string, len(urls))
+	for i, u := range urls {
+		parsed, err := url.Parse(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[i] = redactURL(parsed)
+	}
+	keptPlain := func() {
+		t.Helper()
+		for i := range tr.tel.urls.slots {
+			if kept := tr.tel.urls.slots[i].Load(); kept != nil && (!plainURL(&kept.u) || strings.Contains(kept.full, "SECRET")) {
+				t.Fatalf("a URL that is not plain is kept: %q", kept.full)
+			}
+		}
+	}
+	const rounds = 40 // past the 16 misses that give a slot over
+	for i := range rounds * len(urls) {
+		send(t, tr, urls[i%len(urls)], "sk-a")
+		keptPlain()
+	}
+	for i, s := range rec.ours() {
+		if got := attrs(s)["url.full"].AsString(); got != want[i%len(urls)] {
+			t.Fatalf("request %d to %s: url.full = %q, want %q", i, urls[i%len(urls)], got, want[i%len(urls)])
+		}
+	}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 40 {
+				if _, _, err := trySend(tr, chatRequest(t, urls[(g+i)%len(urls)], "sk-a")); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, s := range rec.ours()[rounds*len(urls):] {
+		if got := attrs(s)["url.full"].AsString(); !slices.Contains(want, got) {
+			t.Errorf("url.full = %q, a URL no request went to", got)
+		}
+	}
+	keptPlain()
+	u, _ := url.Parse(urls[5])
+	tr.tel.urls.full(u)
+	if n := testing.AllocsPerRun(100, func() { tr.tel.urls.full(u) }); n != 0 {
+		t.Errorf("url.full of a URL sent before: %v allocations, want 0", n)
 	}
 }
 

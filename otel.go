@@ -34,6 +34,7 @@ type telemetry struct {
 	client   []trace.SpanStartOption
 	nested   []trace.SpanStartOption
 	now      func() time.Time
+	urls     urlCache
 
 	errors        metric.Int64Counter
 	shortCircuits metric.Int64Counter

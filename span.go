@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel/attribute"
 	semconv "go.opentelemetry.io/otel/semconv/v1.41.0"
@@ -45,7 +46,7 @@ func (tel *telemetry) start(req *http.Request, refused, credential bool) (contex
 	var pending *spanAttrs
 	if span.IsRecording() {
 		pending = tel.newAttrs(span)
-		pending.kv = appendRequestAttrs(pending.kv, req, credential)
+		pending.kv = appendRequestAttrs(pending.kv, req, credential, &tel.urls)
 	}
 	if span.SpanContext().IsValid() {
 		ctx = spanCtx
@@ -75,8 +76,9 @@ func spanName(method string) string {
 }
 
 // appendRequestAttrs appends the HTTP client attributes of an attempt's
-// own span, and quotabreaker.scope.credential "none" without a credential.
-func appendRequestAttrs(attrs []attribute.KeyValue, req *http.Request, credential bool) []attribute.KeyValue {
+// own span, and quotabreaker.scope.credential "none" without a credential;
+// url.full is urls'.
+func appendRequestAttrs(attrs []attribute.KeyValue, req *http.Request, credential bool, urls *urlCache) []attribute.KeyValue {
 	method := req.Method
 	if method == "" {
 		method = http.MethodGet
@@ -103,12 +105,55 @@ func appendRequestAttrs(attrs []attribute.KeyValue, req *http.Request, credentia
 		} else if u.Scheme == "http" {
 			attrs = append(attrs, semconv.ServerPort(80))
 		}
-		attrs = append(attrs, semconv.URLFull(redactURL(u)))
+		attrs = append(attrs, semconv.URLFull(urls.full(u)))
 	}
 	if !credential {
 		attrs = append(attrs, attrScopeCredential.String("none"))
 	}
 	return attrs
+}
+
+// urlCache keeps the url.full of plain URLs (see plainURL) that a
+// Transport's requests went to, one in each of its slots, chosen by the
+// lengths of host and path, so that a client calling a few endpoints in
+// turn keeps each. u.String() allocates and takes about five times as long
+// as comparing u with the URL kept. A URL that is not plain is not kept:
+// it may hold a secret.
+type urlCache struct {
+	slots  [8]atomic.Pointer[fullURL]
+	misses atomic.Uint32
+}
+
+// fullURL is a plain URL and its url.full.
+type fullURL struct {
+	u    url.URL
+	full string
+}
+
+// full returns u's url.full (see redactURL).
+func (c *urlCache) full(u *url.URL) string {
+	if !plainURL(u) {
+		return redactURL(u)
+	}
+	slot := &c.slots[(len(u.Host)+len(u.Path))%len(c.slots)]
+	kept := slot.Load()
+	if kept != nil && kept.u == *u {
+		return kept.full
+	}
+	s := u.String()
+	// A slot taken is given over at every 16th miss only: URLs that keep
+	// changing (an id in the path) then cost a sixteenth of an allocation
+	// each, not one.
+	if kept == nil || c.misses.Add(1)%16 == 0 {
+		slot.Store(&fullURL{*u, s})
+	}
+	return s
+}
+
+// plainURL reports whether u has no user info, query or fragment: its
+// url.full is u.String().
+func plainURL(u *url.URL) bool {
+	return u.User == nil && u.RawQuery == "" && u.Fragment == "" && u.RawFragment == ""
 }
 
 // redactURL returns u for the url.full attribute, with its user info, its
@@ -117,7 +162,7 @@ func appendRequestAttrs(attrs []attribute.KeyValue, req *http.Request, credentia
 // deny by default, since a gateway may take a secret under any name. Query
 // parameters are read by eachQueryParam, the scope's own reader.
 func redactURL(u *url.URL) string {
-	if u.User == nil && u.RawQuery == "" && u.Fragment == "" && u.RawFragment == "" {
+	if plainURL(u) {
 		return u.String()
 	}
 	r := *u
