@@ -217,7 +217,14 @@ func (tel *telemetry) spendSets(s *Usage) *spendSets {
 	return sets
 }
 
-func opAttrs(k opKey) []metric.RecordOption {
+// opSeries is one gen_ai.client.operation.duration series: its attributes
+// and the options that record them, built once.
+type opSeries struct {
+	k    opKey
+	opts []metric.RecordOption
+}
+
+func newOpSeries(k opKey) *opSeries {
 	attrs := make([]attribute.KeyValue, 0, 5)
 	if k.operation != "" {
 		attrs = append(attrs, semconv.GenAIOperationNameKey.String(k.operation))
@@ -234,7 +241,7 @@ func opAttrs(k opKey) []metric.RecordOption {
 	if k.errorType != "" {
 		attrs = append(attrs, semconv.ErrorTypeKey.String(k.errorType))
 	}
-	return []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(attrs...))}
+	return &opSeries{k, []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(attrs...))}}
 }
 
 // operationName is the GenAI operation a request's path names, "" when it

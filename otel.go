@@ -54,7 +54,10 @@ type telemetry struct {
 	fleet          *fleet // nil without a store
 
 	opMu    sync.RWMutex
-	opAttrs map[opKey][]metric.RecordOption // guarded by opMu; at most maxOpAttrs
+	opAttrs map[opKey]*opSeries // guarded by opMu; at most maxOpAttrs
+	// lastOp is the series operation last recorded in, which most answers
+	// share: comparing its key costs less than hashing it for the map.
+	lastOp atomic.Pointer[opSeries]
 
 	// The attribute sets of the spend metrics, by provider and model: a
 	// bounded cache (see spendSets).
@@ -349,21 +352,32 @@ func (tel *telemetry) operation(at *attempt) {
 	if at.req.URL != nil {
 		k.host = at.req.URL.Hostname()
 	}
-	tel.opMu.RLock()
-	opts, ok := tel.opAttrs[k]
-	tel.opMu.RUnlock()
-	if !ok {
-		opts = opAttrs(k)
-		tel.opMu.Lock()
-		if tel.opAttrs == nil {
-			tel.opAttrs = make(map[opKey][]metric.RecordOption)
-		}
-		if len(tel.opAttrs) < maxOpAttrs {
-			tel.opAttrs[k] = opts
-		}
-		tel.opMu.Unlock()
+	s := tel.lastOp.Load()
+	if s == nil || s.k != k {
+		s = tel.opSeries(k)
+		tel.lastOp.Store(s)
 	}
-	tel.duration.Record(at.req.Context(), tel.now().Sub(at.start).Seconds(), opts...)
+	tel.duration.Record(at.req.Context(), tel.now().Sub(at.start).Seconds(), s.opts...)
+}
+
+// opSeries returns k's series, from the Transport's bounded cache.
+func (tel *telemetry) opSeries(k opKey) *opSeries {
+	tel.opMu.RLock()
+	s := tel.opAttrs[k]
+	tel.opMu.RUnlock()
+	if s != nil {
+		return s
+	}
+	s = newOpSeries(k)
+	tel.opMu.Lock()
+	defer tel.opMu.Unlock()
+	if tel.opAttrs == nil {
+		tel.opAttrs = make(map[opKey]*opSeries)
+	}
+	if len(tel.opAttrs) < maxOpAttrs {
+		tel.opAttrs[k] = s
+	}
+	return s
 }
 
 // budget records a budget key's spent share.
