@@ -4,28 +4,24 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/url"
-	"reflect"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/quotabreaker/quotabreaker/balance"
 	"github.com/quotabreaker/quotabreaker/classify"
-	"github.com/quotabreaker/quotabreaker/internal/credential"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	semconv "go.opentelemetry.io/otel/semconv/v1.41.0"
-	"go.opentelemetry.io/otel/trace"
 )
 
 // This file holds the attributes the Transport's spans and metrics carry:
 // their names, which are a public contract documented in the package
-// overview, and how they are built from a request, an answer and a trip,
-// with the caches of the sets that recur; also the helper that makes the
-// instruments and the balance gauges.
+// overview, and how they are built from an answer and a trip, with the
+// caches of the sets that recur; also the helper that makes the
+// instruments and the balance gauges. A request's HTTP attributes are in
+// span.go, with the span they go on.
 
 // The span attributes this package adds. Their names and values are a
 // public contract, documented in the package overview.
@@ -107,135 +103,6 @@ func metricAttrs(class classify.Class, code string, provider classify.Provider) 
 		attrs = append(attrs, semconv.GenAIProviderNameKey.String(string(provider)))
 	}
 	return attrs
-}
-
-// knownMethod reports whether m is one of HTTP's methods: a switch, not a
-// map, whose lookup hashed m twice for each request.
-func knownMethod(m string) bool {
-	switch m {
-	case http.MethodConnect, http.MethodDelete, http.MethodGet, http.MethodHead, http.MethodOptions,
-		http.MethodPatch, http.MethodPost, http.MethodPut, http.MethodTrace:
-		return true
-	}
-	return false
-}
-
-func spanName(method string) string {
-	if method == "" {
-		return http.MethodGet
-	}
-	if knownMethod(method) {
-		return method
-	}
-	return "HTTP"
-}
-
-// appendRequestAttrs appends the HTTP client attributes of an attempt's
-// own span, and quotabreaker.scope.credential "none" without a credential.
-func appendRequestAttrs(attrs []attribute.KeyValue, req *http.Request, credential bool) []attribute.KeyValue {
-	method := req.Method
-	if method == "" {
-		method = http.MethodGet
-	}
-	if knownMethod(method) {
-		attrs = append(attrs, semconv.HTTPRequestMethodKey.String(method))
-	} else {
-		attrs = append(attrs, semconv.HTTPRequestMethodOther, semconv.HTTPRequestMethodOriginal(method))
-	}
-	if u := req.URL; u != nil {
-		host, port := u.Hostname(), u.Port()
-		if host == "" {
-			host, port = hostPort(req.Host)
-		}
-		attrs = append(attrs, semconv.ServerAddress(host))
-		p, err := 0, strconv.ErrSyntax // no Atoi of "": its error allocates
-		if port != "" {
-			p, err = strconv.Atoi(port)
-		}
-		if err == nil {
-			attrs = append(attrs, semconv.ServerPort(p))
-		} else if u.Scheme == "https" {
-			attrs = append(attrs, semconv.ServerPort(443))
-		} else if u.Scheme == "http" {
-			attrs = append(attrs, semconv.ServerPort(80))
-		}
-		attrs = append(attrs, semconv.URLFull(redactURL(u)))
-	}
-	if !credential {
-		attrs = append(attrs, attrScopeCredential.String("none"))
-	}
-	return attrs
-}
-
-// spanAttrs are span attributes being built, to be set in one call (the
-// SDK grows its slice at each call).
-type spanAttrs struct {
-	kv     []attribute.KeyValue
-	pooled bool // from attrPool
-}
-
-// attrPool holds spanAttrs for spans of the OpenTelemetry SDK, which copies
-// the attributes it is given into its own slice
-// (recordingSpan.SetAttributes) and never keeps the caller's: a slice given
-// back once its attributes are set serves the next attempt, so that
-// recording an answer allocates no slice of a kilobyte or two. Spans of any
-// other tracer may keep the slice, and get one of their own, never reused.
-var attrPool = sync.Pool{New: func() any {
-	return &spanAttrs{kv: make([]attribute.KeyValue, 0, 32), pooled: true} // an answer's, a stream error's and the spend's
-}}
-
-// newAttrs returns an empty spanAttrs for span.
-func (tel *telemetry) newAttrs(span trace.Span) *spanAttrs {
-	if tel.copies(span) {
-		return attrPool.Get().(*spanAttrs)
-	}
-	return &spanAttrs{kv: make([]attribute.KeyValue, 0, 32)}
-}
-
-// setAttrs sets the attributes *p holds on span, gives them back and
-// clears *p. A nil *p sets nothing.
-func setAttrs(span trace.Span, p **spanAttrs) {
-	a := *p
-	if a == nil {
-		return
-	}
-	*p = nil
-	if len(a.kv) > 0 {
-		span.SetAttributes(a.kv...)
-	}
-	if a.pooled {
-		clear(a.kv) // drops the strings it holds
-		a.kv = a.kv[:0]
-		attrPool.Put(a)
-	}
-}
-
-// spanType is whether spans of one type copy their attributes.
-type spanType struct {
-	t      reflect.Type
-	copies bool
-}
-
-// copies is copiesAttrs, remembered for the last type of span seen: reading
-// a type's name and package took 30 ns.
-func (tel *telemetry) copies(span trace.Span) bool {
-	t := reflect.TypeOf(span)
-	if v := tel.spanType.Load(); v != nil && v.t == t {
-		return v.copies
-	}
-	v := &spanType{t, copiesAttrs(span)}
-	tel.spanType.Store(v)
-	return v.copies
-}
-
-// copiesAttrs reports whether span is the OpenTelemetry SDK's recording
-// span, which keeps copies of the attributes it is given, never the slice
-// (TestPooledSpanAttributes checks that against the SDK this module
-// requires).
-func copiesAttrs(span trace.Span) bool {
-	t := reflect.TypeOf(span)
-	return t != nil && t.Kind() == reflect.Pointer && t.Elem().Name() == "recordingSpan" &&
-		t.Elem().PkgPath() == "go.opentelemetry.io/otel/sdk/trace"
 }
 
 // headerInt reads a header by its canonical name, as h.Get would, without
@@ -350,7 +217,14 @@ func (tel *telemetry) spendSets(s *Usage) *spendSets {
 	return sets
 }
 
-func opAttrs(k opKey) []metric.RecordOption {
+// opSeries is one gen_ai.client.operation.duration series: its attributes
+// and the options that record them, built once.
+type opSeries struct {
+	k    opKey
+	opts []metric.RecordOption
+}
+
+func newOpSeries(k opKey) *opSeries {
 	attrs := make([]attribute.KeyValue, 0, 5)
 	if k.operation != "" {
 		attrs = append(attrs, semconv.GenAIOperationNameKey.String(k.operation))
@@ -367,7 +241,7 @@ func opAttrs(k opKey) []metric.RecordOption {
 	if k.errorType != "" {
 		attrs = append(attrs, semconv.ErrorTypeKey.String(k.errorType))
 	}
-	return []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(attrs...))}
+	return &opSeries{k, []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(attrs...))}}
 }
 
 // operationName is the GenAI operation a request's path names, "" when it
@@ -388,45 +262,6 @@ func operationName(req *http.Request) string {
 		return "generate_content"
 	}
 	return ""
-}
-
-// redactURL returns u for the url.full attribute, with its user info, its
-// fragment and every query value replaced by REDACTED, except the values of
-// the parameters known to be safe (api-version, alt, ...; see safeParams):
-// deny by default, since a gateway may take a secret under any name. Query
-// parameters are read by credential.EachQueryParam, the scope's own reader.
-func redactURL(u *url.URL) string {
-	if u.User == nil && u.RawQuery == "" && u.Fragment == "" && u.RawFragment == "" {
-		return u.String()
-	}
-	r := *u
-	if r.User != nil {
-		r.User = url.UserPassword("REDACTED", "REDACTED")
-	}
-	if r.Fragment != "" || r.RawFragment != "" {
-		r.Fragment, r.RawFragment = "REDACTED", ""
-	}
-	if r.RawQuery != "" {
-		var b strings.Builder
-		credential.EachQueryParam(r.RawQuery, func(name, value string, hasValue bool, kind credential.Param, sep string) {
-			switch {
-			case !hasValue: // ?SECRET
-				b.WriteString("REDACTED")
-			case kind == credential.ParamSafe || value == "":
-				b.WriteString(name)
-				if name != "" || value != "" {
-					b.WriteByte('=')
-				}
-				b.WriteString(value)
-			default:
-				b.WriteString(name)
-				b.WriteString("=REDACTED")
-			}
-			b.WriteString(sep)
-		})
-		r.RawQuery = b.String()
-	}
-	return r.String()
 }
 
 // balanceGauges reports a balance.Watcher's state. Observable gauges: a

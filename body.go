@@ -212,8 +212,9 @@ type attempt struct {
 
 	model     string // the request's model, once read
 	modelRead bool
-	// attrs are the span attributes of the answer and its spend, set in one
-	// call as the span ends (see telemetry.ended); nil when it does not record.
+	// attrs are the span attributes of the request, the answer and its
+	// spend, set in one call as the span ends (see telemetry.ended); nil
+	// when it does not record.
 	attrs *spanAttrs
 	body  *answerBody // made with the request's context, nil when it was not
 }

@@ -9,13 +9,16 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 
+	"github.com/quotabreaker/quotabreaker/internal/jsonscan"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/embedded"
 	"go.uber.org/goleak"
@@ -506,6 +509,75 @@ func TestRedaction(t *testing.T) {
 	}
 }
 
+// TestURLFullKept: with the url.full of recent URLs kept, every span
+// still gets its own request's: URLs that share a slot of the cache, sent
+// in turn, URLs that differ only in a field other than host and path, and
+// URLs with secrets, which are redacted and never kept; also from several
+// goroutines at once. A URL sent again costs no allocation.
+func TestURLFullKept(t *testing.T) {
+	rec := newRecording(t)
+	tr := New(fakeBase(ok()), rec.options()...)
+	// The first five share a slot: their hosts and paths are as long.
+	urls := []string{
+		"https://api.openai.com/v1/chat/completions",
+		"https://api.openai.com/v1/chat/completionz",
+		"http://api.openai.com/v1/chat/completions",
+		"https://api.openai.com:8443/v1/chat/completion",
+		"https://api.openai.com/v1/chat/completions?key=KEYSECRET",
+		"https://api.openai.com/v1/embeddings",
+		"https://tenant:USERSECRET@api.openai.com/v1/chat/completions",
+		"https://api.openai.com/v1/chat/completions#FRAGSECRET",
+	}
+	want := make([]string, len(urls))
+	for i, u := range urls {
+		parsed, err := url.Parse(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[i] = redactURL(parsed)
+	}
+	keptPlain := func() {
+		t.Helper()
+		for i := range tr.tel.urls.slots {
+			if kept := tr.tel.urls.slots[i].Load(); kept != nil && (!plainURL(&kept.u) || strings.Contains(kept.full, "SECRET")) {
+				t.Fatalf("a URL that is not plain is kept: %q", kept.full)
+			}
+		}
+	}
+	const rounds = 40 // past the 16 misses that give a slot over
+	for i := range rounds * len(urls) {
+		send(t, tr, urls[i%len(urls)], "sk-a")
+		keptPlain()
+	}
+	for i, s := range rec.ours() {
+		if got := attrs(s)["url.full"].AsString(); got != want[i%len(urls)] {
+			t.Fatalf("request %d to %s: url.full = %q, want %q", i, urls[i%len(urls)], got, want[i%len(urls)])
+		}
+	}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 40 {
+				if _, _, err := trySend(tr, chatRequest(t, urls[(g+i)%len(urls)], "sk-a")); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, s := range rec.ours()[rounds*len(urls):] {
+		if got := attrs(s)["url.full"].AsString(); !slices.Contains(want, got) {
+			t.Errorf("url.full = %q, a URL no request went to", got)
+		}
+	}
+	keptPlain()
+	u, _ := url.Parse(urls[5])
+	tr.tel.urls.full(u)
+	if n := testing.AllocsPerRun(100, func() { tr.tel.urls.full(u) }); n != 0 {
+		t.Errorf("url.full of a URL sent before: %v allocations, want 0", n)
+	}
+}
+
 // TestMetricCodesBounded: a server that sends hundreds of made-up codes
 // makes a few metric series, not hundreds; spans keep the code verbatim.
 func TestMetricCodesBounded(t *testing.T) {
@@ -545,6 +617,33 @@ func TestMetricCodesBounded(t *testing.T) {
 	}
 	if verbatim != codes {
 		t.Errorf("%d spans keep the verbatim code, want %d", verbatim, codes)
+	}
+}
+
+// TestRequestIDBounded: the provider's request id a span and a trip carry
+// is valid UTF-8 of at most jsonscan.MaxText bytes whatever the header
+// holds; an ordinary id is kept as it came, without a copy.
+func TestRequestIDBounded(t *testing.T) {
+	long := strings.Repeat("r", 300)
+	tests := []struct {
+		name string
+		h    http.Header
+		want string
+	}{
+		{"openai", http.Header{"X-Request-Id": {"req_0123456789abcdef0123456789abcdef"}}, "req_0123456789abcdef0123456789abcdef"},
+		{"azure, after an empty one", http.Header{"X-Request-Id": {""}, "Apim-Request-Id": {"apim-1"}}, "apim-1"},
+		{"too long", http.Header{"Request-Id": {long}}, long[:jsonscan.MaxText]},
+		{"not UTF-8", http.Header{"X-Request-Id": {"req_\xff\xfe"}}, "req_\uFFFD"},
+		{"none", http.Header{"X-Other-Id": {"x"}}, ""},
+	}
+	for _, tt := range tests {
+		if got := requestID(tt.h); got != tt.want {
+			t.Errorf("%s: requestID = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+	h := tests[0].h
+	if n := testing.AllocsPerRun(100, func() { requestID(h) }); n != 0 {
+		t.Errorf("requestID of an ordinary id: %v allocations, want 0", n)
 	}
 }
 

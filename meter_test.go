@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/quotabreaker/quotabreaker/internal/corpus"
@@ -490,6 +491,41 @@ func TestOperationDuration(t *testing.T) {
 	}
 	if found["quota_exhausted"] != 1 || found["*net.OpError"] != 1 || len(found) != 2 {
 		t.Errorf("durations by error.type %v, want one quota_exhausted and one *net.OpError", found)
+	}
+}
+
+// TestOperationSeriesInTurn: answers for several models, sent in turn from
+// several goroutines, each count once in their own model's
+// gen_ai.client.operation.duration series, however the series operation
+// recorded last changes under them.
+func TestOperationSeriesInTurn(t *testing.T) {
+	rec := newRecording(t)
+	tr := New(fakeBase(ok()), rec.options()...)
+	const goroutines, each, models = 4, 60, 3
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range each {
+				body := fmt.Sprintf(`{"model":"m-%d","messages":[]}`, (g+i)%models)
+				req, err := http.NewRequest(http.MethodPost, budgetURL, strings.NewReader(body))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				req.Header.Set("Authorization", "Bearer sk-a")
+				if _, _, err := trySend(tr, req); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	got := collect(t, rec)
+	for m := range models {
+		k := fmt.Sprintf("gen_ai.client.operation.duration{gen_ai.operation.name=chat,gen_ai.provider.name=openai,gen_ai.request.model=m-%d,server.address=api.openai.com}", m)
+		if got[k] != goroutines*each/models {
+			t.Errorf("%s = %d, want %d", k, got[k], goroutines*each/models)
+		}
 	}
 }
 

@@ -34,6 +34,7 @@ type telemetry struct {
 	client   []trace.SpanStartOption
 	nested   []trace.SpanStartOption
 	now      func() time.Time
+	urls     urlCache
 
 	errors        metric.Int64Counter
 	shortCircuits metric.Int64Counter
@@ -53,7 +54,10 @@ type telemetry struct {
 	fleet          *fleet // nil without a store
 
 	opMu    sync.RWMutex
-	opAttrs map[opKey][]metric.RecordOption // guarded by opMu; at most maxOpAttrs
+	opAttrs map[opKey]*opSeries // guarded by opMu; at most maxOpAttrs
+	// lastOp is the series operation last recorded in, which most answers
+	// share: comparing its key costs less than hashing it for the map.
+	lastOp atomic.Pointer[opSeries]
 
 	// The attribute sets of the spend metrics, by provider and model: a
 	// bounded cache (see spendSets).
@@ -138,41 +142,12 @@ func (tel *telemetry) init(t *Transport) {
 	}, t.latches.open)
 }
 
-// start begins an attempt's span. It is a CLIENT span, as OpenTelemetry's
-// HTTP conventions ask, unless another instrumentation records the HTTP
-// client span of the same attempt: inside (the base is otelhttp's
-// Transport, and the request is not refused, so it will reach the base) or
-// outside (the request carries a traceparent header naming the span in its
-// context, as otelhttp's Transport injects with a W3C TraceContext
-// propagator). Then it is INTERNAL, so that each attempt has one CLIENT span. The returned context
-// carries the span to the base transport only when there is a span context
-// to propagate.
-func (tel *telemetry) start(req *http.Request, refused, credential bool) (context.Context, trace.Span) {
-	ctx := req.Context()
-	if tel.noSpans {
-		return ctx, trace.SpanFromContext(context.Background()) // a no-op span
-	}
-	opts := tel.client
-	if (tel.internal && !refused) || tracedOutside(ctx, req.Header) {
-		opts = tel.nested
-	}
-	spanCtx, span := tel.tracer.Start(ctx, spanName(req.Method), opts...)
-	if span.IsRecording() {
-		attrs := tel.newAttrs(span)
-		attrs.kv = appendRequestAttrs(attrs.kv, req, credential)
-		setAttrs(span, &attrs)
-	}
-	if span.SpanContext().IsValid() {
-		ctx = spanCtx
-	}
-	return ctx, span
-}
-
 // answer records an answer that came from the network, and the trip it
 // opened if any. refusedBy is the open latch that ModeObserve let the request
 // past. The span ends later, when the caller is done with the body (see
-// Transport.follow); its attributes are returned, for ended to set.
-func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Response, c classify.Result, reqProvider classify.Provider, scope, state string, mode Mode, refusedBy, first *opened) *spanAttrs {
+// Transport.follow); its attributes, pending's (the request's, from start)
+// and the answer's, are returned for ended to set.
+func (tel *telemetry) answer(span trace.Span, pending *spanAttrs, req *http.Request, resp *http.Response, c classify.Result, reqProvider classify.Provider, scope, state string, mode Mode, refusedBy, first *opened) *spanAttrs {
 	ctx := req.Context()
 	if first != nil {
 		tel.tripped(ctx, span, first.Trip)
@@ -190,7 +165,6 @@ func (tel *telemetry) answer(span trace.Span, req *http.Request, resp *http.Resp
 	if provider == "" {
 		provider = reqProvider
 	}
-	pending := tel.newAttrs(span)
 	attrs := append(pending.kv,
 		semconv.HTTPResponseStatusCode(resp.StatusCode),
 		attrBreakerState.String(state),
@@ -329,7 +303,9 @@ func (tel *telemetry) spent(ctx context.Context, pending *spanAttrs, s *Usage) {
 	if pending == nil {
 		return
 	}
-	attrs := appendModelAttrs(pending.kv, s.Provider, s.requestModel, s.responseModel)
+	// The provider is the answer's already (see answer): the SDK's span
+	// would copy a second gen_ai.provider.name, to drop it on export.
+	attrs := appendModelAttrs(pending.kv, "", s.requestModel, s.responseModel)
 	attrs = append(attrs, attrMetering.String(state))
 	if s.Metered {
 		attrs = append(attrs,
@@ -376,21 +352,32 @@ func (tel *telemetry) operation(at *attempt) {
 	if at.req.URL != nil {
 		k.host = at.req.URL.Hostname()
 	}
-	tel.opMu.RLock()
-	opts, ok := tel.opAttrs[k]
-	tel.opMu.RUnlock()
-	if !ok {
-		opts = opAttrs(k)
-		tel.opMu.Lock()
-		if tel.opAttrs == nil {
-			tel.opAttrs = make(map[opKey][]metric.RecordOption)
-		}
-		if len(tel.opAttrs) < maxOpAttrs {
-			tel.opAttrs[k] = opts
-		}
-		tel.opMu.Unlock()
+	s := tel.lastOp.Load()
+	if s == nil || s.k != k {
+		s = tel.opSeries(k)
+		tel.lastOp.Store(s)
 	}
-	tel.duration.Record(at.req.Context(), tel.now().Sub(at.start).Seconds(), opts...)
+	tel.duration.Record(at.req.Context(), tel.now().Sub(at.start).Seconds(), s.opts...)
+}
+
+// opSeries returns k's series, from the Transport's bounded cache.
+func (tel *telemetry) opSeries(k opKey) *opSeries {
+	tel.opMu.RLock()
+	s := tel.opAttrs[k]
+	tel.opMu.RUnlock()
+	if s != nil {
+		return s
+	}
+	s = newOpSeries(k)
+	tel.opMu.Lock()
+	defer tel.opMu.Unlock()
+	if tel.opAttrs == nil {
+		tel.opAttrs = make(map[opKey]*opSeries)
+	}
+	if len(tel.opAttrs) < maxOpAttrs {
+		tel.opAttrs[k] = s
+	}
+	return s
 }
 
 // budget records a budget key's spent share.
@@ -469,10 +456,14 @@ func (tel *telemetry) budgetRefusal(ctx context.Context, span trace.Span, provid
 // type, not its text, which can quote a URL holding a key.
 func (tel *telemetry) ended(at *attempt) {
 	tel.operation(at)
-	setAttrs(at.span, &at.attrs) // the answer's and the spend's, in one call
-	if at.err != nil && at.span.IsRecording() {
+	failed := at.err != nil && at.span.IsRecording()
+	if failed {
 		// errorType is semconv.ErrorType(at.err)'s, worked out as it failed.
-		at.span.SetAttributes(semconv.ErrorTypeKey.String(at.errorType), attrBreakerState.String(at.latch.state()), attrMode.String(at.mode.String()))
+		at.attrs.kv = append(at.attrs.kv, semconv.ErrorTypeKey.String(at.errorType),
+			attrBreakerState.String(at.latch.state()), attrMode.String(at.mode.String()))
+	}
+	setAttrs(at.span, &at.attrs) // the request's, the answer's and the spend's, in one call
+	if failed {
 		at.span.SetStatus(codes.Error, at.errorType)
 	}
 	at.span.End()

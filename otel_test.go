@@ -617,3 +617,98 @@ func (s keepingSpan) SetAttributes(kv ...attribute.KeyValue) {
 	defer s.p.mu.Unlock()
 	s.p.kept = append(s.p.kept, kv)
 }
+
+// TestRequestAttributesOnEveryPath: the request's HTTP attributes, which
+// wait to be set with the answer's, reach the span however the attempt
+// ends: answered, failed or panicking in the base, refused by an open
+// latch or a budget, let past either in ModeObserve. Each span keeps the
+// attributes of its own path too.
+func TestRequestAttributesOnEveryPath(t *testing.T) {
+	const url = "https://api.openai.com/v1/chat/completions"
+	tests := []struct {
+		name string
+		opts []Option
+		base http.RoundTripper
+		// before sends what the attempt under test needs sent first.
+		before func(t *testing.T, tr *Transport)
+		want   map[attribute.Key]any // besides the request's
+	}{
+		{name: "answered", base: fakeBase(ok()),
+			want: map[attribute.Key]any{"http.response.status_code": int64(200), "quotabreaker.metering": "unmetered"}},
+		{name: "base failed", base: roundTripperFunc(func(*http.Request) (*http.Response, error) { return nil, io.ErrUnexpectedEOF }),
+			want: map[attribute.Key]any{"error.type": "*errors.errorString", "quotabreaker.breaker.state": "closed", "quotabreaker.mode": "enforce"}},
+		{name: "base panicked", base: roundTripperFunc(func(*http.Request) (*http.Response, error) { panic("base bug") })},
+		{name: "latch open", base: fakeBase(quotaAnswer(t)),
+			before: func(t *testing.T, tr *Transport) { send(t, tr, url, "sk-a") },
+			want:   map[attribute.Key]any{"quotabreaker.short_circuit": true, "quotabreaker.cause": "answer"}},
+		{name: "latch open, observed", opts: []Option{WithMode(ModeObserve)}, base: fakeBase(quotaAnswer(t)),
+			before: func(t *testing.T, tr *Transport) { send(t, tr, url, "sk-a") },
+			want:   map[attribute.Key]any{"quotabreaker.would_short_circuit": true, "http.response.status_code": int64(429)}},
+		{name: "budget spent", opts: []Option{WithBudget(Budget{Name: "tiny", Limit: 0.000001, HardLimit: true})}, base: pricedProvider(t),
+			before: func(t *testing.T, tr *Transport) { send(t, tr, url, "sk-a") },
+			want:   map[attribute.Key]any{"quotabreaker.short_circuit": true, "quotabreaker.budget": "tiny"}},
+		{name: "budget spent, observed", opts: []Option{WithMode(ModeObserve), WithBudget(Budget{Name: "tiny", Limit: 0.000001, HardLimit: true})}, base: pricedProvider(t),
+			before: func(t *testing.T, tr *Transport) { send(t, tr, url, "sk-a") },
+			want:   map[attribute.Key]any{"quotabreaker.would_short_circuit": true, "quotabreaker.budget": "tiny", "quotabreaker.metering": "priced"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := newRecording(t)
+			tr := New(tt.base, append(rec.options(), tt.opts...)...)
+			if tt.before != nil {
+				tt.before(t, tr)
+			}
+			func() {
+				defer func() { recover() }() // the panicking base's
+				resp, err := tr.RoundTrip(chatRequest(t, url, "sk-a"))
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			}()
+			spans := rec.ours()
+			m := attrs(spans[len(spans)-1])
+			want := map[attribute.Key]any{
+				"http.request.method": "POST", "server.address": "api.openai.com",
+				"server.port": int64(443), "url.full": url,
+			}
+			for k, v := range tt.want {
+				want[k] = v
+			}
+			for k, v := range want {
+				if got := m[k].AsInterface(); got != v {
+					t.Errorf("%s = %v, want %v", k, got, v)
+				}
+			}
+		})
+	}
+}
+
+// TestSpanAttributesSetOnce: an answer's span is given its attributes, the
+// request's, the answer's and the spend's, in one call, each key once: a
+// span copies what it is given, and a second call or a repeated key costs
+// a copy of its own.
+func TestSpanAttributesSetOnce(t *testing.T) {
+	kp := &keepingProvider{}
+	tr := New(numberedAnswers(), WithTracerProvider(kp))
+	sendNumbered(t, tr, 0)
+	kp.mu.Lock()
+	kept := kp.kept
+	kp.mu.Unlock()
+	if len(kept) != 1 {
+		t.Fatalf("attributes set in %d calls, want 1: %v", len(kept), kept)
+	}
+	seen := map[attribute.Key]bool{}
+	for _, a := range kept[0] {
+		if seen[a.Key] {
+			t.Errorf("%s set twice: %v", a.Key, kept[0])
+		}
+		seen[a.Key] = true
+	}
+	for _, k := range []attribute.Key{"http.request.method", "url.full", "http.response.status_code", "gen_ai.provider.name",
+		"gen_ai.response.model", "gen_ai.usage.input_tokens", "quotabreaker.metering"} {
+		if !seen[k] {
+			t.Errorf("%s not set: %v", k, kept[0])
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/quotabreaker/quotabreaker/classify"
 	"github.com/quotabreaker/quotabreaker/internal/jsonscan"
@@ -293,11 +294,17 @@ func newOpened(tr Trip, contentType string, body []byte, complete bool) *opened 
 	return o
 }
 
-// requestID returns the provider's id of an answer, bounded and printable.
+// requestID returns the provider's id of an answer, bounded and printable:
+// the header's own string when it is already both, as providers' ids are,
+// rather than two copies of it for each answer. The names are canonical:
+// looked up as they are, they are not canonicalized again, as h.Get would.
 func requestID(h http.Header) string {
 	for _, name := range [...]string{"X-Request-Id", "Request-Id", "Apim-Request-Id"} {
-		if v := h.Get(name); v != "" {
-			return jsonscan.Text([]byte(v), false)
+		if v := h[name]; len(v) > 0 && v[0] != "" {
+			if id := v[0]; len(id) <= jsonscan.MaxText && utf8.ValidString(id) {
+				return id
+			}
+			return jsonscan.Text([]byte(v[0]), false)
 		}
 	}
 	return ""

@@ -161,13 +161,14 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	mode := t.Mode()
 	l, refusedBy := t.admit(id, name)
 	epoch := l.epoch.Load() // the scope's reset epoch as the request is sent
-	ctx, span := t.tel.start(req, refusedBy != nil && mode == ModeEnforce, credential)
+	ctx, span, pending := t.tel.start(req, refusedBy != nil && mode == ModeEnforce, credential)
 	// The span ends here unless something took it over, should the base
 	// panic.
 	spanTaken := false
 	defer func() {
 		l.release()
 		if !spanTaken {
+			setAttrs(span, &pending)
 			span.End()
 		}
 	}()
@@ -175,6 +176,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	var key string
 	if len(t.budgets) > 0 {
 		b, key = t.budgets.refusing(req, l.scope, t.cfg.now())
+	}
+	if mode == ModeEnforce && (refusedBy != nil || b != nil) {
+		setAttrs(span, &pending) // refuse may end the span
 	}
 	if resp, refused, err := t.refuse(ctx, req, span, provider, refusedBy, b, key, mode); refused {
 		spanTaken = true
@@ -187,7 +191,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if ctx != req.Context() {
 		req = req.WithContext(ctx)
 	}
-	a := attempt{provider: provider, span: span, latch: l, epoch: epoch, mode: mode, body: body}
+	a := attempt{provider: provider, span: span, latch: l, epoch: epoch, mode: mode, body: body, attrs: pending}
 	var err error
 	if t.cfg.streamUsage && (provider == classify.ProviderOpenAI || provider == classify.ProviderDeepSeek) {
 		var asked *http.Request
@@ -227,7 +231,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		first = t.judge(resp, c, retries, body, complete, l, epoch, refusedBy != nil, mode)
 	}
 	spanTaken = true
-	a.attrs = t.tel.answer(span, req, resp, c, provider, l.scope, l.state(), mode, refusedBy, first)
+	a.attrs = t.tel.answer(span, a.attrs, req, resp, c, provider, l.scope, l.state(), mode, refusedBy, first)
 	if first != nil {
 		t.announce(ctx, first)
 	}
