@@ -115,12 +115,11 @@ func (c *handledCtx) String() string {
 	return fmt.Sprint(c.Context) + ".WithValue(quotabreaker.handledKey)"
 }
 
-// markHandled returns ctx marked as handled by t. The body of an answer
-// that is read for its usage, metered or traced is wrapped (see follow):
-// then the mark is made inside that body, one allocation for both, which
-// is returned for newAnswerBody.
+// markHandled returns ctx marked as handled by t. An attempt whose span
+// records gets an answerBody for any answer with a body (see follow): the
+// mark is made inside that body, which is returned for newAnswerBody.
 func (t *Transport) markHandled(ctx context.Context, span trace.Span) (context.Context, *answerBody) {
-	if t.cfg.noUsage && !t.metering() && !span.IsRecording() {
+	if !span.IsRecording() {
 		return &handledCtx{ctx, t}, nil
 	}
 	b := &answerBody{handled: handledCtx{ctx, t}}

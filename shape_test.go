@@ -206,13 +206,11 @@ func TestRetryPolicy(t *testing.T) {
 // cancellation and deadline, traced or not.
 func TestHandledMarkKeepsContext(t *testing.T) {
 	type key struct{}
-	// The mark is made inside the answer's body when that body is wrapped
-	// (usage on, or traced), and on its own otherwise.
-	for _, c := range []struct{ traced, usage bool }{{false, false}, {false, true}, {true, false}} {
-		t.Run(fmt.Sprintf("traced=%v/usage=%v", c.traced, c.usage), func(t *testing.T) {
-			opts := []Option{WithUsage(c.usage)}
-			if c.traced {
-				opts = append(opts, newRecording(t).options()...)
+	for _, traced := range []bool{false, true} {
+		t.Run(fmt.Sprint("traced=", traced), func(t *testing.T) {
+			var opts []Option
+			if traced {
+				opts = newRecording(t).options()
 			}
 			ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), key{}, "v"), time.Hour)
 			defer cancel()

@@ -447,7 +447,7 @@ func microsToDollars(m int64) float64 { return float64(m) / 1e6 }
 func (t *Transport) follow(resp *http.Response, a attempt) {
 	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
 	hasBody := resp.Body != nil && resp.Body != http.NoBody
-	metering := t.metering()
+	metering := t.cfg.onUsage != nil || len(t.budgets) > 0
 	observe := ok && hasBody && (!t.cfg.noUsage || metering || isEventStream(resp.Header))
 	if !observe {
 		var seen *usage.Result
@@ -465,10 +465,6 @@ func (t *Transport) follow(resp *http.Response, a attempt) {
 	// Only now does the attempt outlive RoundTrip: the body keeps it.
 	resp.Body = t.newAnswerBody(resp, observe, &a)
 }
-
-// metering reports whether answers are metered even with usage off: for
-// OnUsage, or for a budget.
-func (t *Transport) metering() bool { return t.cfg.onUsage != nil || len(t.budgets) > 0 }
 
 // done settles an answer once the caller is done with its body (seen is
 // what its observer read, nil without one), and ends the attempt: its
