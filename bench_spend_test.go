@@ -82,21 +82,7 @@ func readAll(b *testing.B, rc io.ReadCloser, buf []byte) int64 {
 // with usage off, and with usage on (read, priced and recorded).
 func BenchmarkSpendAnswer(b *testing.B) {
 	body, h := corpus.ReadStream(b, "openai-chat-reasoning.json")
-	for _, tt := range transports(memoryBase(body, h.Get("Content-Type"))) {
-		b.Run(tt.name, func(b *testing.B) {
-			req := benchRequest()
-			buf := make([]byte, 4<<10)
-			b.SetBytes(int64(len(body)))
-			b.ReportAllocs()
-			for b.Loop() {
-				resp, err := tt.rt.RoundTrip(req)
-				if err != nil {
-					b.Fatal(err)
-				}
-				readAll(b, resp.Body, buf)
-			}
-		})
-	}
+	readAnswers(b, memoryBase(body, h.Get("Content-Type")), body)
 }
 
 // BenchmarkSpendAnswerStdBase is BenchmarkSpendAnswer through a base that
@@ -110,6 +96,12 @@ func BenchmarkSpendAnswerStdBase(b *testing.B) {
 	// itself, out of the way.
 	base := &http.Transport{TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}
 	base.RegisterProtocol("https", memoryBase(body, h.Get("Content-Type")))
+	readAnswers(b, base, body)
+}
+
+// readAnswers runs a row for each of transports(base): body, which base
+// answers, read whole through a 4 KiB buffer and closed.
+func readAnswers(b *testing.B, base http.RoundTripper, body []byte) {
 	for _, tt := range transports(base) {
 		b.Run(tt.name, func(b *testing.B) {
 			req := benchRequest()
