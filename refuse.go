@@ -232,6 +232,14 @@ func (t *Transport) refuseBudget(req *http.Request, b *budget, key string) (Trip
 	return tr, resp, err
 }
 
+// refuses reports whether refuse refuses a request that the open latch
+// refusedBy, or the budget b, would refuse (either may be nil): in
+// ModeEnforce only. Its caller sets the span's pending attributes first,
+// since a refusal ends the span.
+func refuses(refusedBy *opened, b *budget, mode Mode) bool {
+	return mode == ModeEnforce && (refusedBy != nil || b != nil)
+}
+
 // refuse answers req (ctx is its span's) without the network when
 // ModeEnforce refuses it: its latch is open (refusedBy), or b is the budget
 // whose hard limit req's key (key) has reached. It reports whether it
@@ -239,7 +247,7 @@ func (t *Transport) refuseBudget(req *http.Request, b *budget, key string) (Trip
 // RoundTripper closes it even when it sends nothing. In ModeObserve a
 // request a budget would refuse is recorded and goes on.
 func (t *Transport) refuse(ctx context.Context, req *http.Request, span trace.Span, provider classify.Provider, refusedBy *opened, b *budget, key string, mode Mode) (resp *http.Response, refused bool, err error) {
-	enforce := mode == ModeEnforce
+	enforce := mode == ModeEnforce // refused exactly when refuses says
 	switch {
 	case refusedBy != nil && enforce:
 		closeRequestBody(req)

@@ -177,8 +177,8 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if len(t.budgets) > 0 {
 		b, key = t.budgets.refusing(req, l.scope, t.cfg.now())
 	}
-	if mode == ModeEnforce && (refusedBy != nil || b != nil) {
-		setAttrs(span, &pending) // refuse may end the span
+	if refuses(refusedBy, b, mode) {
+		setAttrs(span, &pending) // refuse ends the span
 	}
 	if resp, refused, err := t.refuse(ctx, req, span, provider, refusedBy, b, key, mode); refused {
 		spanTaken = true
